@@ -1,0 +1,74 @@
+/**
+ * Typed domain errors. Domain code throws these and only these; `toConnectError` in
+ * src/service maps each kind to a wire code in one place.
+ */
+
+/** The kinds of domain error, one per wire code they map to. */
+export type DomainErrorKind =
+  | "invalid_argument"
+  | "not_found"
+  | "already_exists"
+  | "failed_precondition"
+  | "aborted"
+  | "resource_exhausted"
+  | "unauthenticated"
+  | "permission_denied"
+  | "unavailable";
+
+/** One problem found with a field, for error details. */
+export interface FieldViolation {
+  readonly field: string;
+  readonly description: string;
+}
+
+/** A gate that blocks a promotion, for error details. */
+export interface BlockingGate {
+  readonly name: string;
+  readonly verdict: string;
+  readonly observed: number;
+  readonly threshold: number;
+  readonly samples: number;
+  readonly minSamples: number;
+}
+
+/** Structured data a domain error can carry beside its message. */
+export interface DomainErrorDetails {
+  readonly violations?: readonly FieldViolation[];
+  readonly allowed?: readonly string[];
+  readonly gates?: readonly BlockingGate[];
+}
+
+/** An error of the domain: a kind, a message a caller may read, and optional details. */
+export class DomainError extends Error {
+  override readonly name = "DomainError";
+  constructor(
+    readonly kind: DomainErrorKind,
+    message: string,
+    readonly details: DomainErrorDetails = {},
+  ) {
+    super(message);
+  }
+}
+
+/** Returns an invalid-argument error naming the field and the rule, e.g. `steps[1].weight_bp: ...`. */
+export function invalidArgument(field: string, rule: string): DomainError {
+  return new DomainError("invalid_argument", `${field}: ${rule}`, {
+    violations: [{ field, description: rule }],
+  });
+}
+
+/** Returns a not-found error for a named rollout. */
+export function rolloutNotFound(name: string): DomainError {
+  return new DomainError("not_found", `rollout "${name}" not found`);
+}
+
+/** Returns a failed-precondition error that names the allowed alternatives. */
+export function notAllowed(what: string, allowed: readonly string[]): DomainError {
+  const list = allowed.length > 0 ? allowed.join(", ") : "none";
+  return new DomainError("failed_precondition", `${what}; allowed: ${list}`, { allowed });
+}
+
+/** Returns true when a value is a DomainError. */
+export function isDomainError(e: unknown): e is DomainError {
+  return e instanceof DomainError;
+}
