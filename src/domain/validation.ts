@@ -1,0 +1,163 @@
+import { keyProblem, utf8Length } from "./bucketing.js";
+import { invalidArgument } from "./errors.js";
+import {
+  DEFAULT_STEP_WEIGHTS_BP,
+  FULL_WEIGHT_BP,
+  analysisWithDefaults,
+  type Analysis,
+  type Gate,
+  type RolloutSpec,
+  type Step,
+} from "./rollout.js";
+
+/** Rollout, gate and feature names: `[a-z0-9][a-z0-9._-]{0,62}`. */
+export const NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,62}$/;
+
+/** Feature names may also use upper case: `[A-Za-z0-9][A-Za-z0-9._-]{0,62}`. */
+export const FEATURE_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
+
+/** Limits on a rollout's configuration (DESIGN §8). */
+export const LIMITS = {
+  versionChars: 128,
+  saltBytes: 256,
+  steps: 100,
+  features: 64,
+  reasonChars: 1024,
+  overrides: 10_000,
+  minIntervalMs: 1000,
+  maxIntervalMs: 3_600_000,
+  maxWindowMs: 24 * 3_600_000,
+  maxCooldownMs: 7 * 24 * 3_600_000,
+  maxConsecutiveBreaches: 100,
+  maxAutoRollbacksPerDay: 1000,
+} as const;
+
+/** Throws INVALID_ARGUMENT unless `value` is a valid rollout name. */
+export function validateName(field: string, value: string): void {
+  if (value === "") throw invalidArgument(field, "must not be empty");
+  if (!NAME_PATTERN.test(value)) throw invalidArgument(field, "must match [a-z0-9][a-z0-9._-]{0,62}");
+}
+
+/** Throws INVALID_ARGUMENT unless `key` is 1..1024 bytes of UTF-8. */
+export function validateKey(field: string, key: string): void {
+  const problem = keyProblem(key);
+  if (problem !== undefined) throw invalidArgument(field, problem);
+}
+
+/** Throws INVALID_ARGUMENT when a reason is too long; returns it trimmed. */
+export function validateReason(field: string, reason: string): string {
+  if (reason.length > LIMITS.reasonChars) throw invalidArgument(field, `must be at most ${LIMITS.reasonChars} characters`);
+  return reason.trim();
+}
+
+/** Throws INVALID_ARGUMENT unless a weight is 0..10000 basis points. */
+export function validateWeight(field: string, weightBp: number): void {
+  if (!Number.isInteger(weightBp) || weightBp < 0 || weightBp > FULL_WEIGHT_BP) {
+    throw invalidArgument(field, "must be 0..10000 basis points");
+  }
+}
+
+/** Throws INVALID_ARGUMENT unless a feature name is valid. */
+export function validateFeatureName(field: string, name: string): void {
+  if (!FEATURE_PATTERN.test(name)) throw invalidArgument(field, "must match [A-Za-z0-9][A-Za-z0-9._-]{0,62}");
+}
+
+/** A rollout configuration as it arrives from a caller, before defaults and validation. */
+export interface RolloutSpecInput {
+  readonly name: string;
+  readonly stableVersion: string;
+  readonly canaryVersion: string;
+  /** Empty means the default ramp. */
+  readonly steps: readonly Step[];
+  readonly features: ReadonlyMap<string, boolean>;
+  /** Empty means the rollout name. */
+  readonly salt: string;
+  readonly gates: readonly Gate[];
+  /** Unset members take their defaults; zero durations count as unset. */
+  readonly analysis: Partial<Analysis>;
+}
+
+/**
+ * Returns a validated rollout configuration with defaults applied, or throws INVALID_ARGUMENT
+ * naming the first bad field under `prefix` (e.g. `rollout.steps[1].weight_bp`).
+ */
+export function normalizeSpec(input: RolloutSpecInput, prefix: string, validateGates: GateValidator): RolloutSpec {
+  const f = (field: string) => (prefix === "" ? field : `${prefix}.${field}`);
+  validateName(f("name"), input.name);
+  validateVersion(f("stable_version"), input.stableVersion);
+  validateVersion(f("canary_version"), input.canaryVersion);
+  const steps = input.steps.length === 0 ? defaultSteps() : input.steps;
+  validateSteps(f("steps"), steps);
+  if (input.features.size > LIMITS.features) throw invalidArgument(f("features"), `must hold at most ${LIMITS.features} features`);
+  for (const name of input.features.keys()) validateFeatureName(`${f("features")}["${name}"]`, name);
+  const salt = input.salt === "" ? input.name : input.salt;
+  if (utf8Length(salt) > LIMITS.saltBytes) throw invalidArgument(f("salt"), `must be at most ${LIMITS.saltBytes} bytes`);
+  const analysis = normalizeAnalysis(f("analysis"), input.analysis);
+  validateGates(input.gates, f("gates"));
+  return {
+    name: input.name,
+    stableVersion: input.stableVersion,
+    canaryVersion: input.canaryVersion,
+    steps,
+    features: input.features,
+    salt,
+    gates: input.gates,
+    analysis,
+  };
+}
+
+/** Checks a rollout's gates, throwing INVALID_ARGUMENT with a path under `prefix`. */
+export type GateValidator = (gates: readonly Gate[], prefix: string) => void;
+
+function defaultSteps(): Step[] {
+  return DEFAULT_STEP_WEIGHTS_BP.map((weightBp) => ({ weightBp, minDurationMs: 0, minSamples: 0 }));
+}
+
+function validateVersion(field: string, v: string): void {
+  if (v.trim() === "") throw invalidArgument(field, "must not be empty");
+  if (v.length > LIMITS.versionChars) throw invalidArgument(field, `must be at most ${LIMITS.versionChars} characters`);
+}
+
+function validateSteps(field: string, steps: readonly Step[]): void {
+  if (steps.length > LIMITS.steps) throw invalidArgument(field, `must hold at most ${LIMITS.steps} steps`);
+  let prev = 0;
+  steps.forEach((s, i) => {
+    const at = `${field}[${i}]`;
+    if (!Number.isInteger(s.weightBp) || s.weightBp < 1 || s.weightBp > FULL_WEIGHT_BP) {
+      throw invalidArgument(`${at}.weight_bp`, "must be 1..10000 basis points");
+    }
+    if (s.weightBp <= prev) throw invalidArgument(`${at}.weight_bp`, `must be greater than the previous step's ${prev}`);
+    prev = s.weightBp;
+    if (!(s.minDurationMs >= 0)) throw invalidArgument(`${at}.min_duration`, "must be >= 0");
+    if (!(s.minSamples >= 0)) throw invalidArgument(`${at}.min_samples`, "must be >= 0");
+  });
+}
+
+function normalizeAnalysis(field: string, a: Partial<Analysis>): Analysis {
+  const check = (name: string, ms: number | undefined, rule: (v: number) => boolean, text: string) => {
+    if (ms !== undefined && !rule(ms)) throw invalidArgument(`${field}.${name}`, text);
+  };
+  check("interval", a.intervalMs, (v) => v === 0 || (v >= LIMITS.minIntervalMs && v <= LIMITS.maxIntervalMs), "must be 1s..1h");
+  check("window", a.windowMs, (v) => v >= 0 && v <= LIMITS.maxWindowMs, "must be at most 24h");
+  check("grace_period", a.gracePeriodMs, (v) => v >= 0 && v <= LIMITS.maxWindowMs, "must be 0..24h");
+  check("no_data_timeout", a.noDataTimeoutMs, (v) => v >= 0 && v <= LIMITS.maxWindowMs, "must be 0..24h");
+  check("cooldown", a.cooldownMs, (v) => v >= 0 && v <= LIMITS.maxCooldownMs, "must be 0..7d");
+  check(
+    "consecutive_breaches",
+    a.consecutiveBreaches,
+    (v) => Number.isInteger(v) && v >= 0 && v <= LIMITS.maxConsecutiveBreaches,
+    `must be 1..${LIMITS.maxConsecutiveBreaches}`,
+  );
+  check("max_breach_rate", a.maxBreachRate, (v) => v > 0 && v <= 1, "must be in (0, 1]");
+  check(
+    "max_auto_rollbacks_per_day",
+    a.maxAutoRollbacksPerDay,
+    (v) => Number.isInteger(v) && v >= 0 && v <= LIMITS.maxAutoRollbacksPerDay,
+    `must be 0..${LIMITS.maxAutoRollbacksPerDay}`,
+  );
+  const analysis = analysisWithDefaults(a);
+  if (analysis.windowMs < analysis.intervalMs) {
+    throw invalidArgument(`${field}.window`, `must be at least one interval (${analysis.intervalMs / 1000}s)`);
+  }
+  return analysis;
+}
