@@ -1,0 +1,181 @@
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import Database from "better-sqlite3";
+import { chainEvent, type AuditEvent, type EventType } from "../domain/audit-chain.js";
+import type { Variant } from "../domain/rollout.js";
+import { MIGRATIONS } from "./migrations.js";
+import { decodeRollout, encodeRollout } from "./rollout-codec.js";
+import type { Commit, EventQuery, Store, StoredRollout, WindowBucketRow, WindowFlush } from "./store.js";
+
+interface EventRow {
+  seq: bigint;
+  time_ns: bigint;
+  rollout: string;
+  type: string;
+  actor: string;
+  reason: string;
+  fingerprint: string;
+  snapshot: string;
+  prev_hash: string;
+  hash: string;
+}
+
+/**
+ * Opens (creating if needed) the SQLite store at `path` (":memory:" for tests): WAL journal,
+ * synchronous FULL so a committed change survives power loss, migrations applied.
+ */
+export function openSqliteStore(path: string): Store {
+  if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
+  const db = new Database(path);
+  db.pragma("journal_mode = WAL");
+  db.pragma("synchronous = FULL");
+  db.pragma("busy_timeout = 5000");
+  migrate(db);
+
+  const st = {
+    putRollout: db.prepare(
+      "INSERT INTO rollouts (name, version, data, updated_at) VALUES (?, ?, ?, ?) " +
+        "ON CONFLICT (name) DO UPDATE SET version = excluded.version, data = excluded.data, updated_at = excluded.updated_at",
+    ),
+    deleteRollout: db.prepare("DELETE FROM rollouts WHERE name = ?"),
+    deleteBuckets: db.prepare("DELETE FROM window_buckets WHERE rollout = ?"),
+    deleteVariantBuckets: db.prepare("DELETE FROM window_buckets WHERE rollout = ? AND variant = ?"),
+    deleteAnalysis: db.prepare("DELETE FROM analysis_state WHERE rollout = ?"),
+    lastHash: db.prepare<[string], { hash: string }>("SELECT hash FROM events WHERE rollout = ? ORDER BY seq DESC LIMIT 1"),
+    lastSeq: db.prepare<[], { seq: number | null }>("SELECT MAX(seq) AS seq FROM events"),
+    insertEvent: db.prepare(
+      "INSERT INTO events (seq, time_ns, rollout, type, actor, reason, fingerprint, snapshot, prev_hash, hash) " +
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    ),
+    eventsAll: db.prepare<[number, number], EventRow>("SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?").safeIntegers(true),
+    eventsOf: db
+      .prepare<[string, number, number], EventRow>("SELECT * FROM events WHERE rollout = ? AND seq > ? ORDER BY seq LIMIT ?")
+      .safeIntegers(true),
+    rollouts: db.prepare<[], { name: string; data: string; analysis: string | null }>(
+      "SELECT r.name, r.data, a.data AS analysis FROM rollouts r LEFT JOIN analysis_state a ON a.rollout = r.name ORDER BY r.name",
+    ),
+    buckets: db.prepare<[], { rollout: string; variant: string; start_ms: number; data: Buffer }>(
+      "SELECT rollout, variant, start_ms, data FROM window_buckets",
+    ),
+    putBucket: db.prepare(
+      "INSERT INTO window_buckets (rollout, variant, start_ms, data) VALUES (?, ?, ?, ?) " +
+        "ON CONFLICT (rollout, variant, start_ms) DO UPDATE SET data = excluded.data",
+    ),
+    expireBuckets: db.prepare("DELETE FROM window_buckets WHERE start_ms < ?"),
+    putAnalysis: db.prepare(
+      "INSERT INTO analysis_state (rollout, data) VALUES (?, ?) ON CONFLICT (rollout) DO UPDATE SET data = excluded.data",
+    ),
+  };
+
+  const commitTx = db.transaction((change: Commit): AuditEvent[] => {
+    if (change.put !== undefined) {
+      const r = change.put;
+      st.putRollout.run(r.name, r.version, encodeRollout(r), r.updatedAt);
+    }
+    if (change.remove !== undefined) {
+      st.deleteRollout.run(change.remove);
+      st.deleteBuckets.run(change.remove);
+      st.deleteAnalysis.run(change.remove);
+    }
+    let seq = st.lastSeq.get()?.seq ?? 0;
+    return change.events.map((e) => {
+      seq += 1;
+      const chained = chainEvent(e, seq, st.lastHash.get(e.rollout)?.hash ?? "");
+      st.insertEvent.run(
+        chained.seq,
+        chained.timeNs,
+        chained.rollout,
+        chained.type,
+        chained.actor,
+        chained.reason,
+        chained.fingerprint,
+        chained.snapshot,
+        chained.prevHash,
+        chained.hash,
+      );
+      return chained;
+    });
+  });
+
+  const flushTx = db.transaction((flush: WindowFlush) => {
+    for (const c of flush.cleared) st.deleteVariantBuckets.run(c.rollout, c.variant);
+    for (const b of flush.buckets) st.putBucket.run(b.rollout, b.variant, b.startMs, Buffer.from(b.data.buffer, b.data.byteOffset, b.data.byteLength));
+    for (const a of flush.analysis) st.putAnalysis.run(a.rollout, a.state);
+    if (flush.expireBeforeMs !== undefined) st.expireBuckets.run(flush.expireBeforeMs);
+  });
+
+  let open = true;
+  const ensureOpen = () => {
+    if (!open) throw new Error("store is closed");
+  };
+
+  return {
+    async loadRollouts(): Promise<StoredRollout[]> {
+      ensureOpen();
+      return st.rollouts.all().map((row) =>
+        row.analysis === null ? { rollout: decodeRollout(row.data) } : { rollout: decodeRollout(row.data), analysis: row.analysis },
+      );
+    },
+    async commit(change) {
+      ensureOpen();
+      return commitTx(change);
+    },
+    async listEvents(q: EventQuery) {
+      ensureOpen();
+      const rows = q.rollout === undefined ? st.eventsAll.all(q.afterSeq, q.limit) : st.eventsOf.all(q.rollout, q.afterSeq, q.limit);
+      return rows.map(toEvent);
+    },
+    async lastSeq() {
+      ensureOpen();
+      return Number(st.lastSeq.get()?.seq ?? 0);
+    },
+    async loadWindowBuckets(): Promise<WindowBucketRow[]> {
+      ensureOpen();
+      return st.buckets.all().map((b) => ({
+        rollout: b.rollout,
+        variant: b.variant as Variant,
+        startMs: b.start_ms,
+        data: new Uint8Array(b.data.buffer, b.data.byteOffset, b.data.byteLength),
+      }));
+    },
+    async flushWindows(flush) {
+      ensureOpen();
+      flushTx(flush);
+    },
+    async close() {
+      if (!open) return;
+      open = false;
+      db.close();
+    },
+  };
+}
+
+function migrate(db: Database.Database): void {
+  const current = db.pragma("user_version", { simple: true }) as number;
+  if (current > MIGRATIONS.length) {
+    throw new Error(
+      `database schema version ${current} is newer than this rollgate understands (${MIGRATIONS.length}); upgrade rollgate`,
+    );
+  }
+  db.transaction(() => {
+    for (let v = current; v < MIGRATIONS.length; v++) {
+      db.exec(MIGRATIONS[v] ?? "");
+      db.pragma(`user_version = ${v + 1}`);
+    }
+  })();
+}
+
+function toEvent(row: EventRow): AuditEvent {
+  return {
+    seq: Number(row.seq),
+    timeNs: row.time_ns,
+    rollout: row.rollout,
+    type: row.type as EventType,
+    actor: row.actor,
+    reason: row.reason,
+    fingerprint: row.fingerprint,
+    snapshot: row.snapshot,
+    prevHash: row.prev_hash,
+    hash: row.hash,
+  };
+}

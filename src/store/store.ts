@@ -1,0 +1,67 @@
+import type { AuditEvent, NewEvent } from "../domain/audit-chain.js";
+import type { Rollout, Variant } from "../domain/rollout.js";
+
+/** A control-plane change, committed atomically and durably before the caller is answered. */
+export interface Commit {
+  /** The rollout's new state. */
+  readonly put?: Rollout;
+  /** A rollout to delete (its events stay in the log). */
+  readonly remove?: string;
+  /** Events to append, in order; the store gives them sequence numbers and chain hashes. */
+  readonly events: readonly NewEvent[];
+}
+
+/** Which events to read. */
+export interface EventQuery {
+  /** Only this rollout's events; undefined for all. */
+  readonly rollout?: string;
+  readonly afterSeq: number;
+  readonly limit: number;
+}
+
+/** One persisted time bucket of a sliding window, in the window's own binary encoding. */
+export interface WindowBucketRow {
+  readonly rollout: string;
+  readonly variant: Variant;
+  readonly startMs: number;
+  readonly data: Uint8Array;
+}
+
+/** Window state written by the periodic flush: changed buckets and evaluator state. */
+export interface WindowFlush {
+  readonly buckets: readonly WindowBucketRow[];
+  /** Windows cleared since the last flush (e.g. the canary's after a rollback). */
+  readonly cleared: readonly { readonly rollout: string; readonly variant: Variant }[];
+  /** Evaluator state per rollout, as JSON text. */
+  readonly analysis: readonly { readonly rollout: string; readonly state: string }[];
+  /** Buckets that started before this instant are expired everywhere and may be dropped. */
+  readonly expireBeforeMs?: number;
+}
+
+/** What the store holds for a rollout at start-up. */
+export interface StoredRollout {
+  readonly rollout: Rollout;
+  /** Evaluator state as JSON text, if any was flushed. */
+  readonly analysis?: string;
+}
+
+/**
+ * Where rollgate keeps its state. Methods are async so that a networked store (PostgreSQL,
+ * for several replicas) can stand beside the embedded SQLite one.
+ */
+export interface Store {
+  /** Returns every rollout with its evaluator state. */
+  loadRollouts(): Promise<StoredRollout[]>;
+  /** Applies a change and appends its events in one durable transaction; returns the events. */
+  commit(change: Commit): Promise<AuditEvent[]>;
+  /** Returns events after a sequence number, oldest first. */
+  listEvents(query: EventQuery): Promise<AuditEvent[]>;
+  /** Returns the highest sequence number in the log (0 when empty). */
+  lastSeq(): Promise<number>;
+  /** Returns every persisted window bucket. */
+  loadWindowBuckets(): Promise<WindowBucketRow[]>;
+  /** Persists window buckets and evaluator state. */
+  flushWindows(flush: WindowFlush): Promise<void>;
+  /** Closes the store; later calls fail. */
+  close(): Promise<void>;
+}
