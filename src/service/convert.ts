@@ -1,0 +1,353 @@
+import { create } from "@bufbuild/protobuf";
+import { DurationSchema, TimestampSchema, timestampFromMs, type Duration, type Timestamp } from "@bufbuild/protobuf/wkt";
+import type { AuditEvent, EventType as DomainEventType } from "../domain/audit-chain.js";
+import { invalidArgument } from "../domain/errors.js";
+import {
+  DEFAULT_GATE_MIN_SAMPLES,
+  type Action as DomainAction,
+  type Analysis as DomainAnalysis,
+  type Gate as DomainGate,
+  type GateCheck,
+  type Rollout as DomainRollout,
+  type Stage as DomainStage,
+  type Step as DomainStep,
+  type Variant as DomainVariant,
+} from "../domain/rollout.js";
+import type { RouteDecision, RouteReason as DomainRouteReason } from "../domain/routing.js";
+import type { RolloutSpecInput } from "../domain/validation.js";
+import { RouteReason, RouteResponseSchema, type RouteResponse } from "../../gen/rollgate/v1/decision_service_pb.js";
+import { EventSchema, EventType, type Event } from "../../gen/rollgate/v1/event_pb.js";
+import {
+  Action,
+  AnalysisSchema,
+  GateSchema,
+  MetricAggregation,
+  RolloutSchema,
+  Stage,
+  StepSchema,
+  Variant,
+  type Analysis,
+  type Gate,
+  type Rollout,
+} from "../../gen/rollgate/v1/rollout_pb.js";
+
+/**
+ * Conversions between wire messages and domain values. Proto types stop here: the domain and
+ * the store only ever see the domain types.
+ */
+
+const VARIANTS: Record<DomainVariant, Variant> = { stable: Variant.STABLE, canary: Variant.CANARY };
+
+/** Returns the wire enum of a variant. */
+export function variantToProto(v: DomainVariant): Variant {
+  return VARIANTS[v];
+}
+
+/** Returns the domain variant of a wire enum, or undefined for VARIANT_UNSPECIFIED and unknown values. */
+export function variantFromProto(v: Variant): DomainVariant | undefined {
+  return v === Variant.STABLE ? "stable" : v === Variant.CANARY ? "canary" : undefined;
+}
+
+const STAGES: Record<DomainStage, Stage> = {
+  canary: Stage.CANARY,
+  staging: Stage.STAGING,
+  production: Stage.PRODUCTION,
+  rolled_back: Stage.ROLLED_BACK,
+  halted: Stage.HALTED,
+};
+
+/** Returns the wire enum of a stage. */
+export function stageToProto(s: DomainStage): Stage {
+  return STAGES[s];
+}
+
+const ACTIONS: Record<DomainAction, Action> = {
+  rollback: Action.ROLLBACK,
+  halt: Action.HALT,
+  step_back: Action.STEP_BACK,
+  scale_down: Action.SCALE_DOWN,
+  hold: Action.HOLD,
+  notify: Action.NOTIFY,
+};
+
+/** Returns the wire enum of a gate action. */
+export function actionToProto(a: DomainAction): Action {
+  return ACTIONS[a];
+}
+
+function actionFromProto(field: string, a: Action): DomainAction {
+  if (a === Action.UNSPECIFIED) return "rollback";
+  const found = (Object.keys(ACTIONS) as DomainAction[]).find((k) => ACTIONS[k] === a);
+  if (found === undefined) throw invalidArgument(field, "must be a known Action");
+  return found;
+}
+
+const ROUTE_REASONS: Record<DomainRouteReason, RouteReason> = {
+  weight: RouteReason.WEIGHT,
+  override: RouteReason.OVERRIDE,
+  stage: RouteReason.STAGE,
+  rolled_back: RouteReason.ROLLED_BACK,
+  halted: RouteReason.HALTED,
+};
+
+/** Returns the wire enum of a route reason. */
+export function routeReasonToProto(r: DomainRouteReason): RouteReason {
+  return ROUTE_REASONS[r];
+}
+
+const EVENT_TYPES: Record<DomainEventType, EventType> = {
+  created: EventType.CREATED,
+  updated: EventType.UPDATED,
+  deleted: EventType.DELETED,
+  step_changed: EventType.STEP_CHANGED,
+  weight_changed: EventType.WEIGHT_CHANGED,
+  promoted: EventType.PROMOTED,
+  rolled_back: EventType.ROLLED_BACK,
+  halted: EventType.HALTED,
+  resumed: EventType.RESUMED,
+  paused: EventType.PAUSED,
+  feature_changed: EventType.FEATURE_CHANGED,
+  override_changed: EventType.OVERRIDE_CHANGED,
+  gate_breach: EventType.GATE_BREACH,
+  decision: EventType.DECISION,
+};
+
+/** Returns the domain event type of a wire enum (for clients that verify the hash chain). */
+export function eventTypeFromProto(t: EventType): DomainEventType {
+  const found = (Object.keys(EVENT_TYPES) as DomainEventType[]).find((k) => EVENT_TYPES[k] === t);
+  if (found === undefined) throw new Error(`unknown event type ${t}`);
+  return found;
+}
+
+/** Returns milliseconds of a Duration (unset is undefined). */
+export function durationToMs(d: Duration | undefined): number | undefined {
+  return d === undefined ? undefined : Number(d.seconds) * 1000 + d.nanos / 1e6;
+}
+
+/** Returns a Duration of milliseconds. */
+export function durationFromMs(ms: number): Duration {
+  const seconds = Math.floor(ms / 1000);
+  return create(DurationSchema, { seconds: BigInt(seconds), nanos: Math.round((ms - seconds * 1000) * 1e6) });
+}
+
+/** Returns a Timestamp of nanoseconds since the epoch. */
+export function timestampFromNs(ns: bigint): Timestamp {
+  return create(TimestampSchema, { seconds: ns / 1_000_000_000n, nanos: Number(ns % 1_000_000_000n) });
+}
+
+/** Returns nanoseconds since the epoch of a Timestamp. */
+export function timestampToNs(t: Timestamp): bigint {
+  return t.seconds * 1_000_000_000n + BigInt(t.nanos);
+}
+
+/** Returns milliseconds since the epoch of a Timestamp. */
+export function timestampToMs(t: Timestamp): number {
+  return Number(t.seconds) * 1000 + t.nanos / 1e6;
+}
+
+/** Drops undefined members, so optional fields stay absent under exactOptionalPropertyTypes. */
+function compact<T extends object>(o: { [K in keyof T]: T[K] | undefined }): T {
+  const out = {} as Record<string, unknown>;
+  for (const [k, v] of Object.entries(o)) if (v !== undefined) out[k] = v;
+  return out as T;
+}
+
+/** Returns the configuration a caller sent, as domain input (validation happens in the domain). */
+export function specInputFromProto(r: Rollout, prefix: string): RolloutSpecInput {
+  return {
+    name: r.name,
+    stableVersion: r.stableVersion,
+    canaryVersion: r.canaryVersion,
+    steps: r.steps.map(
+      (s): DomainStep => ({
+        weightBp: s.weightBp,
+        minDurationMs: durationToMs(s.minDuration) ?? 0,
+        minSamples: Number(s.minSamples),
+      }),
+    ),
+    features: new Map(Object.entries(r.features)),
+    salt: r.salt,
+    gates: r.gates.map((g, i) => gateFromProto(g, `${prefix}.gates[${i}]`)),
+    analysis: analysisFromProto(r.analysis, `${prefix}.analysis`),
+  };
+}
+
+function gateFromProto(g: Gate, field: string): DomainGate {
+  let check: GateCheck;
+  const k = g.kind;
+  switch (k.case) {
+    case "errorRate":
+      check = compact<GateCheck>({ kind: "error_rate", max: k.value.max, maxRatio: k.value.maxRatio, confidence: k.value.confidence });
+      break;
+    case "latency":
+      check = compact<GateCheck>({ kind: "latency", quantile: k.value.quantile, maxMs: k.value.maxMs, maxRatio: k.value.maxRatio });
+      break;
+    case "successRate":
+      check = { kind: "success_rate", min: k.value.min };
+      break;
+    case "metric":
+      check = compact<GateCheck>({
+        kind: "metric",
+        metric: k.value.metric,
+        aggregation: k.value.aggregation === MetricAggregation.MAX ? "max" : "mean",
+        max: k.value.max,
+        maxDelta: k.value.maxDelta,
+      });
+      break;
+    case "invariant":
+      check = { kind: "invariant", max: Number(k.value.max) };
+      break;
+    default:
+      throw invalidArgument(`${field}.kind`, "must set one of error_rate, latency, success_rate, metric, invariant");
+  }
+  return {
+    name: g.name === "" ? check.kind.replace("_", "-") : g.name,
+    minSamples: g.minSamples === 0n ? DEFAULT_GATE_MIN_SAMPLES : Number(g.minSamples),
+    onBreach: actionFromProto(`${field}.on_breach`, g.onBreach),
+    check,
+  };
+}
+
+function analysisFromProto(a: Analysis | undefined, field: string): Partial<DomainAnalysis> {
+  if (a === undefined) return {};
+  let onNoData: DomainAnalysis["onNoData"] | undefined;
+  if (a.onNoData === Action.HOLD) onNoData = "hold";
+  else if (a.onNoData === Action.ROLLBACK) onNoData = "rollback";
+  else if (a.onNoData !== Action.UNSPECIFIED) throw invalidArgument(`${field}.on_no_data`, "must be ACTION_HOLD or ACTION_ROLLBACK");
+  return compact<Partial<DomainAnalysis>>({
+    windowMs: durationToMs(a.window),
+    intervalMs: durationToMs(a.interval),
+    consecutiveBreaches: a.consecutiveBreaches === 0 ? undefined : a.consecutiveBreaches,
+    gracePeriodMs: durationToMs(a.gracePeriod),
+    maxBreachRate: a.maxBreachRate,
+    autoPromote: a.autoPromote,
+    autoRollback: a.autoRollback,
+    noDataTimeoutMs: durationToMs(a.noDataTimeout),
+    onNoData,
+    cooldownMs: durationToMs(a.cooldown),
+    maxAutoRollbacksPerDay: a.maxAutoRollbacksPerDay,
+    dryRun: a.dryRun,
+  });
+}
+
+function gateToProto(g: DomainGate): Gate {
+  const c = g.check;
+  let kind: Gate["kind"];
+  switch (c.kind) {
+    case "error_rate":
+      kind = { case: "errorRate", value: { $typeName: "rollgate.v1.ErrorRateGate", ...compact({ max: c.max, maxRatio: c.maxRatio, confidence: c.confidence }) } };
+      break;
+    case "latency":
+      kind = { case: "latency", value: { $typeName: "rollgate.v1.LatencyGate", quantile: c.quantile, ...compact({ maxMs: c.maxMs, maxRatio: c.maxRatio }) } };
+      break;
+    case "success_rate":
+      kind = { case: "successRate", value: { $typeName: "rollgate.v1.SuccessRateGate", min: c.min } };
+      break;
+    case "metric":
+      kind = {
+        case: "metric",
+        value: {
+          $typeName: "rollgate.v1.MetricGate",
+          metric: c.metric,
+          aggregation: c.aggregation === "max" ? MetricAggregation.MAX : MetricAggregation.MEAN,
+          ...compact({ max: c.max, maxDelta: c.maxDelta }),
+        },
+      };
+      break;
+    case "invariant":
+      kind = { case: "invariant", value: { $typeName: "rollgate.v1.InvariantGate", max: BigInt(c.max) } };
+      break;
+  }
+  return create(GateSchema, { name: g.name, minSamples: BigInt(g.minSamples), onBreach: actionToProto(g.onBreach), kind });
+}
+
+function analysisToProto(a: DomainAnalysis): Analysis {
+  return create(AnalysisSchema, {
+    window: durationFromMs(a.windowMs),
+    interval: durationFromMs(a.intervalMs),
+    consecutiveBreaches: a.consecutiveBreaches,
+    gracePeriod: durationFromMs(a.gracePeriodMs),
+    ...(a.maxBreachRate === undefined ? {} : { maxBreachRate: a.maxBreachRate }),
+    autoPromote: a.autoPromote,
+    autoRollback: a.autoRollback,
+    noDataTimeout: durationFromMs(a.noDataTimeoutMs),
+    cooldown: durationFromMs(a.cooldownMs),
+    maxAutoRollbacksPerDay: a.maxAutoRollbacksPerDay,
+    dryRun: a.dryRun,
+    onNoData: a.onNoData === "rollback" ? Action.ROLLBACK : Action.HOLD,
+  });
+}
+
+/** Returns the wire message of a rollout. */
+export function rolloutToProto(r: DomainRollout): Rollout {
+  return create(RolloutSchema, {
+    name: r.name,
+    stableVersion: r.stableVersion,
+    canaryVersion: r.canaryVersion,
+    steps: r.steps.map((s) =>
+      create(StepSchema, { weightBp: s.weightBp, minDuration: durationFromMs(s.minDurationMs), minSamples: BigInt(s.minSamples) }),
+    ),
+    stage: stageToProto(r.stage),
+    currentStep: r.currentStep,
+    weightBp: r.weightBp,
+    paused: r.paused,
+    features: Object.fromEntries(r.features),
+    overrides: Object.fromEntries([...r.overrides].map(([k, v]) => [k, variantToProto(v)])),
+    salt: r.salt,
+    gates: r.gates.map(gateToProto),
+    analysis: analysisToProto(r.analysis),
+    version: BigInt(r.version),
+    fingerprint: r.fingerprint,
+    createdBy: r.createdBy,
+    createdAt: timestampFromMs(r.createdAt),
+    updatedBy: r.updatedBy,
+    updatedAt: timestampFromMs(r.updatedAt),
+    stepStartedAt: timestampFromMs(r.stepStartedAt),
+    ...(r.rolledBackAt === undefined ? {} : { rolledBackAt: timestampFromMs(r.rolledBackAt) }),
+  });
+}
+
+/** Returns the wire message of an audit event. */
+export function eventToProto(e: AuditEvent): Event {
+  return create(EventSchema, {
+    seq: BigInt(e.seq),
+    time: timestampFromNs(e.timeNs),
+    rollout: e.rollout,
+    type: EVENT_TYPES[e.type],
+    actor: e.actor,
+    reason: e.reason,
+    fingerprint: e.fingerprint,
+    snapshot: e.snapshot,
+    prevHash: e.prevHash,
+    hash: e.hash,
+  });
+}
+
+/** Returns the domain form of a wire event, for hash-chain verification by clients. */
+export function eventFromProto(e: Event): AuditEvent {
+  return {
+    seq: Number(e.seq),
+    timeNs: e.time === undefined ? 0n : timestampToNs(e.time),
+    rollout: e.rollout,
+    type: eventTypeFromProto(e.type),
+    actor: e.actor,
+    reason: e.reason,
+    fingerprint: e.fingerprint,
+    snapshot: e.snapshot,
+    prevHash: e.prevHash,
+    hash: e.hash,
+  };
+}
+
+/** Returns the wire message of a route decision. */
+export function routeToProto(d: RouteDecision): RouteResponse {
+  return create(RouteResponseSchema, {
+    variant: VARIANTS[d.variant],
+    version: d.version,
+    bucket: d.bucket,
+    weightBp: d.weightBp,
+    features: d.features as string[],
+    reason: ROUTE_REASONS[d.reason],
+    rolloutVersion: BigInt(d.rolloutVersion),
+  });
+}
