@@ -1,0 +1,50 @@
+import { Command } from "commander";
+import { ConfigError, DEFAULTS, loadConfig, type ServerFlags } from "../server/config.js";
+import { startServer } from "../server/server.js";
+
+/** Exit code for a bad setting, as for any usage error. */
+const EXIT_USAGE = 2;
+
+/** The longest a graceful shutdown may take before the process exits anyway (DESIGN §1: 10 s). */
+const SHUTDOWN_DEADLINE_MS = 9000;
+
+/** Returns the `serve` command: runs the server until SIGTERM or SIGINT. */
+export function serveCommand(): Command {
+  return new Command("serve")
+    .description("run the rollgate server (what `npm start` runs)")
+    .option("--listen <host:port>", `address to serve on [env ROLLGATE_LISTEN] (default ${DEFAULTS.listen})`)
+    .option("--db <path>", `SQLite database file [env ROLLGATE_DB] (default ${DEFAULTS.db})`)
+    .option("--tokens <file>", "JSON array of {name, token, role} bearer tokens [env ROLLGATE_TOKENS_FILE]")
+    .option("--insecure", "allow a non-loopback --listen without tokens [env ROLLGATE_INSECURE]")
+    .option("--tls-cert <file>", "PEM certificate: serve TLS [env ROLLGATE_TLS_CERT]")
+    .option("--tls-key <file>", "PEM private key [env ROLLGATE_TLS_KEY]")
+    .option("--tls-client-ca <file>", "PEM CA bundle: require client certificates (mTLS) [env ROLLGATE_TLS_CLIENT_CA]")
+    .option("--log-level <level>", `fatal|error|warn|info|debug|trace|silent [env LOG_LEVEL] (default ${DEFAULTS.logLevel})`)
+    .action(async (flags: ServerFlags) => {
+      let config;
+      try {
+        config = loadConfig(flags, process.env);
+      } catch (e) {
+        if (!(e instanceof ConfigError)) throw e;
+        process.stderr.write(`rollgate serve: ${e.message}\n`);
+        process.exit(EXIT_USAGE);
+      }
+      const server = await startServer(config);
+      const stop = (signal: string) => {
+        server.logger.info({ signal }, "signal received");
+        setTimeout(() => {
+          server.logger.error("graceful shutdown took too long; exiting");
+          process.exit(1);
+        }, SHUTDOWN_DEADLINE_MS).unref();
+        server.close().then(
+          () => process.exit(0),
+          (e: unknown) => {
+            server.logger.error({ err: e }, "shutdown failed");
+            process.exit(1);
+          },
+        );
+      };
+      process.once("SIGTERM", () => stop("SIGTERM"));
+      process.once("SIGINT", () => stop("SIGINT"));
+    });
+}

@@ -1,0 +1,152 @@
+import { readFileSync } from "node:fs";
+import { isIP } from "node:net";
+
+/** A bearer token and who holds it (DESIGN §8). */
+export interface TokenEntry {
+  readonly name: string;
+  readonly token: string;
+  readonly role: "admin" | "operator" | "reporter" | "reader";
+}
+
+/** Everything the server needs to start, validated. */
+export interface ServerConfig {
+  readonly host: string;
+  readonly port: number;
+  readonly dbPath: string;
+  /** Undefined when no tokens file is configured: every caller is the local admin. */
+  readonly tokens?: readonly TokenEntry[];
+  readonly insecure: boolean;
+  readonly tls?: { readonly cert: Buffer; readonly key: Buffer; readonly clientCa?: Buffer };
+  readonly logLevel: string;
+}
+
+/** Raw settings as flags give them (commander's camelCase option names). */
+export interface ServerFlags {
+  readonly listen?: string;
+  readonly db?: string;
+  readonly tokens?: string;
+  readonly insecure?: boolean;
+  readonly tlsCert?: string;
+  readonly tlsKey?: string;
+  readonly tlsClientCa?: string;
+  readonly logLevel?: string;
+}
+
+/** A setting that is wrong, named the way the operator wrote it. */
+export class ConfigError extends Error {
+  override readonly name = "ConfigError";
+}
+
+const ROLES = ["admin", "operator", "reporter", "reader"] as const;
+const LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
+
+/** Defaults of the server settings. */
+export const DEFAULTS = { listen: "127.0.0.1:8080", db: "./data/rollgate.db", logLevel: "info" } as const;
+
+/**
+ * Returns the server configuration from flags, then ROLLGATE_* environment variables, then
+ * defaults (flag > env > default), or throws a ConfigError naming the bad setting.
+ */
+export function loadConfig(flags: ServerFlags, env: NodeJS.ProcessEnv): ServerConfig {
+  const pick = (flag: string | undefined, name: string): string | undefined => flag ?? (env[name] === "" ? undefined : env[name]);
+  const listen = pick(flags.listen, "ROLLGATE_LISTEN") ?? DEFAULTS.listen;
+  const { host, port } = parseListen(listen);
+  const dbPath = pick(flags.db, "ROLLGATE_DB") ?? DEFAULTS.db;
+  const tokensFile = pick(flags.tokens, "ROLLGATE_TOKENS_FILE");
+  const insecure = flags.insecure ?? /^(1|true|yes)$/i.test(env.ROLLGATE_INSECURE ?? "");
+  const logLevel = pick(flags.logLevel, "LOG_LEVEL") ?? DEFAULTS.logLevel;
+  if (!LEVELS.includes(logLevel)) throw new ConfigError(`--log-level/LOG_LEVEL: "${logLevel}" must be one of ${LEVELS.join(", ")}`);
+
+  const tokens = tokensFile === undefined ? undefined : loadTokens(tokensFile);
+  if (tokens === undefined && !isLoopback(host) && !insecure) {
+    throw new ConfigError(
+      `--listen/ROLLGATE_LISTEN: refusing to serve ${listen} beyond loopback without tokens; ` +
+        `set --tokens/ROLLGATE_TOKENS_FILE, or pass --insecure to accept unauthenticated callers`,
+    );
+  }
+
+  const certPath = pick(flags.tlsCert, "ROLLGATE_TLS_CERT");
+  const keyPath = pick(flags.tlsKey, "ROLLGATE_TLS_KEY");
+  const caPath = pick(flags.tlsClientCa, "ROLLGATE_TLS_CLIENT_CA");
+  if ((certPath === undefined) !== (keyPath === undefined)) {
+    throw new ConfigError("--tls-cert/ROLLGATE_TLS_CERT and --tls-key/ROLLGATE_TLS_KEY must be set together");
+  }
+  if (caPath !== undefined && certPath === undefined) {
+    throw new ConfigError("--tls-client-ca/ROLLGATE_TLS_CLIENT_CA needs --tls-cert and --tls-key");
+  }
+  const tls =
+    certPath === undefined || keyPath === undefined
+      ? undefined
+      : {
+          cert: readSetting("--tls-cert/ROLLGATE_TLS_CERT", certPath),
+          key: readSetting("--tls-key/ROLLGATE_TLS_KEY", keyPath),
+          ...(caPath === undefined ? {} : { clientCa: readSetting("--tls-client-ca/ROLLGATE_TLS_CLIENT_CA", caPath) }),
+        };
+
+  return {
+    host,
+    port,
+    dbPath,
+    ...(tokens === undefined ? {} : { tokens }),
+    insecure,
+    ...(tls === undefined ? {} : { tls }),
+    logLevel,
+  };
+}
+
+/** Returns host and port of a `host:port` listen address (IPv6 in brackets). */
+export function parseListen(listen: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(listen);
+  const host = m?.[1] ?? m?.[2];
+  const port = Number(m?.[3]);
+  if (m === null || host === undefined || host === "" || !(port >= 0 && port <= 65535)) {
+    throw new ConfigError(`--listen/ROLLGATE_LISTEN: "${listen}" must be host:port, e.g. 127.0.0.1:8080`);
+  }
+  return { host, port };
+}
+
+/** Returns true for loopback hosts: 127.0.0.0/8, ::1 and localhost. */
+export function isLoopback(host: string): boolean {
+  if (host === "localhost" || host === "::1") return true;
+  return isIP(host) === 4 && host.startsWith("127.");
+}
+
+function readSetting(setting: string, path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    throw new ConfigError(`${setting}: cannot read ${path}: ${(e as Error).message}`);
+  }
+}
+
+/** Returns the validated entries of a tokens file (a JSON array of {name, token, role}). */
+export function loadTokens(path: string): TokenEntry[] {
+  const setting = "--tokens/ROLLGATE_TOKENS_FILE";
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readSetting(setting, path).toString("utf8"));
+  } catch (e) {
+    if (e instanceof ConfigError) throw e;
+    throw new ConfigError(`${setting}: ${path} is not valid JSON: ${(e as Error).message}`);
+  }
+  if (!Array.isArray(raw) || raw.length === 0) throw new ConfigError(`${setting}: ${path} must hold a non-empty JSON array`);
+  const names = new Set<string>();
+  const secrets = new Set<string>();
+  return raw.map((t: unknown, i): TokenEntry => {
+    const at = `${setting}: ${path}[${i}]`;
+    if (typeof t !== "object" || t === null) throw new ConfigError(`${at} must be an object {name, token, role}`);
+    const { name, token, role } = t as Record<string, unknown>;
+    if (typeof name !== "string" || !/^[A-Za-z0-9][A-Za-z0-9._@-]{0,62}$/.test(name)) {
+      throw new ConfigError(`${at}.name must be 1..63 characters of [A-Za-z0-9._@-]`);
+    }
+    if (typeof token !== "string" || token.length < 16) throw new ConfigError(`${at}.token must be a string of at least 16 characters`);
+    if (typeof role !== "string" || !(ROLES as readonly string[]).includes(role)) {
+      throw new ConfigError(`${at}.role must be one of ${ROLES.join(", ")}`);
+    }
+    if (names.has(name)) throw new ConfigError(`${at}.name "${name}" is used twice`);
+    if (secrets.has(token)) throw new ConfigError(`${at}.token is used twice`);
+    names.add(name);
+    secrets.add(token);
+    return { name, token, role: role as TokenEntry["role"] };
+  });
+}

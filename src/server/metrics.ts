@@ -1,0 +1,81 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import type { Stage, Variant } from "../domain/rollout.js";
+
+/** Every stage, so that the rollouts gauge reports zeros too. */
+const STAGES: readonly Stage[] = ["canary", "staging", "production", "rolled_back", "halted"];
+
+/**
+ * Returns rollgate's Prometheus metrics on a registry of its own (several servers can share a
+ * process in tests). `stages` is read at scrape time for the rollouts-by-stage gauge.
+ */
+export function createMetrics(stages: () => Iterable<Stage>) {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+
+  const rpcs = new Counter({
+    name: "rollgate_rpc_requests_total",
+    help: "RPCs handled, by method and status code.",
+    labelNames: ["method", "code"] as const,
+    registers: [registry],
+  });
+  const rpcSeconds = new Histogram({
+    name: "rollgate_rpc_duration_seconds",
+    help: "RPC latency in seconds, by method (streams: until the stream ends).",
+    labelNames: ["method"] as const,
+    buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5],
+    registers: [registry],
+  });
+  const routes = new Counter({
+    name: "rollgate_routes_total",
+    help: "Keys routed, by rollout and variant.",
+    labelNames: ["rollout", "variant"] as const,
+    registers: [registry],
+  });
+  new Gauge({
+    name: "rollgate_rollouts",
+    help: "Rollouts by stage.",
+    labelNames: ["stage"] as const,
+    registers: [registry],
+    collect() {
+      const counts = new Map<Stage, number>(STAGES.map((s) => [s, 0]));
+      for (const s of stages()) counts.set(s, (counts.get(s) ?? 0) + 1);
+      for (const [stage, n] of counts) this.set({ stage }, n);
+    },
+  });
+
+  // Label lookups hash their arguments: keep the children so the Route path does one Map get.
+  const routeChildren = new Map<string, { stable: Counter.Internal; canary: Counter.Internal }>();
+  const rpcChildren = new Map<string, Histogram.Internal<"method">>();
+
+  return {
+    registry,
+    /** Counts one routed key. */
+    routed(rollout: string, variant: Variant): void {
+      let c = routeChildren.get(rollout);
+      if (c === undefined) {
+        c = { stable: routes.labels(rollout, "stable"), canary: routes.labels(rollout, "canary") };
+        routeChildren.set(rollout, c);
+      }
+      c[variant].inc();
+    },
+    /** Records one finished RPC. */
+    rpcDone(method: string, code: string, seconds: number): void {
+      rpcs.labels(method, code).inc();
+      let h = rpcChildren.get(method);
+      if (h === undefined) {
+        h = rpcSeconds.labels(method);
+        rpcChildren.set(method, h);
+      }
+      h.observe(seconds);
+    },
+    /** Forgets a deleted rollout's series. */
+    forgetRollout(rollout: string): void {
+      routeChildren.delete(rollout);
+      routes.remove(rollout, "stable");
+      routes.remove(rollout, "canary");
+    },
+  };
+}
+
+/** The metrics type. */
+export type Metrics = ReturnType<typeof createMetrics>;
