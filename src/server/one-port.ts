@@ -1,0 +1,341 @@
+import { createServer as createHttp1Server, type IncomingMessage, type ServerResponse } from "node:http";
+import {
+  constants as h2constants,
+  createSecureServer,
+  createServer as createH2cServer,
+  type Http2SecureServer,
+  type Http2Server,
+  type Http2ServerRequest,
+  type Http2ServerResponse,
+  type Http2Session,
+  type IncomingHttpHeaders,
+  type ServerHttp2Stream,
+} from "node:http2";
+import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from "node:net";
+import type { TLSSocket } from "node:tls";
+import type { Duplex } from "node:stream";
+import { createContextKey, createContextValues, type ContextValues } from "@connectrpc/connect";
+
+/**
+ * A request handler for node:http and node:http2 compat requests alike, such as the one
+ * `connectNodeAdapter` returns.
+ */
+export type OnePortHandler = (
+  req: IncomingMessage | Http2ServerRequest,
+  res: ServerResponse | Http2ServerResponse,
+) => void;
+
+/**
+ * Takes an HTTP/2 stream before the request handler sees it; returns true when it handled
+ * the stream, false to pass it on to the handler.
+ *
+ * It must not throw: a stream whose hook throws is reset with INTERNAL_ERROR.
+ */
+export type OnStreamHook = (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => boolean;
+
+/** TLS material: PEM certificate chain and key, and optionally a CA bundle that makes client certificates mandatory (mTLS). */
+export interface OnePortTls {
+  readonly cert: Buffer | string;
+  readonly key: Buffer | string;
+  /** When set, clients must present a certificate signed by one of these CAs. */
+  readonly clientCa?: Buffer | string;
+}
+
+/** Where and what {@link listenOnePort} serves. */
+export interface OnePortOptions {
+  readonly host: string;
+  /** 0 picks a free port; read the real one back from the result. */
+  readonly port: number;
+  readonly handler: OnePortHandler;
+  readonly tls?: OnePortTls;
+  readonly onStream?: OnStreamHook;
+  /**
+   * How long an idle HTTP/1.1 keep-alive connection stays open (default 65 s: longer than the
+   * 60 s idle timeout of common load balancers, so they never reuse a socket we just closed).
+   */
+  readonly keepAliveTimeoutMs?: number;
+  /**
+   * How long a cleartext connection may stay silent before its first bytes tell HTTP/1.1
+   * from HTTP/2 (default 30 s); a silent one is closed so idle sockets cannot pile up.
+   */
+  readonly firstByteTimeoutMs?: number;
+}
+
+/** A listening one-port server. */
+export interface OnePortListener {
+  /** `host:port` as bound, brackets around IPv6 hosts. */
+  readonly address: string;
+  readonly port: number;
+  /**
+   * Stops accepting, lets in-flight requests finish for up to `graceMs`, then destroys every
+   * connection still open (open streams included) and resolves.
+   */
+  close(graceMs: number): Promise<void>;
+  /** Returns the number of open HTTP/2 sessions. */
+  sessions(): number;
+  /** Returns the number of open TCP connections, whatever their protocol. */
+  connections(): number;
+}
+
+/** The client connection preface every HTTP/2 connection starts with (RFC 9113 §3.4). */
+const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
+
+/**
+ * Serves `handler` on one port for gRPC, Connect, gRPC-Web and plain HTTP (DESIGN §1).
+ *
+ * Cleartext: Node's `http2.createServer` speaks only h2c and `allowHTTP1` works only with TLS,
+ * so a raw TCP server peeks at each connection's first bytes and hands the socket to an h2c
+ * server if they are the HTTP/2 preface (prior knowledge, as gRPC clients and
+ * `curl --http2-prior-knowledge` do) and to an HTTP/1.1 server otherwise.
+ * TLS: one `http2.createSecureServer` with `allowHTTP1`, where ALPN chooses.
+ *
+ * Request size is not limited here: connect enforces its `readMaxBytes` option per message for
+ * every protocol (Connect unary bodies and GET query messages, Connect/gRPC/gRPC-Web envelopes,
+ * after decompression too), so pass `readMaxBytes` to `connectNodeAdapter`.
+ */
+export async function listenOnePort(opts: OnePortOptions): Promise<OnePortListener> {
+  const conns = new Set<Duplex>();
+  const sessions = new Set<Http2Session>();
+  /** Sockets speaking HTTP/1.1, and how many requests each has in flight. */
+  const h1Sockets = new Set<Duplex>();
+  const h1Busy = new Map<Duplex, number>();
+  /** Cleartext sockets whose protocol is not known yet. */
+  const sniffing = new Set<Socket>();
+  let draining = false;
+  let onAllClosed: (() => void) | undefined;
+
+  const forget = (socket: Duplex) => {
+    conns.delete(socket);
+    if (conns.size === 0) onAllClosed?.();
+  };
+  const track = (socket: Socket) => {
+    conns.add(socket);
+    // Errors on a socket with no listener would crash the process; the protocol servers
+    // report and clean up their own, this only keeps the early ones harmless.
+    socket.on("error", () => {});
+    socket.once("close", () => forget(socket));
+  };
+
+  const handler = trackHttp1Requests(opts.handler, h1Busy, () => draining);
+  const keepAliveTimeoutMs = opts.keepAliveTimeoutMs ?? 65_000;
+  const h2 = opts.tls === undefined ? createH2cServer() : secureServer(opts.tls, keepAliveTimeoutMs);
+  h2.on("request", handler);
+  if (opts.onStream !== undefined) routeStreamsThroughHook(h2, opts.onStream);
+  h2.on("session", (session: Http2Session) => {
+    sessions.add(session);
+    session.once("close", () => sessions.delete(session));
+    if (draining) session.close();
+  });
+
+  let listener: NetServer | Http2SecureServer;
+  if (opts.tls === undefined) {
+    const h1 = createHttp1Server({ keepAliveTimeout: keepAliveTimeoutMs }, handler);
+    const h2c = h2 as Http2Server;
+    const firstByteTimeoutMs = opts.firstByteTimeoutMs ?? 30_000;
+    listener = createNetServer((socket) => {
+      track(socket);
+      sniffing.add(socket);
+      sniffProtocol(socket, firstByteTimeoutMs, (isH2) => {
+        sniffing.delete(socket);
+        if (isH2) {
+          h2c.emit("connection", socket);
+        } else {
+          h1Sockets.add(socket);
+          socket.once("close", () => h1Sockets.delete(socket));
+          h1.emit("connection", socket);
+        }
+      });
+    });
+  } else {
+    const secure = h2 as Http2SecureServer;
+    secure.on("connection", track);
+    secure.on("secureConnection", (socket: TLSSocket) => {
+      if (socket.alpnProtocol !== "h2") {
+        h1Sockets.add(socket);
+        socket.once("close", () => h1Sockets.delete(socket));
+      }
+    });
+    listener = secure;
+  }
+
+  await new Promise<void>((resolve, reject) => {
+    listener.once("error", reject);
+    listener.listen({ host: opts.host, port: opts.port }, () => {
+      listener.off("error", reject);
+      resolve();
+    });
+  });
+  const bound = listener.address() as AddressInfo;
+  const address = bound.family === "IPv6" ? `[${bound.address}]:${bound.port}` : `${bound.address}:${bound.port}`;
+
+  let closing: Promise<void> | undefined;
+  const close = async (graceMs: number): Promise<void> => {
+    draining = true;
+    const allClosed = new Promise<void>((resolve) => {
+      onAllClosed = resolve;
+      if (conns.size === 0) resolve();
+    });
+    const stopped = new Promise<void>((resolve) => listener.close(() => resolve()));
+    // GOAWAY: no new streams, open ones run on; the session ends itself when they are done.
+    for (const session of sessions) session.close();
+    for (const socket of sniffing) socket.destroy();
+    for (const socket of h1Sockets) if (!h1Busy.has(socket)) socket.destroy();
+
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([allClosed, new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)))]);
+    clearTimeout(timer);
+    // What is still open after the grace period (a server stream, a slow client) is cut:
+    // http2 server close() alone would wait for every session forever.
+    for (const session of sessions) session.destroy();
+    for (const socket of conns) socket.destroy();
+    await Promise.all([allClosed, stopped]);
+  };
+
+  return {
+    address,
+    port: bound.port,
+    close(graceMs) {
+      closing ??= close(graceMs);
+      return closing;
+    },
+    sessions: () => sessions.size,
+    connections: () => conns.size,
+  };
+}
+
+/** Creates the TLS server: HTTP/2 or HTTP/1.1 by ALPN, client certificates required with a CA. */
+function secureServer(tls: OnePortTls, keepAliveTimeoutMs: number): Http2SecureServer {
+  const server = createSecureServer({
+    allowHTTP1: true,
+    cert: tls.cert,
+    key: tls.key,
+    ...(tls.clientCa === undefined ? {} : { ca: tls.clientCa, requestCert: true, rejectUnauthorized: true }),
+  });
+  // HTTP/1.1 connections on this server run node:http's code, which reads the timeout from
+  // the server object; @types/node does not declare it on Http2SecureServer.
+  (server as Http2SecureServer & { keepAliveTimeout: number }).keepAliveTimeout = keepAliveTimeoutMs;
+  return server;
+}
+
+/**
+ * Decides a cleartext socket's protocol from its first bytes and calls `dispatch` once, with
+ * those bytes pushed back so the chosen server reads them as if nothing had happened.
+ *
+ * `readable` + `read()` + `unshift()` rather than a `data` listener: a `data` listener would
+ * switch the socket to flowing mode and the bytes would be gone before the server attaches.
+ */
+function sniffProtocol(socket: Socket, firstByteTimeoutMs: number, dispatch: (isH2: boolean) => void): void {
+  const chunks: Buffer[] = [];
+  let length = 0;
+  const done = () => {
+    socket.off("readable", onReadable);
+    socket.off("end", onEnd);
+    socket.off("timeout", onTimeout);
+    socket.setTimeout(0);
+  };
+  const onReadable = () => {
+    for (let chunk: Buffer | null; (chunk = socket.read() as Buffer | null) !== null; ) {
+      chunks.push(chunk);
+      length += chunk.length;
+    }
+    if (length === 0) return;
+    const head = Buffer.concat(chunks, length);
+    const n = Math.min(head.length, H2_PREFACE.length);
+    const prefaceSoFar = head.subarray(0, n).equals(H2_PREFACE.subarray(0, n));
+    // A short first chunk that still matches the preface could be either: wait for more.
+    // (Unshifting it meanwhile would re-trigger `readable` at once and spin.)
+    if (prefaceSoFar && n < H2_PREFACE.length) return;
+    done();
+    socket.unshift(head);
+    dispatch(prefaceSoFar);
+  };
+  const onEnd = () => {
+    done();
+    socket.destroy();
+  };
+  const onTimeout = () => {
+    done();
+    socket.destroy();
+  };
+  socket.on("readable", onReadable);
+  socket.once("end", onEnd);
+  socket.setTimeout(firstByteTimeoutMs);
+  socket.once("timeout", onTimeout);
+}
+
+/**
+ * Wraps the handler to count HTTP/1.1 requests in flight per socket, so that shutdown closes
+ * idle keep-alive sockets at once and busy ones as soon as their last response is done.
+ */
+function trackHttp1Requests(handler: OnePortHandler, busy: Map<Duplex, number>, draining: () => boolean): OnePortHandler {
+  return (req, res) => {
+    if (req.httpVersionMajor !== 1) return handler(req, res);
+    const socket = req.socket;
+    const r = res as ServerResponse;
+    busy.set(socket, (busy.get(socket) ?? 0) + 1);
+    if (draining() && !r.headersSent) r.setHeader("connection", "close");
+    r.once("close", () => {
+      const left = (busy.get(socket) ?? 1) - 1;
+      if (left > 0) {
+        busy.set(socket, left);
+        return;
+      }
+      busy.delete(socket);
+      // The response is written; end() flushes it before the FIN.
+      if (draining()) socket.end();
+    });
+    handler(req, res);
+  };
+}
+
+/**
+ * Puts `onStream` in front of the request handler on every HTTP/2 stream.
+ *
+ * Adding a `request` listener makes Node add its own `stream` listener that wraps each stream
+ * in compat request/response objects and emits `request`; a second `stream` listener could not
+ * stop it. So that listener is taken out and called only for the streams the hook declines.
+ */
+function routeStreamsThroughHook(h2: Http2Server | Http2SecureServer, onStream: OnStreamHook): void {
+  const compat = h2.listeners("stream");
+  const toRequest = compat[0];
+  if (compat.length !== 1 || toRequest === undefined) {
+    throw new Error(`one-port: expected node:http2 to install exactly one compat 'stream' listener, found ${compat.length}`);
+  }
+  h2.removeListener("stream", toRequest as (...args: unknown[]) => void);
+  h2.on("stream", (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, ...rest: unknown[]) => {
+    let handled: boolean;
+    try {
+      handled = onStream(stream, headers);
+    } catch {
+      // Resetting makes the stream emit 'error'; unheard, that would crash the process.
+      stream.on("error", () => {});
+      if (!stream.destroyed) stream.close(h2constants.NGHTTP2_INTERNAL_ERROR);
+      return;
+    }
+    if (!handled) (toRequest as (...args: unknown[]) => void).call(h2, stream, headers, ...rest);
+  });
+}
+
+/** The subject common name of a verified client certificate (mTLS), for handlers to read. */
+export const peerCommonNameKey = createContextKey<string | undefined>(undefined, { description: "mTLS peer certificate CN" });
+
+/**
+ * Returns the subject CN of the client certificate the TLS handshake verified, or undefined
+ * without TLS, without a client certificate, or when it was not verified.
+ */
+export function peerCommonName(req: IncomingMessage | Http2ServerRequest): string | undefined {
+  // For HTTP/2 compat requests `socket` is a proxy that forwards to the session's TLS socket.
+  const socket = req.socket as Partial<TLSSocket>;
+  if (typeof socket.getPeerCertificate !== "function" || socket.authorized !== true) return undefined;
+  const cn: unknown = socket.getPeerCertificate().subject?.CN;
+  if (Array.isArray(cn)) return typeof cn[0] === "string" ? cn[0] : undefined;
+  return typeof cn === "string" && cn !== "" ? cn : undefined;
+}
+
+/**
+ * Returns context values carrying the peer certificate CN under {@link peerCommonNameKey};
+ * pass it as `contextValues` to `connectNodeAdapter`.
+ */
+export function peerContextValues(req: IncomingMessage | Http2ServerRequest): ContextValues {
+  return createContextValues().set(peerCommonNameKey, peerCommonName(req));
+}

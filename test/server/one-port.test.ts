@@ -1,0 +1,610 @@
+import { execFile } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { request as httpRequest, Agent } from "node:http";
+import { connect as netConnect, type Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { ConnectError, createClient, type ServiceImpl } from "@connectrpc/connect";
+import { connectNodeAdapter, createConnectTransport, createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import * as grpc from "@grpc/grpc-js";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import {
+  DecisionService,
+  HealthUpdateSchema,
+  RouteReason,
+  RouteRequestSchema,
+  RouteResponseSchema,
+  WatchHealthRequestSchema,
+  type HealthUpdate,
+  type RouteRequest,
+  type RouteResponse,
+} from "../../gen/rollgate/v1/decision_service_pb.js";
+import { Variant } from "../../gen/rollgate/v1/rollout_pb.js";
+import { RolloutService } from "../../gen/rollgate/v1/rollout_service_pb.js";
+import {
+  listenOnePort,
+  peerCommonNameKey,
+  peerContextValues,
+  type OnePortListener,
+  type OnePortOptions,
+} from "../../src/server/one-port.js";
+
+const MAX_REQUEST_BYTES = 4 * 1024 * 1024;
+const ROUTE_PATH = "/rollgate.v1.DecisionService/Route";
+
+/** Test-only DecisionService: fixed answers that show which handler produced them. */
+function decisionImpl(overrides: Partial<ServiceImpl<typeof DecisionService>> = {}): Partial<ServiceImpl<typeof DecisionService>> {
+  return {
+    route(req) {
+      return { variant: Variant.CANARY, version: `canary:${req.key}`, bucket: 42, weightBp: 500, reason: RouteReason.WEIGHT, rolloutVersion: 7n };
+    },
+    async *watchHealth(_req, ctx) {
+      yield { seq: 1n };
+      // Stays open until the client goes away or the server cuts the connection.
+      await new Promise((resolve) => ctx.signal.addEventListener("abort", resolve));
+    },
+    ...overrides,
+  };
+}
+
+/** Test-only RolloutService: GetRollout echoes the name and reports the mTLS peer CN as created_by. */
+const rolloutImpl: Partial<ServiceImpl<typeof RolloutService>> = {
+  getRollout(req, ctx) {
+    return { rollout: { name: req.name, stableVersion: "v1", createdBy: ctx.values.get(peerCommonNameKey) ?? "" } };
+  },
+};
+
+const open: OnePortListener[] = [];
+
+async function start(opts: Partial<OnePortOptions> & { decision?: Partial<ServiceImpl<typeof DecisionService>> } = {}) {
+  const connect = connectNodeAdapter({
+    routes: (router) => {
+      router.service(DecisionService, opts.decision ?? decisionImpl());
+      router.service(RolloutService, rolloutImpl);
+    },
+    readMaxBytes: MAX_REQUEST_BYTES,
+    contextValues: peerContextValues,
+  });
+  const listener = await listenOnePort({
+    host: "127.0.0.1",
+    port: 0,
+    handler: (req, res) => {
+      if (req.method === "GET" && req.url === "/healthz") {
+        res.writeHead(200, { "content-type": "text/plain" });
+        res.end(`ok http/${req.httpVersion}\n`);
+        return;
+      }
+      connect(req, res);
+    },
+    ...opts,
+  });
+  open.push(listener);
+  return listener;
+}
+
+afterEach(async () => {
+  await Promise.all(open.splice(0).map((l) => l.close(0)));
+});
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+function run(cmd: string, args: string[]): Promise<Run> {
+  return new Promise((resolve) => {
+    execFile(cmd, args, { maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
+      const code = err === null ? 0 : typeof err.code === "number" ? err.code : -1;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+/** Runs curl and splits off the `-w` trailer: HTTP version and status. */
+async function curl(args: string[]): Promise<{ code: number; body: string; httpVersion: string; status: number; stderr: string }> {
+  const r = await run("curl", ["-sS", "-w", "\n%{http_version} %{http_code}", ...args]);
+  const cut = r.stdout.lastIndexOf("\n");
+  const [httpVersion = "", status = "0"] = r.stdout.slice(cut + 1).split(" ");
+  return { code: r.code, body: r.stdout.slice(0, Math.max(cut, 0)), httpVersion, status: Number(status), stderr: r.stderr };
+}
+
+/** A gRPC / gRPC-Web length-prefixed message. */
+function envelope(flags: number, payload: Uint8Array): Uint8Array {
+  const out = new Uint8Array(5 + payload.length);
+  out[0] = flags;
+  new DataView(out.buffer).setUint32(1, payload.length);
+  out.set(payload, 5);
+  return out;
+}
+
+/** Splits a gRPC-Web response body into its messages and its trailer frame. */
+function parseGrpcWeb(body: Uint8Array): { messages: Uint8Array[]; trailers: Map<string, string> } {
+  const messages: Uint8Array[] = [];
+  const trailers = new Map<string, string>();
+  let at = 0;
+  while (at + 5 <= body.length) {
+    const flags = body[at] ?? 0;
+    const len = new DataView(body.buffer, body.byteOffset + at + 1, 4).getUint32(0);
+    const payload = body.subarray(at + 5, at + 5 + len);
+    if ((flags & 0x80) !== 0) {
+      for (const line of new TextDecoder().decode(payload).split("\r\n")) {
+        const i = line.indexOf(":");
+        if (i > 0) trailers.set(line.slice(0, i).trim().toLowerCase(), line.slice(i + 1).trim());
+      }
+    } else {
+      messages.push(payload);
+    }
+    at += 5 + len;
+  }
+  return { messages, trailers };
+}
+
+function grpcJsRoute(client: grpc.Client, req: RouteRequest): Promise<RouteResponse> {
+  return new Promise((resolve, reject) => {
+    client.makeUnaryRequest(
+      ROUTE_PATH,
+      (m: RouteRequest) => Buffer.from(toBinary(RouteRequestSchema, m)),
+      (b: Buffer) => fromBinary(RouteResponseSchema, b),
+      req,
+      (err, res) => (err !== null || res === undefined ? reject(err ?? new Error("no response")) : resolve(res)),
+    );
+  });
+}
+
+describe("listenOnePort, cleartext", () => {
+  it("serves Connect JSON to curl over HTTP/1.1", async () => {
+    const l = await start();
+    const r = await curl([
+      "--http1.1",
+      "-H",
+      "content-type: application/json",
+      "--data-binary",
+      JSON.stringify({ rollout: "checkout", key: "user-1" }),
+      `http://${l.address}${ROUTE_PATH}`,
+    ]);
+    expect(r.httpVersion).toBe("1.1");
+    expect(r.status).toBe(200);
+    expect(JSON.parse(r.body)).toMatchObject({ variant: "VARIANT_CANARY", version: "canary:user-1", bucket: 42, weightBp: 500, rolloutVersion: "7" });
+  });
+
+  it("serves Connect JSON to curl --http2-prior-knowledge on the same port", async () => {
+    const l = await start();
+    const r = await curl([
+      "--http2-prior-knowledge",
+      "-H",
+      "content-type: application/json",
+      "--data-binary",
+      JSON.stringify({ rollout: "checkout", key: "user-2" }),
+      `http://${l.address}${ROUTE_PATH}`,
+    ]);
+    expect(r.httpVersion).toBe("2");
+    expect(r.status).toBe(200);
+    expect(JSON.parse(r.body)).toMatchObject({ version: "canary:user-2" });
+  });
+
+  it("serves plain GETs through the same handler over HTTP/1.1 and h2c", async () => {
+    const l = await start();
+    const h1 = await curl([`http://${l.address}/healthz`]);
+    expect(h1).toMatchObject({ status: 200, body: "ok http/1.1\n" });
+    const h2 = await curl(["--http2-prior-knowledge", `http://${l.address}/healthz`]);
+    expect(h2).toMatchObject({ status: 200, body: "ok http/2.0\n" });
+    const missing = await curl([`http://${l.address}/nope`]);
+    expect(missing.status).toBe(404);
+  });
+
+  it("serves the Connect GET form of a NO_SIDE_EFFECTS method", async () => {
+    const l = await start();
+    const message = encodeURIComponent(JSON.stringify({ rollout: "checkout", key: "get-key" }));
+    const r = await curl([`http://${l.address}${ROUTE_PATH}?encoding=json&message=${message}`]);
+    expect(r.status).toBe(200);
+    expect(JSON.parse(r.body)).toMatchObject({ version: "canary:get-key" });
+  });
+
+  it("serves gRPC to a @grpc/grpc-js client (h2c prior knowledge)", async () => {
+    const l = await start();
+    const client = new grpc.Client(l.address, grpc.credentials.createInsecure());
+    try {
+      const res = await grpcJsRoute(client, create(RouteRequestSchema, { rollout: "checkout", key: "grpc-js" }));
+      expect(res.version).toBe("canary:grpc-js");
+      expect(res.variant).toBe(Variant.CANARY);
+      expect(res.rolloutVersion).toBe(7n);
+    } finally {
+      client.close();
+    }
+  });
+
+  it("serves gRPC-Web over HTTP/1.1 (fetch)", async () => {
+    const l = await start();
+    const body = envelope(0, toBinary(RouteRequestSchema, create(RouteRequestSchema, { rollout: "checkout", key: "web" })));
+    const res = await fetch(`http://${l.address}${ROUTE_PATH}`, {
+      method: "POST",
+      headers: { "content-type": "application/grpc-web+proto", "x-grpc-web": "1" },
+      body,
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toMatch(/^application\/grpc-web/);
+    const { messages, trailers } = parseGrpcWeb(new Uint8Array(await res.arrayBuffer()));
+    expect(trailers.get("grpc-status")).toBe("0");
+    expect(messages).toHaveLength(1);
+    expect(fromBinary(RouteResponseSchema, messages[0] ?? new Uint8Array()).version).toBe("canary:web");
+  });
+
+  it("waits for more bytes when the first chunk is a prefix of the HTTP/2 preface", async () => {
+    const l = await start();
+    // The pauses only make it likely that the server reads the pieces separately; the
+    // assertions hold either way, and fail if a short chunk were judged too early.
+    const pause = () => new Promise((resolve) => setTimeout(resolve, 30));
+
+    const h2 = await rawConnect(l.port);
+    h2.write("PRI * HTTP/2.0\r\n");
+    await pause();
+    const firstFrame = readSome(h2);
+    h2.write("\r\nSM\r\n\r\n");
+    h2.write(Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0])); // an empty SETTINGS frame
+    const frame = await firstFrame;
+    expect(frame[3]).toBe(0x04); // the server's SETTINGS: it speaks HTTP/2 on this socket
+    h2.destroy();
+
+    const h1 = await rawConnect(l.port);
+    const json = JSON.stringify({ rollout: "checkout", key: "split" });
+    h1.write("P"); // could be "PRI * HTTP/2.0" still
+    await pause();
+    const reply = readAll(h1);
+    h1.write(
+      `OST ${ROUTE_PATH} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n` +
+        `content-length: ${Buffer.byteLength(json)}\r\nconnection: close\r\n\r\n${json}`,
+    );
+    const text = (await reply).toString("latin1");
+    expect(text).toMatch(/^HTTP\/1\.1 200 /);
+    expect(text).toContain('"version":"canary:split"');
+  });
+
+  it("drops a connection that ends inside the preface", async () => {
+    const l = await start();
+    const s = await rawConnect(l.port);
+    const closed = new Promise((resolve) => s.once("close", resolve));
+    s.resume();
+    s.end("PRI * HTTP");
+    await closed;
+    expect(l.connections()).toBe(0);
+  });
+});
+
+describe("listenOnePort, onStream hook", () => {
+  it("lets the hook answer a gRPC call and the handler a Connect call on the same HTTP/2 connection", async () => {
+    const hooked: string[] = [];
+    const l = await start({
+      onStream(stream, headers) {
+        const type = String(headers["content-type"] ?? "");
+        if (headers[":path"] !== ROUTE_PATH || !type.startsWith("application/grpc")) return false;
+        hooked.push(type);
+        const chunks: Buffer[] = [];
+        stream.on("data", (c: Buffer) => chunks.push(c));
+        stream.on("end", () => {
+          const req = fromBinary(RouteRequestSchema, Buffer.concat(chunks).subarray(5));
+          const res = create(RouteResponseSchema, { variant: Variant.STABLE, version: `hooked:${req.key}` });
+          stream.respond({ ":status": 200, "content-type": "application/grpc+proto" }, { waitForTrailers: true });
+          stream.once("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }));
+          stream.end(envelope(0, toBinary(RouteResponseSchema, res)));
+        });
+        return true;
+      },
+    });
+    const baseUrl = `http://${l.address}`;
+    const sessionManager = new Http2SessionManager(baseUrl);
+    try {
+      const viaGrpc = createClient(DecisionService, createGrpcTransport({ baseUrl, sessionManager }));
+      const viaConnect = createClient(DecisionService, createConnectTransport({ baseUrl, httpVersion: "2", sessionManager }));
+      const a = await viaGrpc.route({ rollout: "checkout", key: "k1" });
+      const b = await viaConnect.route({ rollout: "checkout", key: "k2" });
+      const c = await viaGrpc.route({ rollout: "checkout", key: "k3" });
+      expect(a.version).toBe("hooked:k1");
+      expect(b.version).toBe("canary:k2");
+      expect(c.version).toBe("hooked:k3");
+      expect(hooked).toEqual(["application/grpc+proto", "application/grpc+proto"]);
+      expect(l.sessions()).toBe(1);
+      expect(l.connections()).toBe(1);
+    } finally {
+      sessionManager.abort();
+    }
+  });
+
+  it("resets a stream whose hook throws, and keeps serving others", async () => {
+    const l = await start({
+      onStream(_stream, headers) {
+        if (headers[":path"] === "/boom") throw new Error("hook bug");
+        return false;
+      },
+    });
+    const boom = await curl(["--http2-prior-knowledge", `http://${l.address}/boom`]);
+    expect(boom.code).not.toBe(0);
+    const ok = await curl(["--http2-prior-knowledge", `http://${l.address}/healthz`]);
+    expect(ok.status).toBe(200);
+  });
+});
+
+describe("listenOnePort, request size limit (readMaxBytes in connect)", () => {
+  const bigKey = "k".repeat(MAX_REQUEST_BYTES + 1024);
+
+  it("answers an oversized Connect JSON request over HTTP/1.1 with resource_exhausted", async () => {
+    const l = await start();
+    const dir = mkdtempSync(join(tmpdir(), "rollgate-big-"));
+    try {
+      const file = join(dir, "big.json");
+      writeFileSync(file, JSON.stringify({ rollout: "checkout", key: bigKey }));
+      const r = await curl(["--http1.1", "-H", "content-type: application/json", "--data-binary", `@${file}`, `http://${l.address}${ROUTE_PATH}`]);
+      expect(r.status).toBe(429);
+      expect(JSON.parse(r.body)).toMatchObject({ code: "resource_exhausted" });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("answers an oversized gRPC request with RESOURCE_EXHAUSTED", async () => {
+    const l = await start();
+    const client = new grpc.Client(l.address, grpc.credentials.createInsecure());
+    try {
+      const err = await grpcJsRoute(client, create(RouteRequestSchema, { rollout: "checkout", key: bigKey })).then(
+        () => undefined,
+        (e: grpc.ServiceError) => e,
+      );
+      expect(err?.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+    } finally {
+      client.close();
+    }
+  });
+
+  it("answers an oversized gRPC-Web request over HTTP/1.1 with RESOURCE_EXHAUSTED", async () => {
+    const l = await start();
+    const body = envelope(0, toBinary(RouteRequestSchema, create(RouteRequestSchema, { rollout: "checkout", key: bigKey })));
+    const res = await fetch(`http://${l.address}${ROUTE_PATH}`, {
+      method: "POST",
+      headers: { "content-type": "application/grpc-web+proto", "x-grpc-web": "1" },
+      body,
+    });
+    const { trailers } = parseGrpcWeb(new Uint8Array(await res.arrayBuffer()));
+    // A trailers-only answer carries the status in the headers, otherwise in the trailer frame.
+    const status = res.headers.get("grpc-status") ?? trailers.get("grpc-status");
+    expect(status).toBe(String(grpc.status.RESOURCE_EXHAUSTED));
+  });
+
+  it("accepts a request just under the limit", async () => {
+    const l = await start();
+    const client = new grpc.Client(l.address, grpc.credentials.createInsecure(), { "grpc.max_receive_message_length": 8 * 1024 * 1024 });
+    try {
+      const key = "k".repeat(MAX_REQUEST_BYTES - 64);
+      const res = await grpcJsRoute(client, create(RouteRequestSchema, { rollout: "r", key }));
+      expect(res.version).toBe(`canary:${key}`);
+    } finally {
+      client.close();
+    }
+  });
+});
+
+describe("listenOnePort, close()", () => {
+  it("cuts an open server-streaming gRPC call instead of waiting for it", async () => {
+    const l = await start();
+    const client = new grpc.Client(l.address, grpc.credentials.createInsecure());
+    try {
+      const call = client.makeServerStreamRequest(
+        "/rollgate.v1.DecisionService/WatchHealth",
+        (m: ReturnType<typeof create<typeof WatchHealthRequestSchema>>) => Buffer.from(toBinary(WatchHealthRequestSchema, m)),
+        (b: Buffer) => fromBinary(HealthUpdateSchema, b),
+        create(WatchHealthRequestSchema, { rollout: "" }),
+      );
+      const ended = new Promise<grpc.StatusObject | Error>((resolve) => {
+        call.on("error", resolve);
+        call.on("status", resolve);
+      });
+      call.on("data", () => {});
+      const first = await new Promise<HealthUpdate>((resolve) => call.once("data", resolve));
+      expect(first.seq).toBe(1n);
+      expect(l.sessions()).toBe(1);
+
+      // Without cutting the session after the grace, this would never resolve.
+      await l.close(100);
+      const outcome = await ended;
+      expect("code" in outcome ? outcome.code : -1).not.toBe(grpc.status.OK);
+      expect(l.sessions()).toBe(0);
+      expect(l.connections()).toBe(0);
+    } finally {
+      client.close();
+    }
+  });
+
+  it("lets an in-flight unary call finish, refuses new connections, and resolves once it is done", async () => {
+    let entered!: () => void;
+    const handlerEntered = new Promise<void>((resolve) => (entered = resolve));
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    const l = await start({
+      decision: decisionImpl({
+        async route(req) {
+          entered();
+          await released;
+          return { version: `late:${req.key}` };
+        },
+      }),
+    });
+    const client = new grpc.Client(l.address, grpc.credentials.createInsecure());
+    try {
+      const pending = grpcJsRoute(client, create(RouteRequestSchema, { rollout: "checkout", key: "slow" }));
+      await handlerEntered;
+      // A grace far beyond the test timeout: the test only passes if close() resolves as soon
+      // as the call is done, not when the grace runs out.
+      const closed = l.close(10 * 60_000);
+      const refused = await rawConnect(l.port).then(
+        (s) => (s.destroy(), false),
+        (e: NodeJS.ErrnoException) => e.code === "ECONNREFUSED",
+      );
+      expect(refused).toBe(true);
+      release();
+      expect((await pending).version).toBe("late:slow");
+      await closed;
+      expect(l.connections()).toBe(0);
+    } finally {
+      client.close();
+    }
+  });
+
+  it("closes idle HTTP/1.1 keep-alive connections at once", async () => {
+    const l = await start();
+    const agent = new Agent({ keepAlive: true });
+    try {
+      const status = await new Promise<number>((resolve, reject) => {
+        const req = httpRequest(`http://${l.address}/healthz`, { agent }, (res) => {
+          res.resume();
+          res.on("end", () => resolve(res.statusCode ?? 0));
+        });
+        req.on("error", reject);
+        req.end();
+      });
+      expect(status).toBe(200);
+      expect(l.connections()).toBe(1); // kept alive, idle
+      await l.close(10 * 60_000);
+      expect(l.connections()).toBe(0);
+    } finally {
+      agent.destroy();
+    }
+  });
+
+  it("is idempotent", async () => {
+    const l = await start();
+    const a = l.close(0);
+    const b = l.close(0);
+    expect(a).toBe(b);
+    await a;
+  });
+});
+
+describe("listenOnePort, TLS", () => {
+  let dir: string;
+  let pem: (name: string) => Buffer;
+  // Clients connect to 127.0.0.1 but name the server "localhost": an IP as TLS SNI is deprecated.
+  const tlsName = { "grpc.ssl_target_name_override": "localhost", "grpc.default_authority": "localhost" };
+
+  beforeAll(async () => {
+    const which = await run("openssl", ["version"]);
+    expect(which.code, "openssl is needed to make throwaway certificates").toBe(0);
+    dir = mkdtempSync(join(tmpdir(), "rollgate-tls-"));
+    pem = (name) => readFileSync(join(dir, name));
+    const p = (name: string) => join(dir, name);
+    const ossl = async (...args: string[]) => {
+      const r = await run("openssl", args);
+      if (r.code !== 0) throw new Error(`openssl ${args.join(" ")}: ${r.stderr}`);
+    };
+    const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    const makeCa = (name: string) => ossl("req", "-x509", ...ec, "-keyout", p(`${name}.key`), "-out", p(`${name}.pem`), "-days", "1", "-subj", `/CN=${name}`);
+    const makeLeaf = async (name: string, ca: string, cn: string, ext: string) => {
+      writeFileSync(p(`${name}.ext`), ext);
+      await ossl("req", ...ec, "-keyout", p(`${name}.key`), "-out", p(`${name}.csr`), "-subj", `/CN=${cn}`);
+      await ossl("x509", "-req", "-in", p(`${name}.csr`), "-CA", p(`${ca}.pem`), "-CAkey", p(`${ca}.key`), "-set_serial", "1", "-days", "1", "-out", p(`${name}.pem`), "-extfile", p(`${name}.ext`));
+    };
+    await makeCa("ca");
+    await makeCa("rogue-ca");
+    await makeLeaf("server", "ca", "localhost", "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n");
+    await makeLeaf("client", "ca", "deployer", "extendedKeyUsage=clientAuth\n");
+    await makeLeaf("rogue", "rogue-ca", "intruder", "extendedKeyUsage=clientAuth\n");
+  });
+
+  afterAll(() => {
+    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("serves HTTP/1.1 and HTTP/2 by ALPN, and gRPC to grpc-js, on one TLS port", async () => {
+    const l = await start({ tls: { cert: pem("server.pem"), key: pem("server.key") } });
+    const url = `https://${l.address}`;
+    const h1 = await curl(["--cacert", join(dir, "ca.pem"), "--http1.1", `${url}/healthz`]);
+    expect(h1).toMatchObject({ status: 200, httpVersion: "1.1", body: "ok http/1.1\n" });
+    const h2 = await curl(["--cacert", join(dir, "ca.pem"), "--http2", `${url}/healthz`]);
+    expect(h2).toMatchObject({ status: 200, httpVersion: "2", body: "ok http/2.0\n" });
+
+    const client = new grpc.Client(l.address, grpc.credentials.createSsl(pem("ca.pem")), tlsName);
+    try {
+      const res = await grpcJsRoute(client, create(RouteRequestSchema, { rollout: "checkout", key: "tls" }));
+      expect(res.version).toBe("canary:tls");
+    } finally {
+      client.close();
+    }
+    // Without a client CA nobody has to show a certificate, and no CN reaches handlers.
+    const get = await curl(["--cacert", join(dir, "ca.pem"), "-H", "content-type: application/json", "--data-binary", '{"name":"r"}', `${url}/rollgate.v1.RolloutService/GetRollout`]);
+    expect(JSON.parse(get.body)).toEqual({ rollout: { name: "r", stableVersion: "v1" } });
+  });
+
+  it("with a client CA, requires a client certificate and hands its CN to handlers", async () => {
+    const l = await start({ tls: { cert: pem("server.pem"), key: pem("server.key"), clientCa: pem("ca.pem") } });
+    const url = `https://${l.address}/rollgate.v1.RolloutService/GetRollout`;
+    const base = ["--cacert", join(dir, "ca.pem"), "-H", "content-type: application/json", "--data-binary", '{"name":"r"}'];
+    const asClient = ["--cert", join(dir, "client.pem"), "--key", join(dir, "client.key")];
+
+    for (const version of ["--http1.1", "--http2"]) {
+      const r = await curl([...base, ...asClient, version, url]);
+      expect(r.status).toBe(200);
+      expect(JSON.parse(r.body)).toMatchObject({ rollout: { name: "r", createdBy: "deployer" } });
+    }
+
+    const anonymous = await curl([...base, url]);
+    expect(anonymous.code).not.toBe(0);
+    expect(anonymous.status).toBe(0);
+    const rogue = await curl([...base, "--cert", join(dir, "rogue.pem"), "--key", join(dir, "rogue.key"), url]);
+    expect(rogue.code).not.toBe(0);
+    expect(rogue.status).toBe(0);
+
+    const client = new grpc.Client(l.address, grpc.credentials.createSsl(pem("ca.pem"), pem("client.key"), pem("client.pem")), tlsName);
+    try {
+      const res = await grpcJsRoute(client, create(RouteRequestSchema, { rollout: "checkout", key: "mtls" }));
+      expect(res.version).toBe("canary:mtls");
+    } finally {
+      client.close();
+    }
+  });
+
+  it("close() cuts an open stream on a TLS connection too", async () => {
+    const l = await start({ tls: { cert: pem("server.pem"), key: pem("server.key") } });
+    const transport = createGrpcTransport({ baseUrl: `https://${l.address}`, nodeOptions: { ca: pem("ca.pem"), servername: "localhost" } });
+    const stream = createClient(DecisionService, transport).watchHealth({ rollout: "" });
+    const it = stream[Symbol.asyncIterator]();
+    const first = await it.next();
+    expect(first.done).toBe(false);
+    await l.close(100);
+    const err = await it.next().then(
+      () => undefined,
+      (e: unknown) => ConnectError.from(e),
+    );
+    expect(err).toBeInstanceOf(ConnectError);
+    expect(l.connections()).toBe(0);
+  });
+});
+
+/** Opens a raw TCP connection, resolving once it is established. */
+function rawConnect(port: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const s = netConnect({ host: "127.0.0.1", port });
+    s.setNoDelay(true);
+    s.once("connect", () => {
+      s.off("error", reject);
+      resolve(s);
+    });
+    s.once("error", reject);
+  });
+}
+
+/** Resolves with the first chunk the socket receives. */
+function readSome(s: Socket): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    s.once("data", resolve);
+    s.once("error", reject);
+  });
+}
+
+/** Resolves with everything the socket receives until the server closes it. */
+function readAll(s: Socket): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    s.on("data", (c: Buffer) => chunks.push(c));
+    s.once("end", () => resolve(Buffer.concat(chunks)));
+    s.once("error", reject);
+  });
+}
