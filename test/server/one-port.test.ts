@@ -8,7 +8,7 @@ import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { ConnectError, createClient, type ServiceImpl } from "@connectrpc/connect";
 import { connectNodeAdapter, createConnectTransport, createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import {
   DecisionService,
   HealthUpdateSchema,
@@ -261,14 +261,34 @@ describe("listenOnePort, cleartext", () => {
     expect(text).toContain('"version":"canary:split"');
   });
 
+  it("reports an IPv6 address in brackets", async (ctx) => {
+    const l = await start({ host: "::1" }).catch((e: NodeJS.ErrnoException) => {
+      if (e.code === "EADDRNOTAVAIL" || e.code === "EAFNOSUPPORT") ctx.skip(); // no IPv6 loopback here
+      throw e;
+    });
+    expect(l.address).toBe(`[::1]:${l.port}`);
+    const r = await curl(["-g", `http://${l.address}/healthz`]);
+    expect(r).toMatchObject({ status: 200, body: "ok http/1.1\n" });
+  });
+
+  it("closes a connection that stays silent past firstByteTimeoutMs", async () => {
+    const l = await start({ firstByteTimeoutMs: 50 });
+    const s = await rawConnect(l.port);
+    const closed = new Promise((resolve) => s.once("close", resolve));
+    s.resume();
+    await closed; // the test times out if the server keeps the silent socket
+    // The server's own 'close' may come a loop turn after the client's.
+    await vi.waitFor(() => expect(l.connections()).toBe(0));
+  });
+
   it("drops a connection that ends inside the preface", async () => {
     const l = await start();
     const s = await rawConnect(l.port);
     const closed = new Promise((resolve) => s.once("close", resolve));
     s.resume();
     s.end("PRI * HTTP");
-    await closed;
-    expect(l.connections()).toBe(0);
+    await closed; // only the server can close it: the client merely half-closed
+    await vi.waitFor(() => expect(l.connections()).toBe(0));
   });
 });
 
@@ -468,6 +488,22 @@ describe("listenOnePort, close()", () => {
     } finally {
       agent.destroy();
     }
+  });
+
+  it("cuts an open Connect server stream on HTTP/1.1 too", async () => {
+    const l = await start();
+    const client = createClient(DecisionService, createConnectTransport({ baseUrl: `http://${l.address}`, httpVersion: "1.1" }));
+    const it = client.watchHealth({ rollout: "" })[Symbol.asyncIterator]();
+    const first = await it.next();
+    expect(first.done).toBe(false);
+    expect(l.connections()).toBe(1);
+    await l.close(100);
+    const err = await it.next().then(
+      () => undefined,
+      (e: unknown) => ConnectError.from(e),
+    );
+    expect(err).toBeInstanceOf(ConnectError);
+    expect(l.connections()).toBe(0);
   });
 
   it("is idempotent", async () => {
