@@ -55,6 +55,11 @@ export interface OnePortOptions {
    */
   readonly keepAliveTimeoutMs?: number;
   /**
+   * How long an HTTP/1.1 client may take to send a request's headers (default 60 s, as in
+   * node:http) before it gets 408 and the connection is closed: slow-header (slowloris) guard.
+   */
+  readonly headersTimeoutMs?: number;
+  /**
    * How long a cleartext connection may stay silent before its first bytes tell HTTP/1.1
    * from HTTP/2 (default 30 s); a silent one is closed so idle sockets cannot pile up.
    */
@@ -117,8 +122,8 @@ export async function listenOnePort(opts: OnePortOptions): Promise<OnePortListen
   };
 
   const handler = trackHttp1Requests(opts.handler, h1Busy, () => draining);
-  const keepAliveTimeoutMs = opts.keepAliveTimeoutMs ?? 65_000;
-  const h2 = opts.tls === undefined ? createH2cServer() : secureServer(opts.tls, keepAliveTimeoutMs);
+  const http1 = http1Timeouts(opts);
+  const h2 = opts.tls === undefined ? createH2cServer() : secureServer(opts.tls, http1);
   h2.on("request", handler);
   if (opts.onStream !== undefined) routeStreamsThroughHook(h2, opts.onStream);
   h2.on("session", (session: Http2Session) => {
@@ -128,8 +133,13 @@ export async function listenOnePort(opts: OnePortOptions): Promise<OnePortListen
   });
 
   let listener: NetServer | Http2SecureServer;
+  let closeHttp1 = () => {};
   if (opts.tls === undefined) {
-    const h1 = createHttp1Server({ keepAliveTimeout: keepAliveTimeoutMs }, handler);
+    const h1 = createHttp1Server(http1, handler);
+    // node:http arms its header and request timers on 'listening', which this server never
+    // sees (the raw TCP server listens); without it slow clients could hold sockets forever.
+    h1.emit("listening");
+    closeHttp1 = () => h1.close(); // clears that timer; the server holds no port of its own
     const h2c = h2 as Http2Server;
     const firstByteTimeoutMs = opts.firstByteTimeoutMs ?? 30_000;
     listener = createNetServer((socket) => {
@@ -189,6 +199,7 @@ export async function listenOnePort(opts: OnePortOptions): Promise<OnePortListen
     for (const session of sessions) session.destroy();
     for (const socket of conns) socket.destroy();
     await Promise.all([allClosed, stopped]);
+    closeHttp1();
   };
 
   return {
@@ -203,17 +214,38 @@ export async function listenOnePort(opts: OnePortOptions): Promise<OnePortListen
   };
 }
 
+/** node:http server options both HTTP/1.1 paths share. */
+interface Http1Timeouts {
+  readonly keepAliveTimeout: number;
+  readonly headersTimeout: number;
+  readonly requestTimeout: number;
+  readonly connectionsCheckingInterval: number;
+}
+
+function http1Timeouts(opts: OnePortOptions): Http1Timeouts {
+  const headersTimeout = opts.headersTimeoutMs ?? 60_000;
+  return {
+    keepAliveTimeout: opts.keepAliveTimeoutMs ?? 65_000,
+    headersTimeout,
+    // node:http's default for the whole request; it must not be below the headers timeout.
+    requestTimeout: Math.max(300_000, headersTimeout),
+    // How often node:http looks for expired requests: the timeouts are only as exact as this.
+    connectionsCheckingInterval: Math.min(30_000, Math.max(10, Math.floor(headersTimeout / 2))),
+  };
+}
+
 /** Creates the TLS server: HTTP/2 or HTTP/1.1 by ALPN, client certificates required with a CA. */
-function secureServer(tls: OnePortTls, keepAliveTimeoutMs: number): Http2SecureServer {
+function secureServer(tls: OnePortTls, http1: Http1Timeouts): Http2SecureServer {
   const server = createSecureServer({
     allowHTTP1: true,
     cert: tls.cert,
     key: tls.key,
     ...(tls.clientCa === undefined ? {} : { ca: tls.clientCa, requestCert: true, rejectUnauthorized: true }),
   });
-  // HTTP/1.1 connections on this server run node:http's code, which reads the timeout from
-  // the server object; @types/node does not declare it on Http2SecureServer.
-  (server as Http2SecureServer & { keepAliveTimeout: number }).keepAliveTimeout = keepAliveTimeoutMs;
+  // HTTP/1.1 connections on this server run node:http's code, which reads its timeouts from
+  // the server object; http2 sets all but keepAliveTimeout (so idle HTTP/1.1 sockets would
+  // never time out) and takes none of them as options. @types/node does not declare them.
+  Object.assign(server, http1);
   return server;
 }
 

@@ -3,6 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { request as httpRequest, Agent } from "node:http";
 import { connect as netConnect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
+import { connect as tlsConnect } from "node:tls";
 import { join } from "node:path";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { ConnectError, createClient, type ServiceImpl } from "@connectrpc/connect";
@@ -279,6 +280,14 @@ describe("listenOnePort, cleartext", () => {
     await closed; // the test times out if the server keeps the silent socket
     // The server's own 'close' may come a loop turn after the client's.
     await vi.waitFor(() => expect(l.connections()).toBe(0));
+  });
+
+  it("answers 408 to an HTTP/1.1 client that never finishes its headers", async () => {
+    const l = await start({ headersTimeoutMs: 100 });
+    const s = await rawConnect(l.port);
+    const reply = readAll(s);
+    s.write("GET /healthz HTTP/1.1\r\nhost: x\r\n"); // and never the blank line
+    expect((await reply).toString("latin1")).toMatch(/^HTTP\/1\.1 408 /);
   });
 
   it("drops a connection that ends inside the preface", async () => {
@@ -595,6 +604,18 @@ describe("listenOnePort, TLS", () => {
     } finally {
       client.close();
     }
+  });
+
+  it("answers 408 to a TLS HTTP/1.1 client that never finishes its headers", async () => {
+    const l = await start({ tls: { cert: pem("server.pem"), key: pem("server.key") }, headersTimeoutMs: 100 });
+    const s = tlsConnect({ host: "127.0.0.1", port: l.port, ca: pem("ca.pem"), servername: "localhost", ALPNProtocols: ["http/1.1"] });
+    await new Promise((resolve, reject) => s.once("secureConnect", resolve).once("error", reject));
+    const chunks: Buffer[] = [];
+    s.on("data", (c: Buffer) => chunks.push(c));
+    const ended = new Promise((resolve) => s.once("close", resolve));
+    s.write("GET /healthz HTTP/1.1\r\nhost: x\r\n");
+    await ended;
+    expect(Buffer.concat(chunks).toString("latin1")).toMatch(/^HTTP\/1\.1 408 /);
   });
 
   it("close() cuts an open stream on a TLS connection too", async () => {
