@@ -19,8 +19,12 @@ export function serveCommand(): Command {
     .option("--tls-cert <file>", "PEM certificate: serve TLS [env ROLLGATE_TLS_CERT]")
     .option("--tls-key <file>", "PEM private key [env ROLLGATE_TLS_KEY]")
     .option("--tls-client-ca <file>", "PEM CA bundle: require client certificates (mTLS) [env ROLLGATE_TLS_CLIENT_CA]")
+    .option("--no-grpc-fast-path", "serve every gRPC call through connect-node (for conformance checks) [env ROLLGATE_GRPC_FAST_PATH=off]")
     .option("--log-level <level>", `fatal|error|warn|info|debug|trace|silent [env LOG_LEVEL] (default ${DEFAULTS.logLevel})`)
-    .action(async (flags: ServerFlags) => {
+    .action(async (options: ServerFlags, command: Command) => {
+      // commander defaults a --no-* option to true; only an explicit flag may override the env.
+      const { grpcFastPath, ...rest } = options;
+      const flags: ServerFlags = command.getOptionValueSource("grpcFastPath") === "cli" ? { ...rest, grpcFastPath: grpcFastPath ?? true } : rest;
       let config;
       try {
         config = loadConfig(flags, process.env);

@@ -18,6 +18,8 @@ export interface ServerConfig {
   readonly insecure: boolean;
   readonly tls?: { readonly cert: Buffer; readonly key: Buffer; readonly clientCa?: Buffer };
   readonly logLevel: string;
+  /** Serve Route, RouteBatch and RecordOutcome over gRPC on the raw HTTP/2 fast path (default on). */
+  readonly grpcFastPath: boolean;
 }
 
 /** Raw settings as flags give them (commander's camelCase option names). */
@@ -30,6 +32,8 @@ export interface ServerFlags {
   readonly tlsKey?: string;
   readonly tlsClientCa?: string;
   readonly logLevel?: string;
+  /** commander's `--no-grpc-fast-path` gives false. */
+  readonly grpcFastPath?: boolean;
 }
 
 /** A setting that is wrong, named the way the operator wrote it. */
@@ -56,6 +60,12 @@ export function loadConfig(flags: ServerFlags, env: NodeJS.ProcessEnv): ServerCo
   const insecure = flags.insecure ?? /^(1|true|yes)$/i.test(env.ROLLGATE_INSECURE ?? "");
   const logLevel = pick(flags.logLevel, "LOG_LEVEL") ?? DEFAULTS.logLevel;
   if (!LEVELS.includes(logLevel)) throw new ConfigError(`--log-level/LOG_LEVEL: "${logLevel}" must be one of ${LEVELS.join(", ")}`);
+
+  const fastPathEnv = env.ROLLGATE_GRPC_FAST_PATH;
+  if (fastPathEnv !== undefined && fastPathEnv !== "" && !/^(1|0|true|false|on|off)$/i.test(fastPathEnv)) {
+    throw new ConfigError(`ROLLGATE_GRPC_FAST_PATH: "${fastPathEnv}" must be on or off`);
+  }
+  const grpcFastPath = flags.grpcFastPath ?? !/^(0|false|off)$/i.test(fastPathEnv ?? "");
 
   const tokens = tokensFile === undefined ? undefined : loadTokens(tokensFile);
   if (tokens === undefined && !isLoopback(host) && !insecure) {
@@ -91,6 +101,7 @@ export function loadConfig(flags: ServerFlags, env: NodeJS.ProcessEnv): ServerCo
     insecure,
     ...(tls === undefined ? {} : { tls }),
     logLevel,
+    grpcFastPath,
   };
 }
 

@@ -25,6 +25,12 @@ export function createMetrics(stages: () => Iterable<Stage>) {
     buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5],
     registers: [registry],
   });
+  const fastPath = new Counter({
+    name: "rollgate_grpc_fast_path_requests_total",
+    help: "gRPC calls served by the raw HTTP/2 fast path instead of connect-node, by method.",
+    labelNames: ["method"] as const,
+    registers: [registry],
+  });
   const routes = new Counter({
     name: "rollgate_routes_total",
     help: "Keys routed, by rollout and variant.",
@@ -46,6 +52,7 @@ export function createMetrics(stages: () => Iterable<Stage>) {
   // Label lookups hash their arguments: keep the children so the Route path does one Map get.
   const routeChildren = new Map<string, { stable: Counter.Internal; canary: Counter.Internal }>();
   const rpcChildren = new Map<string, Histogram.Internal<"method">>();
+  const fastChildren = new Map<string, Counter.Internal>();
 
   return {
     registry,
@@ -67,6 +74,15 @@ export function createMetrics(stages: () => Iterable<Stage>) {
         rpcChildren.set(method, h);
       }
       h.observe(seconds);
+    },
+    /** Counts one call served by the gRPC fast path. */
+    fastPathServed(method: string): void {
+      let c = fastChildren.get(method);
+      if (c === undefined) {
+        c = fastPath.labels(method);
+        fastChildren.set(method, c);
+      }
+      c.inc();
     },
     /** Forgets a deleted rollout's series. */
     forgetRollout(rollout: string): void {

@@ -18,38 +18,70 @@ export function requestIdOf(header: string | null | undefined): string {
   return header !== null && header !== undefined && /^[\w.:-]{1,128}$/.test(header) ? header : randomUUID();
 }
 
+/** One finished call, as every serving path reports it. */
+export interface CallRecord {
+  /** "package.Service/Method". */
+  readonly procedure: string;
+  readonly method: string;
+  readonly requestId: string;
+  readonly caller: string;
+  /** process.hrtime.bigint() when the call arrived. */
+  readonly started: bigint;
+}
+
+/** Reports a finished call: metrics always, a log line unless it is a successful hot-path call. */
+export type CallReporter = (call: CallRecord, error: unknown) => void;
+
 /**
- * Returns an interceptor that gives every call a request id, counts and times it in the RPC
- * metrics and logs it (control plane at info; hot-path methods only on error). INTERNAL errors
- * are logged with their cause — the caller only ever sees the request id.
+ * Returns the call reporter shared by the Connect interceptor and the raw gRPC fast path, so
+ * both count, time and log calls the same way. INTERNAL errors are logged with their cause;
+ * callers only ever see the request id.
  */
-export function observeInterceptor(logger: Logger, metrics: Metrics): Interceptor {
+export function createCallReporter(logger: Logger, metrics: Metrics): CallReporter {
+  return (call, error) => {
+    const seconds = Number(process.hrtime.bigint() - call.started) / 1e9;
+    const ce = error === undefined ? undefined : ConnectError.from(error);
+    const code = codeName(ce?.code);
+    metrics.rpcDone(call.procedure, code, seconds);
+    if (ce?.code === Code.Internal) {
+      logger.error({ requestId: call.requestId, method: call.procedure, err: ce.cause ?? ce }, "internal error");
+    } else if (ce !== undefined || !HOT.has(call.method)) {
+      logger[ce === undefined ? "info" : "warn"](
+        {
+          requestId: call.requestId,
+          method: call.procedure,
+          code,
+          ms: Math.round(seconds * 1e6) / 1000,
+          caller: call.caller,
+          ...(ce === undefined ? {} : { error: ce.rawMessage }),
+        },
+        "rpc",
+      );
+    }
+  };
+}
+
+/**
+ * Returns an interceptor that gives every Connect-served call a request id (echoed in the
+ * `x-request-id` response header) and reports it when it ends (streams: when the stream ends).
+ */
+export function observeInterceptor(report: CallReporter): Interceptor {
   return (next) => async (req) => {
     const started = process.hrtime.bigint();
-    const id = requestIdOf(req.header.get("x-request-id"));
-    req.contextValues.set(requestIdKey, id);
-    const method = `${req.service.typeName}/${req.method.name}`;
-    const hot = HOT.has(req.method.name);
-    const finish = (err: unknown) => {
-      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      const ce = err === undefined ? undefined : ConnectError.from(err);
-      const code = codeName(ce?.code);
-      metrics.rpcDone(method, code, seconds);
-      if (ce?.code === Code.Internal) {
-        logger.error({ requestId: id, method, err: ce.cause ?? ce }, "internal error");
-      } else if (!hot || ce !== undefined) {
-        const caller = req.contextValues.get(callerKey).name;
-        logger[ce === undefined ? "info" : "warn"](
-          { requestId: id, method, code, ms: Math.round(seconds * 1e6) / 1000, caller, ...(ce === undefined ? {} : { error: ce.rawMessage }) },
-          "rpc",
-        );
-      }
-    };
+    const requestId = requestIdOf(req.header.get("x-request-id"));
+    req.contextValues.set(requestIdKey, requestId);
+    const record = () => ({
+      procedure: `${req.service.typeName}/${req.method.name}`,
+      method: req.method.name,
+      requestId,
+      caller: req.contextValues.get(callerKey).name,
+      started,
+    });
     try {
       const res = await next(req);
-      res.header.set("x-request-id", id);
+      res.header.set("x-request-id", requestId);
       if (!res.stream) {
-        finish(undefined);
+        report(record(), undefined);
         return res;
       }
       const messages = res.message;
@@ -58,15 +90,15 @@ export function observeInterceptor(logger: Logger, metrics: Metrics): Intercepto
         message: (async function* () {
           try {
             yield* messages;
-            finish(undefined);
+            report(record(), undefined);
           } catch (e) {
-            finish(e);
+            report(record(), e);
             throw e;
           }
         })(),
       };
     } catch (e) {
-      finish(e);
+      report(record(), e);
       throw e;
     }
   };

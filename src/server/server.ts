@@ -3,7 +3,7 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { pino, type Logger } from "pino";
 import { systemClock, type Clock } from "../domain/clock.js";
 import { validateGates } from "../domain/gates.js";
-import { createDecisionService } from "../service/decision-service.js";
+import { createDecisionHandlers, createDecisionService } from "../service/decision-service.js";
 import { createEngine, type Engine } from "../service/engine.js";
 import { createRolloutService } from "../service/rollout-service.js";
 import { openSqliteStore } from "../store/sqlite-store.js";
@@ -11,11 +11,12 @@ import { DecisionService } from "../../gen/rollgate/v1/decision_service_pb.js";
 import { RolloutService } from "../../gen/rollgate/v1/rollout_service_pb.js";
 import { authInterceptor, createAuthenticator } from "./auth.js";
 import type { ServerConfig } from "./config.js";
+import { createGrpcFastPath } from "./grpc-fast-path.js";
 import { withCanonicalGrpcMessage } from "./grpc-message.js";
 import { createHealthStatus } from "./grpc-health.js";
 import { withHttpEndpoints } from "./http-endpoints.js";
 import { createMetrics, type Metrics } from "./metrics.js";
-import { observeInterceptor } from "./observe.js";
+import { createCallReporter, observeInterceptor } from "./observe.js";
 import { listenOnePort } from "./one-port.js";
 import { readinessInterceptor } from "./readiness.js";
 import { registerReflection } from "./reflection.js";
@@ -64,8 +65,11 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   const served = [DecisionService.typeName, RolloutService.typeName];
   const health = createHealthStatus(served);
 
+  const auth = createAuthenticator(config.tokens);
+  const report = createCallReporter(logger, metrics);
+  const decisions = { engine, observer: metrics };
   const routes = (router: ConnectRouter) => {
-    router.service(DecisionService, createDecisionService({ engine, observer: metrics }));
+    router.service(DecisionService, createDecisionService(decisions));
     router.service(
       RolloutService,
       createRolloutService({ engine, validateGates, ...(deps.keepaliveMs === undefined ? {} : { keepaliveMs: deps.keepaliveMs }) }),
@@ -76,7 +80,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   const connectHandler = connectNodeAdapter({
     routes,
     readMaxBytes: MAX_REQUEST_BYTES,
-    interceptors: [observeInterceptor(logger, metrics), readinessInterceptor(() => state), authInterceptor(createAuthenticator(config.tokens))],
+    interceptors: [observeInterceptor(report), readinessInterceptor(() => state), authInterceptor(auth)],
   });
   const handler = withHttpEndpoints(
     { ready: () => state === "ready", registry: metrics.registry },
@@ -88,11 +92,23 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     port: config.port,
     handler,
     ...(config.tls === undefined ? {} : { tls: config.tls }),
+    ...(config.grpcFastPath
+      ? {
+          onStream: createGrpcFastPath({
+            handlers: createDecisionHandlers(decisions),
+            auth,
+            report,
+            ready: () => state === "ready",
+            maxBytes: MAX_REQUEST_BYTES,
+            served: (procedure) => metrics.fastPathServed(procedure),
+          }),
+        }
+      : {}),
   });
   const host = config.host;
   const address = host.includes(":") ? `[${host}]:${listener.port}` : `${host}:${listener.port}`;
   const url = `${config.tls === undefined ? "http" : "https"}://${address}`;
-  logger.info({ address, port: listener.port, tls: config.tls !== undefined, db: config.dbPath }, "listening");
+  logger.info({ address, port: listener.port, tls: config.tls !== undefined, db: config.dbPath, grpcFastPath: config.grpcFastPath }, "listening");
   if (config.tokens === undefined) {
     logger.warn({ address }, "no tokens configured: every caller is the local admin; serving loopback only");
   }

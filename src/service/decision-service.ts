@@ -4,7 +4,14 @@ import { invalidArgument } from "../domain/errors.js";
 import type { Variant } from "../domain/rollout.js";
 import { route } from "../domain/routing.js";
 import { validateKey, validateName } from "../domain/validation.js";
-import { DecisionService, RouteBatchResponseSchema } from "../../gen/rollgate/v1/decision_service_pb.js";
+import {
+  DecisionService,
+  RouteBatchResponseSchema,
+  type RouteBatchRequest,
+  type RouteBatchResponse,
+  type RouteRequest,
+  type RouteResponse,
+} from "../../gen/rollgate/v1/decision_service_pb.js";
 import { routeToProto } from "./convert.js";
 import type { Engine } from "./engine.js";
 import { withErrorMapping } from "./errors.js";
@@ -31,12 +38,17 @@ function checkRollout(engine: Engine, rollout: string): void {
   engine.get(rollout);
 }
 
-/** Returns the DecisionService implementation: the hot path (DESIGN §2). */
-export function createDecisionService(opts: DecisionServiceOptions): Partial<ServiceImpl<typeof DecisionService>> {
+/**
+ * The hot-path handlers as plain synchronous functions: request message in, response message
+ * out, domain errors thrown. The Connect service below and the server's raw HTTP/2 gRPC fast
+ * path both call these, so the two paths cannot drift apart.
+ */
+export function createDecisionHandlers(opts: DecisionServiceOptions) {
   const { engine } = opts;
   const observer = opts.observer ?? { routed: () => undefined };
-  const impl: Partial<ServiceImpl<typeof DecisionService>> = {
-    async route(req) {
+  return {
+    /** Route: where one key goes. */
+    route(req: RouteRequest): RouteResponse {
       validateKey("key", req.key);
       let decision;
       try {
@@ -49,13 +61,13 @@ export function createDecisionService(opts: DecisionServiceOptions): Partial<Ser
       return routeToProto(decision);
     },
 
-    async routeBatch(req) {
+    /** RouteBatch: where each of up to 1,000 keys goes, all under one rollout version. */
+    routeBatch(req: RouteBatchRequest): RouteBatchResponse {
       if (req.keys.length === 0 || req.keys.length > MAX_BATCH_KEYS) {
         throw invalidArgument("keys", `must hold 1..${MAX_BATCH_KEYS} keys`);
       }
       req.keys.forEach((k, i) => validateKey(`keys[${i}]`, k));
       checkRollout(engine, req.rollout);
-      // One table for the whole batch: every key sees the same rollout version.
       const table = engine.routeTable(req.rollout);
       const results = req.keys.map((k) => {
         const d = route(table, k);
@@ -64,6 +76,18 @@ export function createDecisionService(opts: DecisionServiceOptions): Partial<Ser
       });
       return create(RouteBatchResponseSchema, { results });
     },
+  };
+}
+
+/** The hot-path handler functions. */
+export type DecisionHandlers = ReturnType<typeof createDecisionHandlers>;
+
+/** Returns the DecisionService implementation (DESIGN §2) over the shared handlers. */
+export function createDecisionService(opts: DecisionServiceOptions): Partial<ServiceImpl<typeof DecisionService>> {
+  const h = createDecisionHandlers(opts);
+  const impl: Partial<ServiceImpl<typeof DecisionService>> = {
+    route: async (req) => h.route(req),
+    routeBatch: async (req) => h.routeBatch(req),
   };
   return withErrorMapping(DecisionService, impl as ServiceImpl<typeof DecisionService>);
 }

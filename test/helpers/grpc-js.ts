@@ -5,7 +5,12 @@ import * as grpc from "@grpc/grpc-js";
  * Returns a @grpc/grpc-js client for a protobuf-es service descriptor: a real gRPC client from
  * another implementation, with messages (de)serialised by protobuf-es (plain init objects are fine).
  */
-export function grpcJsClient(service: DescService, address: string, credentials = grpc.credentials.createInsecure()): grpc.Client & Record<string, unknown> {
+export function grpcJsClient(
+  service: DescService,
+  address: string,
+  credentials = grpc.credentials.createInsecure(),
+  options: grpc.ChannelOptions = {},
+): grpc.Client & Record<string, unknown> {
   const definition: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
   for (const m of service.methods) {
     definition[m.localName] = {
@@ -19,7 +24,7 @@ export function grpcJsClient(service: DescService, address: string, credentials 
     };
   }
   const Ctor = grpc.makeGenericClientConstructor(definition as grpc.ServiceDefinition, service.name);
-  return new Ctor(address, credentials) as grpc.Client & Record<string, unknown>;
+  return new Ctor(address, credentials, options) as grpc.Client & Record<string, unknown>;
 }
 
 /** Calls a unary method of a grpcJsClient and resolves with the response or rejects with the ServiceError. */

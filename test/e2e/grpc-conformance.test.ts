@@ -1,0 +1,209 @@
+import * as http2 from "node:http2";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import * as grpc from "@grpc/grpc-js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { bucketOf } from "../../src/domain/bucketing.js";
+import {
+  DecisionService,
+  RouteRequestSchema,
+  RouteResponseSchema,
+  type RouteBatchResponse,
+  type RouteResponse,
+} from "../../gen/rollgate/v1/decision_service_pb.js";
+import { FieldViolationsSchema } from "../../gen/rollgate/v1/errors_pb.js";
+import { RolloutService } from "../../gen/rollgate/v1/rollout_service_pb.js";
+import { connectJson, curl } from "../helpers/curl.js";
+import { bearer, grpcJsClient, unary } from "../helpers/grpc-js.js";
+import { grpcurl } from "../helpers/grpcurl.js";
+import { startTestServer, tempDir, type TestServer } from "../helpers/servers.js";
+
+/** Sends one raw gRPC request over node:http2 and returns headers, trailers and the body. */
+function rawCall(address: string, path: string, body: Buffer, extra: http2.OutgoingHttpHeaders = {}, end = true) {
+  const client = http2.connect(`http://${address}`);
+  return new Promise<{ headers: http2.IncomingHttpHeaders; trailers: http2.IncomingHttpHeaders | undefined; body: Buffer }>((resolve, reject) => {
+    const s = client.request({ ":method": "POST", ":path": path, "content-type": "application/grpc", te: "trailers", ...extra });
+    let headers: http2.IncomingHttpHeaders = {};
+    let trailers: http2.IncomingHttpHeaders | undefined;
+    const data: Buffer[] = [];
+    s.on("response", (h) => (headers = h));
+    s.on("trailers", (t) => (trailers = t));
+    s.on("data", (d: Buffer) => data.push(d));
+    s.on("error", reject);
+    s.on("close", () => {
+      client.close();
+      resolve({ headers, trailers, body: Buffer.concat(data) });
+    });
+    if (end) s.end(body);
+    else s.write(body);
+  });
+}
+const frame = (b: Uint8Array) => {
+  const f = Buffer.alloc(5 + b.length);
+  f.writeUInt32BE(b.length, 1);
+  f.set(b, 5);
+  return f;
+};
+/** Status of a raw response, whether trailers-only (in headers) or in trailers. */
+const statusOf = (r: { headers: http2.IncomingHttpHeaders; trailers: http2.IncomingHttpHeaders | undefined }) =>
+  Number((r.trailers ?? r.headers)["grpc-status"]);
+
+const tmp = tempDir();
+const tokens = join(tmp.dir, "tokens.json");
+writeFileSync(
+  tokens,
+  JSON.stringify([
+    { name: "svc", token: "reporter-token-conformance", role: "reporter" },
+    { name: "ops", token: "operator-token-conformance", role: "operator" },
+  ]),
+);
+afterAll(() => tmp.cleanup());
+
+for (const fast of [true, false]) {
+  describe(`gRPC conformance, ${fast ? "fast path" : "connect-node path"}`, () => {
+    let server: TestServer;
+    const op = bearer("operator-token-conformance");
+    beforeAll(async () => {
+      server = await startTestServer({ tokens, grpcFastPath: fast });
+      await connectJson(server.url, "rollgate.v1.RolloutService/CreateRollout", { rollout: { name: "conf", stableVersion: "v1", canaryVersion: "v2" } }, [
+        "authorization: Bearer operator-token-conformance",
+      ]);
+    });
+    afterAll(async () => {
+      await server.stop();
+    });
+    const fastCount = async () => {
+      const m = (await curl([`${server.url}/metrics`])).body;
+      return Number(/rollgate_grpc_fast_path_requests_total\{method="rollgate.v1.DecisionService\/Route"\} (\d+)/.exec(m)?.[1] ?? 0);
+    };
+
+    it("answers Route and RouteBatch to grpc-js, counted by path", async () => {
+      const before = await fastCount();
+      const c = grpcJsClient(DecisionService, server.address);
+      try {
+        const r = await unary<RouteResponse>(c, "route", { rollout: "conf", key: "user-1" }, op);
+        expect(r.bucket).toBe(bucketOf("conf", "user-1"));
+        expect(r.version).toBe(r.bucket < 500 ? "v2" : "v1");
+        const b = await unary<RouteBatchResponse>(c, "routeBatch", { rollout: "conf", keys: ["a", "b", "ключ"] }, op);
+        expect(b.results.map((x) => x.bucket)).toEqual(["a", "b", "ключ"].map((k) => bucketOf("conf", k)));
+      } finally {
+        c.close();
+      }
+      expect((await fastCount()) - before).toBe(fast ? 1 : 0);
+    });
+
+    it("maps errors the same way: code, message and field-violation details", async () => {
+      const c = grpcJsClient(DecisionService, server.address);
+      try {
+        const bad = await unary(c, "route", { rollout: "conf", key: "" }, op).catch((e: grpc.ServiceError) => e);
+        expect(bad).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: "key: must not be empty" });
+        const detailsBin = (bad as grpc.ServiceError).metadata.get("grpc-status-details-bin")[0] as Buffer;
+        expect(detailsBin.toString("latin1")).toContain(FieldViolationsSchema.typeName);
+        const missing = await unary(c, "route", { rollout: "ghost", key: "k" }, op).catch((e: grpc.ServiceError) => e);
+        expect(missing).toMatchObject({ code: grpc.status.NOT_FOUND, details: 'rollout "ghost" not found' });
+        const batch = await unary(c, "routeBatch", { rollout: "conf", keys: [] }, op).catch((e: grpc.ServiceError) => e);
+        expect(batch).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: "keys: must hold 1..1000 keys" });
+      } finally {
+        c.close();
+      }
+    });
+
+    it("authenticates like every other call", async () => {
+      const c = grpcJsClient(DecisionService, server.address);
+      try {
+        const none = await unary(c, "route", { rollout: "conf", key: "k" }).catch((e: grpc.ServiceError) => e);
+        expect(none).toMatchObject({ code: grpc.status.UNAUTHENTICATED });
+        const ok = await unary<RouteResponse>(c, "route", { rollout: "conf", key: "k" }, bearer("reporter-token-conformance"));
+        expect(ok.weightBp).toBe(500);
+      } finally {
+        c.close();
+      }
+    });
+
+    it("echoes x-request-id and answers trailers-only or with trailers per the gRPC spec", async () => {
+      const ok = await rawCall(server.address, "/rollgate.v1.DecisionService/Route", frame(toBinary(RouteRequestSchema, create(RouteRequestSchema, { rollout: "conf", key: "x" }))), {
+        authorization: "Bearer operator-token-conformance",
+        "x-request-id": "conformance-1",
+      });
+      expect(ok.headers[":status"]).toBe(200);
+      expect(ok.headers["content-type"]).toBe("application/grpc+proto");
+      expect(ok.headers["x-request-id"]).toBe("conformance-1");
+      expect(ok.trailers?.["grpc-status"]).toBe("0");
+      expect(fromBinary(RouteResponseSchema, ok.body.subarray(5)).bucket).toBe(bucketOf("conf", "x"));
+
+      const err = await rawCall(server.address, "/rollgate.v1.DecisionService/Route", frame(toBinary(RouteRequestSchema, create(RouteRequestSchema, { rollout: "conf" }))), {
+        authorization: "Bearer operator-token-conformance",
+      });
+      expect(statusOf(err)).toBe(3);
+      expect((err.trailers ?? err.headers)["grpc-message"]).toBe("key: must not be empty");
+    });
+
+    it("rejects malformed envelopes like connect does", async () => {
+      const auth = { authorization: "Bearer operator-token-conformance" };
+      expect(statusOf(await rawCall(server.address, "/rollgate.v1.DecisionService/Route", Buffer.alloc(0), auth))).toBe(12);
+      expect(statusOf(await rawCall(server.address, "/rollgate.v1.DecisionService/Route", frame(Buffer.from([0xff, 0xff, 0xff])), auth))).toBe(13);
+      expect(statusOf(await rawCall(server.address, "/rollgate.v1.DecisionService/Route", Buffer.from("0100000000", "hex"), auth))).toBe(13);
+      const two = Buffer.concat([frame(Buffer.alloc(0)), frame(Buffer.alloc(0))]);
+      expect(statusOf(await rawCall(server.address, "/rollgate.v1.DecisionService/Route", two, auth))).toBe(12);
+    });
+
+    it("answers a message over 4 MiB with RESOURCE_EXHAUSTED", async () => {
+      const c = grpcJsClient(DecisionService, server.address);
+      try {
+        const big = await unary(c, "route", { rollout: "conf", key: "k".repeat(5 * 1024 * 1024) }, op).catch((e: grpc.ServiceError) => e);
+        expect(big).toMatchObject({ code: grpc.status.RESOURCE_EXHAUSTED });
+      } finally {
+        c.close();
+      }
+    });
+
+    // connect-node applies grpc-timeout to the handler but not while the request body is still
+    // arriving, so a stalled request only times out on the fast path.
+    it.skipIf(!fast)("honours grpc-timeout while the request is still arriving", async () => {
+      const r = await rawCall(
+        server.address,
+        "/rollgate.v1.DecisionService/Route",
+        Buffer.from([0, 0, 0, 0, 9]),
+        { authorization: "Bearer operator-token-conformance", "grpc-timeout": "200m" },
+        false,
+      );
+      expect(statusOf(r)).toBe(4);
+    });
+
+    it("serves gzip-compressed calls (through connect) and refuses unknown encodings with UNIMPLEMENTED", async () => {
+      // grpc-js compression algorithm 2 is gzip.
+      const c = grpcJsClient(DecisionService, server.address, undefined, { "grpc.default_compression_algorithm": 2 });
+      try {
+        const r = await unary<RouteResponse>(c, "route", { rollout: "conf", key: "gz" }, op);
+        expect(r.bucket).toBe(bucketOf("conf", "gz"));
+      } finally {
+        c.close();
+      }
+      const snappy = await rawCall(server.address, "/rollgate.v1.DecisionService/Route", frame(Buffer.alloc(0)), {
+        authorization: "Bearer operator-token-conformance",
+        "grpc-encoding": "snappy",
+      });
+      expect(statusOf(snappy)).toBe(12);
+      expect((snappy.trailers ?? snappy.headers)["grpc-accept-encoding"]).toContain("gzip");
+    });
+
+    it("works from grpcurl", async () => {
+      const r = await grpcurl(["-plaintext", "-H", "authorization: Bearer reporter-token-conformance", "-d", '{"rollout":"conf","key":"user-9"}', server.address, "rollgate.v1.DecisionService/Route"]);
+      expect(r.code).toBe(0);
+      expect(JSON.parse(r.stdout)).toMatchObject({ bucket: bucketOf("conf", "user-9") });
+      const e = await grpcurl(["-plaintext", "-d", '{"rollout":"conf","key":"user-9"}', server.address, "rollgate.v1.DecisionService/Route"]);
+      expect(e.code).toBe(64 + 16);
+    });
+
+    it("leaves the control plane to connect", async () => {
+      const c = grpcJsClient(RolloutService, server.address);
+      try {
+        const r = await unary<{ rollout: { name: string } }>(c, "getRollout", { name: "conf" }, op);
+        expect(r.rollout.name).toBe("conf");
+      } finally {
+        c.close();
+      }
+    });
+  });
+}
