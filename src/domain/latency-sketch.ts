@@ -1,0 +1,231 @@
+import { LogCollapsingLowestDenseDDSketch } from "@datadog/sketches-js";
+
+/**
+ * A mergeable, log-bucketed latency histogram: a DDSketch from @datadog/sketches-js with a
+ * collapsing store, behind a handful of functions.
+ *
+ * Accuracy: every quantile is within 1% (relative) of the exact order statistic
+ * `sorted[floor(q·(n−1))]`, half the 2% DESIGN §5 allows, as long as the largest value is at
+ * most ~8·10⁸ times the smallest non-zero one (1 µs to 800,000 s). Beyond that the lowest bins
+ * are collapsed upwards, which only moves low quantiles. Zero latencies are counted exactly.
+ *
+ * Memory: at most SKETCH_BIN_LIMIT (1024) bins of 8 bytes, ~8 KiB, whatever the traffic;
+ * latencies between 1 ms and 10 s use ~470 bins, which the store rounds up to 512.
+ *
+ * Two places where we deliberately do not use the library:
+ * - merge: its `merge` loses bins when the merged store's highest key is 0 (values near
+ *   1 ms: `_extendRange` reads `secondKey || key`), which yields NaN quantiles. We merge by
+ *   adding the other sketch's bins one key at a time through the store's public `add`.
+ * - encoding: its `toProto`/`fromProto` need `protobufjs`, which the package does not declare
+ *   (it is only present here as a dev dependency of @grpc/grpc-js and is pruned from the
+ *   production image), and `fromProto` drops sum/min/max and the collapsing store. We write a
+ *   compact encoding of the bins instead (varint counts: ~1 byte per bin).
+ */
+
+/** The relative accuracy of quantiles (1%). */
+export const SKETCH_RELATIVE_ACCURACY = 0.01;
+
+/** The most bins a sketch keeps; past it the lowest bins collapse. */
+export const SKETCH_BIN_LIMIT = 1024;
+
+/** Values above this many ms (~31 years) are counted as this value; nothing real is that slow. */
+const MAX_LATENCY_MS = 1e12;
+
+/** The encoding format version, first byte of every encoded sketch. */
+const FORMAT = 1;
+
+declare const sketchBrand: unique symbol;
+
+/** A latency sketch; opaque: use the functions of this module. */
+export interface LatencySketch {
+  readonly [sketchBrand]: true;
+}
+
+type Impl = LogCollapsingLowestDenseDDSketch;
+
+const impl = (s: LatencySketch): Impl => s as unknown as Impl;
+
+/** Returns a new, empty latency sketch. */
+export function createSketch(): LatencySketch {
+  return new LogCollapsingLowestDenseDDSketch({
+    relativeAccuracy: SKETCH_RELATIVE_ACCURACY,
+    binLimit: SKETCH_BIN_LIMIT,
+  }) as unknown as LatencySketch;
+}
+
+/**
+ * Adds one latency in milliseconds.
+ *
+ * Callers validate first (finite, >= 0); a value that is not is clamped (NaN and negatives to 0,
+ * huge values to 10¹² ms) so that a sketch can never be poisoned.
+ */
+export function addLatency(s: LatencySketch, ms: number): void {
+  const v = ms > 0 ? (ms < MAX_LATENCY_MS ? ms : MAX_LATENCY_MS) : 0;
+  impl(s).accept(v);
+}
+
+/** Adds every value of `from` into `into`; `from` is unchanged. */
+export function mergeSketch(into: LatencySketch, from: LatencySketch): void {
+  const a = impl(into);
+  const b = impl(from);
+  if (b.count === 0) return;
+  const st = b.store;
+  for (let key = st.minKey; key <= st.maxKey; key++) {
+    const c = st.bins[key - st.offset] ?? 0;
+    if (c > 0) a.store.add(key, c);
+  }
+  a.zeroCount += b.zeroCount;
+  a.count += b.count;
+  a.sum += b.sum;
+  if (b.min < a.min) a.min = b.min;
+  if (b.max > a.max) a.max = b.max;
+}
+
+/** Returns the value at quantile `q` (0..1), or NaN when the sketch is empty. */
+export function sketchQuantile(s: LatencySketch, q: number): number {
+  return impl(s).getValueAtQuantile(q);
+}
+
+/** Returns how many values the sketch holds. */
+export function sketchCount(s: LatencySketch): number {
+  return impl(s).count;
+}
+
+/** Returns the exact mean of the values, or NaN when the sketch is empty. */
+export function sketchMean(s: LatencySketch): number {
+  const x = impl(s);
+  return x.count === 0 ? NaN : x.sum / x.count;
+}
+
+/**
+ * Returns the sketch in a compact binary form that decodeSketch reads back exactly.
+ *
+ * Layout: format byte (1), varint zero count, float64 sum, min and max, varint bin count,
+ * zigzag-varint lowest key, then one varint count per key from the lowest to the highest.
+ */
+export function encodeSketch(s: LatencySketch): Uint8Array {
+  const x = impl(s);
+  const st = x.store;
+  const bins = st.count > 0 ? st.maxKey - st.minKey + 1 : 0;
+  const w = writer(1 + 10 + 24 + 10 + 10 + bins * 3);
+  w.byte(FORMAT);
+  w.varint(x.zeroCount);
+  w.f64(x.sum);
+  w.f64(x.min);
+  w.f64(x.max);
+  w.varint(bins);
+  if (bins > 0) {
+    w.varint(zigzag(st.minKey));
+    for (let key = st.minKey; key <= st.maxKey; key++) w.varint(Math.round(st.bins[key - st.offset] ?? 0));
+  }
+  return w.done();
+}
+
+/**
+ * Returns the sketch encoded by encodeSketch.
+ *
+ * Throws RangeError on bytes that are not such an encoding (a corrupt store row); the sliding
+ * window catches it and drops the bucket.
+ */
+export function decodeSketch(bytes: Uint8Array): LatencySketch {
+  const r = reader(bytes);
+  if (r.byte() !== FORMAT) throw new RangeError("latency sketch: unknown format");
+  const s = createSketch();
+  const x = impl(s);
+  const zeroCount = r.varint();
+  const sum = r.f64();
+  const min = r.f64();
+  const max = r.f64();
+  const bins = r.varint();
+  if (bins > SKETCH_BIN_LIMIT) throw new RangeError("latency sketch: too many bins");
+  if (bins > 0) {
+    const minKey = unzigzag(r.varint());
+    for (let i = 0; i < bins; i++) {
+      const c = r.varint();
+      if (c > 0) x.store.add(minKey + i, c);
+    }
+  }
+  r.end();
+  x.zeroCount = zeroCount;
+  x.count = x.store.count + zeroCount;
+  x.sum = sum;
+  x.min = x.count > 0 ? min : Infinity;
+  x.max = x.count > 0 ? max : -Infinity;
+  return s;
+}
+
+const zigzag = (n: number): number => (n >= 0 ? n * 2 : -n * 2 - 1);
+const unzigzag = (n: number): number => (n % 2 === 0 ? n / 2 : -(n + 1) / 2);
+
+/** A little-endian byte writer that grows as needed; varints hold integers up to 2⁵³. */
+function writer(initial: number) {
+  let buf = new Uint8Array(initial);
+  let view = new DataView(buf.buffer);
+  let n = 0;
+  const room = (k: number) => {
+    if (n + k <= buf.length) return;
+    const next = new Uint8Array(Math.max(buf.length * 2, n + k));
+    next.set(buf);
+    buf = next;
+    view = new DataView(buf.buffer);
+  };
+  return {
+    byte(b: number) {
+      room(1);
+      buf[n++] = b;
+    },
+    varint(v: number) {
+      room(8);
+      // Division rather than bit operations: counts may exceed 2³¹.
+      let x = Math.max(0, Math.floor(v));
+      while (x >= 128) {
+        buf[n++] = (x % 128) | 128;
+        x = Math.floor(x / 128);
+      }
+      buf[n++] = x;
+    },
+    f64(v: number) {
+      room(8);
+      view.setFloat64(n, v, true);
+      n += 8;
+    },
+    done: () => buf.slice(0, n),
+  };
+}
+
+/** The reader matching `writer`; throws RangeError when the bytes run out or overflow. */
+function reader(bytes: Uint8Array) {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let n = 0;
+  const need = (k: number) => {
+    if (n + k > bytes.length) throw new RangeError("latency sketch: truncated");
+  };
+  return {
+    byte() {
+      need(1);
+      return bytes[n++] as number;
+    },
+    varint() {
+      let x = 0;
+      let scale = 1;
+      for (;;) {
+        need(1);
+        const b = bytes[n++] as number;
+        x += (b & 127) * scale;
+        if (b < 128) break;
+        scale *= 128;
+        if (scale > 2 ** 56) throw new RangeError("latency sketch: varint overflow");
+      }
+      return x;
+    },
+    f64() {
+      need(8);
+      const v = view.getFloat64(n, true);
+      n += 8;
+      return v;
+    },
+    end() {
+      if (n !== bytes.length) throw new RangeError("latency sketch: trailing bytes");
+    },
+  };
+}
