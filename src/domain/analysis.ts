@@ -1,0 +1,428 @@
+import { evaluateGate, type GateResult, type Verdict } from "./gates.js";
+import { healthScore, recommendationOf, type DecisionType, type GateHealth, type RolloutHealth } from "./health.js";
+import type { Action, Rollout } from "./rollout.js";
+import type { WindowAggregate } from "./sliding-window.js";
+
+/**
+ * The evaluator (DESIGN §5 "Analysis"), pure: it takes a rollout, the aggregates of its two
+ * windows, its evaluator state and the time, and returns every gate's verdict, the decision
+ * with its reason in words, the next state and the health. The engine applies the decision
+ * (or, in dry run, records it); nothing here changes anything.
+ *
+ * Each call is one evaluation: the engine calls it once per `interval`. To preview (Health
+ * between evaluations, Promote without force) call it and discard the returned state.
+ *
+ * Rules, in the order they apply:
+ * - Only CANARY and STAGING act. Other stages get their health, with decision "continue"
+ *   (PRODUCTION) or "hold" (ROLLED_BACK, HALTED: stopped, nothing to do; never a pause).
+ * - Grace: for `gracePeriodMs` after `stepStartedAt` (any step change, resume or restart)
+ *   verdicts are reported but not counted, so the new weight's first, mixed buckets decide
+ *   nothing. Invariant gates are the exception: a violation is a fact, not noise, so it acts
+ *   even in the grace period (safety first).
+ * - Counting: a FAIL adds one to the gate's consecutive count, PASS/WARN resets it,
+ *   INCONCLUSIVE leaves it as it is (too few samples neither confirms nor clears a breach).
+ *   Counts restart when the step changes (stage, step, weight or stepStartedAt).
+ * - A breach acts when the consecutive count reaches `consecutiveBreaches`, or, with
+ *   `maxBreachRate`, when the gate failed in more than that share of the counted evaluations
+ *   within the window and at least `consecutiveBreaches` times (so flapping is caught, but
+ *   never sooner than the same number of failures in a row would be). Invariant gates act at
+ *   their first failure. After acting, the gate's counts start afresh (so an action that is
+ *   not applied, e.g. in dry run, repeats every `consecutiveBreaches` evaluations).
+ * - on_breach: ROLLBACK → "rollback", HALT → "emergency_stop", STEP_BACK → "step_back",
+ *   SCALE_DOWN → "scale_down", HOLD → "hold" and pause, NOTIFY → no action (the gate is still
+ *   in `triggeredBy`, so the engine audits it). When several act, the most severe wins:
+ *   emergency_stop > rollback > step_back > scale_down > hold > notify.
+ * - `autoRollback: false`: breaches are reported, and rollback, halt, step back and scale down
+ *   become "hold" (without pausing: the failing gate already blocks promotion).
+ * - STAGING has no smaller step, so STEP_BACK and SCALE_DOWN roll back there.
+ * - Paused: no automatic step changes, so step_back and scale_down become "hold" and there is
+ *   no promotion; rollback and emergency_stop still act.
+ * - `noDataTimeoutMs` > 0: a canary with weight > 0 and no canary outcome since
+ *   max(stepStartedAt, last canary outcome) for that long is held and paused, or rolled back
+ *   when `onNoData` is "rollback". The last outcome time is kept in the state, so a timeout
+ *   longer than the window and a restart both work.
+ * - Daily limit: an automatic "rollback" when `autoRollbacks` already holds
+ *   `maxAutoRollbacksPerDay` instants within the last 24 h becomes "emergency_stop".
+ * - `autoPromote` (CANARY only, never paused): "promote" once the grace period is over,
+ *   now − stepStartedAt >= the step's minDurationMs, the canary window holds the step's
+ *   minSamples and every gate is PASS or WARN.
+ * - `dryRun`: everything is computed as usual and `dryRun` is set; the engine applies nothing.
+ */
+
+/** Data kept for one gate between evaluations. */
+export interface GateState {
+  readonly name: string;
+  /** Failed counted evaluations in a row. */
+  readonly consecutive: number;
+  /** The last counted verdict other than INCONCLUSIVE, to tell new breaches from ongoing ones. */
+  readonly lastVerdict?: Verdict;
+  /** Counted evaluations within the window, oldest first, as [time, 1 if failed else 0]; kept only with maxBreachRate. */
+  readonly recent: readonly (readonly [number, 0 | 1])[];
+}
+
+/** The evaluator's memory between evaluations: plain JSON, persisted by the server. */
+export interface AnalysisState {
+  readonly version: 1;
+  /** The step the counts belong to; a different step starts them afresh. */
+  readonly step: string;
+  readonly gates: readonly GateState[];
+  readonly lastEvaluatedAt?: number;
+  /** The newest canary outcome time seen, for the no-data timeout. */
+  readonly lastCanaryOutcomeAt?: number;
+}
+
+/** Returns the state of a rollout never evaluated. */
+export function initialAnalysisState(): AnalysisState {
+  return { version: 1, step: "", gates: [] };
+}
+
+/**
+ * Returns the state stored as JSON text, or the initial state when the text is not a state
+ * this version understands (the evaluator then starts counting afresh, which is safe).
+ */
+export function parseAnalysisState(json: string): AnalysisState {
+  try {
+    const v = JSON.parse(json) as Partial<AnalysisState> | null;
+    if (v === null || typeof v !== "object" || v.version !== 1 || typeof v.step !== "string" || !Array.isArray(v.gates)) {
+      return initialAnalysisState();
+    }
+    const gates: GateState[] = [];
+    for (const g of v.gates as unknown[]) {
+      const s = g as Partial<GateState>;
+      if (typeof s?.name !== "string" || typeof s.consecutive !== "number" || !Array.isArray(s.recent)) return initialAnalysisState();
+      gates.push(s as GateState);
+    }
+    const state: AnalysisState = { version: 1, step: v.step, gates };
+    return {
+      ...state,
+      ...(typeof v.lastEvaluatedAt === "number" ? { lastEvaluatedAt: v.lastEvaluatedAt } : {}),
+      ...(typeof v.lastCanaryOutcomeAt === "number" ? { lastCanaryOutcomeAt: v.lastCanaryOutcomeAt } : {}),
+    };
+  } catch {
+    return initialAnalysisState();
+  }
+}
+
+/** What one evaluation looks at. */
+export interface EvaluationInput {
+  readonly rollout: Rollout;
+  readonly canary: WindowAggregate;
+  readonly stable: WindowAggregate;
+  readonly state: AnalysisState;
+  readonly now: number;
+}
+
+/** One evaluation's result. */
+export interface Evaluation {
+  readonly gates: readonly GateResult[];
+  readonly decision: DecisionType;
+  /** True when the decision is a "hold" that must also pause the rollout (a HOLD gate, the no-data timeout) and it is not paused yet. */
+  readonly pause: boolean;
+  /** Gates whose breach acts now (NOTIFY gates included, so that the engine audits them). */
+  readonly triggeredBy: readonly string[];
+  /** Gates that failed this evaluation having not failed at their last counted one: the engine records a "gate breach" event for each. */
+  readonly newBreaches: readonly string[];
+  /** The decision in words, with measured values and thresholds. */
+  readonly reason: string;
+  /** True in dry run: the engine records the decision and applies nothing. */
+  readonly dryRun: boolean;
+  readonly state: AnalysisState;
+  readonly health: RolloutHealth;
+}
+
+/** Severity of decisions: the most severe of several wins. */
+const SEVERITY: Record<DecisionType, number> = {
+  continue: 0,
+  promote: 1,
+  hold: 2,
+  scale_down: 3,
+  step_back: 4,
+  rollback: 5,
+  emergency_stop: 6,
+};
+
+/** What a gate breach asks for; undefined for NOTIFY (record only). */
+const ACTION_DECISION: Record<Action, DecisionType | undefined> = {
+  rollback: "rollback",
+  halt: "emergency_stop",
+  step_back: "step_back",
+  scale_down: "scale_down",
+  hold: "hold",
+  notify: undefined,
+};
+
+/** Most counted evaluations a gate remembers for maxBreachRate (a 24 h window at 1 s would otherwise keep 86,400). */
+export const MAX_RECENT_EVALUATIONS = 360;
+
+const DAY_MS = 24 * 3_600_000;
+
+/** Formats a duration for a reason: "90s", "5m", "1.5s". */
+function fmtMs(ms: number): string {
+  if (ms >= 60_000 && ms % 60_000 === 0) return `${ms / 60_000}m`;
+  return `${Math.round(ms / 100) / 10}s`;
+}
+
+/** Returns the identity of a rollout's current step: counts restart when it changes. */
+function stepKey(r: Rollout): string {
+  return `${r.stage}/${r.currentStep}/${r.weightBp}/${r.stepStartedAt}`;
+}
+
+interface Acting {
+  readonly gate: GateResult;
+  readonly want: DecisionType | undefined;
+  readonly why: string;
+}
+
+/** Evaluates a rollout once; see the module comment for the rules. */
+export function evaluate(input: EvaluationInput): Evaluation {
+  const { rollout: r, canary, stable, now } = input;
+  const a = r.analysis;
+  const step = stepKey(r);
+  const prev = input.state.step === step ? input.state : { ...input.state, step, gates: [] };
+  const prevGates = new Map(prev.gates.map((g) => [g.name, g]));
+  const lastCanaryOutcomeAt = latest(prev.lastCanaryOutcomeAt, canary.lastOutcomeAt);
+  const results = r.gates.map((g) => evaluateGate(g, canary, stable));
+  const active = r.stage === "canary" || r.stage === "staging";
+  const graceLeft = r.stepStartedAt + a.gracePeriodMs - now;
+  const inGrace = graceLeft > 0;
+
+  const gateStates: GateState[] = [];
+  const consecutive = new Map<string, number>();
+  const acting: Acting[] = [];
+  const newBreaches: string[] = [];
+  for (const res of results) {
+    const before = prevGates.get(res.name);
+    let count = before?.consecutive ?? 0;
+    let recent = a.maxBreachRate === undefined ? [] : (before?.recent ?? []).filter(([t]) => t > now - a.windowMs);
+    let lastVerdict = before?.lastVerdict;
+    const counts = active && (!inGrace || res.kind === "invariant");
+    const failed = res.verdict === "fail";
+    if (counts && res.verdict !== "inconclusive") {
+      count = failed ? count + 1 : 0;
+      if (a.maxBreachRate !== undefined) recent = [...recent, [now, failed ? 1 : 0] as const].slice(-MAX_RECENT_EVALUATIONS);
+      if (failed && lastVerdict !== "fail") newBreaches.push(res.name);
+      lastVerdict = res.verdict;
+    }
+    consecutive.set(res.name, count);
+    let why: string | undefined;
+    if (counts && failed) {
+      const fails = recent.reduce((n, [, f]) => n + f, 0);
+      if (res.kind === "invariant") {
+        why = `${res.name}: ${res.message} (invariant gates act at once${inGrace ? ", even in the grace period" : ""})`;
+      } else if (count >= a.consecutiveBreaches) {
+        why = `${res.name}: ${res.message} for ${count} consecutive evaluation${count === 1 ? "" : "s"}`;
+      } else if (a.maxBreachRate !== undefined && fails >= a.consecutiveBreaches && fails / recent.length > a.maxBreachRate) {
+        why = `${res.name}: ${res.message}, failing in ${fails} of ${recent.length} evaluations in the window (> max_breach_rate ${a.maxBreachRate})`;
+      }
+    }
+    if (why !== undefined) {
+      acting.push({ gate: res, want: ACTION_DECISION[res.onBreach], why });
+      // Acting starts the gate's counts afresh.
+      count = 0;
+      recent = [];
+    }
+    gateStates.push({ name: res.name, consecutive: count, ...(lastVerdict === undefined ? {} : { lastVerdict }), recent });
+  }
+
+  const d = decide(r, acting, results, canary, now, inGrace, graceLeft, lastCanaryOutcomeAt, consecutive);
+  const state: AnalysisState = {
+    version: 1,
+    step,
+    gates: gateStates,
+    lastEvaluatedAt: now,
+    ...(lastCanaryOutcomeAt === undefined ? {} : { lastCanaryOutcomeAt }),
+  };
+  const next = nextAction(r, d.decision, results, consecutive, canary, now, graceLeft, lastCanaryOutcomeAt);
+  const score = healthScore(results);
+  const gates: GateHealth[] = results.map((g) => ({ ...g, consecutiveBreaches: consecutive.get(g.name) ?? 0 }));
+  const acts = d.decision !== "continue" && !(d.decision === "hold" && !d.pause);
+  const health: RolloutHealth = {
+    rollout: r.name,
+    score,
+    recommendation: recommendationOf(score),
+    gates,
+    consecutiveBreaches: gates.reduce((m, g) => Math.max(m, g.consecutiveBreaches), 0),
+    samples: { stable: stable.count, canary: canary.count },
+    stage: r.stage,
+    weightBp: r.weightBp,
+    currentStep: r.currentStep,
+    paused: r.paused,
+    nextAction: next.action,
+    ...(next.at === undefined ? {} : { nextActionAt: next.at }),
+    evaluatedAt: now,
+    rolloutVersion: r.version,
+    message: a.dryRun && acts ? `dry run, not applied: ${d.reason}` : d.reason,
+  };
+  return {
+    gates: results,
+    decision: d.decision,
+    pause: d.pause,
+    triggeredBy: acting.map((x) => x.gate.name),
+    newBreaches,
+    reason: d.reason,
+    dryRun: a.dryRun,
+    state,
+    health,
+  };
+}
+
+function latest(a: number | undefined, b: number | undefined): number | undefined {
+  if (a === undefined) return b;
+  return b === undefined || a >= b ? a : b;
+}
+
+/** Returns the decision once the acting breaches are known. */
+function decide(
+  r: Rollout,
+  acting: readonly Acting[],
+  results: readonly GateResult[],
+  canary: WindowAggregate,
+  now: number,
+  inGrace: boolean,
+  graceLeft: number,
+  lastCanaryOutcomeAt: number | undefined,
+  consecutive: ReadonlyMap<string, number>,
+): { decision: DecisionType; pause: boolean; reason: string } {
+  const a = r.analysis;
+  if (r.stage === "production") return { decision: "continue", pause: false, reason: "PRODUCTION: the rollout is done" };
+  if (r.stage === "rolled_back" || r.stage === "halted") {
+    return { decision: "hold", pause: false, reason: `${r.stage === "halted" ? "HALTED" : "ROLLED_BACK"}: not evaluated for actions` };
+  }
+
+  // The strongest action any acting gate asks for, then the no-data timeout beside it.
+  let wanted: DecisionType = "continue";
+  let pause = false;
+  const reasons: string[] = [];
+  for (const x of acting) {
+    reasons.push(x.want === undefined ? `${x.why} (notify only)` : x.why);
+    if (x.want !== undefined && SEVERITY[x.want] > SEVERITY[wanted]) wanted = x.want;
+  }
+  if (wanted === "hold") pause = true;
+  const noData = noDataDue(r, now, lastCanaryOutcomeAt);
+  if (noData !== undefined) {
+    reasons.push(`no canary outcomes for ${fmtMs(noData.quietMs)} (no_data_timeout ${fmtMs(a.noDataTimeoutMs)})`);
+    if (SEVERITY[noData.want] > SEVERITY[wanted]) wanted = noData.want;
+    if (noData.want === "hold") pause = true;
+  }
+
+  if (wanted !== "continue") {
+    let decision = wanted;
+    let reason = reasons.join("; ");
+    if (!a.autoRollback && (decision === "rollback" || decision === "emergency_stop" || decision === "step_back" || decision === "scale_down")) {
+      decision = "hold";
+      reason = `auto_rollback is off, holding instead of ${wanted}: ${reason}`;
+    } else if (r.stage === "staging" && (decision === "step_back" || decision === "scale_down")) {
+      decision = "rollback";
+      reason = `STAGING has no smaller step, rolling back instead of ${wanted}: ${reason}`;
+    } else if (r.paused && (decision === "step_back" || decision === "scale_down")) {
+      decision = "hold";
+      reason = `paused, holding instead of ${wanted}: ${reason}`;
+    }
+    if (decision === "rollback") {
+      const recent = r.autoRollbacks.filter((t) => t > now - DAY_MS).length;
+      if (recent >= a.maxAutoRollbacksPerDay) {
+        decision = "emergency_stop";
+        reason = `${reason}; ${recent} automatic rollbacks in the last 24 h already (max_auto_rollbacks_per_day ${a.maxAutoRollbacksPerDay}): halting instead`;
+      }
+    }
+    return { decision, pause: decision === "hold" && pause && !r.paused, reason };
+  }
+  if (acting.length > 0) return { decision: "continue", pause: false, reason: reasons.join("; ") };
+
+  const failing = results.filter((g) => g.verdict === "fail");
+  if (failing.length > 0) {
+    const list = failing.map((g) => `${g.name}: ${g.message}${g.kind === "invariant" ? "" : ` (${consecutive.get(g.name) ?? 0} of ${a.consecutiveBreaches} consecutive)`}`);
+    return { decision: "continue", pause: false, reason: `${inGrace ? `grace period (${fmtMs(graceLeft)} left), not counted: ` : "failing: "}${list.join("; ")}` };
+  }
+  if (inGrace) return { decision: "continue", pause: false, reason: `grace period: ${fmtMs(graceLeft)} left after the step change` };
+
+  const waiting = results.filter((g) => g.verdict === "inconclusive");
+  const s = r.steps[r.currentStep];
+  if (a.autoPromote && r.stage === "canary" && !r.paused && s !== undefined && waiting.length === 0) {
+    const held = now - r.stepStartedAt;
+    const gatesText = results.length === 0 ? "no gates" : `all ${results.length} gates pass`;
+    if (held >= s.minDurationMs && canary.count >= s.minSamples) {
+      return {
+        decision: "promote",
+        pause: false,
+        reason: `${gatesText}; step ${r.currentStep + 1} held ${fmtMs(held)} >= min_duration ${fmtMs(s.minDurationMs)} with ${canary.count} >= ${s.minSamples} canary samples`,
+      };
+    }
+    const needs: string[] = [];
+    if (held < s.minDurationMs) needs.push(`${fmtMs(s.minDurationMs - held)} more`);
+    if (canary.count < s.minSamples) needs.push(`${s.minSamples - canary.count} more canary samples`);
+    return { decision: "continue", pause: false, reason: `${gatesText}; step ${r.currentStep + 1} needs ${needs.join(" and ")} before promotion` };
+  }
+  if (waiting.length > 0) {
+    return { decision: "continue", pause: false, reason: `waiting for samples: ${waiting.map((g) => `${g.name}: ${g.message}`).join("; ")}` };
+  }
+  const why = results.length === 0 ? "no gates" : `all ${results.length} gates pass`;
+  return { decision: "continue", pause: false, reason: r.paused ? `paused; ${why}` : why };
+}
+
+/** Returns the no-data action when the timeout has passed, else undefined. */
+function noDataDue(r: Rollout, now: number, lastCanaryOutcomeAt: number | undefined): { want: DecisionType; quietMs: number } | undefined {
+  const a = r.analysis;
+  if (a.noDataTimeoutMs <= 0 || r.weightBp <= 0 || (r.stage !== "canary" && r.stage !== "staging")) return undefined;
+  const quietMs = now - Math.max(r.stepStartedAt, lastCanaryOutcomeAt ?? -Infinity);
+  if (quietMs < a.noDataTimeoutMs) return undefined;
+  return { want: a.onNoData === "rollback" ? "rollback" : "hold", quietMs };
+}
+
+/** Returns what a breach asking for `want` turns into under the rollout's settings (as decide does). */
+function effective(r: Rollout, want: DecisionType, now: number): DecisionType {
+  const a = r.analysis;
+  if (!a.autoRollback && want !== "hold") return "hold";
+  let d = want;
+  if (r.stage === "staging" && (d === "step_back" || d === "scale_down")) d = "rollback";
+  if (r.paused && (d === "step_back" || d === "scale_down")) d = "hold";
+  if (d === "rollback" && r.autoRollbacks.filter((t) => t > now - DAY_MS).length >= a.maxAutoRollbacksPerDay) d = "emergency_stop";
+  return d;
+}
+
+/**
+ * Returns what the evaluator will do next and when, as far as it can tell now: the decision
+ * itself when it acts; else the earliest of a breach one failure from acting (at the next
+ * evaluation), the no-data timeout, and a promotion (once min_duration has passed); else
+ * "continue" with no time.
+ */
+function nextAction(
+  r: Rollout,
+  decision: DecisionType,
+  results: readonly GateResult[],
+  consecutive: ReadonlyMap<string, number>,
+  canary: WindowAggregate,
+  now: number,
+  graceLeft: number,
+  lastCanaryOutcomeAt: number | undefined,
+): { action: DecisionType; at?: number } {
+  const a = r.analysis;
+  if (decision !== "continue") return { action: decision, at: now };
+  if (r.stage !== "canary" && r.stage !== "staging") return { action: "continue" };
+  const nextEval = now + Math.max(a.intervalMs, graceLeft);
+  const candidates: { action: DecisionType; at: number }[] = [];
+  for (const g of results) {
+    if (g.verdict !== "fail" || (consecutive.get(g.name) ?? 0) + 1 < a.consecutiveBreaches) continue;
+    const want = ACTION_DECISION[g.onBreach];
+    if (want !== undefined) candidates.push({ action: effective(r, want, now), at: nextEval });
+  }
+  if (a.noDataTimeoutMs > 0 && r.weightBp > 0) {
+    const since = Math.max(r.stepStartedAt, lastCanaryOutcomeAt ?? -Infinity);
+    const want = a.onNoData === "rollback" ? "rollback" : "hold";
+    candidates.push({ action: effective(r, want, now), at: Math.max(now, since + a.noDataTimeoutMs) });
+  }
+  const s = r.steps[r.currentStep];
+  if (
+    a.autoPromote &&
+    r.stage === "canary" &&
+    !r.paused &&
+    s !== undefined &&
+    canary.count >= s.minSamples &&
+    results.every((g) => g.verdict === "pass" || g.verdict === "warn")
+  ) {
+    candidates.push({ action: "promote", at: Math.max(now + a.intervalMs, r.stepStartedAt + Math.max(s.minDurationMs, a.gracePeriodMs)) });
+  }
+  if (candidates.length === 0) return { action: "continue" };
+  candidates.sort((x, y) => x.at - y.at || SEVERITY[y.action] - SEVERITY[x.action]);
+  return candidates[0] as { action: DecisionType; at: number };
+}
