@@ -7,10 +7,12 @@ import type { OutcomeSample } from "./outcome.js";
  * count/sum/min/max. Recording is O(1) with no per-outcome storage.
  *
  * Layout: the window is cut into N = clamp(ceil(window / interval), 10, 30) buckets of
- * ceil(window / N) ms, aligned to the epoch. With the defaults (5 min, 10 s) that is 30
- * buckets of 10 s. The window holds the N most recent buckets: the current, partly filled one
- * and N − 1 full ones, so what it covers slides in steps of one bucket (at most 10% of the
- * window) and an outcome is dropped once its bucket leaves the ring.
+ * B = ceil(window / N) ms, aligned to the epoch; with the defaults (5 min, 10 s) that is 30
+ * buckets of 10 s. The ring holds N full buckets plus the current, partly filled one, so the
+ * window always covers at least `window` (between N·B and (N + 1)·B) and slides in steps of
+ * one bucket (at most 10% of the window): an outcome counts from when it is recorded until
+ * at least `window` and at most `window + B` later, then its bucket leaves the ring. At an
+ * evaluation on a bucket boundary the window holds exactly the last `window` of outcomes.
  *
  * Memory: an idle window is a small object with no ring at all; buckets are allocated when
  * an outcome lands in them and released once they expire. A bucket holds at most
@@ -81,7 +83,9 @@ export interface RestoreResult {
 /** A sliding window; its contents are reached through this module's functions only. */
 export interface SlidingWindow {
   readonly windowMs: number;
+  /** Width of a bucket, B. */
   readonly bucketMs: number;
+  /** Full buckets, N; the ring holds one more for the current bucket. */
   readonly bucketCount: number;
 }
 
@@ -144,13 +148,14 @@ function newBucket(index: number): Bucket {
 }
 
 function slotOf(r: Ring, index: number): number {
-  const s = index % r.bucketCount;
-  return s < 0 ? s + r.bucketCount : s;
+  const span = r.bucketCount + 1;
+  const s = index % span;
+  return s < 0 ? s + span : s;
 }
 
 /** Returns the bucket for `index`, reusing its ring slot (and resetting a stale occupant). */
 function bucketAt(r: Ring, index: number): Bucket | undefined {
-  const slots = (r.slots ??= new Array<Bucket | undefined>(r.bucketCount).fill(undefined));
+  const slots = (r.slots ??= new Array<Bucket | undefined>(r.bucketCount + 1).fill(undefined));
   const slot = slotOf(r, index);
   const b = slots[slot];
   if (b === undefined) return (slots[slot] = newBucket(index));
@@ -175,7 +180,7 @@ export function record(w: SlidingWindow, sample: OutcomeSample, now: number): bo
     t = now;
   }
   const index = Math.floor(t / r.bucketMs);
-  if (index <= Math.floor(now / r.bucketMs) - r.bucketCount) return false;
+  if (index < Math.floor(now / r.bucketMs) - r.bucketCount) return false;
   const b = bucketAt(r, index);
   if (b === undefined) return false;
   b.count++;
@@ -219,7 +224,7 @@ const EMPTY: WindowAggregate = { count: 0, errors: 0, invariantViolations: 0, la
 export function aggregate(w: SlidingWindow, now: number): WindowAggregate {
   const r = ring(w);
   const current = Math.floor(now / r.bucketMs);
-  const firstLive = current - r.bucketCount + 1;
+  const firstLive = current - r.bucketCount;
   const c = r.cache;
   if (c !== undefined && c.version === r.version && c.oldest >= firstLive && (current === c.current || (current > c.current && !c.future))) {
     return c.aggregate;
@@ -316,7 +321,7 @@ export function takeDirtyBuckets(w: SlidingWindow): BucketSnapshot[] {
 
 /** Returns the start of the oldest bucket still in the window at `now`: stored buckets that start earlier are expired. */
 export function windowStartMs(w: SlidingWindow, now: number): number {
-  return (Math.floor(now / w.bucketMs) - w.bucketCount + 1) * w.bucketMs;
+  return (Math.floor(now / w.bucketMs) - w.bucketCount) * w.bucketMs;
 }
 
 /**
@@ -344,7 +349,7 @@ export function restoreBuckets(w: SlidingWindow, snapshots: readonly BucketSnaps
       continue;
     }
     const index = Math.floor(s.startMs / r.bucketMs);
-    if (index > current || index <= current - r.bucketCount) {
+    if (index > current || index < current - r.bucketCount) {
       expired++;
       continue;
     }
@@ -380,11 +385,11 @@ export function resizeWindow(w: SlidingWindow, windowMs: number, intervalMs: num
   const next = ring(createWindow(windowMs, intervalMs));
   if (next.bucketMs === old.bucketMs && next.bucketCount === old.bucketCount) return w;
   const current = Math.floor(now / next.bucketMs);
-  const oldFirstLive = Math.floor(now / old.bucketMs) - old.bucketCount + 1;
+  const oldFirstLive = Math.floor(now / old.bucketMs) - old.bucketCount;
   for (const b of old.slots ?? []) {
     if (b === undefined || b.index < oldFirstLive || b.count === 0) continue;
     const index = Math.floor((b.index * old.bucketMs) / next.bucketMs);
-    if (index > current || index <= current - next.bucketCount) continue;
+    if (index > current || index < current - next.bucketCount) continue;
     const into = bucketAt(next, index);
     if (into !== undefined) mergeInto(into, { ...b, bucketMs: old.bucketMs });
   }
