@@ -1,35 +1,40 @@
-import { LogCollapsingLowestDenseDDSketch } from "@datadog/sketches-js";
+import { DDSketch } from "@datadog/sketches-js";
 
 /**
- * A mergeable, log-bucketed latency histogram: a DDSketch from @datadog/sketches-js with a
- * collapsing store, behind a handful of functions.
+ * A mergeable, log-bucketed latency histogram: a DDSketch from @datadog/sketches-js (its
+ * logarithmic key mapping and dense store) behind a handful of functions.
  *
  * Accuracy: every quantile is within 1% (relative) of the exact order statistic
- * `sorted[floor(q·(n−1))]`, half the 2% DESIGN §5 allows, as long as the largest value is at
- * most ~8·10⁸ times the smallest non-zero one (1 µs to 800,000 s). Beyond that the lowest bins
- * are collapsed upwards, which only moves low quantiles. Zero latencies are counted exactly.
+ * `sorted[floor(q·(n−1))]`, half the 2% DESIGN §5 allows, for latencies between
+ * SKETCH_MIN_MS (1 µs) and SKETCH_MAX_MS (10⁸ ms, ~28 h). Latencies below 1 µs count as
+ * exactly 0 (as do zeros) and latencies above 28 h as 28 h: outside that range a latency
+ * is a clock artefact, not a measurement.
  *
- * Memory: at most SKETCH_BIN_LIMIT (1024) bins of 8 bytes, ~8 KiB, whatever the traffic;
- * latencies between 1 ms and 10 s use ~470 bins, which the store rounds up to 512.
+ * Memory: that value range is what bounds the sketch. It spans SKETCH_MAX_BINS (1,268) bins
+ * at most, ~10 KiB, whatever the traffic; latencies between 1 ms and 10 s use ~470 bins,
+ * which the store allocates in chunks of 128.
  *
- * Two places where we deliberately do not use the library:
+ * Where we deliberately do not use the library (v2.1.1):
+ * - its collapsing stores (the usual way to bound a DDSketch) miscount after collapsing:
+ *   the lowest bin ends up holding more than the sketch's total count and every quantile
+ *   collapses to the lowest value. Bounding the value range bounds the plain dense store.
  * - merge: its `merge` loses bins when the merged store's highest key is 0 (values near
  *   1 ms: `_extendRange` reads `secondKey || key`), which yields NaN quantiles. We merge by
  *   adding the other sketch's bins one key at a time through the store's public `add`.
  * - encoding: its `toProto`/`fromProto` need `protobufjs`, which the package does not declare
  *   (it is only present here as a dev dependency of @grpc/grpc-js and is pruned from the
- *   production image), and `fromProto` drops sum/min/max and the collapsing store. We write a
- *   compact encoding of the bins instead (varint counts: ~1 byte per bin).
+ *   production image), and `fromProto` drops sum, min and max. We write a compact encoding
+ *   of the bins instead (varint counts: about a byte per bin).
  */
 
 /** The relative accuracy of quantiles (1%). */
 export const SKETCH_RELATIVE_ACCURACY = 0.01;
 
-/** The most bins a sketch keeps; past it the lowest bins collapse. */
-export const SKETCH_BIN_LIMIT = 1024;
+/** Latencies below this (1 µs) count as 0. */
+export const SKETCH_MIN_MS = 1e-3;
 
-/** Values above this many ms (~31 years) are counted as this value; nothing real is that slow. */
-const MAX_LATENCY_MS = 1e12;
+/** Latencies above this (~28 h) count as this. */
+export const SKETCH_MAX_MS = 1e8;
 
 /** The encoding format version, first byte of every encoded sketch. */
 const FORMAT = 1;
@@ -41,27 +46,27 @@ export interface LatencySketch {
   readonly [sketchBrand]: true;
 }
 
-type Impl = LogCollapsingLowestDenseDDSketch;
+type Impl = DDSketch;
 
 const impl = (s: LatencySketch): Impl => s as unknown as Impl;
 
 /** Returns a new, empty latency sketch. */
 export function createSketch(): LatencySketch {
-  return new LogCollapsingLowestDenseDDSketch({
-    relativeAccuracy: SKETCH_RELATIVE_ACCURACY,
-    binLimit: SKETCH_BIN_LIMIT,
-  }) as unknown as LatencySketch;
+  return new DDSketch({ relativeAccuracy: SKETCH_RELATIVE_ACCURACY }) as unknown as LatencySketch;
 }
 
+/** The most bins a sketch can have: the keys from SKETCH_MIN_MS to SKETCH_MAX_MS. */
+export const SKETCH_MAX_BINS: number = (() => {
+  const m = impl(createSketch()).mapping;
+  return m.key(SKETCH_MAX_MS) - m.key(SKETCH_MIN_MS) + 1;
+})();
+
 /**
- * Adds one latency in milliseconds.
- *
- * Callers validate first (finite, >= 0); a value that is not is clamped (NaN and negatives to 0,
- * huge values to 10¹² ms) so that a sketch can never be poisoned.
+ * Adds one latency in milliseconds: below 1 µs (and NaN, and negatives, which callers have
+ * rejected already) as 0, above 28 h as 28 h, so that nothing can grow or poison a sketch.
  */
 export function addLatency(s: LatencySketch, ms: number): void {
-  const v = ms > 0 ? (ms < MAX_LATENCY_MS ? ms : MAX_LATENCY_MS) : 0;
-  impl(s).accept(v);
+  impl(s).accept(ms >= SKETCH_MIN_MS ? (ms < SKETCH_MAX_MS ? ms : SKETCH_MAX_MS) : 0);
 }
 
 /** Adds every value of `from` into `into`; `from` is unchanged. */
@@ -137,9 +142,11 @@ export function decodeSketch(bytes: Uint8Array): LatencySketch {
   const min = r.f64();
   const max = r.f64();
   const bins = r.varint();
-  if (bins > SKETCH_BIN_LIMIT) throw new RangeError("latency sketch: too many bins");
+  if (bins > SKETCH_MAX_BINS) throw new RangeError("latency sketch: too many bins");
   if (bins > 0) {
     const minKey = unzigzag(r.varint());
+    const lowest = x.mapping.key(SKETCH_MIN_MS);
+    if (minKey < lowest || minKey + bins - 1 > lowest + SKETCH_MAX_BINS - 1) throw new RangeError("latency sketch: keys out of range");
     for (let i = 0; i < bins; i++) {
       const c = r.varint();
       if (c > 0) x.store.add(minKey + i, c);
