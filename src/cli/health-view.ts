@@ -1,0 +1,129 @@
+import { Decision, Recommendation, Verdict, type GateStatus, type RolloutHealth } from "@rollgate/client/gen/health_pb";
+import { Action, Stage, type Rollout } from "@rollgate/client/gen/rollout_pb";
+import type { Palette } from "./colors.js";
+import { durationMs, enumName, formatSpan, plainTable, stageName, tableText, timestampMs } from "./format.js";
+import { formatWeight } from "./weight.js";
+
+/** Returns a gate's value in the unit of its kind: rates as percentages, latency in ms. */
+export function formatGateValue(kind: string, v: number | undefined): string {
+  if (v === undefined || Number.isNaN(v)) return "-";
+  switch (kind) {
+    case "error_rate":
+    case "success_rate":
+      return `${Number((v * 100).toFixed(3))}%`;
+    case "latency":
+      return `${Number(v.toFixed(1))}ms`;
+    case "invariant":
+      return String(Math.round(v));
+    default:
+      return String(Number(v.toPrecision(4)));
+  }
+}
+
+/** Returns a verdict in words, coloured: PASS green, WARN yellow, FAIL red, INCONCLUSIVE dim. */
+export function verdictText(v: Verdict, colors: Palette): string {
+  const name = enumName(Verdict, v, "VERDICT");
+  if (v === Verdict.PASS) return colors.green(name);
+  if (v === Verdict.WARN) return colors.yellow(name);
+  if (v === Verdict.FAIL) return colors.red(name);
+  return colors.dim(name);
+}
+
+function recommendationText(r: Recommendation, colors: Palette): string {
+  const name = enumName(Recommendation, r, "RECOMMENDATION");
+  if (r === Recommendation.HEALTHY) return colors.green(name);
+  if (r === Recommendation.MONITOR) return colors.yellow(name);
+  if (r === Recommendation.ROLLBACK) return colors.red(name);
+  return name;
+}
+
+/** Returns what the evaluator does next and when, e.g. "PROMOTE in 1m20s". */
+export function nextActionText(h: RolloutHealth, now: number): string {
+  const action = enumName(Decision, h.nextAction, "DECISION");
+  const at = timestampMs(h.nextActionAt);
+  return at === undefined || at === 0 ? action : `${action} in ${formatSpan(at - now)}`;
+}
+
+/** Returns the gates as a table: observed, threshold, baseline, samples, verdict. */
+export function gatesTable(gates: readonly GateStatus[], colors: Palette): string {
+  if (gates.length === 0) return "no gates";
+  const table = plainTable(["GATE", "KIND", "OBSERVED", "THRESHOLD", "BASELINE", "SAMPLES", "VERDICT", "BREACHES", "ON BREACH"]);
+  for (const g of gates) {
+    table.push([
+      g.name,
+      g.kind,
+      formatGateValue(g.kind, g.observed),
+      formatGateValue(g.kind, g.threshold),
+      formatGateValue(g.kind, g.baseline),
+      String(g.samples),
+      verdictText(g.verdict, colors),
+      String(g.consecutiveBreaches),
+      enumName(Action, g.onBreach, "ACTION"),
+    ]);
+  }
+  return tableText(table);
+}
+
+/** Returns a progress bar of `fraction` (0..1), `width` cells wide. */
+export function progressBar(fraction: number, width: number, colors: Palette): string {
+  const filled = Math.round(Math.min(1, Math.max(0, fraction)) * width);
+  return `[${colors.cyan("█".repeat(filled))}${colors.dim("░".repeat(width - filled))}]`;
+}
+
+/**
+ * Returns the time left before the current step may be promoted: the evaluator's next action time
+ * when it plans a promotion, else what is left of the step's min_duration; undefined when no
+ * step change is coming (not CANARY, paused, or the last step).
+ */
+export function timeToNextStep(h: RolloutHealth, rollout: Rollout | undefined, now: number): number | undefined {
+  if (h.stage !== Stage.CANARY || h.paused) return undefined;
+  const at = timestampMs(h.nextActionAt);
+  if (h.nextAction === Decision.PROMOTE && at !== undefined && at > 0) return Math.max(0, at - now);
+  const step = rollout?.steps[h.currentStep];
+  const started = timestampMs(rollout?.stepStartedAt);
+  if (step === undefined || started === undefined || h.currentStep + 1 >= (rollout?.steps.length ?? 0)) return undefined;
+  return Math.max(0, started + durationMs(step.minDuration) - now);
+}
+
+/** Returns the full health view: header, ramp, score, next action and the gate table. */
+export function healthView(h: RolloutHealth, rollout: Rollout | undefined, colors: Palette, now: number): string {
+  const steps = rollout?.steps.length ?? 0;
+  const lines: string[] = [];
+  const versions = rollout === undefined ? "" : `  ${rollout.stableVersion} → ${rollout.canaryVersion}`;
+  lines.push(`${colors.bold(h.rollout)}${versions}  ${stageName(h.stage)}${h.paused ? colors.yellow("  PAUSED") : ""}`);
+  const stepText = h.stage === Stage.CANARY && steps > 0 ? `step ${h.currentStep + 1}/${steps}` : stageName(h.stage).toLowerCase();
+  const next = timeToNextStep(h, rollout, now);
+  lines.push(
+    `${progressBar(h.weightBp / 10_000, 30, colors)} ${formatWeight(h.weightBp)}  ${stepText}` +
+      (next === undefined ? "" : `  next step in ${formatSpan(next)}`),
+  );
+  lines.push(
+    `health ${h.score.toFixed(2)} ${recommendationText(h.recommendation, colors)}` +
+      `  samples canary ${h.samples?.canary ?? 0n} / stable ${h.samples?.stable ?? 0n}` +
+      `  consecutive breaches ${h.consecutiveBreaches}`,
+  );
+  lines.push(`next action: ${nextActionText(h, now)}`);
+  if (h.message !== "") lines.push(h.message);
+  lines.push(gatesTable(h.gates, colors));
+  return lines.join("\n");
+}
+
+/** Returns one plain line of a health update, for logs and pipes. */
+export function healthLine(h: RolloutHealth, rollout: Rollout | undefined, now: number): string {
+  const steps = rollout?.steps.length;
+  const gates = h.gates.map((g) => `${g.name}=${enumName(Verdict, g.verdict, "VERDICT")}`).join(",");
+  return [
+    new Date(now).toISOString(),
+    h.rollout,
+    `stage=${stageName(h.stage)}`,
+    `step=${h.currentStep + 1}${steps === undefined ? "" : `/${steps}`}`,
+    `weight=${formatWeight(h.weightBp)}`,
+    h.paused ? "paused" : undefined,
+    `score=${h.score.toFixed(2)}`,
+    `recommendation=${enumName(Recommendation, h.recommendation, "RECOMMENDATION")}`,
+    `next=${nextActionText(h, now).replace(/ /g, "_")}`,
+    `gates=${gates === "" ? "-" : gates}`,
+  ]
+    .filter((p) => p !== undefined)
+    .join(" ");
+}
