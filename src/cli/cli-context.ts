@@ -34,7 +34,7 @@ export interface CliContext {
   readonly out: (line: string) => void;
   /** Colours for stdout. */
   readonly colors: Palette;
-  /** Prints a message in the chosen format: JSON (protobuf JSON), YAML, or the table text. */
+  /** Prints a message in the chosen format: JSON (protobuf JSON, zero values included), YAML, or the table text. */
   print<D extends DescMessage>(schema: D, message: MessageShape<D>, table: () => string): void;
   /** Prints plain data in the chosen format. */
   printData(data: unknown, table: () => string): void;
@@ -93,7 +93,7 @@ export function contextOf(command: Command): CliContext & { close(): Promise<voi
     colors,
     print(schema, message, table) {
       if (opts.output === "table") out(table());
-      else printData(toJson(schema, message), table);
+      else printData(toJson(schema, message, { alwaysEmitImplicit: true }), table);
     },
     printData,
     async close() {

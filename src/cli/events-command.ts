@@ -60,7 +60,7 @@ export function eventsCommand(): Command {
         const events = await listAllEvents(ctx, name ?? "", BigInt(opts.after));
         if (opts.follow === true) return follow(ctx, name ?? "", events);
         ctx.printData(
-          events.map((e) => toJson(EventSchema, e)),
+          events.map((e) => toJson(EventSchema, e, { alwaysEmitImplicit: true })),
           () => (events.length === 0 ? "no events" : events.map(eventLine).join("\n")),
         );
         return EXIT_OK;
@@ -80,7 +80,7 @@ async function verify(ctx: CliContext, name: string): Promise<number> {
 }
 
 async function follow(ctx: CliContext, name: string, backlog: readonly Event[]): Promise<number> {
-  const print = (e: Event) => ctx.out(ctx.options.output === "table" ? eventLine(e) : JSON.stringify(toJson(EventSchema, e)));
+  const print = (e: Event) => ctx.out(ctx.options.output === "table" ? eventLine(e) : JSON.stringify(toJson(EventSchema, e, { alwaysEmitImplicit: true })));
   backlog.forEach(print);
   const stop = new AbortController();
   const onSignal = () => stop.abort();

@@ -98,7 +98,7 @@ export function listCommand(): Command {
           pageToken = page.nextPageToken;
         } while (pageToken !== "");
         ctx.printData(
-          all.map((r) => toJson(RolloutSchema, r)),
+          all.map((r) => toJson(RolloutSchema, r, { alwaysEmitImplicit: true })),
           () => {
             if (all.length === 0) return "no rollouts";
             const table = plainTable(["NAME", "STAGE", "STEP", "WEIGHT", "STABLE", "CANARY", "PAUSED", "VERSION", "UPDATED"]);

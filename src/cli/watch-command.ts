@@ -60,7 +60,7 @@ async function watch(ctx: CliContext, name: string, opts: WatchOptions): Promise
         rollout = (await ctx.client.rollouts.getRollout({ name })).rollout ?? rollout;
       }
       latest = h;
-      if (ctx.options.output !== "table") ctx.out(JSON.stringify(toJson(HealthUpdateSchema, update)));
+      if (ctx.options.output !== "table") ctx.out(JSON.stringify(toJson(HealthUpdateSchema, update, { alwaysEmitImplicit: true })));
       else if (tty) redraw();
       else ctx.out(healthLine(h, rollout, Date.now()));
       if (update.deleted) {

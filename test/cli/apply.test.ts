@@ -106,7 +106,7 @@ describe("rollgate apply", () => {
     expect(result!.action).toBe("updated");
     expect(result!.changes.map((c) => c.path)).toEqual(expect.arrayContaining(["gates", "analysis.autoPromote", "analysis.interval"]));
     const got = await getJson("defaults");
-    expect(got.gates).toBeUndefined();
+    expect(got.gates).toEqual([]);
     expect(got.analysis).toMatchObject({ interval: "10s" });
   });
 
