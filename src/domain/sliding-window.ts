@@ -11,8 +11,9 @@ import type { OutcomeSample } from "./outcome.js";
  * buckets of 10 s. The ring holds N full buckets plus the current, partly filled one, so the
  * window always covers at least `window` (between N·B and (N + 1)·B) and slides in steps of
  * one bucket (at most 10% of the window): an outcome counts from when it is recorded until
- * at least `window` and at most `window + B` later, then its bucket leaves the ring. At an
- * evaluation on a bucket boundary the window holds exactly the last `window` of outcomes.
+ * at least `window` and less than (N + 1)·B (about `window + B`) later, then its bucket leaves
+ * the ring. At an evaluation on a bucket boundary, with B dividing the window, the window holds
+ * exactly the last `window` of outcomes.
  *
  * Memory: an idle window is a small object with no ring at all; buckets are allocated when
  * an outcome lands in them and released once they expire. A bucket holds at most
