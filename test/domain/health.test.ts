@@ -22,10 +22,13 @@ const results: fc.Arbitrary<GateResult> = fc
     latency: fc.double({ min: 0, max: 1000, noNaN: true }),
     violations: fc.integer({ min: 0, max: 5 }),
     bound: fc.double({ min: 0, max: 1, noNaN: true }),
-    kind: fc.constantFrom("error_rate", "latency", "success_rate", "metric", "invariant", "error_rate_conf"),
+    kind: fc.constantFrom("error_rate", "latency", "success_rate", "metric", "invariant", "error_rate_conf", "error_rate_near"),
   })
   .map(({ n, errorShare, latency, violations, bound, kind }) => {
+    const errors = Math.round(errorShare * n);
     const checks: Record<string, GateCheck> = {
+      // A bound just above the observed rate: the warning band.
+      error_rate_near: { kind: "error_rate", max: n === 0 ? 0.5 : Math.min(1, errors / n / (0.92 + 0.08 * bound)) },
       error_rate: { kind: "error_rate", max: bound },
       error_rate_conf: { kind: "error_rate", max: bound, confidence: 0.95 },
       latency: { kind: "latency", quantile: 0.99, maxMs: 1 + bound * 1000 },
@@ -33,7 +36,7 @@ const results: fc.Arbitrary<GateResult> = fc
       metric: { kind: "metric", metric: "m", aggregation: "mean", max: bound * 1000 },
       invariant: { kind: "invariant", max: Math.round(bound * 4) },
     };
-    const canary = windowOf(n, Math.round(errorShare * n), latency, violations);
+    const canary = windowOf(n, errors, latency, violations);
     return evaluateGate(gate("g", checks[kind] as GateCheck, { minSamples: 50 }), canary, windowOf(0, 0, 0, 0));
   });
 
