@@ -51,14 +51,14 @@ export function gatesTable(gates: readonly GateStatus[], colors: Palette): strin
   for (const g of gates) {
     table.push([
       g.name,
-      g.kind,
+      g.kind || "-",
       formatGateValue(g.kind, g.observed),
       formatGateValue(g.kind, g.threshold),
       formatGateValue(g.kind, g.baseline),
       String(g.samples),
       verdictText(g.verdict, colors),
       String(g.consecutiveBreaches),
-      enumName(Action, g.onBreach, "ACTION"),
+      g.onBreach === Action.UNSPECIFIED ? "-" : enumName(Action, g.onBreach, "ACTION"),
     ]);
   }
   return tableText(table);
@@ -71,18 +71,20 @@ export function progressBar(fraction: number, width: number, colors: Palette): s
 }
 
 /**
- * Returns the time left before the current step may be promoted: the evaluator's next action time
- * when it plans a promotion, else what is left of the step's min_duration; undefined when no
- * step change is coming (not CANARY, paused, or the last step).
+ * Returns when the next step comes, in words: "in 1m20s" when the evaluator plans a promotion,
+ * "in ≥ 2m" while the step's min_duration runs, "when the gates pass" when it waits on them,
+ * "manual" without auto-promote; undefined when no step change is coming (not CANARY, paused,
+ * or the last step).
  */
-export function timeToNextStep(h: RolloutHealth, rollout: Rollout | undefined, now: number): number | undefined {
-  if (h.stage !== Stage.CANARY || h.paused) return undefined;
+export function nextStepText(h: RolloutHealth, rollout: Rollout | undefined, now: number): string | undefined {
+  if (h.stage !== Stage.CANARY || h.paused || rollout === undefined || h.currentStep + 1 >= rollout.steps.length) return undefined;
   const at = timestampMs(h.nextActionAt);
-  if (h.nextAction === Decision.PROMOTE && at !== undefined && at > 0) return Math.max(0, at - now);
-  const step = rollout?.steps[h.currentStep];
-  const started = timestampMs(rollout?.stepStartedAt);
-  if (step === undefined || started === undefined || h.currentStep + 1 >= (rollout?.steps.length ?? 0)) return undefined;
-  return Math.max(0, started + durationMs(step.minDuration) - now);
+  if (h.nextAction === Decision.PROMOTE && at !== undefined && at > 0) return `in ${formatSpan(at - now)}`;
+  if (rollout.analysis?.autoPromote !== true) return "manual (rollgate promote)";
+  const started = timestampMs(rollout.stepStartedAt);
+  const step = rollout.steps[h.currentStep];
+  const left = started === undefined || step === undefined ? 0 : started + durationMs(step.minDuration) - now;
+  return left > 0 ? `in ≥ ${formatSpan(left)}` : "when the gates pass";
 }
 
 /** Returns the full health view: header, ramp, score, next action and the gate table. */
@@ -92,11 +94,8 @@ export function healthView(h: RolloutHealth, rollout: Rollout | undefined, color
   const versions = rollout === undefined ? "" : `  ${rollout.stableVersion} → ${rollout.canaryVersion}`;
   lines.push(`${colors.bold(h.rollout)}${versions}  ${stageName(h.stage)}${h.paused ? colors.yellow("  PAUSED") : ""}`);
   const stepText = h.stage === Stage.CANARY && steps > 0 ? `step ${h.currentStep + 1}/${steps}` : stageName(h.stage).toLowerCase();
-  const next = timeToNextStep(h, rollout, now);
-  lines.push(
-    `${progressBar(h.weightBp / 10_000, 30, colors)} ${formatWeight(h.weightBp)}  ${stepText}` +
-      (next === undefined ? "" : `  next step in ${formatSpan(next)}`),
-  );
+  const next = nextStepText(h, rollout, now);
+  lines.push(`${progressBar(h.weightBp / 10_000, 30, colors)} ${formatWeight(h.weightBp)}  ${stepText}` + (next === undefined ? "" : `  next step ${next}`));
   lines.push(
     `health ${h.score.toFixed(2)} ${recommendationText(h.recommendation, colors)}` +
       `  samples canary ${h.samples?.canary ?? 0n} / stable ${h.samples?.stable ?? 0n}` +

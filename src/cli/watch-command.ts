@@ -32,13 +32,25 @@ export function watchCommand(): Command {
     .action(action<WatchOptions>(async (ctx, [name], opts) => watch(ctx, name!, opts)));
 }
 
+/**
+ * Returns stdout with a usable size: a pseudo-terminal nobody sized (e.g. under `script`) reports
+ * 0 rows and 0 columns, and log-update would cut every line of the frame away.
+ */
+function terminal(stdout: NodeJS.WriteStream): NodeJS.WriteStream {
+  return Object.create(stdout, {
+    rows: { get: () => stdout.rows || 50 },
+    columns: { get: () => stdout.columns || 120 },
+    write: { value: stdout.write.bind(stdout) },
+  }) as NodeJS.WriteStream;
+}
+
 async function watch(ctx: CliContext, name: string, opts: WatchOptions): Promise<number> {
   const stop = new AbortController();
   const onSignal = () => stop.abort();
   process.once("SIGINT", onSignal);
   process.once("SIGTERM", onSignal);
   const tty = process.stdout.isTTY === true && ctx.options.output === "table";
-  const log = tty ? createLogUpdate(process.stdout) : undefined;
+  const log = tty ? createLogUpdate(terminal(process.stdout)) : undefined;
   let rollout: Rollout | undefined;
   let latest: RolloutHealth | undefined;
   const redraw = () => {
