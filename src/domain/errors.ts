@@ -29,6 +29,8 @@ export interface BlockingGate {
   readonly threshold: number;
   readonly samples: number;
   readonly minSamples: number;
+  /** The verdict in words. */
+  readonly message: string;
 }
 
 /** Structured data a domain error can carry beside its message. */

@@ -65,7 +65,7 @@ export function createGrpcFastPath(opts: FastPathOptions): OnStreamHook {
     });
   add(DecisionService.method.route, handlers.route as (req: never) => unknown);
   add(DecisionService.method.routeBatch, handlers.routeBatch as (req: never) => unknown);
-  if ("recordOutcome" in handlers) add(DecisionService.method.recordOutcome, (handlers as { recordOutcome: (req: never) => unknown }).recordOutcome);
+  add(DecisionService.method.recordOutcome, handlers.recordOutcome as (req: never) => unknown);
 
   return (stream, headers) => {
     if (headers[":method"] !== "POST") return false;

@@ -1,5 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import type { RolloutHealth } from "../domain/health.js";
 import type { Stage, Variant } from "../domain/rollout.js";
+import type { EngineObserver } from "../service/engine.js";
 
 /** Every stage, so that the rollouts gauge reports zeros too. */
 const STAGES: readonly Stage[] = ["canary", "staging", "production", "rolled_back", "halted"];
@@ -49,6 +51,45 @@ export function createMetrics(stages: () => Iterable<Stage>) {
     },
   });
 
+  const outcomes = new Counter({
+    name: "rollgate_outcomes_total",
+    help: "Outcomes accepted into the sliding windows, by rollout and variant.",
+    labelNames: ["rollout", "variant"] as const,
+    registers: [registry],
+  });
+  const ignored = new Counter({
+    name: "rollgate_outcomes_ignored_total",
+    help: "Outcomes ignored because their time fell outside the window, by rollout and variant.",
+    labelNames: ["rollout", "variant"] as const,
+    registers: [registry],
+  });
+  const score = new Gauge({
+    name: "rollgate_health_score",
+    help: "Health score 0..1 of a rollout at its last evaluation or change.",
+    labelNames: ["rollout"] as const,
+    registers: [registry],
+  });
+  const verdicts = new Gauge({
+    name: "rollgate_gate_verdict",
+    help: "1 for each gate's current verdict (pass, warn, fail, inconclusive), 0 for the others.",
+    labelNames: ["rollout", "gate", "verdict"] as const,
+    registers: [registry],
+  });
+  const observed = new Gauge({
+    name: "rollgate_gate_observed",
+    help: "The value each gate last measured on the canary.",
+    labelNames: ["rollout", "gate"] as const,
+    registers: [registry],
+  });
+  const decisions = new Counter({
+    name: "rollgate_decisions_total",
+    help: "Automatic decisions taken by the evaluator, by rollout, decision and whether it was a dry run.",
+    labelNames: ["rollout", "decision", "dry_run"] as const,
+    registers: [registry],
+  });
+  const VERDICTS = ["pass", "warn", "fail", "inconclusive"] as const;
+  const gatesOf = new Map<string, Set<string>>();
+
   // Label lookups hash their arguments: keep the children so the Route path does one Map get.
   const routeChildren = new Map<string, { stable: Counter.Internal; canary: Counter.Internal }>();
   const rpcChildren = new Map<string, Histogram.Internal<"method">>();
@@ -84,12 +125,46 @@ export function createMetrics(stages: () => Iterable<Stage>) {
       }
       c.inc();
     },
-    /** Forgets a deleted rollout's series. */
-    forgetRollout(rollout: string): void {
-      routeChildren.delete(rollout);
-      routes.remove(rollout, "stable");
-      routes.remove(rollout, "canary");
-    },
+    /** The engine's hooks: outcomes, health, decisions, deletions. */
+    engine: {
+      outcomes(rollout, variant, accepted, dropped) {
+        if (accepted > 0) outcomes.labels(rollout, variant).inc(accepted);
+        if (dropped > 0) ignored.labels(rollout, variant).inc(dropped);
+      },
+      health(h: RolloutHealth) {
+        score.labels(h.rollout).set(h.score);
+        const names = new Set<string>();
+        for (const g of h.gates) {
+          names.add(g.name);
+          for (const v of VERDICTS) verdicts.labels(h.rollout, g.name, v).set(g.verdict === v ? 1 : 0);
+          observed.labels(h.rollout, g.name).set(g.observed);
+        }
+        // Gates removed by an update stop being reported.
+        for (const old of gatesOf.get(h.rollout) ?? []) {
+          if (names.has(old)) continue;
+          for (const v of VERDICTS) verdicts.remove(h.rollout, old, v);
+          observed.remove(h.rollout, old);
+        }
+        gatesOf.set(h.rollout, names);
+      },
+      decided(rollout, decision, dryRun) {
+        decisions.labels(rollout, decision, String(dryRun)).inc();
+      },
+      deleted(rollout) {
+        routeChildren.delete(rollout);
+        for (const v of ["stable", "canary"]) {
+          routes.remove(rollout, v);
+          outcomes.remove(rollout, v);
+          ignored.remove(rollout, v);
+        }
+        score.remove(rollout);
+        for (const g of gatesOf.get(rollout) ?? []) {
+          for (const v of VERDICTS) verdicts.remove(rollout, g, v);
+          observed.remove(rollout, g);
+        }
+        gatesOf.delete(rollout);
+      },
+    } satisfies EngineObserver,
   };
 }
 

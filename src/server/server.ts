@@ -33,6 +33,10 @@ export interface ServerDeps {
   readonly logger?: Logger;
   /** WatchEvents keep-alive period (default 15 s). */
   readonly keepaliveMs?: number;
+  /** How often the evaluator looks for rollouts whose interval has come round (default 250 ms). */
+  readonly evaluationTickMs?: number;
+  /** How often window buckets and evaluator state are flushed to the store (default 1 s). */
+  readonly flushMs?: number;
 }
 
 /** A running rollgate server. */
@@ -60,8 +64,8 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   let state: "starting" | "ready" | "draining" = "starting";
 
   const store = openSqliteStore(config.dbPath);
-  const engine = createEngine({ store, clock, logger });
   const metrics = createMetrics(() => engine.list().map((r) => r.stage));
+  const engine = createEngine({ store, clock, logger, observer: metrics.engine });
   const served = [DecisionService.typeName, RolloutService.typeName];
   const health = createHealthStatus(served);
 
@@ -122,6 +126,17 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   }
   state = "ready";
   health.setAll("SERVING");
+  // Timers run on real time; a test clock only changes what "now" is.
+  let ticking = false;
+  const tick = setInterval(() => {
+    // A slow evaluation round is never stacked behind another.
+    if (ticking) return;
+    ticking = true;
+    engine.tick().finally(() => (ticking = false));
+  }, deps.evaluationTickMs ?? 250);
+  const flusher = setInterval(() => {
+    engine.flush().catch((err: unknown) => logger.error({ err }, "window flush failed"));
+  }, deps.flushMs ?? 1000);
   logger.info({ rollouts: engine.list().length }, "ready");
 
   let closing: Promise<void> | undefined;
@@ -137,10 +152,13 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       closing ??= (async () => {
         state = "draining";
         logger.info("shutting down");
+        clearInterval(tick);
+        clearInterval(flusher);
         health.shutdown();
         engine.shutdown();
         await listener.close(SHUTDOWN_GRACE_MS);
         await engine.drain();
+        await engine.flush();
         await store.close();
         logger.info("stopped");
       })();

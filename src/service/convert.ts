@@ -13,9 +13,21 @@ import {
   type Step as DomainStep,
   type Variant as DomainVariant,
 } from "../domain/rollout.js";
+import type { GateResult } from "../domain/gates.js";
+import type { DecisionType, GateHealth, Recommendation as DomainRecommendation, RolloutHealth as DomainHealth } from "../domain/health.js";
+import type { RawOutcome } from "../domain/outcome.js";
 import type { RouteDecision, RouteReason as DomainRouteReason } from "../domain/routing.js";
 import type { RolloutSpecInput } from "../domain/validation.js";
-import { RouteReason, RouteResponseSchema, type RouteResponse } from "../../gen/rollgate/v1/decision_service_pb.js";
+import { RouteReason, RouteResponseSchema, type Outcome, type RouteResponse } from "../../gen/rollgate/v1/decision_service_pb.js";
+import {
+  Decision,
+  GateStatusSchema,
+  Recommendation,
+  RolloutHealthSchema,
+  Verdict,
+  type GateStatus,
+  type RolloutHealth,
+} from "../../gen/rollgate/v1/health_pb.js";
 import { EventSchema, EventType, type Event } from "../../gen/rollgate/v1/event_pb.js";
 import {
   Action,
@@ -349,5 +361,78 @@ export function routeToProto(d: RouteDecision): RouteResponse {
     features: d.features as string[],
     reason: ROUTE_REASONS[d.reason],
     rolloutVersion: BigInt(d.rolloutVersion),
+  });
+}
+
+/** Returns the domain form of a reported outcome, before validation. */
+export function outcomeFromProto(o: Outcome): RawOutcome {
+  return {
+    variant: variantFromProto(o.variant),
+    success: o.success,
+    latencyMs: o.latencyMs,
+    metrics: o.metrics,
+    invariantViolations: o.invariantViolations,
+    key: o.key,
+    timeMs: o.time === undefined ? undefined : timestampToMs(o.time),
+  };
+}
+
+const VERDICTS: Record<GateResult["verdict"], Verdict> = {
+  pass: Verdict.PASS,
+  warn: Verdict.WARN,
+  fail: Verdict.FAIL,
+  inconclusive: Verdict.INCONCLUSIVE,
+};
+
+const RECOMMENDATIONS: Record<DomainRecommendation, Recommendation> = {
+  healthy: Recommendation.HEALTHY,
+  monitor: Recommendation.MONITOR,
+  rollback: Recommendation.ROLLBACK,
+};
+
+const DECISIONS: Record<DecisionType, Decision> = {
+  continue: Decision.CONTINUE,
+  promote: Decision.PROMOTE,
+  hold: Decision.HOLD,
+  step_back: Decision.STEP_BACK,
+  scale_down: Decision.SCALE_DOWN,
+  rollback: Decision.ROLLBACK,
+  emergency_stop: Decision.EMERGENCY_STOP,
+};
+
+/** Returns the wire message of a gate's status. */
+export function gateStatusToProto(g: GateResult & Partial<Pick<GateHealth, "consecutiveBreaches">>): GateStatus {
+  return create(GateStatusSchema, {
+    name: g.name,
+    kind: g.kind,
+    observed: g.observed,
+    threshold: g.threshold,
+    ...(g.baseline === undefined ? {} : { baseline: g.baseline }),
+    samples: BigInt(g.samples),
+    verdict: VERDICTS[g.verdict],
+    consecutiveBreaches: g.consecutiveBreaches ?? 0,
+    message: g.message,
+    onBreach: actionToProto(g.onBreach),
+  });
+}
+
+/** Returns the wire message of a rollout's health. */
+export function healthToProto(h: DomainHealth): RolloutHealth {
+  return create(RolloutHealthSchema, {
+    rollout: h.rollout,
+    score: h.score,
+    recommendation: RECOMMENDATIONS[h.recommendation],
+    gates: h.gates.map(gateStatusToProto),
+    consecutiveBreaches: h.consecutiveBreaches,
+    samples: { stable: BigInt(h.samples.stable), canary: BigInt(h.samples.canary) },
+    stage: stageToProto(h.stage),
+    weightBp: h.weightBp,
+    currentStep: h.currentStep,
+    paused: h.paused,
+    nextAction: DECISIONS[h.nextAction],
+    ...(h.nextActionAt === undefined ? {} : { nextActionAt: timestampFromMs(h.nextActionAt) }),
+    evaluatedAt: timestampFromMs(h.evaluatedAt),
+    rolloutVersion: BigInt(h.rolloutVersion),
+    message: h.message,
   });
 }

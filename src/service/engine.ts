@@ -1,12 +1,28 @@
 import type { Logger } from "pino";
+import { evaluate, initialAnalysisState, parseAnalysisState, type AnalysisState, type Evaluation } from "../domain/analysis.js";
 import type { AuditEvent, EventType, NewEvent } from "../domain/audit-chain.js";
 import type { Clock } from "../domain/clock.js";
-import { DomainError, rolloutNotFound } from "../domain/errors.js";
+import { DomainError, rolloutNotFound, type BlockingGate } from "../domain/errors.js";
+import type { DecisionType, RolloutHealth } from "../domain/health.js";
+import type { OutcomeSample } from "../domain/outcome.js";
 import * as machine from "../domain/rollout-machine.js";
-import type { Rollout, RolloutSpec } from "../domain/rollout.js";
+import type { Rollout, RolloutSpec, Variant } from "../domain/rollout.js";
 import { compileRoutes, route, type RouteDecision, type RouteTable } from "../domain/routing.js";
-import type { Store } from "../store/store.js";
+import {
+  aggregate,
+  clear,
+  createWindow,
+  record,
+  resizeWindow,
+  restoreBuckets,
+  takeCleared,
+  takeDirtyBuckets,
+  type BucketSnapshot,
+  type SlidingWindow,
+} from "../domain/sliding-window.js";
+import type { Store, WindowBucketRow } from "../store/store.js";
 import { createEventFeed, type EventFeed } from "./event-feed.js";
+import { createHealthFeed, type HealthFeed } from "./health-feed.js";
 
 /** Who asks for a change and why. */
 export interface Caller {
@@ -15,10 +31,30 @@ export interface Caller {
   readonly reason: string;
 }
 
+/** The actor recorded for automatic decisions. */
+export const EVALUATOR = "evaluator";
+
+/** Hooks the server uses to count what the engine does. */
+export interface EngineObserver {
+  /** Outcomes accepted into, or ignored by (outside the window), a variant's window. */
+  outcomes?(rollout: string, variant: Variant, accepted: number, ignored: number): void;
+  /** A rollout's health after an evaluation or a change. */
+  health?(health: RolloutHealth): void;
+  /** An automatic decision the evaluator took (dry run included). */
+  decided?(rollout: string, decision: DecisionType, dryRun: boolean): void;
+  /** A rollout was deleted: forget its series. */
+  deleted?(rollout: string): void;
+}
+
 /** One rollout's live state. */
 interface Entry {
   rollout: Rollout;
   table: RouteTable;
+  windows: Record<Variant, SlidingWindow>;
+  analysis: AnalysisState;
+  analysisDirty: boolean;
+  /** When the evaluator next looks at it. */
+  nextEvalAt: number;
 }
 
 /** Options of createEngine. */
@@ -26,19 +62,28 @@ export interface EngineOptions {
   readonly store: Store;
   readonly clock: Clock;
   readonly logger: Logger;
+  readonly observer?: EngineObserver;
 }
 
+/** Buckets older than this are dropped from the store whatever the rollout (the longest window is 24 h). */
+const STORE_RETENTION_MS = 25 * 3_600_000;
+
 /**
- * Returns the rollout engine: the in-memory state of every rollout, kept equal to the store.
+ * Returns the rollout engine: the in-memory state of every rollout — configuration, route
+ * table, sliding windows, evaluator state — kept equal to the store.
  *
- * Reads (Route, Get, List) never touch the store. Every change runs through one queue so that
- * read-modify-write cycles never interleave, is committed durably with its audit events before
- * the caller is answered, and only then becomes visible: the next Route sees it.
+ * Reads (Route, Get, List, Health) never touch the store. Every change, operator's or
+ * evaluator's, runs through one queue so that read-modify-write cycles never interleave, is
+ * committed durably with its audit events before anyone is answered, and only then becomes
+ * visible: the next Route sees it. Outcomes go straight into the windows (O(1) each); the
+ * windows and evaluator state are flushed to the store by `flush`, every second.
  */
 export function createEngine(opts: EngineOptions) {
   const { store, clock, logger } = opts;
+  const observer = opts.observer ?? {};
   const entries = new Map<string, Entry>();
-  const feed: EventFeed = createEventFeed();
+  const events: EventFeed = createEventFeed();
+  const healthFeed: HealthFeed = createHealthFeed();
   let loaded = false;
 
   let queue: Promise<unknown> = Promise.resolve();
@@ -55,7 +100,52 @@ export function createEngine(opts: EngineOptions) {
     return e;
   }
 
-  function snapshotOf(r: Rollout, summary: string): string {
+  function newEntry(r: Rollout, analysis: AnalysisState = initialAnalysisState()): Entry {
+    const a = r.analysis;
+    return {
+      rollout: r,
+      table: compileRoutes(r),
+      windows: { stable: createWindow(a.windowMs, a.intervalMs), canary: createWindow(a.windowMs, a.intervalMs) },
+      analysis,
+      analysisDirty: false,
+      nextEvalAt: clock.now() + a.intervalMs,
+    };
+  }
+
+  /** Returns the evaluation of an entry now, without keeping its state: a preview. */
+  function preview(e: Entry, now = clock.now()): Evaluation {
+    return evaluate({
+      rollout: e.rollout,
+      canary: aggregate(e.windows.canary, now),
+      stable: aggregate(e.windows.stable, now),
+      state: e.analysis,
+      now,
+    });
+  }
+
+  /**
+   * Returns a rollout's health between evaluations: every gate's current values, the
+   * consecutive-breach counts the evaluator has actually recorded (a preview would count the
+   * current failure once more), and, when the data as it stands would make the evaluator act,
+   * that action at its next scheduled evaluation.
+   */
+  function healthView(e: Entry, now = clock.now()): RolloutHealth {
+    const ev = preview(e, now);
+    const countsValid = (e.analysis.lastEvaluatedAt ?? -1) >= e.rollout.stepStartedAt;
+    const stored = new Map(countsValid ? e.analysis.gates.map((g) => [g.name, g.consecutive] as const) : []);
+    const gates = ev.health.gates.map((g) => ({ ...g, consecutiveBreaches: stored.get(g.name) ?? 0 }));
+    const acts = (ev.decision !== "continue" && ev.decision !== "hold") || ev.pause;
+    return {
+      ...ev.health,
+      gates,
+      consecutiveBreaches: gates.reduce((m, g) => Math.max(m, g.consecutiveBreaches), 0),
+      ...(acts ? { nextAction: ev.decision, nextActionAt: Math.max(e.nextEvalAt, now) } : {}),
+    };
+  }
+
+  /** The snapshot an event keeps: the rollout's state and every gate's values at that moment. */
+  function snapshotOf(e: Entry, summary: string, h: RolloutHealth = healthView(e)): string {
+    const r = e.rollout;
     return JSON.stringify({
       summary,
       stage: r.stage,
@@ -65,36 +155,161 @@ export function createEngine(opts: EngineOptions) {
       version: r.version,
       stable_version: r.stableVersion,
       canary_version: r.canaryVersion,
+      score: round(h.score),
+      samples: h.samples,
+      gates: h.gates.map((g) => ({
+        name: g.name,
+        kind: g.kind,
+        verdict: g.verdict,
+        observed: round(g.observed),
+        threshold: round(g.threshold),
+        ...(g.baseline === undefined ? {} : { baseline: round(g.baseline) }),
+        samples: g.samples,
+        consecutive_breaches: g.consecutiveBreaches,
+      })),
     });
   }
 
-  function newEvent(r: Rollout, type: EventType, caller: Caller, summary: string): NewEvent {
+  function newEvent(e: Entry, type: EventType, caller: Caller, summary: string, ev?: Evaluation): NewEvent {
+    const snapshot = ev === undefined ? snapshotOf(e, summary) : snapshotOf(e, summary, ev.health);
     return {
       timeNs: BigInt(clock.now()) * 1_000_000n,
-      rollout: r.name,
+      rollout: e.rollout.name,
       type,
       actor: caller.actor,
       reason: caller.reason === "" ? summary : caller.reason,
-      fingerprint: r.fingerprint,
-      snapshot: snapshotOf(r, summary),
+      fingerprint: e.rollout.fingerprint,
+      snapshot,
     };
   }
 
-  async function persist(r: Rollout, events: NewEvent[]): Promise<AuditEvent[]> {
-    const appended = await store.commit({ put: r, events });
-    entries.set(r.name, { rollout: r, table: compileRoutes(r) });
-    feed.publish(appended);
+  /** Publishes a rollout's current health (after an evaluation or a change). */
+  function publishHealth(e: Entry, health: RolloutHealth = healthView(e)): void {
+    observer.health?.(health);
+    healthFeed.publish({ health, deleted: false });
+  }
+
+  /**
+   * Commits a rollout's new state with its events, then makes it visible and keeps its
+   * windows and evaluator state in step: a rollback or a new canary version empties the
+   * canary's window and restarts the evaluator's counts; a new window or interval reshapes
+   * both windows.
+   */
+  async function commit(e: Entry, next: Rollout, newEvents: NewEvent[]): Promise<AuditEvent[]> {
+    const prev = e.rollout;
+    const appended = await store.commit({ put: next, events: newEvents });
+    e.rollout = next;
+    e.table = compileRoutes(next);
+    const now = clock.now();
+    if ((next.stage === "rolled_back" && prev.stage !== "rolled_back") || next.canaryVersion !== prev.canaryVersion) {
+      clear(e.windows.canary);
+      e.analysis = initialAnalysisState();
+      e.analysisDirty = true;
+    }
+    if (next.analysis.windowMs !== prev.analysis.windowMs || next.analysis.intervalMs !== prev.analysis.intervalMs) {
+      e.windows = {
+        stable: resizeWindow(e.windows.stable, next.analysis.windowMs, next.analysis.intervalMs, now),
+        canary: resizeWindow(e.windows.canary, next.analysis.windowMs, next.analysis.intervalMs, now),
+      };
+    }
+    if (next.stepStartedAt !== prev.stepStartedAt || next.analysis.intervalMs !== prev.analysis.intervalMs) {
+      e.nextEvalAt = now + next.analysis.intervalMs;
+    }
+    events.publish(appended);
     return appended;
   }
 
+  /** Evaluates one rollout and applies (or, in dry run, records) the decision. */
+  async function evaluateEntry(e: Entry, now: number): Promise<void> {
+    const r = e.rollout;
+    const ev = preview(e, now);
+    e.analysis = ev.state;
+    e.analysisDirty = true;
+    e.nextEvalAt = now + r.analysis.intervalMs;
+    const gates = ev.gates.map((g) => ({ gate: g.name, verdict: g.verdict, observed: g.observed, threshold: g.threshold, baseline: g.baseline, samples: g.samples }));
+    logger.debug({ rollout: r.name, decision: ev.decision, score: ev.health.score, gates, reason: ev.reason }, "evaluated");
+
+    const evaluator: Caller = { actor: EVALUATOR, reason: "" };
+    const breachEvents = ev.newBreaches.map((name) => {
+      const g = ev.gates.find((x) => x.name === name)!;
+      return newEvent(e, "gate_breach", { ...evaluator, reason: `${name}: ${g.message}` }, `gate ${name} failed`, ev);
+    });
+    const acts = ev.decision !== "continue" && ev.decision !== "hold";
+    let transition: machine.Transition | undefined;
+    if (!ev.dryRun && (acts || ev.pause)) {
+      const actor = { name: EVALUATOR, now };
+      switch (ev.decision) {
+        case "promote":
+          transition = machine.promote(r, "next_step", actor);
+          break;
+        case "rollback":
+          transition = machine.rollback(r, actor, true);
+          break;
+        case "emergency_stop":
+          transition = machine.halt(r, actor);
+          break;
+        case "step_back":
+          transition = machine.stepBack(r, actor);
+          break;
+        case "scale_down":
+          transition = machine.scaleDown(r, actor);
+          break;
+        case "hold":
+          transition = machine.pause(r, actor);
+          break;
+        case "continue":
+          break;
+      }
+    }
+    // A dry-run action, or a NOTIFY gate acting, changes nothing but is audited as a decision.
+    const notified = ev.triggeredBy.length > 0 && transition === undefined;
+    const decisionEvent =
+      (ev.dryRun && acts) || notified
+        ? [newEvent(e, "decision", { ...evaluator, reason: ev.dryRun && acts ? `dry run: would ${ev.decision}: ${ev.reason}` : ev.reason }, `decision ${ev.decision}`, ev)]
+        : [];
+    if (acts || ev.triggeredBy.length > 0) observer.decided?.(r.name, ev.decision, ev.dryRun);
+
+    if (transition !== undefined && transition.unchanged !== true) {
+      const next = transition.rollout;
+      // The event shows the new state with the gate values that caused it.
+      const changeEvent = newEvent({ ...e, rollout: next }, transition.type, { ...evaluator, reason: ev.reason }, transition.summary, ev);
+      await commit(e, next, [...breachEvents, changeEvent]);
+      const level = ev.decision === "promote" ? "info" : "warn";
+      logger[level]({ rollout: r.name, decision: ev.decision, reason: ev.reason, gates, version: next.version }, transition.summary);
+      publishHealth(e, { ...healthView(e, now), message: `${ev.decision}: ${ev.reason}` });
+      return;
+    }
+    if (breachEvents.length > 0 || decisionEvent.length > 0) {
+      const appended = await store.commit({ events: [...breachEvents, ...decisionEvent] });
+      events.publish(appended);
+      for (const b of ev.newBreaches) logger.warn({ rollout: r.name, gate: b, reason: ev.reason, gates }, "gate breach");
+    }
+    publishHealth(e, ev.health);
+  }
+
   return {
-    /** Loads every rollout from the store; the engine serves nothing before this resolves. */
+    /** Loads every rollout, its evaluator state and its windows from the store. */
     async load(): Promise<void> {
-      for (const { rollout } of await store.loadRollouts()) {
-        entries.set(rollout.name, { rollout, table: compileRoutes(rollout) });
+      const now = clock.now();
+      for (const { rollout, analysis } of await store.loadRollouts()) {
+        entries.set(rollout.name, newEntry(rollout, analysis === undefined ? initialAnalysisState() : parseAnalysisState(analysis)));
+      }
+      const rows = await store.loadWindowBuckets();
+      const byWindow = new Map<string, BucketSnapshot[]>();
+      for (const row of rows) {
+        const k = `${row.variant}\u0000${row.rollout}`;
+        let list = byWindow.get(k);
+        if (list === undefined) byWindow.set(k, (list = []));
+        list.push({ startMs: row.startMs, data: row.data });
+      }
+      let restored = 0;
+      for (const [k, snaps] of byWindow) {
+        const [variant, name] = k.split("\u0000") as [Variant, string];
+        const e = entries.get(name);
+        if (e !== undefined) restored += restoreBuckets(e.windows[variant], snaps, now).restored;
       }
       loaded = true;
-      logger.info({ rollouts: entries.size }, "state loaded");
+      logger.info({ rollouts: entries.size, windowBuckets: restored }, "state loaded");
     },
 
     /** Returns true once load() has finished. */
@@ -129,8 +344,12 @@ export function createEngine(opts: EngineOptions) {
       return serial(async () => {
         if (entries.has(spec.name)) throw new DomainError("already_exists", `rollout "${spec.name}" already exists`);
         const r = machine.createRollout(spec, { name: caller.actor, now: clock.now() });
+        const e = newEntry(r);
         const summary = `created: ${r.canaryVersion} over ${r.stableVersion}, ${r.steps.length} steps, weight ${r.weightBp} bp`;
-        await persist(r, [newEvent(r, "created", caller, summary)]);
+        const appended = await store.commit({ put: r, events: [newEvent(e, "created", caller, summary)] });
+        entries.set(r.name, e);
+        events.publish(appended);
+        publishHealth(e);
         logger.info({ rollout: r.name, actor: caller.actor, version: r.version }, "rollout created");
         return r;
       });
@@ -147,7 +366,8 @@ export function createEngine(opts: EngineOptions) {
       expectedVersion = 0,
     ): Promise<Rollout> {
       return serial(async () => {
-        const current = entryOf(name).rollout;
+        const e = entryOf(name);
+        const current = e.rollout;
         if (expectedVersion > 0 && expectedVersion !== current.version) {
           throw new DomainError(
             "aborted",
@@ -156,11 +376,10 @@ export function createEngine(opts: EngineOptions) {
         }
         const t = transition(current, { name: caller.actor, now: clock.now() });
         if (t.unchanged === true) return current;
-        await persist(t.rollout, [newEvent(t.rollout, t.type, caller, t.summary)]);
-        logger.info(
-          { rollout: name, actor: caller.actor, event: t.type, version: t.rollout.version, reason: caller.reason },
-          t.summary,
-        );
+        const event = newEvent({ ...e, rollout: t.rollout }, t.type, caller, t.summary);
+        await commit(e, t.rollout, [event]);
+        logger.info({ rollout: name, actor: caller.actor, event: t.type, version: t.rollout.version, reason: caller.reason }, t.summary);
+        publishHealth(e);
         return t.rollout;
       });
     },
@@ -168,16 +387,125 @@ export function createEngine(opts: EngineOptions) {
     /** Deletes a rollout; its events stay in the log. */
     delete(name: string, caller: Caller, expectedVersion = 0): Promise<void> {
       return serial(async () => {
-        const current = entryOf(name).rollout;
+        const e = entryOf(name);
+        const current = e.rollout;
         if (expectedVersion > 0 && expectedVersion !== current.version) {
           throw new DomainError("aborted", `rollout "${name}" is at version ${current.version}, not the expected ${expectedVersion}`);
         }
-        const event = newEvent(current, "deleted", caller, `deleted at ${current.stage} (version ${current.version})`);
+        const last = healthView(e);
+        const event = newEvent(e, "deleted", caller, `deleted at ${current.stage} (version ${current.version})`);
         const appended = await store.commit({ remove: name, events: [event] });
         entries.delete(name);
-        feed.publish(appended);
+        events.publish(appended);
+        healthFeed.publish({ health: last, deleted: true });
+        observer.deleted?.(name);
         logger.info({ rollout: name, actor: caller.actor }, "rollout deleted");
       });
+    },
+
+    /**
+     * Records validated outcomes into a rollout's windows (O(1) each) and returns how many were
+     * accepted and how many ignored for falling outside the window.
+     */
+    recordOutcomes(name: string, samples: readonly OutcomeSample[]): { accepted: number; ignored: number } {
+      const e = entryOf(name);
+      const now = clock.now();
+      let stableIn = 0;
+      let stableOut = 0;
+      let canaryIn = 0;
+      let canaryOut = 0;
+      const { stable, canary } = e.windows;
+      for (const s of samples) {
+        if (s.variant === "canary") {
+          if (record(canary, s, now)) canaryIn++;
+          else canaryOut++;
+        } else if (record(stable, s, now)) stableIn++;
+        else stableOut++;
+      }
+      if (stableIn + stableOut > 0) observer.outcomes?.(name, "stable", stableIn, stableOut);
+      if (canaryIn + canaryOut > 0) observer.outcomes?.(name, "canary", canaryIn, canaryOut);
+      return { accepted: stableIn + canaryIn, ignored: stableOut + canaryOut };
+    },
+
+    /** Returns a rollout's health now (see healthView). */
+    health(name: string): RolloutHealth {
+      return healthView(entryOf(name));
+    },
+
+    /** Returns the health of every rollout, by name. */
+    allHealth(): RolloutHealth[] {
+      return [...entries.values()].sort((a, b) => (a.rollout.name < b.rollout.name ? -1 : 1)).map((e) => healthView(e));
+    },
+
+    /**
+     * Throws FAILED_PRECONDITION when a promotion must be refused: some gate fails or lacks
+     * samples. The message and details name each such gate with its values.
+     */
+    checkPromotion(name: string): void {
+      const e = entryOf(name);
+      // Only a live canary has gates to answer to; other stages are refused by the state machine.
+      if (e.rollout.stage !== "canary" && e.rollout.stage !== "staging") return;
+      const blocking = preview(e).gates.filter((g) => g.verdict === "fail" || g.verdict === "inconclusive");
+      if (blocking.length === 0) return;
+      const gates: BlockingGate[] = blocking.map((g) => ({
+        name: g.name,
+        verdict: g.verdict.toUpperCase(),
+        observed: g.observed,
+        threshold: g.threshold,
+        samples: g.samples,
+        minSamples: g.minSamples,
+        message: g.message,
+      }));
+      const list = blocking
+        .map((g) => `${g.name} ${g.verdict.toUpperCase()}: ${g.message} (observed ${round(g.observed)}, threshold ${round(g.threshold)}, ${g.samples} samples)`)
+        .join("; ");
+      throw new DomainError("failed_precondition", `promotion of "${name}" refused by gates: ${list}; promote with force and a reason to override`, { gates });
+    },
+
+    /**
+     * Evaluates every CANARY or STAGING rollout whose interval has come round, applying the
+     * decisions. Called by a timer; tests call it after moving a manual clock.
+     */
+    tick(): Promise<void> {
+      return serial(async () => {
+        const now = clock.now();
+        for (const e of [...entries.values()]) {
+          if (e.rollout.stage !== "canary" && e.rollout.stage !== "staging") continue;
+          if (now < e.nextEvalAt || entries.get(e.rollout.name) !== e) continue;
+          try {
+            await evaluateEntry(e, now);
+          } catch (err) {
+            logger.error({ rollout: e.rollout.name, err }, "evaluation failed");
+          }
+        }
+      });
+    },
+
+    /** Writes changed window buckets and evaluator state to the store. */
+    async flush(): Promise<void> {
+      const now = clock.now();
+      const buckets: WindowBucketRow[] = [];
+      const cleared: { rollout: string; variant: Variant }[] = [];
+      const analysis: { rollout: string; state: string }[] = [];
+      for (const [name, e] of entries) {
+        for (const variant of ["stable", "canary"] as const) {
+          const w = e.windows[variant];
+          if (takeCleared(w)) cleared.push({ rollout: name, variant });
+          for (const b of takeDirtyBuckets(w)) buckets.push({ rollout: name, variant, startMs: b.startMs, data: b.data });
+        }
+        if (e.analysisDirty) {
+          e.analysisDirty = false;
+          analysis.push({ rollout: name, state: JSON.stringify(e.analysis) });
+        }
+      }
+      if (buckets.length === 0 && cleared.length === 0 && analysis.length === 0) return;
+      await store.flushWindows({ buckets, cleared, analysis, expireBeforeMs: now - STORE_RETENTION_MS });
+    },
+
+    /** Returns where a rollout's windows stand (for tests and diagnostics). */
+    windowCounts(name: string, now = clock.now()): Record<Variant, number> {
+      const e = entryOf(name);
+      return { stable: aggregate(e.windows.stable, now).count, canary: aggregate(e.windows.canary, now).count };
     },
 
     /** Returns events after a sequence number, oldest first. */
@@ -186,11 +514,15 @@ export function createEngine(opts: EngineOptions) {
     },
 
     /** The live fan-out of appended events. */
-    events: feed,
+    events,
+
+    /** The live fan-out of health updates. */
+    healthFeed,
 
     /** Ends every live subscription so that streaming calls finish with OK before shutdown. */
     shutdown(): void {
-      feed.closeAll();
+      events.closeAll();
+      healthFeed.closeAll();
     },
 
     /** Waits for every queued change to finish. */
@@ -198,6 +530,10 @@ export function createEngine(opts: EngineOptions) {
       await serial(async () => undefined);
     },
   };
+}
+
+function round(v: number): number {
+  return Number.isFinite(v) ? Math.round(v * 1e6) / 1e6 : v;
 }
 
 /** The engine type. */

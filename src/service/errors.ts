@@ -2,7 +2,8 @@ import { create, type DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { isDomainError, type DomainErrorKind } from "../domain/errors.js";
 import { requestIdKey } from "./context.js";
-import { AllowedTransitionsSchema, FieldViolationsSchema } from "../../gen/rollgate/v1/errors_pb.js";
+import { AllowedTransitionsSchema, FieldViolationsSchema, PromotionBlockedSchema } from "../../gen/rollgate/v1/errors_pb.js";
+import { GateStatusSchema, Verdict } from "../../gen/rollgate/v1/health_pb.js";
 
 /** The wire code of each domain error kind; locked by a table test. */
 export const CODE_OF: Readonly<Record<DomainErrorKind, Code>> = {
@@ -20,9 +21,6 @@ export const CODE_OF: Readonly<Record<DomainErrorKind, Code>> = {
 /** An error detail to attach: a message and its schema. */
 export type OutgoingDetail = NonNullable<ConstructorParameters<typeof ConnectError>[3]>[number];
 
-/** Extra error details a service can attach (e.g. the gates blocking a promotion). */
-export type DetailEncoder = (e: unknown) => OutgoingDetail[];
-
 /**
  * Returns the ConnectError a caller sees for any thrown value. The one place where domain
  * errors become wire codes.
@@ -30,7 +28,7 @@ export type DetailEncoder = (e: unknown) => OutgoingDetail[];
  * Domain errors keep their message and details; ConnectErrors pass through; anything else is
  * INTERNAL with only the request id, so no SQLite message or stack trace reaches a caller.
  */
-export function toConnectError(e: unknown, requestId: string, extraDetails?: DetailEncoder): ConnectError {
+export function toConnectError(e: unknown, requestId: string): ConnectError {
   if (e instanceof ConnectError) return e;
   if (isDomainError(e)) {
     const details: OutgoingDetail[] = [];
@@ -43,7 +41,19 @@ export function toConnectError(e: unknown, requestId: string, extraDetails?: Det
     if (e.details.allowed !== undefined) {
       details.push({ desc: AllowedTransitionsSchema, value: create(AllowedTransitionsSchema, { allowed: [...e.details.allowed] }) });
     }
-    if (extraDetails !== undefined) details.push(...extraDetails(e));
+    if (e.details.gates !== undefined) {
+      const gates = e.details.gates.map((g) =>
+        create(GateStatusSchema, {
+          name: g.name,
+          observed: g.observed,
+          threshold: g.threshold,
+          samples: BigInt(g.samples),
+          verdict: g.verdict === "FAIL" ? Verdict.FAIL : g.verdict === "INCONCLUSIVE" ? Verdict.INCONCLUSIVE : Verdict.UNSPECIFIED,
+          message: g.message,
+        }),
+      );
+      details.push({ desc: PromotionBlockedSchema, value: create(PromotionBlockedSchema, { gates }) });
+    }
     return new ConnectError(e.message, CODE_OF[e.kind], undefined, details);
   }
   // The cause stays on the server for the log; the caller sees the request id only.
@@ -54,13 +64,13 @@ export function toConnectError(e: unknown, requestId: string, extraDetails?: Det
  * Returns a service implementation whose every method maps thrown errors with toConnectError,
  * so handlers throw domain errors and never build wire errors themselves.
  */
-export function withErrorMapping<S extends DescService>(service: S, impl: ServiceImpl<S>, extraDetails?: DetailEncoder): ServiceImpl<S> {
+export function withErrorMapping<S extends DescService>(service: S, impl: ServiceImpl<S>): ServiceImpl<S> {
   const out: Record<string, unknown> = {};
   const methods = impl as unknown as Record<string, (req: unknown, ctx: HandlerContext) => unknown>;
   for (const m of service.methods) {
     const fn = methods[m.localName];
     if (fn === undefined) continue;
-    const mapped = (e: unknown, ctx: HandlerContext) => toConnectError(e, ctx.values.get(requestIdKey), extraDetails);
+    const mapped = (e: unknown, ctx: HandlerContext) => toConnectError(e, ctx.values.get(requestIdKey));
     if (m.methodKind === "unary" || m.methodKind === "client_streaming") {
       out[m.localName] = async (req: unknown, ctx: HandlerContext) => {
         try {

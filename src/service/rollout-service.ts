@@ -23,7 +23,7 @@ import type { Rollout } from "../../gen/rollgate/v1/rollout_pb.js";
 import { callerKey } from "./context.js";
 import { eventToProto, rolloutToProto, specInputFromProto, variantFromProto } from "./convert.js";
 import type { Caller, Engine } from "./engine.js";
-import { withErrorMapping, type DetailEncoder } from "./errors.js";
+import { withErrorMapping } from "./errors.js";
 import { KEEPALIVE, withKeepalive } from "./keepalive.js";
 
 /** Options of the control-plane service. */
@@ -32,10 +32,6 @@ export interface RolloutServiceOptions {
   readonly validateGates: GateValidator;
   /** Keep-alive period of WatchEvents; at most 20 s so proxies don't cut quiet streams. */
   readonly keepaliveMs?: number;
-  /** Refuses a promotion while gates fail or lack samples (unless forced). */
-  readonly checkPromotion?: (name: string) => void;
-  /** Encodes error details beyond field violations and allowed transitions. */
-  readonly errorDetails?: DetailEncoder;
 }
 
 const MAX_PAGE = 1000;
@@ -105,7 +101,7 @@ export function createRolloutService(opts: RolloutServiceOptions): ServiceImpl<t
       if (req.force && caller.reason === "") throw invalidArgument("reason", "is required with force");
       const target: machine.PromoteTarget =
         req.target === PromoteTarget.STAGING ? "staging" : req.target === PromoteTarget.PRODUCTION ? "production" : "next_step";
-      if (!req.force) opts.checkPromotion?.(name);
+      if (!req.force) engine.checkPromotion(name);
       const forced = req.force ? { ...caller, reason: `forced: ${caller.reason}` } : caller;
       const r = await engine.change(name, forced, (r, actor) => machine.promote(r, target, actor));
       return { rollout: rolloutToProto(r) };
@@ -199,7 +195,7 @@ export function createRolloutService(opts: RolloutServiceOptions): ServiceImpl<t
       }
     },
   };
-  return withErrorMapping(RolloutService, impl, opts.errorDetails);
+  return withErrorMapping(RolloutService, impl);
 }
 
 /**
