@@ -52,7 +52,7 @@ export function gatesTable(gates: readonly GateStatus[], colors: Palette): strin
     table.push([
       g.name,
       g.kind || "-",
-      formatGateValue(g.kind, g.observed),
+      g.samples === 0n ? "-" : formatGateValue(g.kind, g.observed),
       formatGateValue(g.kind, g.threshold),
       formatGateValue(g.kind, g.baseline),
       String(g.samples),
