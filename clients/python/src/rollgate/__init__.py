@@ -1,0 +1,32 @@
+"""Python client for rollgate, the progressive-delivery decision service.
+
+Ask where a key goes (``Client.route``), report what happened (``Client.record_outcome``,
+buffered and sent in batches), read and stream the judgement (``Client.health``,
+``Client.watch_health``) and compute buckets locally (``bucket``, bucketing spec v1). The
+generated messages and stubs are in ``rollgate.v1``.
+"""
+
+from ._bucketing import BUCKETS, bucket, variant_of
+from ._client import DEFAULT_TIMEOUT, DEFAULT_WATCH_BACKOFF, Client
+from ._outcomes import BatchError, OutcomeDeliveryError
+from ._retry import Backoff, RetryPolicy
+from ._types import OutcomeStats, RouteReason, RouteResult, Variant
+from ._watch import HealthWatch
+
+__all__ = [
+    "BUCKETS",
+    "DEFAULT_TIMEOUT",
+    "DEFAULT_WATCH_BACKOFF",
+    "Backoff",
+    "BatchError",
+    "Client",
+    "HealthWatch",
+    "OutcomeDeliveryError",
+    "OutcomeStats",
+    "RetryPolicy",
+    "RouteReason",
+    "RouteResult",
+    "Variant",
+    "bucket",
+    "variant_of",
+]

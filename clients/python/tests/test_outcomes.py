@@ -1,0 +1,160 @@
+"""The outcome buffer against a live server."""
+
+from __future__ import annotations
+
+import math
+import threading
+from typing import Callable, List
+
+import grpc
+import pytest
+
+import rollgate
+from conftest import RollgateServer, create_rollout, eventually, fast_analysis, set_weight, unique_name
+from rollgate.v1 import health_pb2
+from test_route import free_port
+
+
+def wait_for_samples(c: rollgate.Client, name: str, stable: int, canary: int) -> health_pb2.RolloutHealth:
+    """Polls Health until its samples are exactly stable/canary (the window may be read at the next evaluation)."""
+    seen: List[health_pb2.RolloutHealth] = []
+
+    def check() -> bool:
+        h = c.health(name)
+        seen.append(h)
+        return (h.samples.stable, h.samples.canary) == (stable, canary)
+
+    try:
+        eventually(f"samples stable={stable} canary={canary}", check)
+    finally:
+        if seen:
+            last = seen[-1].samples
+            assert (last.stable, last.canary) == (stable, canary)
+    return seen[-1]
+
+
+def sent_or_fail(c: rollgate.Client) -> int:
+    """Returns the outcomes sent so far, failing at once when any was dropped in the background."""
+    stats = c.outcome_stats()
+    assert stats.dropped == 0, f"outcomes dropped in the background: {stats}"
+    return stats.sent
+
+
+def test_record_outcome_batches_and_close_loses_nothing(server: RollgateServer, client: rollgate.Client) -> None:
+    name = unique_name("outcomes")
+    create_rollout(client, name, analysis=fast_analysis())
+    set_weight(client, name, 5000)
+
+    # A flush interval far beyond the test: only the 500-outcome rule and close() send anything.
+    c = rollgate.Client(server.url, flush_interval=3600)
+    stable = canary = 0
+    for i in range(1234):
+        if i % 3 == 0:
+            c.record_outcome(name, variant=rollgate.Variant.CANARY, success=i % 10 != 0, latency_ms=5 + i % 40, metrics={"cart_value": float(i)}, key=f"user-{i}")
+            canary += 1
+        else:
+            c.record_outcome(name, variant=rollgate.Variant.STABLE, success=True, latency_ms=5 + i % 40)
+            stable += 1
+    # The 500th and the 1000th outcome each sent a batch at once; 234 wait for close().
+    eventually("two full batches", lambda: sent_or_fail(c) == 1000)
+    stats = c.outcome_stats()
+    assert (stats.buffered, stats.sent, stats.accepted, stats.batches) == (234, 1000, 1000, 2)
+    c.close()
+    stats = c.outcome_stats()
+    assert stats == rollgate.OutcomeStats(buffered=0, in_flight=0, sent=1234, accepted=1234, ignored=0, dropped=0, batches=3)
+    with pytest.raises(RuntimeError):
+        c.record_outcome(name, variant=rollgate.Variant.STABLE, success=True, latency_ms=1)
+    wait_for_samples(client, name, stable, canary)
+
+
+def test_record_outcome_flushes_on_its_own(client: rollgate.Client, server: RollgateServer, make_client: Callable[..., rollgate.Client]) -> None:
+    name = unique_name("interval")
+    create_rollout(client, name, analysis=fast_analysis())
+    c = make_client(server.url)  # default: 1 s or 500 outcomes
+    for _ in range(7):
+        c.record_outcome(name, variant=rollgate.Variant.CANARY, success=True, latency_ms=3)
+    stats = c.outcome_stats()
+    assert stats.buffered + stats.in_flight + stats.sent == 7
+    # No flush(), no close(): the timer sends them.
+    eventually("the timer's flush", lambda: sent_or_fail(c) == 7)
+    stats = c.outcome_stats()
+    assert (stats.batches, stats.accepted) == (1, 7)
+    wait_for_samples(client, name, 0, 7)
+
+
+def test_flush_sends_now_and_reports_refusals(client: rollgate.Client, server: RollgateServer, make_client: Callable[..., rollgate.Client]) -> None:
+    name = unique_name("flush")
+    create_rollout(client, name, analysis=fast_analysis())
+    background: List[rollgate.BatchError] = []
+    lock = threading.Lock()
+
+    def on_error(e: rollgate.BatchError) -> None:
+        with lock:
+            background.append(e)
+
+    c = make_client(server.url, flush_interval=3600, on_error=on_error)
+    for _ in range(4):
+        c.record_outcome(name, variant=rollgate.Variant.STABLE, success=False, latency_ms=40)
+        c.record_outcome("no-such-rollout", variant=rollgate.Variant.STABLE, success=True, latency_ms=1)
+    with pytest.raises(rollgate.OutcomeDeliveryError) as undelivered:
+        c.flush()
+    [failure] = undelivered.value.failures
+    assert (failure.rollout, failure.count, failure.requeued, failure.code) == ("no-such-rollout", 4, False, grpc.StatusCode.NOT_FOUND)
+    stats = c.outcome_stats()
+    assert (stats.sent, stats.dropped, stats.buffered) == (4, 4, 0)
+    assert background == []  # flush()'s failures go to its caller
+    wait_for_samples(client, name, 4, 0)
+
+    # A batch refused in the background (here: a full batch) goes to on_error.
+    small = make_client(server.url, flush_interval=3600, max_batch=2, on_error=on_error)
+    for _ in range(2):
+        small.record_outcome("no-such-rollout", variant=rollgate.Variant.CANARY, success=True, latency_ms=0)
+    eventually("on_error", lambda: len(background) == 1)
+    assert (background[0].code, background[0].count, background[0].requeued) == (grpc.StatusCode.NOT_FOUND, 2, False)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"variant": 0, "success": True, "latency_ms": 1},
+        {"variant": rollgate.Variant.STABLE, "success": True, "latency_ms": math.nan},
+        {"variant": rollgate.Variant.STABLE, "success": True, "latency_ms": math.inf},
+        {"variant": rollgate.Variant.CANARY, "success": True, "latency_ms": -1},
+        {"variant": rollgate.Variant.CANARY, "success": True, "latency_ms": 1, "metrics": {"x": math.nan}},
+        {"variant": rollgate.Variant.CANARY, "success": True, "latency_ms": 1, "metrics": {f"m{i}": 1.0 for i in range(65)}},
+    ],
+)
+def test_record_outcome_refuses_what_the_server_would(client: rollgate.Client, bad: dict) -> None:
+    with pytest.raises(ValueError):
+        client.record_outcome("r", **bad)
+    assert client.outcome_stats().buffered == 0
+
+
+def test_max_batch_over_the_server_limit_is_refused(server: RollgateServer) -> None:
+    with pytest.raises(ValueError):
+        rollgate.Client(server.url, max_batch=10_001)
+
+
+def test_flush_requeues_while_unavailable() -> None:
+    from test_route import AttemptCounter
+
+    counter = AttemptCounter()
+    c = rollgate.Client(
+        f"http://127.0.0.1:{free_port()}",
+        retry=rollgate.RetryPolicy(max_attempts=2, backoff=rollgate.Backoff(0.001, 0.001)),
+        flush_interval=3600,
+        interceptors=[counter],
+    )
+    for _ in range(3):
+        c.record_outcome("r", variant=rollgate.Variant.STABLE, success=True, latency_ms=1)
+    with pytest.raises(rollgate.OutcomeDeliveryError) as undelivered:
+        c.flush()
+    [failure] = undelivered.value.failures
+    assert (failure.requeued, failure.code, failure.count) == (True, grpc.StatusCode.UNAVAILABLE, 3)
+    assert counter.n == 2
+    stats = c.outcome_stats()
+    assert (stats.buffered, stats.dropped) == (3, 0)  # kept to send again
+    # close() tries once more and reports what it could not deliver.
+    with pytest.raises(rollgate.OutcomeDeliveryError) as on_close:
+        c.close()
+    assert on_close.value.failures[0].code == grpc.StatusCode.UNAVAILABLE
