@@ -3,6 +3,8 @@
  * src/service maps each kind to a wire code in one place.
  */
 
+import type { Action } from "./rollout.js";
+
 /** The kinds of domain error, one per wire code they map to. */
 export type DomainErrorKind =
   | "invalid_argument"
@@ -24,6 +26,10 @@ export interface FieldViolation {
 /** A gate that blocks a promotion, for error details. */
 export interface BlockingGate {
   readonly name: string;
+  /** The gate kind: error_rate, latency, success_rate, metric or invariant. */
+  readonly kind: string;
+  /** What a breach of it does. */
+  readonly onBreach: Action;
   readonly verdict: string;
   readonly observed: number;
   readonly threshold: number;

@@ -449,6 +449,8 @@ export function createEngine(opts: EngineOptions) {
       if (blocking.length === 0) return;
       const gates: BlockingGate[] = blocking.map((g) => ({
         name: g.name,
+        kind: g.kind,
+        onBreach: g.onBreach,
         verdict: g.verdict.toUpperCase(),
         observed: g.observed,
         threshold: g.threshold,

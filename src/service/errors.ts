@@ -2,6 +2,7 @@ import { create, type DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { isDomainError, type DomainErrorKind } from "../domain/errors.js";
 import { requestIdKey } from "./context.js";
+import { actionToProto } from "./convert.js";
 import { AllowedTransitionsSchema, FieldViolationsSchema, PromotionBlockedSchema } from "../../gen/rollgate/v1/errors_pb.js";
 import { GateStatusSchema, Verdict } from "../../gen/rollgate/v1/health_pb.js";
 
@@ -45,6 +46,8 @@ export function toConnectError(e: unknown, requestId: string): ConnectError {
       const gates = e.details.gates.map((g) =>
         create(GateStatusSchema, {
           name: g.name,
+          kind: g.kind,
+          onBreach: actionToProto(g.onBreach),
           observed: g.observed,
           threshold: g.threshold,
           samples: BigInt(g.samples),
