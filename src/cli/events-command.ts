@@ -100,6 +100,8 @@ async function follow(ctx: CliContext, name: string, backlog: readonly Event[]):
         if (stop.signal.aborted) break;
         throw e;
       }
+      // The server ended the stream cleanly (e.g. it is draining): reconnect after a pause.
+      await new Promise((resolve) => setTimeout(resolve, 500));
     }
   } finally {
     process.off("SIGINT", onSignal);

@@ -78,7 +78,7 @@ describe("rollgate promote against the gates", () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/^rollgate promote: failed_precondition: /);
     expect(r.stderr).toContain("blocked by:");
-    expect(r.stderr).toMatch(/^errors\s+.*\s0\s+INCONCLUSIVE\s/m);
+    expect(r.stderr).toMatch(/^errors\s+error_rate\s+-\s+5%\s+-\s+0\s+INCONCLUSIVE\s+0\s+ROLLBACK$/m);
     const forced = await rollgate(["promote", "blocked", "--force", "--reason", "hotfix verified by hand", "-o", "json"]);
     expect(forced.code).toBe(0);
     expect(JSON.parse(forced.stdout)).toMatchObject({ currentStep: 1, weightBp: 2500 });
