@@ -59,10 +59,13 @@ export interface OutcomeBuffer {
 }
 
 /**
- * Codes after which resending the same batch can succeed: the outcomes go back to the front of
- * the buffer. Anything else means the server refused the batch as a whole, so it is dropped.
+ * Codes after which the same batch is sent again: the outcomes go back to the front of the
+ * buffer. Only UNAVAILABLE, as in the Go and Python clients: it means the batch never reached
+ * the server. After DEADLINE_EXCEEDED or UNKNOWN the server may have recorded it (resending
+ * would count it twice), and RESOURCE_EXHAUSTED would fail again forever; those are dropped
+ * and reported.
  */
-const REQUEUE_CODES = new Set([Code.Unavailable, Code.DeadlineExceeded, Code.Canceled, Code.ResourceExhausted, Code.Unknown]);
+const REQUEUE_CODES = new Set([Code.Unavailable]);
 
 /**
  * Returns an outcome buffer over a batch sender.

@@ -92,6 +92,21 @@ describe("outcome buffer", () => {
     await buffer.close();
   });
 
+  it.each([Code.DeadlineExceeded, Code.Unknown, Code.ResourceExhausted])(
+    "does not resend a batch after %s: the server may have recorded it, or would refuse it again",
+    async (code) => {
+      const r = recorder(async () => {
+        throw new ConnectError("failed", code);
+      });
+      const buffer = createOutcomeBuffer(r.send, { flushIntervalMs: 3_600_000 });
+      for (let i = 0; i < 3; i++) buffer.add("a", outcome(i));
+      await expect(buffer.flush()).rejects.toMatchObject({ code });
+      expect(buffer.stats()).toMatchObject({ buffered: 0, dropped: 3 });
+      await buffer.close();
+      expect(r.calls.length).toBe(1);
+    },
+  );
+
   it("refuses outcomes after close, and bounds the buffer by dropping the oldest", async () => {
     const r = recorder(async () => {
       throw new ConnectError("down", Code.Unavailable);
