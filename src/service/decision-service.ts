@@ -132,7 +132,7 @@ export function createDecisionService(opts: DecisionServiceOptions): ServiceImpl
       const rollout = req.rollout === "" ? undefined : req.rollout;
       if (rollout !== undefined) checkRollout(engine, rollout);
       // Subscribe first so that nothing published while the current health is sent is lost.
-      const live = engine.healthFeed.subscribe(rollout, ctx.signal);
+      const live = engine.subscribeHealth(rollout, ctx.signal);
       let seq = 0n;
       try {
         const current = rollout === undefined ? engine.allHealth() : [engine.health(rollout)];

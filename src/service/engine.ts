@@ -21,8 +21,7 @@ import {
   type SlidingWindow,
 } from "../domain/sliding-window.js";
 import type { Store, WindowBucketRow } from "../store/store.js";
-import { createEventFeed, type EventFeed } from "./event-feed.js";
-import { createHealthFeed, type HealthFeed } from "./health-feed.js";
+import { createFanOut, type Subscription } from "./fan-out.js";
 
 /** Who asks for a change and why. */
 export interface Caller {
@@ -45,6 +44,15 @@ export interface EngineObserver {
   /** A rollout was deleted: forget its series. */
   deleted?(rollout: string): void;
 }
+
+/** One health update: a rollout's health, or its last health when it was deleted. */
+export interface HealthChange {
+  readonly health: RolloutHealth;
+  readonly deleted: boolean;
+}
+
+/** Most audit events a WatchEvents subscriber may fall behind by before its stream is ended (it can resume). */
+export const MAX_EVENT_BACKLOG = 10_000;
 
 /** One rollout's live state. */
 interface Entry {
@@ -82,8 +90,10 @@ export function createEngine(opts: EngineOptions) {
   const { store, clock, logger } = opts;
   const observer = opts.observer ?? {};
   const entries = new Map<string, Entry>();
-  const events: EventFeed = createEventFeed();
-  const healthFeed: HealthFeed = createHealthFeed();
+  // Events: every one, in order (a subscriber too far behind is ended and resumes by seq).
+  const events = createFanOut<AuditEvent>({ kind: "queue", max: MAX_EVENT_BACKLOG });
+  // Health: the latest per rollout; a slow WatchHealth reader skips intermediate states.
+  const healthFeed = createFanOut<HealthChange>({ kind: "latest", key: (c) => c.health.rollout });
   let loaded = false;
 
   let queue: Promise<unknown> = Promise.resolve();
@@ -215,7 +225,7 @@ export function createEngine(opts: EngineOptions) {
     if (next.stepStartedAt !== prev.stepStartedAt || next.analysis.intervalMs !== prev.analysis.intervalMs) {
       e.nextEvalAt = now + next.analysis.intervalMs;
     }
-    events.publish(appended);
+    events.publish(...appended);
     return appended;
   }
 
@@ -281,7 +291,7 @@ export function createEngine(opts: EngineOptions) {
     }
     if (breachEvents.length > 0 || decisionEvent.length > 0) {
       const appended = await store.commit({ events: [...breachEvents, ...decisionEvent] });
-      events.publish(appended);
+      events.publish(...appended);
       for (const b of ev.newBreaches) logger.warn({ rollout: r.name, gate: b, reason: ev.reason, gates }, "gate breach");
     }
     publishHealth(e, ev.health);
@@ -348,7 +358,7 @@ export function createEngine(opts: EngineOptions) {
         const summary = `created: ${r.canaryVersion} over ${r.stableVersion}, ${r.steps.length} steps, weight ${r.weightBp} bp`;
         const appended = await store.commit({ put: r, events: [newEvent(e, "created", caller, summary)] });
         entries.set(r.name, e);
-        events.publish(appended);
+        events.publish(...appended);
         publishHealth(e);
         logger.info({ rollout: r.name, actor: caller.actor, version: r.version }, "rollout created");
         return r;
@@ -396,7 +406,7 @@ export function createEngine(opts: EngineOptions) {
         const event = newEvent(e, "deleted", caller, `deleted at ${current.stage} (version ${current.version})`);
         const appended = await store.commit({ remove: name, events: [event] });
         entries.delete(name);
-        events.publish(appended);
+        events.publish(...appended);
         healthFeed.publish({ health: last, deleted: true });
         observer.deleted?.(name);
         logger.info({ rollout: name, actor: caller.actor }, "rollout deleted");
@@ -515,11 +525,20 @@ export function createEngine(opts: EngineOptions) {
       return store.listEvents(rollout === undefined ? { afterSeq, limit } : { rollout, afterSeq, limit });
     },
 
-    /** The live fan-out of appended events. */
-    events,
+    /** Subscribes to audit events appended from now on, of one rollout or (undefined) all. */
+    subscribeEvents(rollout: string | undefined, signal?: AbortSignal): Subscription<AuditEvent> {
+      return events.subscribe((e) => rollout === undefined || e.rollout === rollout, signal);
+    },
 
-    /** The live fan-out of health updates. */
-    healthFeed,
+    /** Subscribes to health updates from now on, of one rollout or (undefined) all. */
+    subscribeHealth(rollout: string | undefined, signal?: AbortSignal): Subscription<HealthChange> {
+      return healthFeed.subscribe((c) => rollout === undefined || c.health.rollout === rollout, signal);
+    },
+
+    /** Returns the number of live subscribers: audit events and health. */
+    subscribers(): { events: number; health: number } {
+      return { events: events.size(), health: healthFeed.size() };
+    },
 
     /** Ends every live subscription so that streaming calls finish with OK before shutdown. */
     shutdown(): void {

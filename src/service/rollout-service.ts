@@ -172,7 +172,7 @@ export function createRolloutService(opts: RolloutServiceOptions): ServiceImpl<t
       const rollout = req.name === "" ? undefined : req.name;
       // Subscribe before reading the backlog so that nothing appended in between is missed;
       // events seen in both are skipped by sequence number.
-      const live = engine.events.subscribe(rollout, ctx.signal);
+      const live = engine.subscribeEvents(rollout, ctx.signal);
       let last = Number(req.afterSeq);
       try {
         for (;;) {

@@ -1,9 +1,9 @@
 import { spawn } from "node:child_process";
-import { readFileSync, writeFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { bucketOf } from "../../src/domain/bucketing.js";
-import { repoRoot, startTestServer, tempDir, type TestServer } from "../helpers/servers.js";
+import { TEST_TOKENS, repoRoot, startTestServer, tempDir, type TestServer } from "../helpers/servers.js";
 import { runCli } from "./run-cli.js";
 
 let server: TestServer;
@@ -178,15 +178,7 @@ describe("--token and --tls", () => {
   let tls: TestServer;
   let caFile: string;
   beforeAll(async () => {
-    const tokens = join(tmp.dir, "tokens.json");
-    writeFileSync(
-      tokens,
-      JSON.stringify([
-        { name: "deployer", token: "operator-token-0123456789", role: "operator" },
-        { name: "dash", token: "reader-token-01234567890", role: "reader" },
-      ]),
-    );
-    secured = await startTestServer({ tokens });
+    secured = await startTestServer({}, { tokens: TEST_TOKENS });
     const key = join(tmp.dir, "key.pem");
     caFile = join(tmp.dir, "cert.pem");
     const openssl = await new Promise<number | null>((resolve) => {

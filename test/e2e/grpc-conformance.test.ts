@@ -1,6 +1,4 @@
 import * as http2 from "node:http2";
-import { writeFileSync } from "node:fs";
-import { join } from "node:path";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -17,7 +15,7 @@ import { RolloutService } from "../../gen/rollgate/v1/rollout_service_pb.js";
 import { connectJson, curl } from "../helpers/curl.js";
 import { bearer, grpcJsClient, unary } from "../helpers/grpc-js.js";
 import { grpcurl } from "../helpers/grpcurl.js";
-import { startTestServer, tempDir, type TestServer } from "../helpers/servers.js";
+import { TEST_TOKENS, startTestServer, type TestServer } from "../helpers/servers.js";
 
 /** Sends one raw gRPC request over node:http2 and returns headers, trailers and the body. */
 function rawCall(address: string, path: string, body: Buffer, extra: http2.OutgoingHttpHeaders = {}, end = true) {
@@ -49,25 +47,15 @@ const frame = (b: Uint8Array) => {
 const statusOf = (r: { headers: http2.IncomingHttpHeaders; trailers: http2.IncomingHttpHeaders | undefined }) =>
   Number((r.trailers ?? r.headers)["grpc-status"]);
 
-const tmp = tempDir();
-const tokens = join(tmp.dir, "tokens.json");
-writeFileSync(
-  tokens,
-  JSON.stringify([
-    { name: "svc", token: "reporter-token-conformance", role: "reporter" },
-    { name: "ops", token: "operator-token-conformance", role: "operator" },
-  ]),
-);
-afterAll(() => tmp.cleanup());
 
 for (const fast of [true, false]) {
   describe(`gRPC conformance, ${fast ? "fast path" : "connect-node path"}`, () => {
     let server: TestServer;
-    const op = bearer("operator-token-conformance");
+    const op = bearer("operator-token-0123456789");
     beforeAll(async () => {
-      server = await startTestServer({ tokens, grpcFastPath: fast });
+      server = await startTestServer({ grpcFastPath: fast }, { tokens: TEST_TOKENS });
       await connectJson(server.url, "rollgate.v1.RolloutService/CreateRollout", { rollout: { name: "conf", stableVersion: "v1", canaryVersion: "v2" } }, [
-        "authorization: Bearer operator-token-conformance",
+        "authorization: Bearer operator-token-0123456789",
       ]);
     });
     afterAll(async () => {
@@ -114,7 +102,7 @@ for (const fast of [true, false]) {
       try {
         const none = await unary(c, "route", { rollout: "conf", key: "k" }).catch((e: grpc.ServiceError) => e);
         expect(none).toMatchObject({ code: grpc.status.UNAUTHENTICATED });
-        const ok = await unary<RouteResponse>(c, "route", { rollout: "conf", key: "k" }, bearer("reporter-token-conformance"));
+        const ok = await unary<RouteResponse>(c, "route", { rollout: "conf", key: "k" }, bearer("reporter-token-0123456789"));
         expect(ok.weightBp).toBe(500);
       } finally {
         c.close();
@@ -123,7 +111,7 @@ for (const fast of [true, false]) {
 
     it("echoes x-request-id and answers trailers-only or with trailers per the gRPC spec", async () => {
       const ok = await rawCall(server.address, "/rollgate.v1.DecisionService/Route", frame(toBinary(RouteRequestSchema, create(RouteRequestSchema, { rollout: "conf", key: "x" }))), {
-        authorization: "Bearer operator-token-conformance",
+        authorization: "Bearer operator-token-0123456789",
         "x-request-id": "conformance-1",
       });
       expect(ok.headers[":status"]).toBe(200);
@@ -133,14 +121,14 @@ for (const fast of [true, false]) {
       expect(fromBinary(RouteResponseSchema, ok.body.subarray(5)).bucket).toBe(bucketOf("conf", "x"));
 
       const err = await rawCall(server.address, "/rollgate.v1.DecisionService/Route", frame(toBinary(RouteRequestSchema, create(RouteRequestSchema, { rollout: "conf" }))), {
-        authorization: "Bearer operator-token-conformance",
+        authorization: "Bearer operator-token-0123456789",
       });
       expect(statusOf(err)).toBe(3);
       expect((err.trailers ?? err.headers)["grpc-message"]).toBe("key: must not be empty");
     });
 
     it("rejects malformed envelopes like connect does", async () => {
-      const auth = { authorization: "Bearer operator-token-conformance" };
+      const auth = { authorization: "Bearer operator-token-0123456789" };
       expect(statusOf(await rawCall(server.address, "/rollgate.v1.DecisionService/Route", Buffer.alloc(0), auth))).toBe(12);
       expect(statusOf(await rawCall(server.address, "/rollgate.v1.DecisionService/Route", frame(Buffer.from([0xff, 0xff, 0xff])), auth))).toBe(13);
       expect(statusOf(await rawCall(server.address, "/rollgate.v1.DecisionService/Route", Buffer.from("0100000000", "hex"), auth))).toBe(13);
@@ -165,7 +153,7 @@ for (const fast of [true, false]) {
         server.address,
         "/rollgate.v1.DecisionService/Route",
         Buffer.from([0, 0, 0, 0, 9]),
-        { authorization: "Bearer operator-token-conformance", "grpc-timeout": "200m" },
+        { authorization: "Bearer operator-token-0123456789", "grpc-timeout": "200m" },
         false,
       );
       expect(statusOf(r)).toBe(4);
@@ -181,7 +169,7 @@ for (const fast of [true, false]) {
         c.close();
       }
       const snappy = await rawCall(server.address, "/rollgate.v1.DecisionService/Route", frame(Buffer.alloc(0)), {
-        authorization: "Bearer operator-token-conformance",
+        authorization: "Bearer operator-token-0123456789",
         "grpc-encoding": "snappy",
       });
       expect(statusOf(snappy)).toBe(12);
@@ -189,7 +177,7 @@ for (const fast of [true, false]) {
     });
 
     it("works from grpcurl", async () => {
-      const r = await grpcurl(["-plaintext", "-H", "authorization: Bearer reporter-token-conformance", "-d", '{"rollout":"conf","key":"user-9"}', server.address, "rollgate.v1.DecisionService/Route"]);
+      const r = await grpcurl(["-plaintext", "-H", "authorization: Bearer reporter-token-0123456789", "-d", '{"rollout":"conf","key":"user-9"}', server.address, "rollgate.v1.DecisionService/Route"]);
       expect(r.code).toBe(0);
       expect(JSON.parse(r.stdout)).toMatchObject({ bucket: bucketOf("conf", "user-9") });
       const e = await grpcurl(["-plaintext", "-d", '{"rollout":"conf","key":"user-9"}', server.address, "rollgate.v1.DecisionService/Route"]);

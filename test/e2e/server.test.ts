@@ -1,5 +1,3 @@
-import { writeFileSync } from "node:fs";
-import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import Database from "better-sqlite3";
@@ -11,7 +9,7 @@ import { RolloutService, type CreateRolloutResponse } from "../../gen/rollgate/v
 import { connectJson, curl } from "../helpers/curl.js";
 import { bearer, grpcJsClient, unary } from "../helpers/grpc-js.js";
 import { grpcurl } from "../helpers/grpcurl.js";
-import { startTestServer, tempDir, type TestServer } from "../helpers/servers.js";
+import { TEST_TOKENS, startTestServer, type TestServer } from "../helpers/servers.js";
 
 let server: TestServer;
 beforeAll(async () => {
@@ -123,22 +121,11 @@ describe("one port, every protocol", () => {
 
 describe("bearer tokens and roles", () => {
   let secured: TestServer;
-  const tmp = tempDir();
   beforeAll(async () => {
-    const file = join(tmp.dir, "tokens.json");
-    writeFileSync(
-      file,
-      JSON.stringify([
-        { name: "deployer", token: "operator-token-0123456789", role: "operator" },
-        { name: "app", token: "reporter-token-0123456789", role: "reporter" },
-        { name: "dash", token: "reader-token-01234567890", role: "reader" },
-      ]),
-    );
-    secured = await startTestServer({ tokens: file });
+    secured = await startTestServer({}, { tokens: TEST_TOKENS });
   });
   afterAll(async () => {
     await secured.stop();
-    tmp.cleanup();
   });
 
   it("UNAUTHENTICATED without or with an unknown token, PERMISSION_DENIED for a weak role", async () => {

@@ -1,12 +1,12 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createInterface } from "node:readline";
 import { pino } from "pino";
 import type { Clock } from "../../src/domain/clock.js";
-import { loadConfig, type ServerFlags } from "../../src/server/config.js";
+import { loadConfig, type ServerFlags, type TokenEntry } from "../../src/server/config.js";
 import { startServer, type RunningServer } from "../../src/server/server.js";
 
 /** The repository root. */
@@ -18,6 +18,13 @@ export function tempDir(prefix = "rollgate-test-"): { dir: string; cleanup(): vo
   return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
+/** Bearer tokens the tests use: one per role below admin. */
+export const TEST_TOKENS: readonly TokenEntry[] = [
+  { name: "deployer", token: "operator-token-0123456789", role: "operator" },
+  { name: "app", token: "reporter-token-0123456789", role: "reporter" },
+  { name: "dash", token: "reader-token-01234567890", role: "reader" },
+];
+
 /** A server running in this process on a free port, with its own temporary database. */
 export interface TestServer extends RunningServer {
   readonly dbPath: string;
@@ -28,11 +35,17 @@ export interface TestServer extends RunningServer {
 /** Starts the real server in-process on 127.0.0.1:0 with a temporary SQLite file. */
 export async function startTestServer(
   flags: ServerFlags = {},
-  deps: { clock?: Clock; keepaliveMs?: number; evaluationTickMs?: number; dbPath?: string } = {},
+  deps: { clock?: Clock; keepaliveMs?: number; evaluationTickMs?: number; dbPath?: string; tokens?: readonly TokenEntry[] } = {},
 ): Promise<TestServer> {
-  const tmp = deps.dbPath === undefined ? tempDir() : undefined;
-  const dbPath = deps.dbPath ?? join(tmp!.dir, "rollgate.db");
-  const config = loadConfig({ listen: "127.0.0.1:0", db: dbPath, logLevel: "silent", ...flags }, {});
+  const tmp = tempDir();
+  const dbPath = deps.dbPath ?? join(tmp.dir, "rollgate.db");
+  let tokensFlag: ServerFlags = {};
+  if (deps.tokens !== undefined) {
+    const file = join(tmp.dir, "tokens.json");
+    writeFileSync(file, JSON.stringify(deps.tokens));
+    tokensFlag = { tokens: file };
+  }
+  const config = loadConfig({ listen: "127.0.0.1:0", db: dbPath, logLevel: "silent", ...tokensFlag, ...flags }, {});
   const server = await startServer(config, {
     logger: pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" }),
     ...(deps.clock === undefined ? {} : { clock: deps.clock }),
@@ -43,7 +56,7 @@ export async function startTestServer(
     dbPath,
     async stop() {
       await server.close();
-      tmp?.cleanup();
+      tmp.cleanup();
     },
   }) as TestServer;
 }

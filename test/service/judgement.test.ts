@@ -375,14 +375,14 @@ describe("Health and WatchHealth", () => {
   it("gives a slow subscriber the latest health only and never blocks the evaluator", async () => {
     env = await serviceEnv();
     await env.rollouts.createRollout({ rollout: rollout("s") });
-    const slow = env.engine.healthFeed.subscribe("s");
+    const slow = env.engine.subscribeHealth("s");
     for (let i = 0; i < 50; i++) await interval();
     const it = slow[Symbol.asyncIterator]();
     const first = await it.next();
     expect(first.value.health.evaluatedAt).toBe(env.clock.now());
     slow.close();
     expect((await it.next()).done).toBe(true);
-    expect(env.engine.healthFeed.size()).toBe(0);
+    expect(env.engine.subscribers().health).toBe(0);
   });
 
   it("cleans up a subscriber that goes away", async () => {
@@ -392,11 +392,11 @@ describe("Health and WatchHealth", () => {
     const stream = env.decisions.watchHealth({}, { signal: abort.signal });
     const it = stream[Symbol.asyncIterator]();
     await it.next();
-    expect(env.engine.healthFeed.size()).toBe(1);
+    expect(env.engine.subscribers().health).toBe(1);
     abort.abort();
     await it.next().catch(() => undefined);
     await interval();
-    expect(env.engine.healthFeed.size()).toBe(0);
+    expect(env.engine.subscribers().health).toBe(0);
   });
 });
 

@@ -1,8 +1,6 @@
-import { writeFileSync } from "node:fs";
-import { join } from "node:path";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startTestServer, tempDir, type TestServer } from "../../../test/helpers/servers.js";
+import { TEST_TOKENS, startTestServer, type TestServer } from "../../../test/helpers/servers.js";
 import { createRollgateClient, type RollgateClient } from "../src/index.js";
 import { createRollgateClient as createWebClient } from "../src/web.js";
 import { Verdict } from "../src/gen/rollgate/v1/health_pb.js";
@@ -191,21 +189,11 @@ describe.each(PROTOCOLS)("the TypeScript client over %s against a live server", 
 
 describe("bearer tokens", () => {
   let secured: TestServer;
-  const tmp = tempDir();
   beforeAll(async () => {
-    const file = join(tmp.dir, "tokens.json");
-    writeFileSync(
-      file,
-      JSON.stringify([
-        { name: "deployer", token: "operator-token-0123456789", role: "operator" },
-        { name: "app", token: "reporter-token-0123456789", role: "reporter" },
-      ]),
-    );
-    secured = await startTestServer({ tokens: file });
+    secured = await startTestServer({}, { tokens: TEST_TOKENS });
   });
   afterAll(async () => {
     await secured.stop();
-    tmp.cleanup();
   });
 
   it.each(PROTOCOLS)("sends the configured token over %s; none or a wrong one is UNAUTHENTICATED, not retried", async (protocol) => {
