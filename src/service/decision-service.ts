@@ -137,7 +137,11 @@ export function createDecisionService(opts: DecisionServiceOptions): ServiceImpl
       try {
         const current = rollout === undefined ? engine.allHealth() : [engine.health(rollout)];
         for (const health of current) yield create(HealthUpdateSchema, { seq: ++seq, health: healthToProto(health) });
-        for await (const c of live) yield create(HealthUpdateSchema, { seq: ++seq, health: healthToProto(c.health), deleted: c.deleted });
+        for await (const c of live) {
+          yield create(HealthUpdateSchema, { seq: ++seq, health: healthToProto(c.health), deleted: c.deleted });
+          // A watch of one rollout has nothing more to say once it is deleted.
+          if (c.deleted && rollout !== undefined) return;
+        }
       } finally {
         live.close();
       }

@@ -385,6 +385,20 @@ describe("Health and WatchHealth", () => {
     expect(env.engine.subscribers().health).toBe(0);
   });
 
+  it("reports a deletion and then ends a one-rollout watch", async () => {
+    env = await serviceEnv();
+    await env.rollouts.createRollout({ rollout: rollout("gone") });
+    const seen: { seq: bigint; deleted: boolean }[] = [];
+    for await (const u of env.decisions.watchHealth({ rollout: "gone" })) {
+      seen.push({ seq: u.seq, deleted: u.deleted });
+      if (seen.length === 1) await env.rollouts.deleteRollout({ name: "gone", reason: "done" });
+    }
+    expect(seen).toEqual([
+      { seq: 1n, deleted: false },
+      { seq: 2n, deleted: true },
+    ]);
+  });
+
   it("cleans up a subscriber that goes away", async () => {
     env = await serviceEnv();
     await env.rollouts.createRollout({ rollout: rollout("g") });
