@@ -7,7 +7,7 @@ import { toConnectError } from "../service/errors.js";
 import { DecisionService } from "../../gen/rollgate/v1/decision_service_pb.js";
 import type { Authenticator } from "./auth.js";
 import { encodeGrpcMessage } from "./grpc-message.js";
-import { requestIdOf, type CallReporter } from "./observe.js";
+import { requestIdOf, rolloutOf, type CallReporter } from "./observe.js";
 import type { OnStreamHook } from "./one-port.js";
 
 /**
@@ -85,6 +85,7 @@ function serve(opts: FastPathOptions, method: FastMethod, stream: ServerHttp2Str
   const started = process.hrtime.bigint();
   const requestId = requestIdOf(headers["x-request-id"] as string | undefined);
   let caller = "anonymous";
+  let rollout = "";
   let done = false;
   let timer: NodeJS.Timeout | undefined;
   stream.on("error", () => undefined);
@@ -94,7 +95,7 @@ function serve(opts: FastPathOptions, method: FastMethod, stream: ServerHttp2Str
     done = true;
     clearTimeout(timer);
     const ce = toConnectError(e, requestId);
-    opts.report({ procedure: method.procedure, method: method.name, requestId, caller, started }, ce);
+    opts.report({ procedure: method.procedure, method: method.name, requestId, caller, rollout, started }, ce);
     if (stream.destroyed || stream.headersSent) return;
     const trailers = setTrailerStatus(new Headers(), ce);
     const out: OutgoingHttpHeaders = { ...RESPONSE_HEADERS, "x-request-id": requestId };
@@ -135,6 +136,7 @@ function serve(opts: FastPathOptions, method: FastMethod, stream: ServerHttp2Str
     } catch (e) {
       return fail(e);
     }
+    rollout = rolloutOf(request);
     let response: unknown;
     try {
       response = method.handle(request as never);
@@ -143,7 +145,7 @@ function serve(opts: FastPathOptions, method: FastMethod, stream: ServerHttp2Str
     }
     done = true;
     clearTimeout(timer);
-    opts.report({ procedure: method.procedure, method: method.name, requestId, caller, started }, undefined);
+    opts.report({ procedure: method.procedure, method: method.name, requestId, caller, rollout, started }, undefined);
     if (stream.destroyed) return;
     const body = toBinary(method.output, response as never);
     const frame = Buffer.allocUnsafe(FRAME_HEADER + body.length);

@@ -13,6 +13,16 @@ export function codeName(code: Code | undefined): string {
   return Code[code].replace(/[A-Z]/g, (c, i: number) => (i === 0 ? c.toLowerCase() : `_${c.toLowerCase()}`));
 }
 
+/** Returns the rollout a request message names: `rollout` on the data plane, `name` on the control plane. */
+export function rolloutOf(message: unknown): string {
+  const m = message as { rollout?: unknown; name?: unknown } | null | undefined;
+  if (typeof m?.rollout === "string") return m.rollout;
+  if (typeof m?.name === "string") return m.name;
+  // CreateRollout and UpdateRollout carry the rollout itself.
+  const r = m?.rollout as { name?: unknown } | undefined;
+  return typeof r?.name === "string" ? r.name : "";
+}
+
 /** Returns a request id from the caller's `x-request-id` header, or a new one. */
 export function requestIdOf(header: string | null | undefined): string {
   return header !== null && header !== undefined && /^[\w.:-]{1,128}$/.test(header) ? header : randomUUID();
@@ -25,6 +35,8 @@ export interface CallRecord {
   readonly method: string;
   readonly requestId: string;
   readonly caller: string;
+  /** The rollout the request names ("" when none, or for a stream). */
+  readonly rollout: string;
   /** process.hrtime.bigint() when the call arrived. */
   readonly started: bigint;
 }
@@ -44,12 +56,13 @@ export function createCallReporter(logger: Logger, metrics: Metrics): CallReport
     const code = codeName(ce?.code);
     metrics.rpcDone(call.procedure, code, seconds);
     if (ce?.code === Code.Internal) {
-      logger.error({ requestId: call.requestId, method: call.procedure, err: ce.cause ?? ce }, "internal error");
+      logger.error({ requestId: call.requestId, method: call.procedure, rollout: call.rollout, err: ce.cause ?? ce }, "internal error");
     } else if (ce !== undefined || !HOT.has(call.method)) {
       logger[ce === undefined ? "info" : "warn"](
         {
           requestId: call.requestId,
           method: call.procedure,
+          ...(call.rollout === "" ? {} : { rollout: call.rollout }),
           code,
           ms: Math.round(seconds * 1e6) / 1000,
           caller: call.caller,
@@ -75,6 +88,7 @@ export function observeInterceptor(report: CallReporter): Interceptor {
       method: req.method.name,
       requestId,
       caller: req.contextValues.get(callerKey).name,
+      rollout: req.stream ? "" : rolloutOf(req.message),
       started,
     });
     try {
