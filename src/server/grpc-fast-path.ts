@@ -4,7 +4,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { parseTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import type { DecisionHandlers } from "../service/decision-service.js";
 import { toConnectError } from "../service/errors.js";
-import { DecisionService } from "../../gen/rollgate/v1/decision_service_pb.js";
+import { DecisionService, RecordOutcomeResponseSchema, type RecordOutcomeRequest } from "../../gen/rollgate/v1/decision_service_pb.js";
 import type { Authenticator } from "./auth.js";
 import { encodeGrpcMessage } from "./grpc-message.js";
 import { requestIdOf, rolloutOf, type CallReporter } from "./observe.js";
@@ -44,8 +44,8 @@ interface FastMethod {
   readonly procedure: string;
   readonly name: string;
   readonly input: DescMessage;
-  readonly output: DescMessage;
-  readonly handle: (req: never) => unknown;
+  /** Answers a decoded request with the encoded response message. */
+  readonly answer: (req: never) => Uint8Array;
 }
 
 const FRAME_HEADER = 5;
@@ -55,17 +55,17 @@ const RESPONSE_HEADERS: OutgoingHttpHeaders = { ":status": 200, "content-type": 
 export function createGrpcFastPath(opts: FastPathOptions): OnStreamHook {
   const { handlers } = opts;
   const methods = new Map<string, FastMethod>();
-  const add = (m: DescMethodUnary, handle: (req: never) => unknown) =>
+  const add = (m: DescMethodUnary, answer: (req: never) => Uint8Array) =>
     methods.set(`/${DecisionService.typeName}/${m.name}`, {
       procedure: `${DecisionService.typeName}/${m.name}`,
       name: m.name,
       input: m.input,
-      output: m.output,
-      handle,
+      answer,
     });
-  add(DecisionService.method.route, handlers.route as (req: never) => unknown);
-  add(DecisionService.method.routeBatch, handlers.routeBatch as (req: never) => unknown);
-  add(DecisionService.method.recordOutcome, handlers.recordOutcome as (req: never) => unknown);
+  add(DecisionService.method.route, handlers.routeBinary as (req: never) => Uint8Array);
+  add(DecisionService.method.routeBatch, handlers.routeBatchBinary as (req: never) => Uint8Array);
+  add(DecisionService.method.recordOutcome, ((req: RecordOutcomeRequest) =>
+    toBinary(RecordOutcomeResponseSchema, handlers.recordOutcome(req))) as (req: never) => Uint8Array);
 
   return (stream, headers) => {
     if (headers[":method"] !== "POST") return false;
@@ -137,9 +137,9 @@ function serve(opts: FastPathOptions, method: FastMethod, stream: ServerHttp2Str
       return fail(e);
     }
     rollout = rolloutOf(request);
-    let response: unknown;
+    let body: Uint8Array;
     try {
-      response = method.handle(request as never);
+      body = method.answer(request as never);
     } catch (e) {
       return fail(e);
     }
@@ -147,7 +147,6 @@ function serve(opts: FastPathOptions, method: FastMethod, stream: ServerHttp2Str
     clearTimeout(timer);
     opts.report({ procedure: method.procedure, method: method.name, requestId, caller, rollout, started }, undefined);
     if (stream.destroyed) return;
-    const body = toBinary(method.output, response as never);
     const frame = Buffer.allocUnsafe(FRAME_HEADER + body.length);
     frame[0] = 0;
     frame.writeUInt32BE(body.length, 1);

@@ -97,14 +97,14 @@ export function createMetrics(stages: () => Iterable<Stage>) {
 
   return {
     registry,
-    /** Counts one routed key. */
-    routed(rollout: string, variant: Variant): void {
+    /** Counts keys routed to a variant. */
+    routed(rollout: string, variant: Variant, count: number): void {
       let c = routeChildren.get(rollout);
       if (c === undefined) {
         c = { stable: routes.labels(rollout, "stable"), canary: routes.labels(rollout, "canary") };
         routeChildren.set(rollout, c);
       }
-      c[variant].inc();
+      c[variant].inc(count);
     },
     /** Records one finished RPC. */
     rpcDone(method: string, code: string, seconds: number): void {

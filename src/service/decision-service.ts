@@ -1,6 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { invalidArgument } from "../domain/errors.js";
+import type { RolloutHealth as RolloutHealthDomain } from "../domain/health.js";
 import type { Variant } from "../domain/rollout.js";
 import { route } from "../domain/routing.js";
 import { validateKey, validateName } from "../domain/validation.js";
@@ -18,17 +19,19 @@ import {
   type RouteRequest,
   type RouteResponse,
 } from "../../gen/rollgate/v1/decision_service_pb.js";
+import type { RolloutHealth } from "../../gen/rollgate/v1/health_pb.js";
 import { healthToProto, outcomeFromProto, routeToProto } from "./convert.js";
 import type { Engine } from "./engine.js";
 import { withErrorMapping } from "./errors.js";
+import { encodeRouteBatch, encodeRouteResponse, type BatchCounts } from "./route-wire.js";
 
 /** Keys per RouteBatch call. */
 export const MAX_BATCH_KEYS = 1000;
 
 /** Hooks the server uses to count what the decision service does. */
 export interface DecisionObserver {
-  /** Called once per routed key. */
-  routed(rollout: string, variant: Variant): void;
+  /** Called with the number of keys routed to a variant (1 per Route, up to 1,000 per RouteBatch). */
+  routed(rollout: string, variant: Variant, count: number): void;
 }
 
 /** Options of the decision service. */
@@ -52,19 +55,69 @@ function checkRollout(engine: Engine, rollout: string): void {
 export function createDecisionHandlers(opts: DecisionServiceOptions) {
   const { engine } = opts;
   const observer = opts.observer ?? { routed: () => undefined };
+
+  /** Validates a Route request and returns its table and decision. */
+  function routeOne(req: RouteRequest) {
+    validateKey("key", req.key);
+    let table;
+    try {
+      table = engine.routeTable(req.rollout);
+    } catch (e) {
+      checkRollout(engine, req.rollout);
+      throw e;
+    }
+    const decision = route(table, req.key);
+    observer.routed(req.rollout, decision.variant, 1);
+    return { table, decision };
+  }
+
+  /** Validates a RouteBatch request and returns the one table every key is routed under. */
+  function batchTable(req: RouteBatchRequest) {
+    if (req.keys.length === 0 || req.keys.length > MAX_BATCH_KEYS) {
+      throw invalidArgument("keys", `must hold 1..${MAX_BATCH_KEYS} keys`);
+    }
+    req.keys.forEach((k, i) => validateKey(`keys[${i}]`, k));
+    checkRollout(engine, req.rollout);
+    return engine.routeTable(req.rollout);
+  }
+
+  function countBatch(rollout: string, counts: BatchCounts): void {
+    if (counts.stable > 0) observer.routed(rollout, "stable", counts.stable);
+    if (counts.canary > 0) observer.routed(rollout, "canary", counts.canary);
+  }
+
   return {
     /** Route: where one key goes. */
     route(req: RouteRequest): RouteResponse {
-      validateKey("key", req.key);
-      let decision;
-      try {
-        decision = engine.route(req.rollout, req.key);
-      } catch (e) {
-        checkRollout(engine, req.rollout);
-        throw e;
-      }
-      observer.routed(req.rollout, decision.variant);
-      return routeToProto(decision);
+      return routeToProto(routeOne(req).decision);
+    },
+
+    /** Route, answered as RouteResponse bytes (the gRPC fast path). */
+    routeBinary(req: RouteRequest): Uint8Array {
+      const { table, decision } = routeOne(req);
+      return encodeRouteResponse(table, decision);
+    },
+
+    /** RouteBatch: where each of up to 1,000 keys goes, all under one rollout version. */
+    routeBatch(req: RouteBatchRequest): RouteBatchResponse {
+      const table = batchTable(req);
+      const counts: BatchCounts = { stable: 0, canary: 0 };
+      const results = req.keys.map((k) => {
+        const d = route(table, k);
+        counts[d.variant] += 1;
+        return routeToProto(d);
+      });
+      countBatch(req.rollout, counts);
+      return create(RouteBatchResponseSchema, { results });
+    },
+
+    /** RouteBatch, answered as RouteBatchResponse bytes (the gRPC fast path). */
+    routeBatchBinary(req: RouteBatchRequest): Uint8Array {
+      const table = batchTable(req);
+      const counts: BatchCounts = { stable: 0, canary: 0 };
+      const bytes = encodeRouteBatch(table, req.keys, counts);
+      countBatch(req.rollout, counts);
+      return bytes;
     },
 
     /** RecordOutcome: a batch of outcomes into the rollout's windows, all or nothing. */
@@ -73,27 +126,22 @@ export function createDecisionHandlers(opts: DecisionServiceOptions) {
       const samples = validateOutcomes(req.outcomes.map(outcomeFromProto));
       return create(RecordOutcomeResponseSchema, engine.recordOutcomes(req.rollout, samples));
     },
-
-    /** RouteBatch: where each of up to 1,000 keys goes, all under one rollout version. */
-    routeBatch(req: RouteBatchRequest): RouteBatchResponse {
-      if (req.keys.length === 0 || req.keys.length > MAX_BATCH_KEYS) {
-        throw invalidArgument("keys", `must hold 1..${MAX_BATCH_KEYS} keys`);
-      }
-      req.keys.forEach((k, i) => validateKey(`keys[${i}]`, k));
-      checkRollout(engine, req.rollout);
-      const table = engine.routeTable(req.rollout);
-      const results = req.keys.map((k) => {
-        const d = route(table, k);
-        observer.routed(req.rollout, d.variant);
-        return routeToProto(d);
-      });
-      return create(RouteBatchResponseSchema, { results });
-    },
   };
 }
 
 /** The hot-path handler functions. */
 export type DecisionHandlers = ReturnType<typeof createDecisionHandlers>;
+
+/**
+ * Wire form of each published health, converted once however many WatchHealth streams carry it
+ * (the same object reaches every subscriber of a rollout).
+ */
+const healthWire = new WeakMap<RolloutHealthDomain, RolloutHealth>();
+function healthOnWire(h: RolloutHealthDomain): RolloutHealth {
+  let p = healthWire.get(h);
+  if (p === undefined) healthWire.set(h, (p = healthToProto(h)));
+  return p;
+}
 
 /** Returns the DecisionService implementation (DESIGN §2) over the shared handlers. */
 export function createDecisionService(opts: DecisionServiceOptions): ServiceImpl<typeof DecisionService> {
@@ -138,7 +186,7 @@ export function createDecisionService(opts: DecisionServiceOptions): ServiceImpl
         const current = rollout === undefined ? engine.allHealth() : [engine.health(rollout)];
         for (const health of current) yield create(HealthUpdateSchema, { seq: ++seq, health: healthToProto(health) });
         for await (const c of live) {
-          yield create(HealthUpdateSchema, { seq: ++seq, health: healthToProto(c.health), deleted: c.deleted });
+          yield create(HealthUpdateSchema, { seq: ++seq, health: healthOnWire(c.health), deleted: c.deleted });
           // A watch of one rollout has nothing more to say once it is deleted.
           if (c.deleted && rollout !== undefined) return;
         }

@@ -73,6 +73,9 @@ export interface EngineOptions {
   readonly observer?: EngineObserver;
 }
 
+/** Evaluations between two yields to the event loop in one evaluator round. */
+const YIELD_EVERY = 16;
+
 /** Buckets older than this are dropped from the store whatever the rollout (the longest window is 24 h). */
 const STORE_RETENTION_MS = 25 * 3_600_000;
 
@@ -481,6 +484,7 @@ export function createEngine(opts: EngineOptions) {
     tick(): Promise<void> {
       return serial(async () => {
         const now = clock.now();
+        let evaluated = 0;
         for (const e of [...entries.values()]) {
           if (e.rollout.stage !== "canary" && e.rollout.stage !== "staging") continue;
           if (now < e.nextEvalAt || entries.get(e.rollout.name) !== e) continue;
@@ -489,6 +493,9 @@ export function createEngine(opts: EngineOptions) {
           } catch (err) {
             logger.error({ rollout: e.rollout.name, err }, "evaluation failed");
           }
+          // Let the health already published go out to WatchHealth streams (and other calls be
+          // served) rather than waiting for the whole round.
+          if (++evaluated % YIELD_EVERY === 0) await new Promise((resolve) => setImmediate(resolve));
         }
       });
     },
