@@ -1,18 +1,25 @@
 import { constants, type IncomingHttpHeaders, type OutgoingHttpHeaders, type ServerHttp2Stream } from "node:http2";
-import { fromBinary, toBinary, type DescMessage, type DescMethodUnary } from "@bufbuild/protobuf";
+import { fromBinary, toBinary, type DescMessage, type DescMethodServerStreaming, type DescMethodUnary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { parseTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
-import type { DecisionHandlers } from "../service/decision-service.js";
+import { healthBytesOf, type DecisionHandlers } from "../service/decision-service.js";
+import type { HealthChange } from "../service/engine.js";
+import { encodeHealthUpdate } from "../service/wire-encoding.js";
 import { toConnectError } from "../service/errors.js";
-import { DecisionService, RecordOutcomeResponseSchema, type RecordOutcomeRequest } from "../../gen/rollgate/v1/decision_service_pb.js";
+import {
+  DecisionService,
+  RecordOutcomeResponseSchema,
+  type RecordOutcomeRequest,
+  type WatchHealthRequest,
+} from "../../gen/rollgate/v1/decision_service_pb.js";
 import type { Authenticator } from "./auth.js";
 import { encodeGrpcMessage } from "./grpc-message.js";
 import { requestIdOf, rolloutOf, type CallReporter } from "./observe.js";
 import type { OnStreamHook } from "./one-port.js";
 
 /**
- * The gRPC fast path: the hot unary RPCs (Route, RouteBatch, RecordOutcome) served straight
- * from Node's HTTP/2 stream API, beside connect-node on the same port.
+ * The gRPC fast path: the hot RPCs (Route, RouteBatch, RecordOutcome, and the WatchHealth
+ * fan-out) served straight from Node's HTTP/2 stream API, beside connect-node on the same port.
  *
  * connect-node's universal-handler pipeline costs ~470 µs of CPU per call here; this path
  * does what a gRPC server must and nothing else: read one length-prefixed message, decode it
@@ -22,6 +29,10 @@ import type { OnStreamHook } from "./one-port.js";
  * (toConnectError, with connect's own grpc-status-details-bin encoding), honours
  * `grpc-timeout`, enforces the request size limit, and answers errors trailers-only.
  *
+ * WatchHealth streams share each health's encoded bytes and add only their own seq, so 1,000
+ * subscribers cost a few bytes each per update instead of a trip each through connect's
+ * streaming pipeline (p99 evaluation → delivery went from ~205 ms to ~25 ms).
+ *
  * It takes only what it serves exactly like connect would: POST, `application/grpc` or
  * `application/grpc+proto`, no `grpc-encoding` other than identity. Everything else — gRPC-Web,
  * Connect, JSON, compressed messages, streams, the control plane — goes to connect-node.
@@ -30,6 +41,8 @@ import type { OnStreamHook } from "./one-port.js";
 /** Options of the fast path. */
 export interface FastPathOptions {
   readonly handlers: DecisionHandlers;
+  /** WatchHealth's stream of changes (see watchHealthChanges). */
+  readonly watchHealth: (rollout: string, signal: AbortSignal) => AsyncIterable<HealthChange>;
   readonly auth: Authenticator;
   readonly report: CallReporter;
   /** Called once per call this path serves. */
@@ -40,13 +53,15 @@ export interface FastPathOptions {
   readonly maxBytes: number;
 }
 
-interface FastMethod {
+/** A method the fast path serves: unary (one encoded answer) or server streaming (encoded messages). */
+type FastMethod = {
   readonly procedure: string;
   readonly name: string;
   readonly input: DescMessage;
-  /** Answers a decoded request with the encoded response message. */
-  readonly answer: (req: never) => Uint8Array;
-}
+} & (
+  | { readonly kind: "unary"; readonly answer: (req: never) => Uint8Array }
+  | { readonly kind: "stream"; readonly messages: (req: never, signal: AbortSignal) => AsyncIterable<Uint8Array> }
+);
 
 const FRAME_HEADER = 5;
 const RESPONSE_HEADERS: OutgoingHttpHeaders = { ":status": 200, "content-type": "application/grpc+proto" };
@@ -55,17 +70,32 @@ const RESPONSE_HEADERS: OutgoingHttpHeaders = { ":status": 200, "content-type": 
 export function createGrpcFastPath(opts: FastPathOptions): OnStreamHook {
   const { handlers } = opts;
   const methods = new Map<string, FastMethod>();
-  const add = (m: DescMethodUnary, answer: (req: never) => Uint8Array) =>
+  type Serving = { kind: "unary"; answer: (req: never) => Uint8Array } | { kind: "stream"; messages: (req: never, signal: AbortSignal) => AsyncIterable<Uint8Array> };
+  const add = (m: DescMethodUnary | DescMethodServerStreaming, serve: Serving) =>
     methods.set(`/${DecisionService.typeName}/${m.name}`, {
       procedure: `${DecisionService.typeName}/${m.name}`,
       name: m.name,
       input: m.input,
-      answer,
-    });
-  add(DecisionService.method.route, handlers.routeBinary as (req: never) => Uint8Array);
-  add(DecisionService.method.routeBatch, handlers.routeBatchBinary as (req: never) => Uint8Array);
-  add(DecisionService.method.recordOutcome, ((req: RecordOutcomeRequest) =>
-    toBinary(RecordOutcomeResponseSchema, handlers.recordOutcome(req))) as (req: never) => Uint8Array);
+      ...serve,
+    } as FastMethod);
+  const unary = (answer: (req: never) => Uint8Array) => ({ kind: "unary" as const, answer });
+  add(DecisionService.method.route, unary(handlers.routeBinary as (req: never) => Uint8Array));
+  add(DecisionService.method.routeBatch, unary(handlers.routeBatchBinary as (req: never) => Uint8Array));
+  add(
+    DecisionService.method.recordOutcome,
+    unary(((req: RecordOutcomeRequest) => toBinary(RecordOutcomeResponseSchema, handlers.recordOutcome(req))) as (req: never) => Uint8Array),
+  );
+  // WatchHealth: every stream shares each health's encoded bytes and adds only its own seq.
+  add(DecisionService.method.watchHealth, {
+    kind: "stream" as const,
+    messages: ((req: WatchHealthRequest, signal: AbortSignal) => {
+      const changes = opts.watchHealth(req.rollout, signal);
+      return (async function* () {
+        let seq = 0;
+        for await (const c of changes) yield encodeHealthUpdate(++seq, healthBytesOf(c.health), c.deleted);
+      })();
+    }) as (req: never, signal: AbortSignal) => AsyncIterable<Uint8Array>,
+  });
 
   return (stream, headers) => {
     if (headers[":method"] !== "POST") return false;
@@ -87,7 +117,10 @@ function serve(opts: FastPathOptions, method: FastMethod, stream: ServerHttp2Str
   let caller = "anonymous";
   let rollout = "";
   let done = false;
+  let deadlineHit = false;
   let timer: NodeJS.Timeout | undefined;
+  // Set once a server stream has started: ends it when the client goes away or the deadline passes.
+  let aborted: AbortController | undefined;
   stream.on("error", () => undefined);
 
   const fail = (e: unknown) => {
@@ -97,11 +130,8 @@ function serve(opts: FastPathOptions, method: FastMethod, stream: ServerHttp2Str
     const ce = toConnectError(e, requestId);
     opts.report({ procedure: method.procedure, method: method.name, requestId, caller, rollout, started }, ce);
     if (stream.destroyed || stream.headersSent) return;
-    const trailers = setTrailerStatus(new Headers(), ce);
-    const out: OutgoingHttpHeaders = { ...RESPONSE_HEADERS, "x-request-id": requestId };
-    trailers.forEach((value, key) => (out[key] = key === "grpc-message" ? encodeGrpcMessage(ce.rawMessage) : value));
     // Trailers-only: one HEADERS frame carrying the status, ending the stream.
-    stream.respond(out, { endStream: true });
+    stream.respond({ ...RESPONSE_HEADERS, "x-request-id": requestId, ...statusHeaders(ce) }, { endStream: true });
     // The client may still be sending (an oversized request): stop it politely.
     if (!stream.destroyed && !stream.readableEnded) stream.close(constants.NGHTTP2_NO_ERROR);
   };
@@ -115,7 +145,11 @@ function serve(opts: FastPathOptions, method: FastMethod, stream: ServerHttp2Str
   const timeout = parseTimeout((headers["grpc-timeout"] as string | undefined) ?? null, Number.MAX_SAFE_INTEGER);
   if (timeout.error !== undefined) return fail(timeout.error);
   if (timeout.timeoutMs !== undefined) {
-    timer = setTimeout(() => fail(new ConnectError("the operation timed out", Code.DeadlineExceeded)), timeout.timeoutMs);
+    timer = setTimeout(() => {
+      if (aborted === undefined) return fail(new ConnectError("the operation timed out", Code.DeadlineExceeded));
+      deadlineHit = true;
+      aborted.abort();
+    }, timeout.timeoutMs);
   }
 
   const chunks: Buffer[] = [];
@@ -137,24 +171,83 @@ function serve(opts: FastPathOptions, method: FastMethod, stream: ServerHttp2Str
       return fail(e);
     }
     rollout = rolloutOf(request);
-    let body: Uint8Array;
+    if (method.kind === "unary") {
+      let body: Uint8Array;
+      try {
+        body = method.answer(request as never);
+      } catch (e) {
+        return fail(e);
+      }
+      done = true;
+      clearTimeout(timer);
+      opts.report({ procedure: method.procedure, method: method.name, requestId, caller, rollout, started }, undefined);
+      if (stream.destroyed) return;
+      stream.respond({ ...RESPONSE_HEADERS, "x-request-id": requestId }, { waitForTrailers: true });
+      stream.once("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }));
+      stream.end(frameOf(body));
+      return;
+    }
+    // Server streaming: errors found before the first message (validation, NOT_FOUND) are
+    // answered trailers-only; later ones end the stream with their status in the trailers.
+    const controller = new AbortController();
+    let messages: AsyncIterable<Uint8Array>;
     try {
-      body = method.answer(request as never);
+      messages = method.messages(request as never, controller.signal);
     } catch (e) {
       return fail(e);
     }
-    done = true;
-    clearTimeout(timer);
-    opts.report({ procedure: method.procedure, method: method.name, requestId, caller, rollout, started }, undefined);
-    if (stream.destroyed) return;
-    const frame = Buffer.allocUnsafe(FRAME_HEADER + body.length);
-    frame[0] = 0;
-    frame.writeUInt32BE(body.length, 1);
-    frame.set(body, FRAME_HEADER);
+    aborted = controller;
+    stream.once("close", () => controller.abort());
     stream.respond({ ...RESPONSE_HEADERS, "x-request-id": requestId }, { waitForTrailers: true });
-    stream.once("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }));
-    stream.end(frame);
+    void (async () => {
+      let error: ConnectError | undefined;
+      try {
+        for await (const m of messages) {
+          if (stream.destroyed) break;
+          // Backpressure: a slow reader is left behind by the fan-out (latest wins), not buffered here.
+          if (!stream.write(frameOf(m))) await drained(stream);
+        }
+        if (deadlineHit) error = new ConnectError("the operation timed out", Code.DeadlineExceeded);
+      } catch (e) {
+        error = toConnectError(e, requestId);
+      }
+      done = true;
+      clearTimeout(timer);
+      opts.report({ procedure: method.procedure, method: method.name, requestId, caller, rollout, started }, error);
+      if (stream.destroyed) return;
+      stream.once("wantTrailers", () => stream.sendTrailers(error === undefined ? { "grpc-status": "0" } : statusHeaders(error)));
+      stream.end();
+    })();
   });
+}
+
+/** Returns a gRPC message frame: no compression, 4-byte big-endian length, the message. */
+function frameOf(body: Uint8Array): Buffer {
+  const frame = Buffer.allocUnsafe(FRAME_HEADER + body.length);
+  frame[0] = 0;
+  frame.writeUInt32BE(body.length, 1);
+  frame.set(body, FRAME_HEADER);
+  return frame;
+}
+
+/** Resolves when a stream can take more data, or has closed. */
+function drained(stream: ServerHttp2Stream): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      stream.off("drain", done);
+      stream.off("close", done);
+      resolve();
+    };
+    stream.once("drain", done);
+    stream.once("close", done);
+  });
+}
+
+/** Returns the status headers of an error, as connect writes them (grpc-message minimally encoded). */
+function statusHeaders(ce: ConnectError): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = {};
+  setTrailerStatus(new Headers(), ce).forEach((value, key) => (out[key] = key === "grpc-message" ? encodeGrpcMessage(ce.rawMessage) : value));
+  return out;
 }
 
 /** Returns the one message of a unary gRPC request body, decoded; errors as connect reports them. */

@@ -3,7 +3,7 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { pino, type Logger } from "pino";
 import { systemClock, type Clock } from "../domain/clock.js";
 import { validateGates } from "../domain/gates.js";
-import { createDecisionHandlers, createDecisionService } from "../service/decision-service.js";
+import { createDecisionHandlers, createDecisionService, watchHealthChanges } from "../service/decision-service.js";
 import { createEngine, type Engine } from "../service/engine.js";
 import { createRolloutService } from "../service/rollout-service.js";
 import { openSqliteStore } from "../store/sqlite-store.js";
@@ -100,6 +100,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       ? {
           onStream: createGrpcFastPath({
             handlers: createDecisionHandlers(decisions),
+            watchHealth: (rollout, signal) => watchHealthChanges(engine, rollout, signal),
             auth,
             report,
             ready: () => state === "ready",

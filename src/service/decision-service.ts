@@ -1,4 +1,4 @@
-import { create } from "@bufbuild/protobuf";
+import { create, toBinary } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { invalidArgument } from "../domain/errors.js";
 import type { RolloutHealth as RolloutHealthDomain } from "../domain/health.js";
@@ -19,11 +19,11 @@ import {
   type RouteRequest,
   type RouteResponse,
 } from "../../gen/rollgate/v1/decision_service_pb.js";
-import type { RolloutHealth } from "../../gen/rollgate/v1/health_pb.js";
+import { RolloutHealthSchema, type RolloutHealth } from "../../gen/rollgate/v1/health_pb.js";
 import { healthToProto, outcomeFromProto, routeToProto } from "./convert.js";
-import type { Engine } from "./engine.js";
+import type { Engine, HealthChange } from "./engine.js";
 import { withErrorMapping } from "./errors.js";
-import { encodeRouteBatch, encodeRouteResponse, type BatchCounts } from "./route-wire.js";
+import { encodeRouteBatch, encodeRouteResponse, type BatchCounts } from "./wire-encoding.js";
 
 /** Keys per RouteBatch call. */
 export const MAX_BATCH_KEYS = 1000;
@@ -134,13 +134,49 @@ export type DecisionHandlers = ReturnType<typeof createDecisionHandlers>;
 
 /**
  * Wire form of each published health, converted once however many WatchHealth streams carry it
- * (the same object reaches every subscriber of a rollout).
+ * (the same object reaches every subscriber of a rollout); and its encoded bytes, for the
+ * gRPC fast path.
  */
 const healthWire = new WeakMap<RolloutHealthDomain, RolloutHealth>();
-function healthOnWire(h: RolloutHealthDomain): RolloutHealth {
+const healthBytes = new WeakMap<RolloutHealthDomain, Uint8Array>();
+
+/** Returns a health's wire message, converted once per health object. */
+export function healthOnWire(h: RolloutHealthDomain): RolloutHealth {
   let p = healthWire.get(h);
   if (p === undefined) healthWire.set(h, (p = healthToProto(h)));
   return p;
+}
+
+/** Returns a health's encoded RolloutHealth bytes, encoded once per health object. */
+export function healthBytesOf(h: RolloutHealthDomain): Uint8Array {
+  let b = healthBytes.get(h);
+  if (b === undefined) healthBytes.set(h, (b = toBinary(RolloutHealthSchema, healthOnWire(h))));
+  return b;
+}
+
+/**
+ * Returns what a WatchHealth stream sends, validated: the current health of the rollout (or of
+ * every rollout) first, then every change; it ends after the deletion of a watched rollout,
+ * when `signal` aborts, or at shutdown. Both serving paths number and encode these.
+ */
+export function watchHealthChanges(engine: Engine, rolloutName: string, signal: AbortSignal): AsyncIterable<HealthChange> {
+  const rollout = rolloutName === "" ? undefined : rolloutName;
+  if (rollout !== undefined) checkRollout(engine, rollout);
+  // Subscribe first so that nothing published while the current health is sent is lost.
+  const live = engine.subscribeHealth(rollout, signal);
+  const current = rollout === undefined ? engine.allHealth() : [engine.health(rollout)];
+  return (async function* () {
+    try {
+      for (const health of current) yield { health, deleted: false };
+      for await (const c of live) {
+        yield c;
+        // A watch of one rollout has nothing more to say once it is deleted.
+        if (c.deleted && rollout !== undefined) return;
+      }
+    } finally {
+      live.close();
+    }
+  })();
 }
 
 /** Returns the DecisionService implementation (DESIGN §2) over the shared handlers. */
@@ -177,21 +213,9 @@ export function createDecisionService(opts: DecisionServiceOptions): ServiceImpl
     },
 
     async *watchHealth(req, ctx) {
-      const rollout = req.rollout === "" ? undefined : req.rollout;
-      if (rollout !== undefined) checkRollout(engine, rollout);
-      // Subscribe first so that nothing published while the current health is sent is lost.
-      const live = engine.subscribeHealth(rollout, ctx.signal);
       let seq = 0n;
-      try {
-        const current = rollout === undefined ? engine.allHealth() : [engine.health(rollout)];
-        for (const health of current) yield create(HealthUpdateSchema, { seq: ++seq, health: healthToProto(health) });
-        for await (const c of live) {
-          yield create(HealthUpdateSchema, { seq: ++seq, health: healthOnWire(c.health), deleted: c.deleted });
-          // A watch of one rollout has nothing more to say once it is deleted.
-          if (c.deleted && rollout !== undefined) return;
-        }
-      } finally {
-        live.close();
+      for await (const c of watchHealthChanges(engine, req.rollout, ctx.signal)) {
+        yield create(HealthUpdateSchema, { seq: ++seq, health: healthOnWire(c.health), deleted: c.deleted });
       }
     },
   };

@@ -7,6 +7,7 @@ import {
   DecisionService,
   RouteRequestSchema,
   RouteResponseSchema,
+  type HealthUpdate,
   type RouteBatchResponse,
   type RouteResponse,
 } from "../../gen/rollgate/v1/decision_service_pb.js";
@@ -182,6 +183,56 @@ for (const fast of [true, false]) {
       expect(JSON.parse(r.stdout)).toMatchObject({ bucket: bucketOf("conf", "user-9") });
       const e = await grpcurl(["-plaintext", "-d", '{"rollout":"conf","key":"user-9"}', server.address, "rollgate.v1.DecisionService/Route"]);
       expect(e.code).toBe(64 + 16);
+    });
+
+    it("streams WatchHealth: current health first, then updates with seq; NOT_FOUND for an unknown rollout", async () => {
+      const c = grpcJsClient(DecisionService, server.address);
+      try {
+        const call = (c.watchHealth as (req: unknown, md: grpc.Metadata) => grpc.ClientReadableStream<HealthUpdate>)({ rollout: "conf" }, op);
+        const seen: HealthUpdate[] = [];
+        await new Promise<void>((resolve, reject) => {
+          call.on("data", (u: HealthUpdate) => {
+            seen.push(u);
+            if (seen.length === 1) {
+              void connectJson(server.url, "rollgate.v1.RolloutService/SetWeight", { name: "conf", weightBp: 700 }, ["authorization: Bearer operator-token-0123456789"]);
+            } else if (u.health!.weightBp === 700) resolve();
+          });
+          call.on("error", reject);
+        });
+        call.cancel();
+        expect(seen.map((u) => u.seq)).toEqual(seen.map((_, i) => BigInt(i + 1)));
+        expect(seen[0]!.health!.rollout).toBe("conf");
+        const missing = (c.watchHealth as (req: unknown, md: grpc.Metadata) => grpc.ClientReadableStream<HealthUpdate>)({ rollout: "ghost" }, op);
+        const err = await new Promise<grpc.ServiceError>((resolve) => {
+          missing.on("error", resolve);
+          missing.on("data", () => undefined);
+        });
+        expect(err).toMatchObject({ code: grpc.status.NOT_FOUND, details: 'rollout "ghost" not found' });
+      } finally {
+        c.close();
+      }
+      // A cancelled watcher is gone from the fan-out.
+      await expect.poll(() => server.engine.subscribers().health).toBe(0);
+    });
+
+    it("ends a WatchHealth stream at its deadline with DEADLINE_EXCEEDED", async () => {
+      const c = grpcJsClient(DecisionService, server.address);
+      try {
+        const call = (c.watchHealth as (req: unknown, md: grpc.Metadata, o: grpc.CallOptions) => grpc.ClientReadableStream<HealthUpdate>)(
+          { rollout: "conf" },
+          op,
+          { deadline: Date.now() + 300 },
+        );
+        let updates = 0;
+        const err = await new Promise<grpc.ServiceError>((resolve) => {
+          call.on("data", () => updates++);
+          call.on("error", resolve);
+        });
+        expect(updates).toBeGreaterThanOrEqual(1);
+        expect(err.code).toBe(grpc.status.DEADLINE_EXCEEDED);
+      } finally {
+        c.close();
+      }
     });
 
     it("leaves the control plane to connect", async () => {

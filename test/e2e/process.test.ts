@@ -2,6 +2,7 @@ import { join } from "node:path";
 import { spawnSync } from "node:child_process";
 import * as grpc from "@grpc/grpc-js";
 import { afterEach, describe, expect, it } from "vitest";
+import { DecisionService } from "../../gen/rollgate/v1/decision_service_pb.js";
 import { RolloutService } from "../../gen/rollgate/v1/rollout_service_pb.js";
 import { connectJson } from "../helpers/curl.js";
 import { grpcJsClient } from "../helpers/grpc-js.js";
@@ -60,10 +61,20 @@ describe("the server process", () => {
       stream.on("status", (s: grpc.StatusObject) => resolve({ code: s.code, sawEvent }));
       stream.on("error", () => undefined);
     });
+    // A WatchHealth stream (served on the gRPC fast path) must end cleanly too.
+    const decisions = grpcJsClient(DecisionService, `127.0.0.1:${p.port}`);
+    const health = (decisions.watchHealth as (req: unknown) => grpc.ClientReadableStream<unknown>)({ rollout: "watched" });
+    const healthEnded = new Promise<number>((resolve) => {
+      health.on("data", () => undefined);
+      health.on("status", (s: grpc.StatusObject) => resolve(s.code));
+      health.on("error", () => undefined);
+    });
     const started = Date.now();
     const result = await ended;
     const exit = await p.exited;
     client.close();
+    decisions.close();
+    expect(await healthEnded).toBe(grpc.status.OK);
     expect(result).toEqual({ code: grpc.status.OK, sawEvent: true });
     expect(exit).toEqual({ code: 0, signal: null });
     expect(Date.now() - started).toBeLessThan(10_000);

@@ -3,7 +3,8 @@ import { route } from "../domain/routing.js";
 import { routeReasonToProto, variantToProto } from "./convert.js";
 
 /**
- * Hand-written protobuf encoding of RouteResponse and RouteBatchResponse for the gRPC fast path.
+ * Hand-written protobuf encoding of the fast path's hottest messages: RouteResponse,
+ * RouteBatchResponse and HealthUpdate.
  *
  * Within one route table every field of a RouteResponse but the bucket is fixed by the
  * (variant, reason) pair, so those bytes are encoded once per table and pair and reused; a key
@@ -162,6 +163,25 @@ export function encodeRouteBatch(table: RouteTable, keys: readonly string[], cou
     varint(s, (1 << 3) | 2);
     varint(s, f.head.length + bucketLength(d.bucket) + f.tail.length);
     writeResponse(s, f, d.bucket);
+  }
+  return done(s);
+}
+
+/**
+ * Returns HealthUpdate bytes: `seq`, the already encoded RolloutHealth (shared by every stream
+ * carrying it) and `deleted`. A WatchHealth stream thus pays a few bytes per update, not an
+ * encoding of the whole health.
+ */
+export function encodeHealthUpdate(seq: number, health: Uint8Array, deleted: boolean): Uint8Array {
+  const s = sink(health.length + 24);
+  varint(s, 1 << 3);
+  varint64(s, seq);
+  varint(s, (2 << 3) | 2);
+  varint(s, health.length);
+  bytes(s, health);
+  if (deleted) {
+    varint(s, 3 << 3);
+    varint(s, 1);
   }
   return done(s);
 }

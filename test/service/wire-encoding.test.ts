@@ -5,7 +5,7 @@ import * as m from "../../src/domain/rollout-machine.js";
 import type { Rollout } from "../../src/domain/rollout.js";
 import { compileRoutes, route } from "../../src/domain/routing.js";
 import { routeToProto } from "../../src/service/convert.js";
-import { encodeRouteBatch, encodeRouteResponse } from "../../src/service/route-wire.js";
+import { encodeHealthUpdate, encodeRouteBatch, encodeRouteResponse } from "../../src/service/wire-encoding.js";
 import { RouteBatchResponseSchema, RouteResponseSchema } from "../../gen/rollgate/v1/decision_service_pb.js";
 import { create } from "@bufbuild/protobuf";
 import { rolloutFixture } from "../helpers/rollouts.js";
@@ -52,6 +52,20 @@ describe("hand-written Route wire encoding", () => {
         expect(counts.canary).toBe(all.filter((k) => route(table, k).variant === "canary").length);
       }),
       { numRuns: 300 },
+    );
+  });
+});
+
+describe("hand-written HealthUpdate encoding", () => {
+  it("writes exactly what toBinary writes", async () => {
+    const { HealthUpdateSchema } = await import("../../gen/rollgate/v1/decision_service_pb.js");
+    const { RolloutHealthSchema } = await import("../../gen/rollgate/v1/health_pb.js");
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 2 ** 40 }), fc.boolean(), fc.string(), fc.double({ min: 0, max: 1, noNaN: true }), (seq, deleted, name, score) => {
+        const health = create(RolloutHealthSchema, { rollout: name, score });
+        const bytes = encodeHealthUpdate(seq, toBinary(RolloutHealthSchema, health), deleted);
+        expect(bytes).toEqual(toBinary(HealthUpdateSchema, create(HealthUpdateSchema, { seq: BigInt(seq), health, deleted })));
+      }),
     );
   });
 });
