@@ -16,9 +16,11 @@ const TWO_POW_32_MOD = 4_294_967_296 % BUCKETS;
  * (hi·2³² + lo) mod n = ((hi mod n)·(2³² mod n) + lo) mod n keeps every intermediate below 2⁵³.
  */
 export function bucketOf(salt: string, key: string): number {
-  const h = hash("sha256", salt + "\0" + key, "buffer");
-  const hi = h.readUInt32BE(0);
-  const lo = h.readUInt32BE(4);
+  // A "binary" (latin1) string, one char per digest byte, spares the fresh Buffer that "buffer" output
+  // allocates on every call: ~0.35 µs instead of ~0.9 µs per key.
+  const h = hash("sha256", salt + "\0" + key, "binary");
+  const hi = ((h.charCodeAt(0) << 24) | (h.charCodeAt(1) << 16) | (h.charCodeAt(2) << 8) | h.charCodeAt(3)) >>> 0;
+  const lo = ((h.charCodeAt(4) << 24) | (h.charCodeAt(5) << 16) | (h.charCodeAt(6) << 8) | h.charCodeAt(7)) >>> 0;
   return ((hi % BUCKETS) * TWO_POW_32_MOD + lo) % BUCKETS;
 }
 

@@ -88,12 +88,13 @@ export function createMetrics(stages: () => Iterable<Stage>) {
     registers: [registry],
   });
   const VERDICTS = ["pass", "warn", "fail", "inconclusive"] as const;
-  const gatesOf = new Map<string, Set<string>>();
+  const healthChildren = new Map<string, { score: Gauge.Internal<"rollout">; gates: Map<string, { verdict: string | undefined; observed: Gauge.Internal<"rollout" | "gate"> }> }>();
 
   // Label lookups hash their arguments: keep the children so the Route path does one Map get.
   const routeChildren = new Map<string, { stable: Counter.Internal; canary: Counter.Internal }>();
   const rpcChildren = new Map<string, Histogram.Internal<"method">>();
   const fastChildren = new Map<string, Counter.Internal>();
+  const rpcCounts = new Map<string, Map<string, Counter.Internal>>();
 
   return {
     registry,
@@ -108,7 +109,11 @@ export function createMetrics(stages: () => Iterable<Stage>) {
     },
     /** Records one finished RPC. */
     rpcDone(method: string, code: string, seconds: number): void {
-      rpcs.labels(method, code).inc();
+      let byCode = rpcCounts.get(method);
+      if (byCode === undefined) rpcCounts.set(method, (byCode = new Map()));
+      let count = byCode.get(code);
+      if (count === undefined) byCode.set(code, (count = rpcs.labels(method, code)));
+      count.inc();
       let h = rpcChildren.get(method);
       if (h === undefined) {
         h = rpcSeconds.labels(method);
@@ -132,20 +137,36 @@ export function createMetrics(stages: () => Iterable<Stage>) {
         if (dropped > 0) ignored.labels(rollout, variant).inc(dropped);
       },
       health(h: RolloutHealth) {
-        score.labels(h.rollout).set(h.score);
+        let c = healthChildren.get(h.rollout);
+        if (c === undefined) {
+          c = { score: score.labels(h.rollout), gates: new Map() };
+          healthChildren.set(h.rollout, c);
+        }
+        c.score.set(h.score);
         const names = new Set<string>();
         for (const g of h.gates) {
           names.add(g.name);
-          for (const v of VERDICTS) verdicts.labels(h.rollout, g.name, v).set(g.verdict === v ? 1 : 0);
-          observed.labels(h.rollout, g.name).set(g.observed);
+          let gc = c.gates.get(g.name);
+          if (gc === undefined) {
+            gc = { verdict: undefined, observed: observed.labels(h.rollout, g.name) };
+            c.gates.set(g.name, gc);
+          }
+          // The four verdict series change only when the verdict does.
+          if (gc.verdict !== g.verdict) {
+            for (const v of VERDICTS) verdicts.labels(h.rollout, g.name, v).set(g.verdict === v ? 1 : 0);
+            gc.verdict = g.verdict;
+          }
+          gc.observed.set(g.observed);
         }
         // Gates removed by an update stop being reported.
-        for (const old of gatesOf.get(h.rollout) ?? []) {
-          if (names.has(old)) continue;
-          for (const v of VERDICTS) verdicts.remove(h.rollout, old, v);
-          observed.remove(h.rollout, old);
+        if (c.gates.size !== names.size) {
+          for (const old of [...c.gates.keys()]) {
+            if (names.has(old)) continue;
+            for (const v of VERDICTS) verdicts.remove(h.rollout, old, v);
+            observed.remove(h.rollout, old);
+            c.gates.delete(old);
+          }
         }
-        gatesOf.set(h.rollout, names);
       },
       decided(rollout, decision, dryRun) {
         decisions.labels(rollout, decision, String(dryRun)).inc();
@@ -158,11 +179,11 @@ export function createMetrics(stages: () => Iterable<Stage>) {
           ignored.remove(rollout, v);
         }
         score.remove(rollout);
-        for (const g of gatesOf.get(rollout) ?? []) {
+        for (const g of healthChildren.get(rollout)?.gates.keys() ?? []) {
           for (const v of VERDICTS) verdicts.remove(rollout, g, v);
           observed.remove(rollout, g);
         }
-        gatesOf.delete(rollout);
+        healthChildren.delete(rollout);
       },
     } satisfies EngineObserver,
   };
