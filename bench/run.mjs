@@ -125,7 +125,7 @@ const secs = Math.round((Date.now() - started) / 1000);
 meta.duration = `${Math.floor(secs / 60)} min ${secs % 60} s`;
 
 log("\n== targets");
-for (const r of rows) log(`${r.met ? "MET   " : "MISSED"} ${r.id.padEnd(3)} ${r.name}: ${r.measured} | baseline ${r.baseline} | ${r.ratio} | goal ${r.goal} | ${r.result}`);
+for (const r of rows) log(`${r.goal === "reported" ? "INFO  " : r.met ? "MET   " : "MISSED"} ${r.id.padEnd(3)} ${r.name}: ${r.measured} | baseline ${r.baseline} | ${r.ratio} | goal ${r.goal} | ${r.result}`);
 log(`\ntotal ${meta.duration}`);
 
 if (partial) {

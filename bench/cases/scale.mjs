@@ -50,18 +50,24 @@ export async function scaleCase({ idleSeconds, trafficSeconds, rounds, trafficRa
     const mem0 = await probe(rg);
     // Create the rollouts over the API: every one is a durable, audited commit.
     let next = 0;
+    let created = 0;
     const t0 = performance.now();
     const c0 = cpuSeconds(rg.pid);
+    // Creates/s over each third of the 10,000 (three figures for min/median/max).
     const chunkTimes = [];
+    const bounds = [1, 2, 3].map((k) => Math.round((SCALE_ROLLOUTS * k) / 3));
     let chunkStart = performance.now();
+    let chunkFrom = 0;
     await Promise.all(
       Array.from({ length: CREATE_CONCURRENCY }, async () => {
         while (next < SCALE_ROLLOUTS) {
           const i = next++;
           await createRollout(rg.port, `s-${i}`, { interval: "10s", window: "300s" });
-          if ((i + 1) % Math.ceil(SCALE_ROLLOUTS / 3) === 0) {
-            chunkTimes.push(Math.ceil(SCALE_ROLLOUTS / 3) / ((performance.now() - chunkStart) / 1000));
+          created++;
+          if (created === bounds[chunkTimes.length]) {
+            chunkTimes.push((created - chunkFrom) / ((performance.now() - chunkStart) / 1000));
             chunkStart = performance.now();
+            chunkFrom = created;
           }
         }
       }),
