@@ -77,6 +77,26 @@ export function initialAnalysisState(): AnalysisState {
 }
 
 /**
+ * Returns true when two states differ in more than `lastEvaluatedAt`: what is worth writing
+ * to the store. An idle rollout's evaluation changes only that time, and the one stored by
+ * the step's first evaluation says all that is read from it (that the counts belong to the
+ * current step), so such evaluations need not be written.
+ */
+export function analysisStateChanged(a: AnalysisState, b: AnalysisState): boolean {
+  if (a.step !== b.step || a.lastCanaryOutcomeAt !== b.lastCanaryOutcomeAt || a.gates.length !== b.gates.length) return true;
+  if ((a.lastEvaluatedAt === undefined) !== (b.lastEvaluatedAt === undefined)) return true;
+  for (let i = 0; i < a.gates.length; i++) {
+    const x = a.gates[i]!;
+    const y = b.gates[i]!;
+    if (x.name !== y.name || x.consecutive !== y.consecutive || x.lastVerdict !== y.lastVerdict || x.recent.length !== y.recent.length) return true;
+    for (let j = 0; j < x.recent.length; j++) {
+      if (x.recent[j]![0] !== y.recent[j]![0] || x.recent[j]![1] !== y.recent[j]![1]) return true;
+    }
+  }
+  return false;
+}
+
+/**
  * Returns the state stored as JSON text, or the initial state when the text is not a state
  * this version understands (the evaluator then starts counting afresh, which is safe).
  */

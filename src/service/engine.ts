@@ -1,5 +1,5 @@
 import type { Logger } from "pino";
-import { evaluate, initialAnalysisState, parseAnalysisState, type AnalysisState, type Evaluation } from "../domain/analysis.js";
+import { analysisStateChanged, evaluate, initialAnalysisState, parseAnalysisState, type AnalysisState, type Evaluation } from "../domain/analysis.js";
 import type { AuditEvent, EventType, NewEvent } from "../domain/audit-chain.js";
 import type { Clock } from "../domain/clock.js";
 import { DomainError, rolloutNotFound, type BlockingGate } from "../domain/errors.js";
@@ -93,6 +93,8 @@ export function createEngine(opts: EngineOptions) {
   const { store, clock, logger } = opts;
   const observer = opts.observer ?? {};
   const entries = new Map<string, Entry>();
+  /** Entries with window buckets or evaluator state that the next flush must write. */
+  const unflushed = new Set<Entry>();
   // Events: every one, in order (a subscriber too far behind is ended and resumes by seq).
   const events = createFanOut<AuditEvent>({ kind: "queue", max: MAX_EVENT_BACKLOG });
   // Health: the latest per rollout; a slow WatchHealth reader skips intermediate states.
@@ -218,12 +220,14 @@ export function createEngine(opts: EngineOptions) {
       clear(e.windows.canary);
       e.analysis = initialAnalysisState();
       e.analysisDirty = true;
+      unflushed.add(e);
     }
     if (next.analysis.windowMs !== prev.analysis.windowMs || next.analysis.intervalMs !== prev.analysis.intervalMs) {
       e.windows = {
         stable: resizeWindow(e.windows.stable, next.analysis.windowMs, next.analysis.intervalMs, now),
         canary: resizeWindow(e.windows.canary, next.analysis.windowMs, next.analysis.intervalMs, now),
       };
+      unflushed.add(e);
     }
     if (next.stepStartedAt !== prev.stepStartedAt || next.analysis.intervalMs !== prev.analysis.intervalMs) {
       e.nextEvalAt = now + next.analysis.intervalMs;
@@ -236,8 +240,11 @@ export function createEngine(opts: EngineOptions) {
   async function evaluateEntry(e: Entry, now: number): Promise<void> {
     const r = e.rollout;
     const ev = preview(e, now);
+    if (analysisStateChanged(e.analysis, ev.state)) {
+      e.analysisDirty = true;
+      unflushed.add(e);
+    }
     e.analysis = ev.state;
-    e.analysisDirty = true;
     e.nextEvalAt = now + r.analysis.intervalMs;
     const gates = ev.gates.map((g) => ({ gate: g.name, verdict: g.verdict, observed: g.observed, threshold: g.threshold, baseline: g.baseline, samples: g.samples }));
     logger.debug({ rollout: r.name, decision: ev.decision, score: ev.health.score, gates, reason: ev.reason }, "evaluated");
@@ -319,7 +326,9 @@ export function createEngine(opts: EngineOptions) {
       for (const [k, snaps] of byWindow) {
         const [variant, name] = k.split("\u0000") as [Variant, string];
         const e = entries.get(name);
-        if (e !== undefined) restored += restoreBuckets(e.windows[variant], snaps, now).restored;
+        if (e === undefined) continue;
+        restored += restoreBuckets(e.windows[variant], snaps, now).restored;
+        unflushed.add(e);
       }
       loaded = true;
       logger.info({ rollouts: entries.size, windowBuckets: restored }, "state loaded");
@@ -409,6 +418,7 @@ export function createEngine(opts: EngineOptions) {
         const event = newEvent(e, "deleted", caller, `deleted at ${current.stage} (version ${current.version})`);
         const appended = await store.commit({ remove: name, events: [event] });
         entries.delete(name);
+        unflushed.delete(e);
         events.publish(...appended);
         healthFeed.publish({ health: last, deleted: true });
         observer.deleted?.(name);
@@ -437,6 +447,7 @@ export function createEngine(opts: EngineOptions) {
       }
       if (stableIn + stableOut > 0) observer.outcomes?.(name, "stable", stableIn, stableOut);
       if (canaryIn + canaryOut > 0) observer.outcomes?.(name, "canary", canaryIn, canaryOut);
+      if (stableIn + canaryIn > 0) unflushed.add(e);
       return { accepted: stableIn + canaryIn, ignored: stableOut + canaryOut };
     },
 
@@ -511,7 +522,12 @@ export function createEngine(opts: EngineOptions) {
       const buckets: WindowBucketRow[] = [];
       const cleared: { rollout: string; variant: Variant }[] = [];
       const analysis: { rollout: string; state: string }[] = [];
-      for (const [name, e] of entries) {
+      // Only rollouts whose windows or evaluator state changed since the last flush: an idle
+      // rollout costs nothing here.
+      const todo = [...unflushed];
+      unflushed.clear();
+      for (const e of todo) {
+        const name = e.rollout.name;
         for (const variant of ["stable", "canary"] as const) {
           const w = e.windows[variant];
           if (takeCleared(w)) cleared.push({ rollout: name, variant });

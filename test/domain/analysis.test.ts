@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { evaluate, initialAnalysisState, parseAnalysisState, type AnalysisState, type Evaluation } from "../../src/domain/analysis.js";
+import { analysisStateChanged, evaluate, initialAnalysisState, parseAnalysisState, type AnalysisState, type Evaluation } from "../../src/domain/analysis.js";
 import { manualClock, type ManualClock } from "../../src/domain/clock.js";
 import * as machine from "../../src/domain/rollout-machine.js";
 import type { Analysis, Gate, Rollout, Step } from "../../src/domain/rollout.js";
@@ -507,5 +507,36 @@ describe("analysis state", () => {
     s.state = parseAnalysisState(JSON.stringify(s.state));
     expect(tick(s, BAD).decision).toBe("continue");
     expect(tick(s, BAD).decision).toBe("rollback");
+  });
+});
+
+describe("analysisStateChanged", () => {
+  const base: AnalysisState = {
+    version: 1,
+    step: "canary/0/500/1000",
+    gates: [{ name: "errors", consecutive: 1, lastVerdict: "fail", recent: [[10, 1], [20, 0]] }],
+    lastEvaluatedAt: 20,
+    lastCanaryOutcomeAt: 19,
+  };
+  it("ignores the evaluation time alone", () => {
+    expect(analysisStateChanged(base, { ...base, lastEvaluatedAt: 30 })).toBe(false);
+    expect(analysisStateChanged(base, structuredClone(base))).toBe(false);
+  });
+  it("sees every other difference", () => {
+    const g = base.gates[0]!;
+    const variants: AnalysisState[] = [
+      { ...base, step: "canary/1/2500/2000" },
+      { ...base, lastCanaryOutcomeAt: 25 },
+      { version: 1, step: base.step, gates: base.gates, lastCanaryOutcomeAt: 19 },
+      initialAnalysisState(),
+      { ...base, gates: [] },
+      { ...base, gates: [{ ...g, name: "p99" }] },
+      { ...base, gates: [{ ...g, consecutive: 2 }] },
+      { ...base, gates: [{ ...g, lastVerdict: "pass" }] },
+      { ...base, gates: [{ ...g, recent: [[10, 1]] }] },
+      { ...base, gates: [{ ...g, recent: [[10, 1], [30, 0]] }] },
+      { ...base, gates: [{ ...g, recent: [[10, 1], [20, 1]] }] },
+    ];
+    for (const v of variants) expect(analysisStateChanged(base, v)).toBe(true);
   });
 });

@@ -414,6 +414,45 @@ describe("Health and WatchHealth", () => {
   });
 });
 
+describe("flush", () => {
+  it("writes only what changed: nothing for idle rollouts' evaluations", async () => {
+    const base = openSqliteStore(":memory:");
+    const writes: { buckets: string[]; analysis: string[] }[] = [];
+    const store = {
+      ...base,
+      flushWindows(f: Parameters<typeof base.flushWindows>[0]) {
+        writes.push({ buckets: f.buckets.map((b) => `${b.rollout}/${b.variant}`), analysis: f.analysis.map((a) => a.rollout) });
+        return base.flushWindows(f);
+      },
+    } as typeof base;
+    env = await serviceEnv({ store });
+    await env.rollouts.createRollout({ rollout: rollout("busy", { gates: [errorGate(0.05)] }) });
+    await env.rollouts.createRollout({ rollout: rollout("idle", { gates: [errorGate(0.05)] }) });
+    const r = rng(3);
+    await env.decisions.recordOutcome({ rollout: "busy", outcomes: [...outcomes(Variant.CANARY, 100, 0, r), ...outcomes(Variant.STABLE, 100, 0, r)] });
+    await interval();
+    await env.engine.flush();
+    // The first evaluation of a step is state worth keeping, for both.
+    expect(writes).toEqual([{ buckets: ["busy/stable", "busy/canary"], analysis: ["busy", "idle"] }]);
+
+    // Evaluations that only move the evaluation time (gates passing again, or no data) write nothing.
+    await interval();
+    await interval();
+    await env.engine.flush();
+    expect(writes).toHaveLength(1);
+
+    await env.decisions.recordOutcome({ rollout: "busy", outcomes: outcomes(Variant.CANARY, 10, 0, r) });
+    await env.engine.flush();
+    expect(writes[1]).toEqual({ buckets: ["busy/canary"], analysis: [] });
+
+    // A failing evaluation changes the counts: written.
+    await env.decisions.recordOutcome({ rollout: "busy", outcomes: outcomes(Variant.CANARY, 100, 1, r) });
+    await interval();
+    await env.engine.flush();
+    expect(writes[2]).toEqual({ buckets: ["busy/canary"], analysis: ["busy"] });
+  });
+});
+
 describe("restart", () => {
   it("resumes the same window, evaluator counts and step after a restart", async () => {
     const dir = mkdtempSync(join(tmpdir(), "rollgate-restart-"));
