@@ -88,7 +88,16 @@ export function createMetrics(stages: () => Iterable<Stage>) {
     registers: [registry],
   });
   const VERDICTS = ["pass", "warn", "fail", "inconclusive"] as const;
-  const healthChildren = new Map<string, { score: Gauge.Internal<"rollout">; gates: Map<string, { verdict: string | undefined; observed: Gauge.Internal<"rollout" | "gate"> }> }>();
+  // Label children kept per rollout and gate, with the last value set: prom-client hashes the
+  // labels and allocates on every set, and an idle rollout's evaluations change nothing.
+  const healthChildren = new Map<
+    string,
+    {
+      score: Gauge.Internal<"rollout">;
+      scoreValue: number | undefined;
+      gates: Map<string, { verdict: string | undefined; observed: Gauge.Internal<"rollout" | "gate">; observedValue: number | undefined }>;
+    }
+  >();
 
   // Label lookups hash their arguments: keep the children so the Route path does one Map get.
   const routeChildren = new Map<string, { stable: Counter.Internal; canary: Counter.Internal }>();
@@ -139,16 +148,17 @@ export function createMetrics(stages: () => Iterable<Stage>) {
       health(h: RolloutHealth) {
         let c = healthChildren.get(h.rollout);
         if (c === undefined) {
-          c = { score: score.labels(h.rollout), gates: new Map() };
+          c = { score: score.labels(h.rollout), scoreValue: undefined, gates: new Map() };
           healthChildren.set(h.rollout, c);
         }
-        c.score.set(h.score);
-        const names = new Set<string>();
+        if (!Object.is(c.scoreValue, h.score)) {
+          c.score.set(h.score);
+          c.scoreValue = h.score;
+        }
         for (const g of h.gates) {
-          names.add(g.name);
           let gc = c.gates.get(g.name);
           if (gc === undefined) {
-            gc = { verdict: undefined, observed: observed.labels(h.rollout, g.name) };
+            gc = { verdict: undefined, observed: observed.labels(h.rollout, g.name), observedValue: undefined };
             c.gates.set(g.name, gc);
           }
           // The four verdict series change only when the verdict does.
@@ -156,10 +166,14 @@ export function createMetrics(stages: () => Iterable<Stage>) {
             for (const v of VERDICTS) verdicts.labels(h.rollout, g.name, v).set(g.verdict === v ? 1 : 0);
             gc.verdict = g.verdict;
           }
-          gc.observed.set(g.observed);
+          if (!Object.is(gc.observedValue, g.observed)) {
+            gc.observed.set(g.observed);
+            gc.observedValue = g.observed;
+          }
         }
-        // Gates removed by an update stop being reported.
-        if (c.gates.size !== names.size) {
+        // Gates removed by an update stop being reported (gate names are unique in a rollout).
+        if (c.gates.size !== h.gates.length) {
+          const names = new Set(h.gates.map((g) => g.name));
           for (const old of [...c.gates.keys()]) {
             if (names.has(old)) continue;
             for (const v of VERDICTS) verdicts.remove(h.rollout, old, v);
