@@ -2,7 +2,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { benchDir, cliPath, commandText, connectJson, SERVER_CORE, startPortServer, stop } from "./util.mjs";
+import { benchDir, cliPath, repoRoot, commandText, connectJson, SERVER_CORE, startPortServer, stop } from "./util.mjs";
 
 /** Node flags and serve flags of a rollgate server process. */
 function argv({ fastPath = true, cpuProfDir, probe = false, db }) {
@@ -16,7 +16,7 @@ function argv({ fastPath = true, cpuProfDir, probe = false, db }) {
 
 /** Returns the command line of a rollgate server, for RESULTS.md (`<tmp>` for the temporary database). */
 export function rollgateCommand(opts = {}) {
-  return commandText(SERVER_CORE, "node", argv({ ...opts, db: "<tmp>/rollgate.db" })).replace(process.execPath, "node").replace(cliPath, "dist/src/cli/main.js");
+  return commandText(SERVER_CORE, "node", argv({ ...opts, db: "<tmp>/rollgate.db" })).replace(process.execPath, "node").replaceAll(repoRoot, "");
 }
 
 /**
