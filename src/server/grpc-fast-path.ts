@@ -154,13 +154,24 @@ function serve(opts: FastPathOptions, method: FastMethod, stream: ServerHttp2Str
 
   const chunks: Buffer[] = [];
   let size = 0;
+  let lengthChecked = false;
   stream.on("data", (chunk: Buffer) => {
     if (done) return;
     size += chunk.length;
+    chunks.push(chunk);
+    // The envelope declares the message's length: refuse an oversized one at once, naming its
+    // size as connect does.
+    if (!lengthChecked && size >= FRAME_HEADER) {
+      lengthChecked = true;
+      const head = chunks.length === 1 ? chunk : Buffer.concat(chunks, size);
+      const declared = head.readUInt32BE(1);
+      if (declared > opts.maxBytes) {
+        return fail(new ConnectError(`message size ${declared} is larger than configured readMaxBytes ${opts.maxBytes}`, Code.ResourceExhausted));
+      }
+    }
     if (size > opts.maxBytes + FRAME_HEADER) {
       return fail(new ConnectError(`message size is larger than configured readMaxBytes ${opts.maxBytes}`, Code.ResourceExhausted));
     }
-    chunks.push(chunk);
   });
   stream.on("end", () => {
     if (done) return;
@@ -197,7 +208,11 @@ function serve(opts: FastPathOptions, method: FastMethod, stream: ServerHttp2Str
       return fail(e);
     }
     aborted = controller;
-    stream.once("close", () => controller.abort());
+    let clientGone = false;
+    stream.once("close", () => {
+      clientGone = !done;
+      controller.abort();
+    });
     stream.respond({ ...RESPONSE_HEADERS, "x-request-id": requestId }, { waitForTrailers: true });
     void (async () => {
       let error: ConnectError | undefined;
@@ -208,6 +223,7 @@ function serve(opts: FastPathOptions, method: FastMethod, stream: ServerHttp2Str
           if (!stream.write(frameOf(m))) await drained(stream);
         }
         if (deadlineHit) error = new ConnectError("the operation timed out", Code.DeadlineExceeded);
+        else if (clientGone) error = new ConnectError("the client canceled the call", Code.Canceled);
       } catch (e) {
         error = toConnectError(e, requestId);
       }

@@ -58,7 +58,8 @@ export function createCallReporter(logger: Logger, metrics: Metrics): CallReport
     if (ce?.code === Code.Internal) {
       logger.error({ requestId: call.requestId, method: call.procedure, rollout: call.rollout, err: ce.cause ?? ce }, "internal error");
     } else if (ce !== undefined || !HOT.has(call.method)) {
-      logger[ce === undefined ? "info" : "warn"](
+      // A client that hangs up (a watch closed) is routine, not a warning.
+      logger[ce === undefined || ce.code === Code.Canceled ? "info" : "warn"](
         {
           requestId: call.requestId,
           method: call.procedure,
@@ -113,7 +114,10 @@ export function observeInterceptor(report: CallReporter): Interceptor {
       };
     } catch (e) {
       report(record(), e);
-      throw e;
+      // Errors carry the request id too (a response header for Connect, a trailer for gRPC).
+      const ce = ConnectError.from(e);
+      ce.metadata.set("x-request-id", requestId);
+      throw ce;
     }
   };
 }

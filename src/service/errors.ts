@@ -89,6 +89,13 @@ export function withErrorMapping<S extends DescService>(service: S, impl: Servic
         } catch (e) {
           throw mapped(e, ctx);
         }
+        // The handlers just stop when the signal aborts; the stream must still end with why:
+        // DEADLINE_EXCEEDED when its deadline passed, CANCELED when the client went away (which
+        // only the server's own reporting sees). A stream the server ends itself is OK.
+        if (ctx.signal.aborted) {
+          const reason: unknown = ctx.signal.reason;
+          throw reason instanceof ConnectError ? reason : new ConnectError("the client canceled the call", Code.Canceled);
+        }
       };
     }
   }

@@ -7,12 +7,13 @@ import {
   DecisionService,
   RouteRequestSchema,
   RouteResponseSchema,
+  WatchHealthRequestSchema,
   type HealthUpdate,
   type RouteBatchResponse,
   type RouteResponse,
 } from "../../gen/rollgate/v1/decision_service_pb.js";
 import { FieldViolationsSchema } from "../../gen/rollgate/v1/errors_pb.js";
-import { RolloutService } from "../../gen/rollgate/v1/rollout_service_pb.js";
+import { RolloutService, WatchEventsRequestSchema } from "../../gen/rollgate/v1/rollout_service_pb.js";
 import { connectJson, curl } from "../helpers/curl.js";
 import { bearer, grpcJsClient, unary } from "../helpers/grpc-js.js";
 import { grpcurl } from "../helpers/grpcurl.js";
@@ -89,8 +90,12 @@ for (const fast of [true, false]) {
         expect(bad).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: "key: must not be empty" });
         const detailsBin = (bad as grpc.ServiceError).metadata.get("grpc-status-details-bin")[0] as Buffer;
         expect(detailsBin.toString("latin1")).toContain(FieldViolationsSchema.typeName);
-        const missing = await unary(c, "route", { rollout: "ghost", key: "k" }, op).catch((e: grpc.ServiceError) => e);
+        const withId = bearer("operator-token-0123456789");
+        withId.set("x-request-id", "conformance-err-1");
+        const missing = await unary(c, "route", { rollout: "ghost", key: "k" }, withId).catch((e: grpc.ServiceError) => e);
         expect(missing).toMatchObject({ code: grpc.status.NOT_FOUND, details: 'rollout "ghost" not found' });
+        // Errors carry the request id as well.
+        expect((missing as grpc.ServiceError).metadata.get("x-request-id")).toEqual(["conformance-err-1"]);
         const batch = await unary(c, "routeBatch", { rollout: "conf", keys: [] }, op).catch((e: grpc.ServiceError) => e);
         expect(batch).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: "keys: must hold 1..1000 keys" });
       } finally {
@@ -141,7 +146,8 @@ for (const fast of [true, false]) {
       const c = grpcJsClient(DecisionService, server.address);
       try {
         const big = await unary(c, "route", { rollout: "conf", key: "k".repeat(5 * 1024 * 1024) }, op).catch((e: grpc.ServiceError) => e);
-        expect(big).toMatchObject({ code: grpc.status.RESOURCE_EXHAUSTED });
+        // 5 MiB of key + its tag and 4-byte length + the 6-byte rollout field, on both paths alike.
+        expect(big).toMatchObject({ code: grpc.status.RESOURCE_EXHAUSTED, details: "message size 5242891 is larger than configured readMaxBytes 4194304" });
       } finally {
         c.close();
       }
@@ -230,6 +236,34 @@ for (const fast of [true, false]) {
         });
         expect(updates).toBeGreaterThanOrEqual(1);
         expect(err.code).toBe(grpc.status.DEADLINE_EXCEEDED);
+      } finally {
+        c.close();
+      }
+    });
+
+    it("ends server streams at the server's deadline with DEADLINE_EXCEEDED, not OK", async () => {
+      // No client deadline here: only the server's grpc-timeout can end these streams.
+      const auth = { authorization: "Bearer operator-token-0123456789", "grpc-timeout": "300m" };
+      const health = await rawCall(server.address, "/rollgate.v1.DecisionService/WatchHealth", frame(toBinary(WatchHealthRequestSchema, create(WatchHealthRequestSchema, { rollout: "conf" }))), auth);
+      expect(health.body.length).toBeGreaterThan(5); // the current health came first
+      expect(health.trailers?.["grpc-status"]).toBe("4");
+      const events = await rawCall(server.address, "/rollgate.v1.RolloutService/WatchEvents", frame(toBinary(WatchEventsRequestSchema, create(WatchEventsRequestSchema, { name: "conf" }))), auth);
+      expect(events.trailers?.["grpc-status"]).toBe("4");
+    });
+
+    it("counts a WatchHealth the client cancels as CANCELED", async () => {
+      const canceled = async () => {
+        const m = (await curl([`${server.url}/metrics`])).body;
+        return Number(/rollgate_rpc_requests_total\{method="rollgate.v1.DecisionService\/WatchHealth",code="canceled"\} (\d+)/.exec(m)?.[1] ?? 0);
+      };
+      const before = await canceled();
+      const c = grpcJsClient(DecisionService, server.address);
+      try {
+        const call = (c.watchHealth as (req: unknown, md: grpc.Metadata) => grpc.ClientReadableStream<HealthUpdate>)({ rollout: "conf" }, op);
+        await new Promise<void>((resolve) => call.once("data", () => resolve()));
+        call.on("error", () => undefined);
+        call.cancel();
+        await expect.poll(canceled).toBe(before + 1);
       } finally {
         c.close();
       }
