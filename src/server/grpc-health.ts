@@ -1,5 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import { abortedStreamError } from "../service/errors.js";
 import {
   Health,
   HealthCheckResponse_ServingStatus as ServingStatus,
@@ -89,7 +90,9 @@ export function createHealthStatus(
           // again before waiting or ending, so no change, the last before shutdown included, is lost.
           continue;
         }
-        if (stopped || ctx.signal.aborted) return;
+        if (stopped) return;
+        const end = abortedStreamError(ctx.signal);
+        if (end !== undefined) throw end;
         // Nothing can change between the read above and this wait: both run in one turn.
         await new Promise<void>((resolve) => (wake = resolve));
       }

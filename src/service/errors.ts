@@ -64,6 +64,18 @@ export function toConnectError(e: unknown, requestId: string): ConnectError {
 }
 
 /**
+ * Returns the error a server stream must end with when its signal aborted, or undefined when
+ * it did not. Handlers just stop when the signal aborts; the stream must still say why:
+ * DEADLINE_EXCEEDED when its deadline passed, CANCELED when the client went away (which only
+ * the server's own reporting sees). A stream the server ends itself ends with OK.
+ */
+export function abortedStreamError(signal: AbortSignal): ConnectError | undefined {
+  if (!signal.aborted) return undefined;
+  const reason: unknown = signal.reason;
+  return reason instanceof ConnectError ? reason : new ConnectError("the client canceled the call", Code.Canceled);
+}
+
+/**
  * Returns a service implementation whose every method maps thrown errors with toConnectError,
  * so handlers throw domain errors and never build wire errors themselves.
  */
@@ -89,13 +101,8 @@ export function withErrorMapping<S extends DescService>(service: S, impl: Servic
         } catch (e) {
           throw mapped(e, ctx);
         }
-        // The handlers just stop when the signal aborts; the stream must still end with why:
-        // DEADLINE_EXCEEDED when its deadline passed, CANCELED when the client went away (which
-        // only the server's own reporting sees). A stream the server ends itself is OK.
-        if (ctx.signal.aborted) {
-          const reason: unknown = ctx.signal.reason;
-          throw reason instanceof ConnectError ? reason : new ConnectError("the client canceled the call", Code.Canceled);
-        }
+        const end = abortedStreamError(ctx.signal);
+        if (end !== undefined) throw end;
       };
     }
   }

@@ -249,6 +249,10 @@ for (const fast of [true, false]) {
       expect(health.trailers?.["grpc-status"]).toBe("4");
       const events = await rawCall(server.address, "/rollgate.v1.RolloutService/WatchEvents", frame(toBinary(WatchEventsRequestSchema, create(WatchEventsRequestSchema, { name: "conf" }))), auth);
       expect(events.trailers?.["grpc-status"]).toBe("4");
+      // grpc.health.v1 Watch: a HealthCheckRequest for the whole server is an empty message.
+      const healthWatch = await rawCall(server.address, "/grpc.health.v1.Health/Watch", frame(new Uint8Array(0)), auth);
+      expect(healthWatch.body.length).toBeGreaterThan(5);
+      expect(healthWatch.trailers?.["grpc-status"]).toBe("4");
     });
 
     it("counts a WatchHealth the client cancels as CANCELED", async () => {
