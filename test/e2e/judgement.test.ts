@@ -4,7 +4,7 @@ import * as grpc from "@grpc/grpc-js";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { DecisionService, type HealthUpdate } from "../../gen/rollgate/v1/decision_service_pb.js";
 import { Stage } from "../../gen/rollgate/v1/rollout_pb.js";
-import { connectJson } from "../helpers/curl.js";
+import { connectJson, curl } from "../helpers/curl.js";
 import { grpcJsClient } from "../helpers/grpc-js.js";
 import { grpcurl } from "../helpers/grpcurl.js";
 import { spawnServer, startTestServer, tempDir, type ServerProcess, type TestServer } from "../helpers/servers.js";
@@ -61,6 +61,14 @@ describe("judgement end to end (1 s interval)", () => {
     expect(last.message).toMatch(/^rollback: errors: canary error rate 0\.3 > max 0\.05 for 2 consecutive evaluations/);
     const route = await connectJson(server.url, "rollgate.v1.DecisionService/Route", { rollout: "live", key: "u" });
     expect(route.json).toMatchObject({ variant: "VARIANT_STABLE", reason: "ROUTE_REASON_ROLLED_BACK" });
+
+    // Prometheus sees the same: the decision, the score, and each gate's verdict (one series of four at 1).
+    const m = (await curl([`${server.url}/metrics`])).body;
+    expect(m).toContain('rollgate_decisions_total{rollout="live",decision="rollback",dry_run="false"} 1');
+    expect(m).toMatch(/^rollgate_health_score\{rollout="live"\} [\d.]+$/m);
+    const verdicts = [...m.matchAll(/^rollgate_gate_verdict\{rollout="live",gate="errors",verdict="(\w+)"\} (\d)$/gm)];
+    expect(verdicts.map((v) => v[1]).sort()).toEqual(["fail", "inconclusive", "pass", "warn"]);
+    expect(verdicts.filter((v) => v[2] === "1")).toHaveLength(1);
   });
 
   it("grpcurl: RecordOutcome, Health and a WatchHealth update", async () => {
