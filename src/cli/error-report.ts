@@ -2,14 +2,11 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { CommanderError } from "commander";
 import { AllowedTransitionsSchema, FieldViolationsSchema, PromotionBlockedSchema } from "@rollgate/client/gen/errors_pb";
 import { isDomainError } from "../domain/errors.js";
+import { codeName } from "../server/observe.js";
 import { EXIT_REFUSED, EXIT_USAGE, UsageError } from "./cli-context.js";
 import { colorsWanted, palette } from "./colors.js";
 import { gatesTable } from "./health-view.js";
 
-/** Returns the lower-case wire name of a code, e.g. "failed_precondition". */
-function codeName(code: Code): string {
-  return (Code[code] ?? String(code)).replace(/([a-z])([A-Z])/g, "$1_$2").toLowerCase();
-}
 
 /**
  * Returns what to print on stderr for an error and the exit status: the server's own explanation

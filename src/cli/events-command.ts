@@ -18,7 +18,7 @@ const PAGE = 1000;
 
 /** Returns one event as a plain line: seq, time, type, actor, reason. */
 export function eventLine(e: Event): string {
-  return [String(e.seq).padStart(6), isoTime(e.time), enumName(EventType, e.type, "EVENT_TYPE").toLowerCase().padEnd(16), (e.actor || "-").padEnd(10), e.reason].join("  ");
+  return [String(e.seq).padStart(6), isoTime(e.time), enumName(EventType, e.type).toLowerCase().padEnd(16), (e.actor || "-").padEnd(10), e.reason].join("  ");
 }
 
 /** Returns every event of a rollout ("" for all) after a sequence number, paging until the end. */

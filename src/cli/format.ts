@@ -1,17 +1,17 @@
 import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
 import Table from "cli-table3";
 import { Stage, Variant, type Rollout } from "@rollgate/client/gen/rollout_pb";
+import { durationToMs, timestampToMs } from "../service/convert.js";
 import { formatWeight } from "./weight.js";
 
-/** Returns an enum value's name without its type prefix, e.g. STAGE_CANARY → "CANARY". */
-export function enumName(names: Record<number, string>, value: number, prefix: string): string {
-  const name = names[value];
-  return name === undefined ? String(value) : name.replace(new RegExp(`^${prefix}_`), "");
+/** Returns an enum value's name, e.g. "CANARY" (protobuf-es already drops the type prefix), or its number when unknown. */
+export function enumName(names: Record<number, string>, value: number): string {
+  return names[value] ?? String(value);
 }
 
 /** Returns a stage in words, e.g. "CANARY". */
 export function stageName(stage: Stage): string {
-  return Stage[stage] ?? String(stage);
+  return enumName(Stage, stage);
 }
 
 /** Returns a variant in words: "stable" or "canary". */
@@ -19,14 +19,14 @@ export function variantName(v: Variant): string {
   return v === Variant.CANARY ? "canary" : v === Variant.STABLE ? "stable" : "unspecified";
 }
 
-/** Returns milliseconds since the epoch of a Timestamp. */
+/** Returns milliseconds since the epoch of a Timestamp, undefined when unset. */
 export function timestampMs(t: Timestamp | undefined): number | undefined {
-  return t === undefined ? undefined : Number(t.seconds) * 1000 + Math.floor(t.nanos / 1e6);
+  return t === undefined ? undefined : timestampToMs(t);
 }
 
-/** Returns milliseconds of a Duration. */
+/** Returns milliseconds of a Duration, 0 when unset. */
 export function durationMs(d: Duration | undefined): number {
-  return d === undefined ? 0 : Number(d.seconds) * 1000 + Math.floor(d.nanos / 1e6);
+  return durationToMs(d) ?? 0;
 }
 
 /** Returns a Timestamp as ISO 8601 text, or "-" when unset. */

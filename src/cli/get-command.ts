@@ -36,7 +36,7 @@ export function gateRule(g: Gate): string {
     default:
       parts.push("?");
   }
-  return `${parts.join(" ")} (min ${g.minSamples} samples, on breach ${enumName(Action, g.onBreach, "ACTION")})`;
+  return `${parts.join(" ")} (min ${g.minSamples} samples, on breach ${enumName(Action, g.onBreach)})`;
 }
 
 /** Returns a rollout in detail, one field per line. */

@@ -22,7 +22,7 @@ export function formatGateValue(kind: string, v: number | undefined): string {
 
 /** Returns a verdict in words, coloured: PASS green, WARN yellow, FAIL red, INCONCLUSIVE dim. */
 export function verdictText(v: Verdict, colors: Palette): string {
-  const name = enumName(Verdict, v, "VERDICT");
+  const name = enumName(Verdict, v);
   if (v === Verdict.PASS) return colors.green(name);
   if (v === Verdict.WARN) return colors.yellow(name);
   if (v === Verdict.FAIL) return colors.red(name);
@@ -30,7 +30,7 @@ export function verdictText(v: Verdict, colors: Palette): string {
 }
 
 function recommendationText(r: Recommendation, colors: Palette): string {
-  const name = enumName(Recommendation, r, "RECOMMENDATION");
+  const name = enumName(Recommendation, r);
   if (r === Recommendation.HEALTHY) return colors.green(name);
   if (r === Recommendation.MONITOR) return colors.yellow(name);
   if (r === Recommendation.ROLLBACK) return colors.red(name);
@@ -39,7 +39,7 @@ function recommendationText(r: Recommendation, colors: Palette): string {
 
 /** Returns what the evaluator does next and when, e.g. "PROMOTE in 1m20s". */
 export function nextActionText(h: RolloutHealth, now: number): string {
-  const action = enumName(Decision, h.nextAction, "DECISION");
+  const action = enumName(Decision, h.nextAction);
   const at = timestampMs(h.nextActionAt);
   return at === undefined || at === 0 ? action : `${action} in ${formatSpan(at - now)}`;
 }
@@ -58,7 +58,7 @@ export function gatesTable(gates: readonly GateStatus[], colors: Palette): strin
       String(g.samples),
       verdictText(g.verdict, colors),
       String(g.consecutiveBreaches),
-      g.onBreach === Action.UNSPECIFIED ? "-" : enumName(Action, g.onBreach, "ACTION"),
+      g.onBreach === Action.UNSPECIFIED ? "-" : enumName(Action, g.onBreach),
     ]);
   }
   return tableText(table);
@@ -110,7 +110,7 @@ export function healthView(h: RolloutHealth, rollout: Rollout | undefined, color
 /** Returns one plain line of a health update, for logs and pipes. */
 export function healthLine(h: RolloutHealth, rollout: Rollout | undefined, now: number): string {
   const steps = rollout?.steps.length;
-  const gates = h.gates.map((g) => `${g.name}=${enumName(Verdict, g.verdict, "VERDICT")}`).join(",");
+  const gates = h.gates.map((g) => `${g.name}=${enumName(Verdict, g.verdict)}`).join(",");
   return [
     new Date(now).toISOString(),
     h.rollout,
@@ -119,7 +119,7 @@ export function healthLine(h: RolloutHealth, rollout: Rollout | undefined, now: 
     `weight=${formatWeight(h.weightBp)}`,
     h.paused ? "paused" : undefined,
     `score=${h.score.toFixed(2)}`,
-    `recommendation=${enumName(Recommendation, h.recommendation, "RECOMMENDATION")}`,
+    `recommendation=${enumName(Recommendation, h.recommendation)}`,
     `next=${nextActionText(h, now).replace(/ /g, "_")}`,
     `gates=${gates === "" ? "-" : gates}`,
   ]

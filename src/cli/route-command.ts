@@ -19,7 +19,7 @@ export function routeCommand(): Command {
             `variant   ${variantName(r.variant)}`,
             `version   ${r.version}`,
             `bucket    ${r.bucket} (weight ${formatWeight(r.weightBp)} = ${r.weightBp} bp)`,
-            `reason    ${enumName(RouteReason, r.reason, "ROUTE_REASON").toLowerCase()}`,
+            `reason    ${enumName(RouteReason, r.reason).toLowerCase()}`,
             `features  ${r.features.length === 0 ? "-" : r.features.join(", ")}`,
             `rollout   version ${r.rolloutVersion}`,
           ].join("\n"),

@@ -10,7 +10,7 @@ export interface CommonClientOptions {
   readonly baseUrl: string;
   /** Bearer token (or a function returning the current one) sent as `authorization`. */
   readonly token?: TokenSource;
-  /** Deadline of every unary call in ms, retries included; default 10,000. Streams have none. */
+  /** Deadline of every call in ms, unary retries included; default 10,000. watchHealth has none; other streams called through `rollouts`/`decisions` take it unless given `timeoutMs: 0`. */
   readonly timeoutMs?: number;
   /** Retries on UNAVAILABLE only; default 4 attempts, backoff 100 ms doubling to 2 s. */
   readonly retry?: Partial<RetryPolicy>;
