@@ -1,4 +1,4 @@
-import { MAX_KEY_BYTES, utf8Length } from "./bucketing.js";
+import { keyProblem } from "./bucketing.js";
 import { invalidArgument } from "./errors.js";
 import type { Variant } from "./rollout.js";
 
@@ -72,52 +72,60 @@ export function validateOutcomes(outcomes: readonly RawOutcome[], field = "outco
     throw invalidArgument(field, `must hold 1..${OUTCOME_LIMITS.maxBatch} outcomes`);
   }
   const samples = new Array<OutcomeSample>(outcomes.length);
-  for (let i = 0; i < outcomes.length; i++) {
-    samples[i] = validateOutcome(outcomes[i] as RawOutcome, `${field}[${i}]`);
-  }
+  for (let i = 0; i < outcomes.length; i++) samples[i] = validateOutcome(outcomes[i] as RawOutcome, field, i);
   return samples;
 }
 
-/** Returns one outcome as a validated sample, or throws INVALID_ARGUMENT for a field under `at`. */
-export function validateOutcome(o: RawOutcome, at: string): OutcomeSample {
+/**
+ * Returns outcome `i` of the list `field` as a validated sample, or throws INVALID_ARGUMENT
+ * naming its bad field. The field path is built only for a bad outcome: a batch holds up to
+ * 10,000 of them.
+ */
+function validateOutcome(o: RawOutcome, field: string, i: number): OutcomeSample {
+  const at = (sub: string) => `${field}[${i}].${sub}`;
   if (o.variant !== "stable" && o.variant !== "canary") {
-    throw invalidArgument(`${at}.variant`, "must be VARIANT_STABLE or VARIANT_CANARY");
+    throw invalidArgument(at("variant"), "must be VARIANT_STABLE or VARIANT_CANARY");
   }
   if (!Number.isFinite(o.latencyMs) || o.latencyMs < 0) {
-    throw invalidArgument(`${at}.latency_ms`, "must be finite and >= 0");
+    throw invalidArgument(at("latency_ms"), "must be finite and >= 0");
   }
   if (!Number.isSafeInteger(o.invariantViolations) || o.invariantViolations < 0) {
-    throw invalidArgument(`${at}.invariant_violations`, "must be an integer >= 0");
+    throw invalidArgument(at("invariant_violations"), "must be an integer >= 0");
   }
-  // The key is optional here (empty is fine), but never longer than a routing key may be.
-  if (o.key.length * 3 > MAX_KEY_BYTES && utf8Length(o.key) > MAX_KEY_BYTES) {
-    throw invalidArgument(`${at}.key`, `must be at most ${MAX_KEY_BYTES} bytes of UTF-8`);
-  }
+  // The key is optional here (empty is fine), but otherwise held to a routing key's rules.
+  const keyTrouble = o.key === "" ? undefined : keyProblem(o.key);
+  if (keyTrouble !== undefined) throw invalidArgument(at("key"), keyTrouble);
   if (o.timeMs !== undefined && !(Number.isFinite(o.timeMs) && o.timeMs >= 0)) {
-    throw invalidArgument(`${at}.time`, "must be a valid timestamp after 1970-01-01");
+    throw invalidArgument(at("time"), "must be a valid timestamp after 1970-01-01");
   }
-  const metrics = validateMetrics(o.metrics, `${at}.metrics`);
-  const sample: OutcomeSample = {
+  const sample: { -readonly [K in keyof OutcomeSample]: OutcomeSample[K] } = {
     variant: o.variant,
     success: o.success,
     latencyMs: o.latencyMs,
-    metrics,
+    metrics: validateMetrics(o.metrics, at),
     invariantViolations: o.invariantViolations,
     key: o.key,
   };
-  return o.timeMs === undefined ? sample : { ...sample, timeMs: o.timeMs };
+  if (o.timeMs !== undefined) sample.timeMs = o.timeMs;
+  return sample;
 }
 
-function validateMetrics(raw: RawOutcome["metrics"], at: string): ReadonlyMap<string, number> {
+/** True when a proto map (a plain object) has no entries, without listing them. */
+function isEmptyRecord(r: object): boolean {
+  for (const _ in r) return false;
+  return true;
+}
+
+function validateMetrics(raw: RawOutcome["metrics"], at: (sub: string) => string): ReadonlyMap<string, number> {
   const isMap = raw instanceof Map;
+  if (isMap ? raw.size === 0 : isEmptyRecord(raw)) return NO_METRICS;
   const entries: [string, number][] = isMap ? [...(raw as ReadonlyMap<string, number>)] : Object.entries(raw);
-  if (entries.length === 0) return NO_METRICS;
   if (entries.length > OUTCOME_LIMITS.maxMetrics) {
-    throw invalidArgument(at, `must hold at most ${OUTCOME_LIMITS.maxMetrics} metrics`);
+    throw invalidArgument(at("metrics"), `must hold at most ${OUTCOME_LIMITS.maxMetrics} metrics`);
   }
   for (const [name, value] of entries) {
-    if (!METRIC_NAME_PATTERN.test(name)) throw invalidArgument(`${at}[${quoteName(name)}]`, `name ${METRIC_NAME_RULE}`);
-    if (typeof value !== "number" || !Number.isFinite(value)) throw invalidArgument(`${at}[${quoteName(name)}]`, "must be finite");
+    if (!METRIC_NAME_PATTERN.test(name)) throw invalidArgument(at(`metrics[${quoteName(name)}]`), `name ${METRIC_NAME_RULE}`);
+    if (typeof value !== "number" || !Number.isFinite(value)) throw invalidArgument(at(`metrics[${quoteName(name)}]`), "must be finite");
   }
   return isMap ? (raw as ReadonlyMap<string, number>) : new Map(entries);
 }
