@@ -17,6 +17,7 @@ import {
   restoreBuckets,
   takeCleared,
   takeDirtyBuckets,
+  windowStartMs,
   type BucketSnapshot,
   type SlidingWindow,
 } from "../domain/sliding-window.js";
@@ -76,8 +77,13 @@ export interface EngineOptions {
 /** Evaluations between two yields to the event loop in one evaluator round. */
 const YIELD_EVERY = 16;
 
-/** Buckets older than this are dropped from the store whatever the rollout (the longest window is 24 h). */
+/**
+ * Buckets older than this are dropped from the store whatever the rollout (the longest window is
+ * 24 h), by a sweep every SWEEP_EVERY_MS; each flush drops the expired buckets of the windows it
+ * writes, so only idle windows wait for the sweep.
+ */
 const STORE_RETENTION_MS = 25 * 3_600_000;
+const SWEEP_EVERY_MS = 3_600_000;
 
 /**
  * Returns the rollout engine: the in-memory state of every rollout — configuration, route
@@ -95,6 +101,7 @@ export function createEngine(opts: EngineOptions) {
   const entries = new Map<string, Entry>();
   /** Entries with window buckets or evaluator state that the next flush must write. */
   const unflushed = new Set<Entry>();
+  let lastSweepAt = Number.NEGATIVE_INFINITY;
   // Events: every one, in order (a subscriber too far behind is ended and resumes by seq).
   const events = createFanOut<AuditEvent>({ kind: "queue", max: MAX_EVENT_BACKLOG });
   // Health: the latest per rollout; a slow WatchHealth reader skips intermediate states.
@@ -522,6 +529,7 @@ export function createEngine(opts: EngineOptions) {
       const buckets: WindowBucketRow[] = [];
       const cleared: { rollout: string; variant: Variant }[] = [];
       const analysis: { rollout: string; state: string }[] = [];
+      const expired: { rollout: string; variant: Variant; beforeMs: number }[] = [];
       // Only rollouts whose windows or evaluator state changed since the last flush: an idle
       // rollout costs nothing here.
       const todo = [...unflushed];
@@ -531,7 +539,10 @@ export function createEngine(opts: EngineOptions) {
         for (const variant of ["stable", "canary"] as const) {
           const w = e.windows[variant];
           if (takeCleared(w)) cleared.push({ rollout: name, variant });
-          for (const b of takeDirtyBuckets(w)) buckets.push({ rollout: name, variant, startMs: b.startMs, data: b.data });
+          const dirty = takeDirtyBuckets(w);
+          if (dirty.length === 0) continue;
+          for (const b of dirty) buckets.push({ rollout: name, variant, startMs: b.startMs, data: b.data });
+          expired.push({ rollout: name, variant, beforeMs: windowStartMs(w, now) });
         }
         if (e.analysisDirty) {
           e.analysisDirty = false;
@@ -539,7 +550,9 @@ export function createEngine(opts: EngineOptions) {
         }
       }
       if (buckets.length === 0 && cleared.length === 0 && analysis.length === 0) return;
-      await store.flushWindows({ buckets, cleared, analysis, expireBeforeMs: now - STORE_RETENTION_MS });
+      const sweep = now - lastSweepAt >= SWEEP_EVERY_MS;
+      if (sweep) lastSweepAt = now;
+      await store.flushWindows({ buckets, cleared, analysis, expired, ...(sweep ? { expireBeforeMs: now - STORE_RETENTION_MS } : {}) });
     },
 
     /** Returns where a rollout's windows stand (for tests and diagnostics). */

@@ -62,6 +62,8 @@ export function openSqliteStore(path: string): Store {
         "ON CONFLICT (rollout, variant, start_ms) DO UPDATE SET data = excluded.data",
     ),
     expireBuckets: db.prepare("DELETE FROM window_buckets WHERE start_ms < ?"),
+    // A range of the primary key (rollout, variant, start_ms): no table scan.
+    expireWindowBuckets: db.prepare("DELETE FROM window_buckets WHERE rollout = ? AND variant = ? AND start_ms < ?"),
     putAnalysis: db.prepare(
       "INSERT INTO analysis_state (rollout, data) VALUES (?, ?) ON CONFLICT (rollout) DO UPDATE SET data = excluded.data",
     ),
@@ -101,6 +103,7 @@ export function openSqliteStore(path: string): Store {
     for (const c of flush.cleared) st.deleteVariantBuckets.run(c.rollout, c.variant);
     for (const b of flush.buckets) st.putBucket.run(b.rollout, b.variant, b.startMs, Buffer.from(b.data.buffer, b.data.byteOffset, b.data.byteLength));
     for (const a of flush.analysis) st.putAnalysis.run(a.rollout, a.state);
+    for (const x of flush.expired ?? []) st.expireWindowBuckets.run(x.rollout, x.variant, x.beforeMs);
     if (flush.expireBeforeMs !== undefined) st.expireBuckets.run(flush.expireBeforeMs);
   });
 

@@ -34,7 +34,9 @@ export interface WindowFlush {
   readonly cleared: readonly { readonly rollout: string; readonly variant: Variant }[];
   /** Evaluator state per rollout, as JSON text. */
   readonly analysis: readonly { readonly rollout: string; readonly state: string }[];
-  /** Buckets that started before this instant are expired everywhere and may be dropped. */
+  /** Per window written: its buckets that started before `beforeMs` have left the window and may be dropped. */
+  readonly expired?: readonly { readonly rollout: string; readonly variant: Variant; readonly beforeMs: number }[];
+  /** Buckets that started before this instant are expired everywhere and may be dropped (a sweep for idle windows). */
   readonly expireBeforeMs?: number;
 }
 

@@ -453,6 +453,27 @@ describe("flush", () => {
   });
 });
 
+describe("stored window buckets", () => {
+  it("keep only what is still in the window: each flush drops its windows' expired buckets", async () => {
+    const store = openSqliteStore(":memory:");
+    env = await serviceEnv({ store });
+    // window 60 s, interval 10 s: 10 buckets of 6 s each.
+    await env.rollouts.createRollout({ rollout: rollout("r", { gates: [errorGate(0.05)] }) });
+    const r = rng(9);
+    const stored = async (variant: "stable" | "canary") => (await store.loadWindowBuckets()).filter((b) => b.rollout === "r" && b.variant === variant).length;
+    // Ten minutes of traffic, a batch every 3 s, flushed each time.
+    for (let t = 0; t < 200; t++) {
+      await env.decisions.recordOutcome({ rollout: "r", outcomes: [...outcomes(Variant.CANARY, 5, 0, r), ...outcomes(Variant.STABLE, 5, 0, r)] });
+      await env.engine.flush();
+      env.clock.advance(3 * SEC);
+    }
+    // At most the window's buckets plus the current one, not ten minutes' worth (100).
+    expect(await stored("canary")).toBeLessThanOrEqual(11);
+    expect(await stored("stable")).toBeLessThanOrEqual(11);
+    expect(await stored("canary")).toBeGreaterThanOrEqual(10);
+  });
+});
+
 describe("restart", () => {
   it("resumes the same window, evaluator counts and step after a restart", async () => {
     const dir = mkdtempSync(join(tmpdir(), "rollgate-restart-"));
