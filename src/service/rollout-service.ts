@@ -84,9 +84,15 @@ export function createRolloutService(opts: RolloutServiceOptions): ServiceImpl<t
       const name = req.rollout.name;
       validateName("rollout.name", name);
       const caller = callerOf(ctx, req.reason);
-      const current = engine.get(name);
-      const spec = normalize(mergeUpdate(machine.specOf(current), req.rollout, req));
-      const r = await engine.change(name, caller, (r, actor) => machine.updateSpec(r, spec, actor), Number(req.expectedVersion));
+      const update = req.rollout;
+      // Merged into the rollout as it stands when the change runs (changes apply one at a time),
+      // so a change queued just before this one is not overwritten by a stale copy.
+      const r = await engine.change(
+        name,
+        caller,
+        (current, actor) => machine.updateSpec(current, normalize(mergeUpdate(machine.specOf(current), update, req)), actor),
+        Number(req.expectedVersion),
+      );
       return { rollout: rolloutToProto(r) };
     },
 

@@ -114,6 +114,18 @@ describe("UpdateRollout", () => {
     const e = await codeOf(env.rollouts.updateRollout({ rollout: rollout(), updateMask: { paths: ["stage"] } }));
     expect(e.rawMessage).toContain("update_mask.paths[0]");
   });
+
+  it("merges the mask into the rollout as it stands when the update applies, losing no change queued before it", async () => {
+    await env.rollouts.createRollout({ rollout: rollout() });
+    // Sent together: the feature change is queued first, the masked update right behind it.
+    await Promise.all([
+      env.rollouts.setFeature({ name: "checkout", feature: "new-ui", enabled: true }),
+      env.rollouts.updateRollout({ rollout: rollout({ canaryVersion: "v3" }), updateMask: { paths: ["canary_version"] } }),
+    ]);
+    const r = (await env.rollouts.getRollout({ name: "checkout" })).rollout!;
+    expect(r.canaryVersion).toBe("v3");
+    expect(r.features).toEqual({ "new-ui": true });
+  });
 });
 
 describe("lifecycle through the API", () => {
