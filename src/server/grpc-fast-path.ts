@@ -5,7 +5,7 @@ import { parseTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grp
 import { healthBytesOf, type DecisionHandlers } from "../service/decision-service.js";
 import type { HealthChange } from "../service/engine.js";
 import { encodeHealthUpdate } from "../service/wire-encoding.js";
-import { toConnectError } from "../service/errors.js";
+import { abortedStreamError, toConnectError } from "../service/errors.js";
 import {
   DecisionService,
   RecordOutcomeResponseSchema,
@@ -53,15 +53,13 @@ export interface FastPathOptions {
   readonly maxBytes: number;
 }
 
-/** A method the fast path serves: unary (one encoded answer) or server streaming (encoded messages). */
-type FastMethod = {
-  readonly procedure: string;
-  readonly name: string;
-  readonly input: DescMessage;
-} & (
+/** How a method is served: unary (one encoded answer) or server streaming (encoded messages). */
+type Serving =
   | { readonly kind: "unary"; readonly answer: (req: never) => Uint8Array }
-  | { readonly kind: "stream"; readonly messages: (req: never, signal: AbortSignal) => AsyncIterable<Uint8Array> }
-);
+  | { readonly kind: "stream"; readonly messages: (req: never, signal: AbortSignal) => AsyncIterable<Uint8Array> };
+
+/** A method the fast path serves. */
+type FastMethod = { readonly procedure: string; readonly name: string; readonly input: DescMessage } & Serving;
 
 const FRAME_HEADER = 5;
 const RESPONSE_HEADERS: OutgoingHttpHeaders = { ":status": 200, "content-type": "application/grpc+proto" };
@@ -70,14 +68,13 @@ const RESPONSE_HEADERS: OutgoingHttpHeaders = { ":status": 200, "content-type": 
 export function createGrpcFastPath(opts: FastPathOptions): OnStreamHook {
   const { handlers } = opts;
   const methods = new Map<string, FastMethod>();
-  type Serving = { kind: "unary"; answer: (req: never) => Uint8Array } | { kind: "stream"; messages: (req: never, signal: AbortSignal) => AsyncIterable<Uint8Array> };
   const add = (m: DescMethodUnary | DescMethodServerStreaming, serve: Serving) =>
     methods.set(`/${DecisionService.typeName}/${m.name}`, {
       procedure: `${DecisionService.typeName}/${m.name}`,
       name: m.name,
       input: m.input,
       ...serve,
-    } as FastMethod);
+    });
   const unary = (answer: (req: never) => Uint8Array) => ({ kind: "unary" as const, answer });
   add(DecisionService.method.route, unary(handlers.routeBinary as (req: never) => Uint8Array));
   add(DecisionService.method.routeBatch, unary(handlers.routeBatchBinary as (req: never) => Uint8Array));
@@ -117,7 +114,6 @@ function serve(opts: FastPathOptions, method: FastMethod, stream: ServerHttp2Str
   let caller = "anonymous";
   let rollout = "";
   let done = false;
-  let deadlineHit = false;
   let timer: NodeJS.Timeout | undefined;
   // Set once a server stream has started: ends it when the client goes away or the deadline passes.
   let aborted: AbortController | undefined;
@@ -146,9 +142,9 @@ function serve(opts: FastPathOptions, method: FastMethod, stream: ServerHttp2Str
   if (timeout.error !== undefined) return fail(timeout.error);
   if (timeout.timeoutMs !== undefined) {
     timer = setTimeout(() => {
-      if (aborted === undefined) return fail(new ConnectError("the operation timed out", Code.DeadlineExceeded));
-      deadlineHit = true;
-      aborted.abort();
+      const timedOut = new ConnectError("the operation timed out", Code.DeadlineExceeded);
+      if (aborted === undefined) return fail(timedOut);
+      aborted.abort(timedOut);
     }, timeout.timeoutMs);
   }
 
@@ -208,11 +204,7 @@ function serve(opts: FastPathOptions, method: FastMethod, stream: ServerHttp2Str
       return fail(e);
     }
     aborted = controller;
-    let clientGone = false;
-    stream.once("close", () => {
-      clientGone = !done;
-      controller.abort();
-    });
+    stream.once("close", () => controller.abort());
     stream.respond({ ...RESPONSE_HEADERS, "x-request-id": requestId }, { waitForTrailers: true });
     void (async () => {
       let error: ConnectError | undefined;
@@ -222,8 +214,8 @@ function serve(opts: FastPathOptions, method: FastMethod, stream: ServerHttp2Str
           // Backpressure: a slow reader is left behind by the fan-out (latest wins), not buffered here.
           if (!stream.write(frameOf(m))) await drained(stream);
         }
-        if (deadlineHit) error = new ConnectError("the operation timed out", Code.DeadlineExceeded);
-        else if (clientGone) error = new ConnectError("the client canceled the call", Code.Canceled);
+        // Ended by the deadline (the timer's reason) or by the client going away (CANCELED).
+        error = abortedStreamError(controller.signal);
       } catch (e) {
         error = toConnectError(e, requestId);
       }

@@ -3,7 +3,7 @@ import type { ServiceImpl } from "@connectrpc/connect";
 import { invalidArgument } from "../domain/errors.js";
 import type { RolloutHealth as RolloutHealthDomain } from "../domain/health.js";
 import type { Variant } from "../domain/rollout.js";
-import { route } from "../domain/routing.js";
+import { route, type RouteTable } from "../domain/routing.js";
 import { keyProblem } from "../domain/bucketing.js";
 import { validateKey, validateName } from "../domain/validation.js";
 import { validateOutcomes } from "../domain/outcome.js";
@@ -41,11 +41,22 @@ export interface DecisionServiceOptions {
   readonly observer?: DecisionObserver;
 }
 
-/** Returns the rollout name of a data-plane request, validated only when it is unknown. */
+/**
+ * Returns the route table of the rollout a data-plane request names. The name is validated
+ * only when no such rollout exists: INVALID_ARGUMENT for a malformed name, else NOT_FOUND.
+ */
+function routeTableOf(engine: Engine, rollout: string): RouteTable {
+  try {
+    return engine.routeTable(rollout);
+  } catch (e) {
+    validateName("rollout", rollout);
+    throw e;
+  }
+}
+
+/** Throws unless the rollout a data-plane request names exists (see routeTableOf). */
 function checkRollout(engine: Engine, rollout: string): void {
-  if (rollout === "") throw invalidArgument("rollout", "must not be empty");
-  validateName("rollout", rollout);
-  engine.get(rollout);
+  routeTableOf(engine, rollout);
 }
 
 /**
@@ -60,13 +71,7 @@ export function createDecisionHandlers(opts: DecisionServiceOptions) {
   /** Validates a Route request and returns its table and decision. */
   function routeOne(req: RouteRequest) {
     validateKey("key", req.key);
-    let table;
-    try {
-      table = engine.routeTable(req.rollout);
-    } catch (e) {
-      checkRollout(engine, req.rollout);
-      throw e;
-    }
+    const table = routeTableOf(engine, req.rollout);
     const decision = route(table, req.key);
     observer.routed(req.rollout, decision.variant, 1);
     return { table, decision };
@@ -82,8 +87,7 @@ export function createDecisionHandlers(opts: DecisionServiceOptions) {
       const problem = keyProblem(req.keys[i]!);
       if (problem !== undefined) throw invalidArgument(`keys[${i}]`, problem);
     }
-    checkRollout(engine, req.rollout);
-    return engine.routeTable(req.rollout);
+    return routeTableOf(engine, req.rollout);
   }
 
   function countBatch(rollout: string, counts: BatchCounts): void {
@@ -146,7 +150,7 @@ const healthWire = new WeakMap<RolloutHealthDomain, RolloutHealth>();
 const healthBytes = new WeakMap<RolloutHealthDomain, Uint8Array>();
 
 /** Returns a health's wire message, converted once per health object. */
-export function healthOnWire(h: RolloutHealthDomain): RolloutHealth {
+function healthOnWire(h: RolloutHealthDomain): RolloutHealth {
   let p = healthWire.get(h);
   if (p === undefined) healthWire.set(h, (p = healthToProto(h)));
   return p;

@@ -7,7 +7,7 @@ import type { DecisionType, RolloutHealth } from "../domain/health.js";
 import type { OutcomeSample } from "../domain/outcome.js";
 import * as machine from "../domain/rollout-machine.js";
 import type { Rollout, RolloutSpec, Variant } from "../domain/rollout.js";
-import { compileRoutes, route, type RouteDecision, type RouteTable } from "../domain/routing.js";
+import { compileRoutes, type RouteTable } from "../domain/routing.js";
 import {
   aggregate,
   clear,
@@ -106,7 +106,6 @@ export function createEngine(opts: EngineOptions) {
   const events = createFanOut<AuditEvent>({ kind: "queue", max: MAX_EVENT_BACKLOG });
   // Health: the latest per rollout; a slow WatchHealth reader skips intermediate states.
   const healthFeed = createFanOut<HealthChange>({ kind: "latest", key: (c) => c.health.rollout });
-  let loaded = false;
 
   let queue: Promise<unknown> = Promise.resolve();
   /** Runs `task` after every earlier change has finished, whatever its outcome. */
@@ -253,8 +252,9 @@ export function createEngine(opts: EngineOptions) {
     }
     e.analysis = ev.state;
     e.nextEvalAt = now + r.analysis.intervalMs;
-    const gates = ev.gates.map((g) => ({ gate: g.name, verdict: g.verdict, observed: g.observed, threshold: g.threshold, baseline: g.baseline, samples: g.samples }));
-    logger.debug({ rollout: r.name, decision: ev.decision, score: ev.health.score, gates, reason: ev.reason }, "evaluated");
+    // Every gate's values for the log lines; built only when a line is written.
+    const gates = () => ev.gates.map((g) => ({ gate: g.name, verdict: g.verdict, observed: g.observed, threshold: g.threshold, baseline: g.baseline, samples: g.samples }));
+    if (logger.isLevelEnabled("debug")) logger.debug({ rollout: r.name, decision: ev.decision, score: ev.health.score, gates: gates(), reason: ev.reason }, "evaluated");
 
     const evaluator: Caller = { actor: EVALUATOR, reason: "" };
     const breachEvents = ev.newBreaches.map((name) => {
@@ -302,14 +302,14 @@ export function createEngine(opts: EngineOptions) {
       const changeEvent = newEvent({ ...e, rollout: next }, transition.type, { ...evaluator, reason: ev.reason }, transition.summary, ev);
       await commit(e, next, [...breachEvents, changeEvent]);
       const level = ev.decision === "promote" ? "info" : "warn";
-      logger[level]({ rollout: r.name, decision: ev.decision, reason: ev.reason, gates, version: next.version }, transition.summary);
+      logger[level]({ rollout: r.name, decision: ev.decision, reason: ev.reason, gates: gates(), version: next.version }, transition.summary);
       publishHealth(e, { ...healthView(e, now), message: `${ev.decision}: ${ev.reason}` });
       return;
     }
     if (breachEvents.length > 0 || decisionEvent.length > 0) {
       const appended = await store.commit({ events: [...breachEvents, ...decisionEvent] });
       events.publish(...appended);
-      for (const b of ev.newBreaches) logger.warn({ rollout: r.name, gate: b, reason: ev.reason, gates }, "gate breach");
+      for (const b of ev.newBreaches) logger.warn({ rollout: r.name, gate: b, reason: ev.reason, gates: gates() }, "gate breach");
     }
     publishHealth(e, ev.health);
   }
@@ -337,20 +337,7 @@ export function createEngine(opts: EngineOptions) {
         restored += restoreBuckets(e.windows[variant], snaps, now).restored;
         unflushed.add(e);
       }
-      loaded = true;
       logger.info({ rollouts: entries.size, windowBuckets: restored }, "state loaded");
-    },
-
-    /** Returns true once load() has finished. */
-    isLoaded(): boolean {
-      return loaded;
-    },
-
-    /** Returns where a key goes in a rollout. */
-    route(name: string, key: string): RouteDecision {
-      const e = entries.get(name);
-      if (e === undefined) throw rolloutNotFound(name);
-      return route(e.table, key);
     },
 
     /** Returns a rollout's route table (for callers that route many keys). */
@@ -556,8 +543,9 @@ export function createEngine(opts: EngineOptions) {
     },
 
     /** Returns where a rollout's windows stand (for tests and diagnostics). */
-    windowCounts(name: string, now = clock.now()): Record<Variant, number> {
+    windowCounts(name: string): Record<Variant, number> {
       const e = entryOf(name);
+      const now = clock.now();
       return { stable: aggregate(e.windows.stable, now).count, canary: aggregate(e.windows.canary, now).count };
     },
 
