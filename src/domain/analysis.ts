@@ -2,6 +2,7 @@ import { evaluateGate, type GateResult, type Verdict } from "./gates.js";
 import { healthScore, recommendationOf, type DecisionType, type GateHealth, type RolloutHealth } from "./health.js";
 import type { Action, Rollout } from "./rollout.js";
 import type { WindowAggregate } from "./sliding-window.js";
+import { recentAutoRollbacks } from "./rollout-machine.js";
 
 /**
  * The evaluator (DESIGN §5 "Analysis"), pure: it takes a rollout, the aggregates of its two
@@ -174,7 +175,6 @@ const ACTION_DECISION: Record<Action, DecisionType | undefined> = {
 /** Most counted evaluations a gate remembers for maxBreachRate (a 24 h window at 1 s would otherwise keep 86,400). */
 export const MAX_RECENT_EVALUATIONS = 360;
 
-const DAY_MS = 24 * 3_600_000;
 
 /** Formats a duration for a reason: "90s", "5m", "1.5s". */
 function fmtMs(ms: number): string {
@@ -339,7 +339,7 @@ function decide(
       reason = `paused, holding instead of ${wanted}: ${reason}`;
     }
     if (decision === "rollback") {
-      const recent = r.autoRollbacks.filter((t) => t > now - DAY_MS).length;
+      const recent = recentAutoRollbacks(r, now).length;
       if (recent >= a.maxAutoRollbacksPerDay) {
         decision = "emergency_stop";
         reason = `${reason}; ${recent} automatic rollbacks in the last 24 h already (max_auto_rollbacks_per_day ${a.maxAutoRollbacksPerDay}): halting instead`;
@@ -396,7 +396,7 @@ function effective(r: Rollout, want: DecisionType, now: number): DecisionType {
   let d = want;
   if (r.stage === "staging" && (d === "step_back" || d === "scale_down")) d = "rollback";
   if (r.paused && (d === "step_back" || d === "scale_down")) d = "hold";
-  if (d === "rollback" && r.autoRollbacks.filter((t) => t > now - DAY_MS).length >= a.maxAutoRollbacksPerDay) d = "emergency_stop";
+  if (d === "rollback" && recentAutoRollbacks(r, now).length >= a.maxAutoRollbacksPerDay) d = "emergency_stop";
   return d;
 }
 

@@ -4,6 +4,8 @@ import { METRIC_NAME_PATTERN, METRIC_NAME_RULE } from "./outcome.js";
 import type { Action, Gate, GateCheck, GateKind } from "./rollout.js";
 import type { MetricStats, WindowAggregate } from "./sliding-window.js";
 import { rateExceedsPValue, ratioExceedsPValue } from "./statistics.js";
+// Gate names follow the rollout-name rule.
+import { NAME_PATTERN } from "./validation.js";
 
 /**
  * SLO gates (DESIGN §5): each gate holds the canary's window against a bound, absolute or
@@ -43,9 +45,6 @@ export const LATENCY_QUANTILES: readonly number[] = [0.5, 0.9, 0.95, 0.99];
 
 /** Most min_samples a gate may ask for. */
 export const MAX_GATE_MIN_SAMPLES = 1_000_000_000;
-
-/** Gate names: `[a-z0-9][a-z0-9._-]{0,62}`, like rollout names. */
-const GATE_NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,62}$/;
 
 /**
  * Returns the verdict of `observed` against an upper bound: FAIL above it, WARN at or above
@@ -251,7 +250,7 @@ export function validateGates(gates: readonly Gate[], prefix: string): void {
   const names = new Set<string>();
   gates.forEach((g, i) => {
     const at = `${prefix}[${i}]`;
-    if (!GATE_NAME_PATTERN.test(g.name)) throw invalidArgument(`${at}.name`, "must match [a-z0-9][a-z0-9._-]{0,62}");
+    if (!NAME_PATTERN.test(g.name)) throw invalidArgument(`${at}.name`, "must match [a-z0-9][a-z0-9._-]{0,62}");
     if (names.has(g.name)) throw invalidArgument(`${at}.name`, `duplicate gate name "${g.name}"`);
     names.add(g.name);
     if (!Number.isInteger(g.minSamples) || g.minSamples < 1 || g.minSamples > MAX_GATE_MIN_SAMPLES) {

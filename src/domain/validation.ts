@@ -10,7 +10,7 @@ import {
   type Step,
 } from "./rollout.js";
 
-/** Rollout, gate and feature names: `[a-z0-9][a-z0-9._-]{0,62}`. */
+/** Rollout and gate names: `[a-z0-9][a-z0-9._-]{0,62}`. */
 export const NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,62}$/;
 
 /** Feature names may also use upper case: `[A-Za-z0-9][A-Za-z0-9._-]{0,62}`. */
