@@ -1,6 +1,6 @@
 import { create, toBinary } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
-import { invalidArgument } from "../domain/errors.js";
+import { DomainError, invalidArgument } from "../domain/errors.js";
 import type { RolloutHealth as RolloutHealthDomain } from "../domain/health.js";
 import type { Variant } from "../domain/rollout.js";
 import { route, type RouteTable } from "../domain/routing.js";
@@ -226,6 +226,12 @@ export function createDecisionService(opts: DecisionServiceOptions): ServiceImpl
       for await (const c of watchHealthChanges(engine, req.rollout, ctx.signal)) {
         yield create(HealthUpdateSchema, { seq: ++seq, health: healthOnWire(c.health), deleted: c.deleted });
       }
+    },
+
+    // The contract is in proto/; the stream itself arrives with local evaluation (issue 11).
+    // eslint-disable-next-line require-yield
+    async *watchRoutes() {
+      throw new DomainError("unavailable", "WatchRoutes is not served yet");
     },
   };
   return withErrorMapping(DecisionService, impl);

@@ -845,6 +845,252 @@ func (x *HealthUpdate) GetDeleted() bool {
 	return false
 }
 
+type WatchRoutesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Rollout names to watch, at most 1,000, each of which must exist; empty watches every
+	// rollout, including those created later.
+	Rollouts []string `protobuf:"bytes,1,rep,name=rollouts,proto3" json:"rollouts,omitempty"`
+	// Resume after this revision (the last one the client applied); 0 asks for a snapshot. The
+	// server answers with a snapshot (reset) when it cannot resume from it.
+	AfterRevision uint64 `protobuf:"varint,2,opt,name=after_revision,json=afterRevision,proto3" json:"after_revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchRoutesRequest) Reset() {
+	*x = WatchRoutesRequest{}
+	mi := &file_rollgate_v1_decision_service_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchRoutesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchRoutesRequest) ProtoMessage() {}
+
+func (x *WatchRoutesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rollgate_v1_decision_service_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchRoutesRequest.ProtoReflect.Descriptor instead.
+func (*WatchRoutesRequest) Descriptor() ([]byte, []int) {
+	return file_rollgate_v1_decision_service_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *WatchRoutesRequest) GetRollouts() []string {
+	if x != nil {
+		return x.Rollouts
+	}
+	return nil
+}
+
+func (x *WatchRoutesRequest) GetAfterRevision() uint64 {
+	if x != nil {
+		return x.AfterRevision
+	}
+	return 0
+}
+
+// WatchRoutesResponse is one message of WatchRoutes.
+type WatchRoutesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The revision this message brings the client to; it rises with every committed change (the
+	// audit log's seq). A heartbeat repeats the current revision with no routes.
+	Revision uint64 `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	// True when routes is the complete state of every watched rollout: the client replaces what
+	// it holds (rollouts it holds that are not in routes are gone).
+	Reset_ bool `protobuf:"varint,2,opt,name=reset,proto3" json:"reset,omitempty"`
+	// Rollouts created or changed, each complete.
+	Routes []*RouteState `protobuf:"bytes,3,rep,name=routes,proto3" json:"routes,omitempty"`
+	// Names of rollouts deleted.
+	Removed       []string `protobuf:"bytes,4,rep,name=removed,proto3" json:"removed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchRoutesResponse) Reset() {
+	*x = WatchRoutesResponse{}
+	mi := &file_rollgate_v1_decision_service_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchRoutesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchRoutesResponse) ProtoMessage() {}
+
+func (x *WatchRoutesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_rollgate_v1_decision_service_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchRoutesResponse.ProtoReflect.Descriptor instead.
+func (*WatchRoutesResponse) Descriptor() ([]byte, []int) {
+	return file_rollgate_v1_decision_service_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *WatchRoutesResponse) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *WatchRoutesResponse) GetReset_() bool {
+	if x != nil {
+		return x.Reset_
+	}
+	return false
+}
+
+func (x *WatchRoutesResponse) GetRoutes() []*RouteState {
+	if x != nil {
+		return x.Routes
+	}
+	return nil
+}
+
+func (x *WatchRoutesResponse) GetRemoved() []string {
+	if x != nil {
+		return x.Removed
+	}
+	return nil
+}
+
+// RouteState is everything a client needs to route a rollout's keys in process with exactly the
+// answer Route gives (variant, version, bucket, weight, features, reason, rollout version).
+type RouteState struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Rollout        string                 `protobuf:"bytes,1,opt,name=rollout,proto3" json:"rollout,omitempty"`
+	RolloutVersion uint64                 `protobuf:"varint,2,opt,name=rollout_version,json=rolloutVersion,proto3" json:"rollout_version,omitempty"`
+	Stage          Stage                  `protobuf:"varint,3,opt,name=stage,proto3,enum=rollgate.v1.Stage" json:"stage,omitempty"`
+	// The rollout's canary weight in basis points as stored; the stage rules of routing spec v1
+	// decide the effective weight outside STAGE_CANARY.
+	WeightBp uint32 `protobuf:"varint,4,opt,name=weight_bp,json=weightBp,proto3" json:"weight_bp,omitempty"`
+	// Bucketing salt (the rollout name unless set).
+	Salt          string `protobuf:"bytes,5,opt,name=salt,proto3" json:"salt,omitempty"`
+	StableVersion string `protobuf:"bytes,6,opt,name=stable_version,json=stableVersion,proto3" json:"stable_version,omitempty"`
+	CanaryVersion string `protobuf:"bytes,7,opt,name=canary_version,json=canaryVersion,proto3" json:"canary_version,omitempty"`
+	// Feature flags that go with the canary, by name.
+	Features map[string]bool `protobuf:"bytes,8,rep,name=features,proto3" json:"features,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	// Per-key routing overrides.
+	Overrides     map[string]Variant `protobuf:"bytes,9,rep,name=overrides,proto3" json:"overrides,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value,enum=rollgate.v1.Variant"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RouteState) Reset() {
+	*x = RouteState{}
+	mi := &file_rollgate_v1_decision_service_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RouteState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RouteState) ProtoMessage() {}
+
+func (x *RouteState) ProtoReflect() protoreflect.Message {
+	mi := &file_rollgate_v1_decision_service_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RouteState.ProtoReflect.Descriptor instead.
+func (*RouteState) Descriptor() ([]byte, []int) {
+	return file_rollgate_v1_decision_service_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *RouteState) GetRollout() string {
+	if x != nil {
+		return x.Rollout
+	}
+	return ""
+}
+
+func (x *RouteState) GetRolloutVersion() uint64 {
+	if x != nil {
+		return x.RolloutVersion
+	}
+	return 0
+}
+
+func (x *RouteState) GetStage() Stage {
+	if x != nil {
+		return x.Stage
+	}
+	return Stage_STAGE_UNSPECIFIED
+}
+
+func (x *RouteState) GetWeightBp() uint32 {
+	if x != nil {
+		return x.WeightBp
+	}
+	return 0
+}
+
+func (x *RouteState) GetSalt() string {
+	if x != nil {
+		return x.Salt
+	}
+	return ""
+}
+
+func (x *RouteState) GetStableVersion() string {
+	if x != nil {
+		return x.StableVersion
+	}
+	return ""
+}
+
+func (x *RouteState) GetCanaryVersion() string {
+	if x != nil {
+		return x.CanaryVersion
+	}
+	return ""
+}
+
+func (x *RouteState) GetFeatures() map[string]bool {
+	if x != nil {
+		return x.Features
+	}
+	return nil
+}
+
+func (x *RouteState) GetOverrides() map[string]Variant {
+	if x != nil {
+		return x.Overrides
+	}
+	return nil
+}
+
 var File_rollgate_v1_decision_service_proto protoreflect.FileDescriptor
 
 const file_rollgate_v1_decision_service_proto_rawDesc = "" +
@@ -900,14 +1146,39 @@ const file_rollgate_v1_decision_service_proto_rawDesc = "" +
 	"\fHealthUpdate\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x122\n" +
 	"\x06health\x18\x02 \x01(\v2\x1a.rollgate.v1.RolloutHealthR\x06health\x12\x18\n" +
-	"\adeleted\x18\x03 \x01(\bR\adeleted*\xae\x01\n" +
+	"\adeleted\x18\x03 \x01(\bR\adeleted\"W\n" +
+	"\x12WatchRoutesRequest\x12\x1a\n" +
+	"\brollouts\x18\x01 \x03(\tR\brollouts\x12%\n" +
+	"\x0eafter_revision\x18\x02 \x01(\x04R\rafterRevision\"\x92\x01\n" +
+	"\x13WatchRoutesResponse\x12\x1a\n" +
+	"\brevision\x18\x01 \x01(\x04R\brevision\x12\x14\n" +
+	"\x05reset\x18\x02 \x01(\bR\x05reset\x12/\n" +
+	"\x06routes\x18\x03 \x03(\v2\x17.rollgate.v1.RouteStateR\x06routes\x12\x18\n" +
+	"\aremoved\x18\x04 \x03(\tR\aremoved\"\x92\x04\n" +
+	"\n" +
+	"RouteState\x12\x18\n" +
+	"\arollout\x18\x01 \x01(\tR\arollout\x12'\n" +
+	"\x0frollout_version\x18\x02 \x01(\x04R\x0erolloutVersion\x12(\n" +
+	"\x05stage\x18\x03 \x01(\x0e2\x12.rollgate.v1.StageR\x05stage\x12\x1b\n" +
+	"\tweight_bp\x18\x04 \x01(\rR\bweightBp\x12\x12\n" +
+	"\x04salt\x18\x05 \x01(\tR\x04salt\x12%\n" +
+	"\x0estable_version\x18\x06 \x01(\tR\rstableVersion\x12%\n" +
+	"\x0ecanary_version\x18\a \x01(\tR\rcanaryVersion\x12A\n" +
+	"\bfeatures\x18\b \x03(\v2%.rollgate.v1.RouteState.FeaturesEntryR\bfeatures\x12D\n" +
+	"\toverrides\x18\t \x03(\v2&.rollgate.v1.RouteState.OverridesEntryR\toverrides\x1a;\n" +
+	"\rFeaturesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\bR\x05value:\x028\x01\x1aR\n" +
+	"\x0eOverridesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12*\n" +
+	"\x05value\x18\x02 \x01(\x0e2\x14.rollgate.v1.VariantR\x05value:\x028\x01*\xae\x01\n" +
 	"\vRouteReason\x12\x1c\n" +
 	"\x18ROUTE_REASON_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13ROUTE_REASON_WEIGHT\x10\x01\x12\x19\n" +
 	"\x15ROUTE_REASON_OVERRIDE\x10\x02\x12\x16\n" +
 	"\x12ROUTE_REASON_STAGE\x10\x03\x12\x1c\n" +
 	"\x18ROUTE_REASON_ROLLED_BACK\x10\x04\x12\x17\n" +
-	"\x13ROUTE_REASON_HALTED\x10\x052\xf4\x03\n" +
+	"\x13ROUTE_REASON_HALTED\x10\x052\xcd\x04\n" +
 	"\x0fDecisionService\x12C\n" +
 	"\x05Route\x12\x19.rollgate.v1.RouteRequest\x1a\x1a.rollgate.v1.RouteResponse\"\x03\x90\x02\x01\x12R\n" +
 	"\n" +
@@ -915,7 +1186,8 @@ const file_rollgate_v1_decision_service_proto_rawDesc = "" +
 	"\rRecordOutcome\x12!.rollgate.v1.RecordOutcomeRequest\x1a\".rollgate.v1.RecordOutcomeResponse\x12[\n" +
 	"\x0eStreamOutcomes\x12\".rollgate.v1.StreamOutcomesRequest\x1a#.rollgate.v1.StreamOutcomesResponse(\x01\x12F\n" +
 	"\x06Health\x12\x1a.rollgate.v1.HealthRequest\x1a\x1b.rollgate.v1.HealthResponse\"\x03\x90\x02\x01\x12K\n" +
-	"\vWatchHealth\x12\x1f.rollgate.v1.WatchHealthRequest\x1a\x19.rollgate.v1.HealthUpdate0\x01B\xb8\x01\n" +
+	"\vWatchHealth\x12\x1f.rollgate.v1.WatchHealthRequest\x1a\x19.rollgate.v1.HealthUpdate0\x01\x12W\n" +
+	"\vWatchRoutes\x12\x1f.rollgate.v1.WatchRoutesRequest\x1a .rollgate.v1.WatchRoutesResponse\"\x03\x90\x02\x010\x01B\xb8\x01\n" +
 	"\x0fcom.rollgate.v1B\x14DecisionServiceProtoP\x01ZBgithub.com/rollgate/rollgate/clients/go/gen/rollgate/v1;rollgatev1\xa2\x02\x03RXX\xaa\x02\vRollgate.V1\xca\x02\vRollgate\\V1\xe2\x02\x17Rollgate\\V1\\GPBMetadata\xea\x02\fRollgate::V1b\x06proto3"
 
 var (
@@ -931,7 +1203,7 @@ func file_rollgate_v1_decision_service_proto_rawDescGZIP() []byte {
 }
 
 var file_rollgate_v1_decision_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_rollgate_v1_decision_service_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_rollgate_v1_decision_service_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_rollgate_v1_decision_service_proto_goTypes = []any{
 	(RouteReason)(0),               // 0: rollgate.v1.RouteReason
 	(*RouteRequest)(nil),           // 1: rollgate.v1.RouteRequest
@@ -947,39 +1219,52 @@ var file_rollgate_v1_decision_service_proto_goTypes = []any{
 	(*HealthResponse)(nil),         // 11: rollgate.v1.HealthResponse
 	(*WatchHealthRequest)(nil),     // 12: rollgate.v1.WatchHealthRequest
 	(*HealthUpdate)(nil),           // 13: rollgate.v1.HealthUpdate
-	nil,                            // 14: rollgate.v1.Outcome.MetricsEntry
-	(Variant)(0),                   // 15: rollgate.v1.Variant
-	(*timestamppb.Timestamp)(nil),  // 16: google.protobuf.Timestamp
-	(*RolloutHealth)(nil),          // 17: rollgate.v1.RolloutHealth
+	(*WatchRoutesRequest)(nil),     // 14: rollgate.v1.WatchRoutesRequest
+	(*WatchRoutesResponse)(nil),    // 15: rollgate.v1.WatchRoutesResponse
+	(*RouteState)(nil),             // 16: rollgate.v1.RouteState
+	nil,                            // 17: rollgate.v1.Outcome.MetricsEntry
+	nil,                            // 18: rollgate.v1.RouteState.FeaturesEntry
+	nil,                            // 19: rollgate.v1.RouteState.OverridesEntry
+	(Variant)(0),                   // 20: rollgate.v1.Variant
+	(*timestamppb.Timestamp)(nil),  // 21: google.protobuf.Timestamp
+	(*RolloutHealth)(nil),          // 22: rollgate.v1.RolloutHealth
+	(Stage)(0),                     // 23: rollgate.v1.Stage
 }
 var file_rollgate_v1_decision_service_proto_depIdxs = []int32{
-	15, // 0: rollgate.v1.RouteResponse.variant:type_name -> rollgate.v1.Variant
+	20, // 0: rollgate.v1.RouteResponse.variant:type_name -> rollgate.v1.Variant
 	0,  // 1: rollgate.v1.RouteResponse.reason:type_name -> rollgate.v1.RouteReason
 	2,  // 2: rollgate.v1.RouteBatchResponse.results:type_name -> rollgate.v1.RouteResponse
-	15, // 3: rollgate.v1.Outcome.variant:type_name -> rollgate.v1.Variant
-	14, // 4: rollgate.v1.Outcome.metrics:type_name -> rollgate.v1.Outcome.MetricsEntry
-	16, // 5: rollgate.v1.Outcome.time:type_name -> google.protobuf.Timestamp
+	20, // 3: rollgate.v1.Outcome.variant:type_name -> rollgate.v1.Variant
+	17, // 4: rollgate.v1.Outcome.metrics:type_name -> rollgate.v1.Outcome.MetricsEntry
+	21, // 5: rollgate.v1.Outcome.time:type_name -> google.protobuf.Timestamp
 	5,  // 6: rollgate.v1.RecordOutcomeRequest.outcomes:type_name -> rollgate.v1.Outcome
 	5,  // 7: rollgate.v1.StreamOutcomesRequest.outcomes:type_name -> rollgate.v1.Outcome
-	17, // 8: rollgate.v1.HealthResponse.health:type_name -> rollgate.v1.RolloutHealth
-	17, // 9: rollgate.v1.HealthUpdate.health:type_name -> rollgate.v1.RolloutHealth
-	1,  // 10: rollgate.v1.DecisionService.Route:input_type -> rollgate.v1.RouteRequest
-	3,  // 11: rollgate.v1.DecisionService.RouteBatch:input_type -> rollgate.v1.RouteBatchRequest
-	6,  // 12: rollgate.v1.DecisionService.RecordOutcome:input_type -> rollgate.v1.RecordOutcomeRequest
-	8,  // 13: rollgate.v1.DecisionService.StreamOutcomes:input_type -> rollgate.v1.StreamOutcomesRequest
-	10, // 14: rollgate.v1.DecisionService.Health:input_type -> rollgate.v1.HealthRequest
-	12, // 15: rollgate.v1.DecisionService.WatchHealth:input_type -> rollgate.v1.WatchHealthRequest
-	2,  // 16: rollgate.v1.DecisionService.Route:output_type -> rollgate.v1.RouteResponse
-	4,  // 17: rollgate.v1.DecisionService.RouteBatch:output_type -> rollgate.v1.RouteBatchResponse
-	7,  // 18: rollgate.v1.DecisionService.RecordOutcome:output_type -> rollgate.v1.RecordOutcomeResponse
-	9,  // 19: rollgate.v1.DecisionService.StreamOutcomes:output_type -> rollgate.v1.StreamOutcomesResponse
-	11, // 20: rollgate.v1.DecisionService.Health:output_type -> rollgate.v1.HealthResponse
-	13, // 21: rollgate.v1.DecisionService.WatchHealth:output_type -> rollgate.v1.HealthUpdate
-	16, // [16:22] is the sub-list for method output_type
-	10, // [10:16] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	22, // 8: rollgate.v1.HealthResponse.health:type_name -> rollgate.v1.RolloutHealth
+	22, // 9: rollgate.v1.HealthUpdate.health:type_name -> rollgate.v1.RolloutHealth
+	16, // 10: rollgate.v1.WatchRoutesResponse.routes:type_name -> rollgate.v1.RouteState
+	23, // 11: rollgate.v1.RouteState.stage:type_name -> rollgate.v1.Stage
+	18, // 12: rollgate.v1.RouteState.features:type_name -> rollgate.v1.RouteState.FeaturesEntry
+	19, // 13: rollgate.v1.RouteState.overrides:type_name -> rollgate.v1.RouteState.OverridesEntry
+	20, // 14: rollgate.v1.RouteState.OverridesEntry.value:type_name -> rollgate.v1.Variant
+	1,  // 15: rollgate.v1.DecisionService.Route:input_type -> rollgate.v1.RouteRequest
+	3,  // 16: rollgate.v1.DecisionService.RouteBatch:input_type -> rollgate.v1.RouteBatchRequest
+	6,  // 17: rollgate.v1.DecisionService.RecordOutcome:input_type -> rollgate.v1.RecordOutcomeRequest
+	8,  // 18: rollgate.v1.DecisionService.StreamOutcomes:input_type -> rollgate.v1.StreamOutcomesRequest
+	10, // 19: rollgate.v1.DecisionService.Health:input_type -> rollgate.v1.HealthRequest
+	12, // 20: rollgate.v1.DecisionService.WatchHealth:input_type -> rollgate.v1.WatchHealthRequest
+	14, // 21: rollgate.v1.DecisionService.WatchRoutes:input_type -> rollgate.v1.WatchRoutesRequest
+	2,  // 22: rollgate.v1.DecisionService.Route:output_type -> rollgate.v1.RouteResponse
+	4,  // 23: rollgate.v1.DecisionService.RouteBatch:output_type -> rollgate.v1.RouteBatchResponse
+	7,  // 24: rollgate.v1.DecisionService.RecordOutcome:output_type -> rollgate.v1.RecordOutcomeResponse
+	9,  // 25: rollgate.v1.DecisionService.StreamOutcomes:output_type -> rollgate.v1.StreamOutcomesResponse
+	11, // 26: rollgate.v1.DecisionService.Health:output_type -> rollgate.v1.HealthResponse
+	13, // 27: rollgate.v1.DecisionService.WatchHealth:output_type -> rollgate.v1.HealthUpdate
+	15, // 28: rollgate.v1.DecisionService.WatchRoutes:output_type -> rollgate.v1.WatchRoutesResponse
+	22, // [22:29] is the sub-list for method output_type
+	15, // [15:22] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_rollgate_v1_decision_service_proto_init() }
@@ -995,7 +1280,7 @@ func file_rollgate_v1_decision_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rollgate_v1_decision_service_proto_rawDesc), len(file_rollgate_v1_decision_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   14,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

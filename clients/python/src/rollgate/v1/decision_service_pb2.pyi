@@ -153,3 +153,59 @@ class HealthUpdate(_message.Message):
     health: _health_pb2.RolloutHealth
     deleted: bool
     def __init__(self, seq: _Optional[int] = ..., health: _Optional[_Union[_health_pb2.RolloutHealth, _Mapping]] = ..., deleted: _Optional[bool] = ...) -> None: ...
+
+class WatchRoutesRequest(_message.Message):
+    __slots__ = ("rollouts", "after_revision")
+    ROLLOUTS_FIELD_NUMBER: _ClassVar[int]
+    AFTER_REVISION_FIELD_NUMBER: _ClassVar[int]
+    rollouts: _containers.RepeatedScalarFieldContainer[str]
+    after_revision: int
+    def __init__(self, rollouts: _Optional[_Iterable[str]] = ..., after_revision: _Optional[int] = ...) -> None: ...
+
+class WatchRoutesResponse(_message.Message):
+    __slots__ = ("revision", "reset", "routes", "removed")
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    RESET_FIELD_NUMBER: _ClassVar[int]
+    ROUTES_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    revision: int
+    reset: bool
+    routes: _containers.RepeatedCompositeFieldContainer[RouteState]
+    removed: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, revision: _Optional[int] = ..., reset: _Optional[bool] = ..., routes: _Optional[_Iterable[_Union[RouteState, _Mapping]]] = ..., removed: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class RouteState(_message.Message):
+    __slots__ = ("rollout", "rollout_version", "stage", "weight_bp", "salt", "stable_version", "canary_version", "features", "overrides")
+    class FeaturesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: bool
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[bool] = ...) -> None: ...
+    class OverridesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: _rollout_pb2.Variant
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[_rollout_pb2.Variant, str]] = ...) -> None: ...
+    ROLLOUT_FIELD_NUMBER: _ClassVar[int]
+    ROLLOUT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_BP_FIELD_NUMBER: _ClassVar[int]
+    SALT_FIELD_NUMBER: _ClassVar[int]
+    STABLE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CANARY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    FEATURES_FIELD_NUMBER: _ClassVar[int]
+    OVERRIDES_FIELD_NUMBER: _ClassVar[int]
+    rollout: str
+    rollout_version: int
+    stage: _rollout_pb2.Stage
+    weight_bp: int
+    salt: str
+    stable_version: str
+    canary_version: str
+    features: _containers.ScalarMap[str, bool]
+    overrides: _containers.ScalarMap[str, _rollout_pb2.Variant]
+    def __init__(self, rollout: _Optional[str] = ..., rollout_version: _Optional[int] = ..., stage: _Optional[_Union[_rollout_pb2.Stage, str]] = ..., weight_bp: _Optional[int] = ..., salt: _Optional[str] = ..., stable_version: _Optional[str] = ..., canary_version: _Optional[str] = ..., features: _Optional[_Mapping[str, bool]] = ..., overrides: _Optional[_Mapping[str, _rollout_pb2.Variant]] = ...) -> None: ...

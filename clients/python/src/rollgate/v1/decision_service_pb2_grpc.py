@@ -65,6 +65,11 @@ class DecisionServiceStub:
                 request_serializer=rollgate_dot_v1_dot_decision__service__pb2.WatchHealthRequest.SerializeToString,
                 response_deserializer=rollgate_dot_v1_dot_decision__service__pb2.HealthUpdate.FromString,
                 _registered_method=True)
+        self.WatchRoutes = channel.unary_stream(
+                '/rollgate.v1.DecisionService/WatchRoutes',
+                request_serializer=rollgate_dot_v1_dot_decision__service__pb2.WatchRoutesRequest.SerializeToString,
+                response_deserializer=rollgate_dot_v1_dot_decision__service__pb2.WatchRoutesResponse.FromString,
+                _registered_method=True)
 
 
 class DecisionServiceServicer:
@@ -114,6 +119,15 @@ class DecisionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchRoutes(self, request, context):
+        """WatchRoutes streams the routing state of rollouts, for clients that route locally (routing
+        spec v1, docs/design.md): a complete snapshot first (reset), then one message per committed
+        change, each RouteState complete, and an empty heartbeat when nothing changed for a while.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DecisionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -146,6 +160,11 @@ def add_DecisionServiceServicer_to_server(servicer, server):
                     servicer.WatchHealth,
                     request_deserializer=rollgate_dot_v1_dot_decision__service__pb2.WatchHealthRequest.FromString,
                     response_serializer=rollgate_dot_v1_dot_decision__service__pb2.HealthUpdate.SerializeToString,
+            ),
+            'WatchRoutes': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchRoutes,
+                    request_deserializer=rollgate_dot_v1_dot_decision__service__pb2.WatchRoutesRequest.FromString,
+                    response_serializer=rollgate_dot_v1_dot_decision__service__pb2.WatchRoutesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -311,6 +330,33 @@ class DecisionService:
             '/rollgate.v1.DecisionService/WatchHealth',
             rollgate_dot_v1_dot_decision__service__pb2.WatchHealthRequest.SerializeToString,
             rollgate_dot_v1_dot_decision__service__pb2.HealthUpdate.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchRoutes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/rollgate.v1.DecisionService/WatchRoutes',
+            rollgate_dot_v1_dot_decision__service__pb2.WatchRoutesRequest.SerializeToString,
+            rollgate_dot_v1_dot_decision__service__pb2.WatchRoutesResponse.FromString,
             options,
             channel_credentials,
             insecure,

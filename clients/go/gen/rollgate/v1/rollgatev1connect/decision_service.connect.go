@@ -49,6 +49,9 @@ const (
 	// DecisionServiceWatchHealthProcedure is the fully-qualified name of the DecisionService's
 	// WatchHealth RPC.
 	DecisionServiceWatchHealthProcedure = "/rollgate.v1.DecisionService/WatchHealth"
+	// DecisionServiceWatchRoutesProcedure is the fully-qualified name of the DecisionService's
+	// WatchRoutes RPC.
+	DecisionServiceWatchRoutesProcedure = "/rollgate.v1.DecisionService/WatchRoutes"
 )
 
 // DecisionServiceClient is a client for the rollgate.v1.DecisionService service.
@@ -66,6 +69,10 @@ type DecisionServiceClient interface {
 	// WatchHealth streams the current health first, then one message per evaluation or state change.
 	// buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
 	WatchHealth(context.Context, *connect.Request[v1.WatchHealthRequest]) (*connect.ServerStreamForClient[v1.HealthUpdate], error)
+	// WatchRoutes streams the routing state of rollouts, for clients that route locally (routing
+	// spec v1, docs/design.md): a complete snapshot first (reset), then one message per committed
+	// change, each RouteState complete, and an empty heartbeat when nothing changed for a while.
+	WatchRoutes(context.Context, *connect.Request[v1.WatchRoutesRequest]) (*connect.ServerStreamForClient[v1.WatchRoutesResponse], error)
 }
 
 // NewDecisionServiceClient constructs a client for the rollgate.v1.DecisionService service. By
@@ -118,6 +125,13 @@ func NewDecisionServiceClient(httpClient connect.HTTPClient, baseURL string, opt
 			connect.WithSchema(decisionServiceMethods.ByName("WatchHealth")),
 			connect.WithClientOptions(opts...),
 		),
+		watchRoutes: connect.NewClient[v1.WatchRoutesRequest, v1.WatchRoutesResponse](
+			httpClient,
+			baseURL+DecisionServiceWatchRoutesProcedure,
+			connect.WithSchema(decisionServiceMethods.ByName("WatchRoutes")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -129,6 +143,7 @@ type decisionServiceClient struct {
 	streamOutcomes *connect.Client[v1.StreamOutcomesRequest, v1.StreamOutcomesResponse]
 	health         *connect.Client[v1.HealthRequest, v1.HealthResponse]
 	watchHealth    *connect.Client[v1.WatchHealthRequest, v1.HealthUpdate]
+	watchRoutes    *connect.Client[v1.WatchRoutesRequest, v1.WatchRoutesResponse]
 }
 
 // Route calls rollgate.v1.DecisionService.Route.
@@ -161,6 +176,11 @@ func (c *decisionServiceClient) WatchHealth(ctx context.Context, req *connect.Re
 	return c.watchHealth.CallServerStream(ctx, req)
 }
 
+// WatchRoutes calls rollgate.v1.DecisionService.WatchRoutes.
+func (c *decisionServiceClient) WatchRoutes(ctx context.Context, req *connect.Request[v1.WatchRoutesRequest]) (*connect.ServerStreamForClient[v1.WatchRoutesResponse], error) {
+	return c.watchRoutes.CallServerStream(ctx, req)
+}
+
 // DecisionServiceHandler is an implementation of the rollgate.v1.DecisionService service.
 type DecisionServiceHandler interface {
 	// Route answers whether a key goes to the stable or the canary version.
@@ -176,6 +196,10 @@ type DecisionServiceHandler interface {
 	// WatchHealth streams the current health first, then one message per evaluation or state change.
 	// buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
 	WatchHealth(context.Context, *connect.Request[v1.WatchHealthRequest], *connect.ServerStream[v1.HealthUpdate]) error
+	// WatchRoutes streams the routing state of rollouts, for clients that route locally (routing
+	// spec v1, docs/design.md): a complete snapshot first (reset), then one message per committed
+	// change, each RouteState complete, and an empty heartbeat when nothing changed for a while.
+	WatchRoutes(context.Context, *connect.Request[v1.WatchRoutesRequest], *connect.ServerStream[v1.WatchRoutesResponse]) error
 }
 
 // NewDecisionServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -224,6 +248,13 @@ func NewDecisionServiceHandler(svc DecisionServiceHandler, opts ...connect.Handl
 		connect.WithSchema(decisionServiceMethods.ByName("WatchHealth")),
 		connect.WithHandlerOptions(opts...),
 	)
+	decisionServiceWatchRoutesHandler := connect.NewServerStreamHandler(
+		DecisionServiceWatchRoutesProcedure,
+		svc.WatchRoutes,
+		connect.WithSchema(decisionServiceMethods.ByName("WatchRoutes")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/rollgate.v1.DecisionService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case DecisionServiceRouteProcedure:
@@ -238,6 +269,8 @@ func NewDecisionServiceHandler(svc DecisionServiceHandler, opts ...connect.Handl
 			decisionServiceHealthHandler.ServeHTTP(w, r)
 		case DecisionServiceWatchHealthProcedure:
 			decisionServiceWatchHealthHandler.ServeHTTP(w, r)
+		case DecisionServiceWatchRoutesProcedure:
+			decisionServiceWatchRoutesHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -269,4 +302,8 @@ func (UnimplementedDecisionServiceHandler) Health(context.Context, *connect.Requ
 
 func (UnimplementedDecisionServiceHandler) WatchHealth(context.Context, *connect.Request[v1.WatchHealthRequest], *connect.ServerStream[v1.HealthUpdate]) error {
 	return connect.NewError(connect.CodeUnimplemented, errors.New("rollgate.v1.DecisionService.WatchHealth is not implemented"))
+}
+
+func (UnimplementedDecisionServiceHandler) WatchRoutes(context.Context, *connect.Request[v1.WatchRoutesRequest], *connect.ServerStream[v1.WatchRoutesResponse]) error {
+	return connect.NewError(connect.CodeUnimplemented, errors.New("rollgate.v1.DecisionService.WatchRoutes is not implemented"))
 }

@@ -8,7 +8,7 @@ import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { RolloutHealth } from "./health_pb.js";
 import { file_rollgate_v1_health } from "./health_pb.js";
-import type { Variant } from "./rollout_pb.js";
+import type { Stage, Variant } from "./rollout_pb.js";
 import { file_rollgate_v1_rollout } from "./rollout_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file rollgate/v1/decision_service.proto.
  */
 export const file_rollgate_v1_decision_service: GenFile = /*@__PURE__*/
-  fileDesc("CiJyb2xsZ2F0ZS92MS9kZWNpc2lvbl9zZXJ2aWNlLnByb3RvEgtyb2xsZ2F0ZS52MSIsCgxSb3V0ZVJlcXVlc3QSDwoHcm9sbG91dBgBIAEoCRILCgNrZXkYAiABKAkivwEKDVJvdXRlUmVzcG9uc2USJQoHdmFyaWFudBgBIAEoDjIULnJvbGxnYXRlLnYxLlZhcmlhbnQSDwoHdmVyc2lvbhgCIAEoCRIOCgZidWNrZXQYAyABKA0SEQoJd2VpZ2h0X2JwGAQgASgNEhAKCGZlYXR1cmVzGAUgAygJEigKBnJlYXNvbhgGIAEoDjIYLnJvbGxnYXRlLnYxLlJvdXRlUmVhc29uEhcKD3JvbGxvdXRfdmVyc2lvbhgHIAEoBCIyChFSb3V0ZUJhdGNoUmVxdWVzdBIPCgdyb2xsb3V0GAEgASgJEgwKBGtleXMYAiADKAkiQQoSUm91dGVCYXRjaFJlc3BvbnNlEisKB3Jlc3VsdHMYASADKAsyGi5yb2xsZ2F0ZS52MS5Sb3V0ZVJlc3BvbnNlIo4CCgdPdXRjb21lEiUKB3ZhcmlhbnQYASABKA4yFC5yb2xsZ2F0ZS52MS5WYXJpYW50Eg8KB3N1Y2Nlc3MYAiABKAgSEgoKbGF0ZW5jeV9tcxgDIAEoARIyCgdtZXRyaWNzGAQgAygLMiEucm9sbGdhdGUudjEuT3V0Y29tZS5NZXRyaWNzRW50cnkSHAoUaW52YXJpYW50X3Zpb2xhdGlvbnMYBSABKA0SCwoDa2V5GAYgASgJEigKBHRpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wGi4KDE1ldHJpY3NFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAE6AjgBIk8KFFJlY29yZE91dGNvbWVSZXF1ZXN0Eg8KB3JvbGxvdXQYASABKAkSJgoIb3V0Y29tZXMYAiADKAsyFC5yb2xsZ2F0ZS52MS5PdXRjb21lIjoKFVJlY29yZE91dGNvbWVSZXNwb25zZRIQCghhY2NlcHRlZBgBIAEoDRIPCgdpZ25vcmVkGAIgASgNIlAKFVN0cmVhbU91dGNvbWVzUmVxdWVzdBIPCgdyb2xsb3V0GAEgASgJEiYKCG91dGNvbWVzGAIgAygLMhQucm9sbGdhdGUudjEuT3V0Y29tZSJMChZTdHJlYW1PdXRjb21lc1Jlc3BvbnNlEhAKCGFjY2VwdGVkGAEgASgEEg8KB2lnbm9yZWQYAiABKAQSDwoHYmF0Y2hlcxgDIAEoBCIgCg1IZWFsdGhSZXF1ZXN0Eg8KB3JvbGxvdXQYASABKAkiPAoOSGVhbHRoUmVzcG9uc2USKgoGaGVhbHRoGAEgASgLMhoucm9sbGdhdGUudjEuUm9sbG91dEhlYWx0aCIlChJXYXRjaEhlYWx0aFJlcXVlc3QSDwoHcm9sbG91dBgBIAEoCSJYCgxIZWFsdGhVcGRhdGUSCwoDc2VxGAEgASgEEioKBmhlYWx0aBgCIAEoCzIaLnJvbGxnYXRlLnYxLlJvbGxvdXRIZWFsdGgSDwoHZGVsZXRlZBgDIAEoCCquAQoLUm91dGVSZWFzb24SHAoYUk9VVEVfUkVBU09OX1VOU1BFQ0lGSUVEEAASFwoTUk9VVEVfUkVBU09OX1dFSUdIVBABEhkKFVJPVVRFX1JFQVNPTl9PVkVSUklERRACEhYKElJPVVRFX1JFQVNPTl9TVEFHRRADEhwKGFJPVVRFX1JFQVNPTl9ST0xMRURfQkFDSxAEEhcKE1JPVVRFX1JFQVNPTl9IQUxURUQQBTL0AwoPRGVjaXNpb25TZXJ2aWNlEkMKBVJvdXRlEhkucm9sbGdhdGUudjEuUm91dGVSZXF1ZXN0Ghoucm9sbGdhdGUudjEuUm91dGVSZXNwb25zZSIDkAIBElIKClJvdXRlQmF0Y2gSHi5yb2xsZ2F0ZS52MS5Sb3V0ZUJhdGNoUmVxdWVzdBofLnJvbGxnYXRlLnYxLlJvdXRlQmF0Y2hSZXNwb25zZSIDkAIBElYKDVJlY29yZE91dGNvbWUSIS5yb2xsZ2F0ZS52MS5SZWNvcmRPdXRjb21lUmVxdWVzdBoiLnJvbGxnYXRlLnYxLlJlY29yZE91dGNvbWVSZXNwb25zZRJbCg5TdHJlYW1PdXRjb21lcxIiLnJvbGxnYXRlLnYxLlN0cmVhbU91dGNvbWVzUmVxdWVzdBojLnJvbGxnYXRlLnYxLlN0cmVhbU91dGNvbWVzUmVzcG9uc2UoARJGCgZIZWFsdGgSGi5yb2xsZ2F0ZS52MS5IZWFsdGhSZXF1ZXN0Ghsucm9sbGdhdGUudjEuSGVhbHRoUmVzcG9uc2UiA5ACARJLCgtXYXRjaEhlYWx0aBIfLnJvbGxnYXRlLnYxLldhdGNoSGVhbHRoUmVxdWVzdBoZLnJvbGxnYXRlLnYxLkhlYWx0aFVwZGF0ZTABYgZwcm90bzM", [file_google_protobuf_timestamp, file_rollgate_v1_health, file_rollgate_v1_rollout]);
+  fileDesc("CiJyb2xsZ2F0ZS92MS9kZWNpc2lvbl9zZXJ2aWNlLnByb3RvEgtyb2xsZ2F0ZS52MSIsCgxSb3V0ZVJlcXVlc3QSDwoHcm9sbG91dBgBIAEoCRILCgNrZXkYAiABKAkivwEKDVJvdXRlUmVzcG9uc2USJQoHdmFyaWFudBgBIAEoDjIULnJvbGxnYXRlLnYxLlZhcmlhbnQSDwoHdmVyc2lvbhgCIAEoCRIOCgZidWNrZXQYAyABKA0SEQoJd2VpZ2h0X2JwGAQgASgNEhAKCGZlYXR1cmVzGAUgAygJEigKBnJlYXNvbhgGIAEoDjIYLnJvbGxnYXRlLnYxLlJvdXRlUmVhc29uEhcKD3JvbGxvdXRfdmVyc2lvbhgHIAEoBCIyChFSb3V0ZUJhdGNoUmVxdWVzdBIPCgdyb2xsb3V0GAEgASgJEgwKBGtleXMYAiADKAkiQQoSUm91dGVCYXRjaFJlc3BvbnNlEisKB3Jlc3VsdHMYASADKAsyGi5yb2xsZ2F0ZS52MS5Sb3V0ZVJlc3BvbnNlIo4CCgdPdXRjb21lEiUKB3ZhcmlhbnQYASABKA4yFC5yb2xsZ2F0ZS52MS5WYXJpYW50Eg8KB3N1Y2Nlc3MYAiABKAgSEgoKbGF0ZW5jeV9tcxgDIAEoARIyCgdtZXRyaWNzGAQgAygLMiEucm9sbGdhdGUudjEuT3V0Y29tZS5NZXRyaWNzRW50cnkSHAoUaW52YXJpYW50X3Zpb2xhdGlvbnMYBSABKA0SCwoDa2V5GAYgASgJEigKBHRpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wGi4KDE1ldHJpY3NFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAE6AjgBIk8KFFJlY29yZE91dGNvbWVSZXF1ZXN0Eg8KB3JvbGxvdXQYASABKAkSJgoIb3V0Y29tZXMYAiADKAsyFC5yb2xsZ2F0ZS52MS5PdXRjb21lIjoKFVJlY29yZE91dGNvbWVSZXNwb25zZRIQCghhY2NlcHRlZBgBIAEoDRIPCgdpZ25vcmVkGAIgASgNIlAKFVN0cmVhbU91dGNvbWVzUmVxdWVzdBIPCgdyb2xsb3V0GAEgASgJEiYKCG91dGNvbWVzGAIgAygLMhQucm9sbGdhdGUudjEuT3V0Y29tZSJMChZTdHJlYW1PdXRjb21lc1Jlc3BvbnNlEhAKCGFjY2VwdGVkGAEgASgEEg8KB2lnbm9yZWQYAiABKAQSDwoHYmF0Y2hlcxgDIAEoBCIgCg1IZWFsdGhSZXF1ZXN0Eg8KB3JvbGxvdXQYASABKAkiPAoOSGVhbHRoUmVzcG9uc2USKgoGaGVhbHRoGAEgASgLMhoucm9sbGdhdGUudjEuUm9sbG91dEhlYWx0aCIlChJXYXRjaEhlYWx0aFJlcXVlc3QSDwoHcm9sbG91dBgBIAEoCSJYCgxIZWFsdGhVcGRhdGUSCwoDc2VxGAEgASgEEioKBmhlYWx0aBgCIAEoCzIaLnJvbGxnYXRlLnYxLlJvbGxvdXRIZWFsdGgSDwoHZGVsZXRlZBgDIAEoCCI+ChJXYXRjaFJvdXRlc1JlcXVlc3QSEAoIcm9sbG91dHMYASADKAkSFgoOYWZ0ZXJfcmV2aXNpb24YAiABKAQicAoTV2F0Y2hSb3V0ZXNSZXNwb25zZRIQCghyZXZpc2lvbhgBIAEoBBINCgVyZXNldBgCIAEoCBInCgZyb3V0ZXMYAyADKAsyFy5yb2xsZ2F0ZS52MS5Sb3V0ZVN0YXRlEg8KB3JlbW92ZWQYBCADKAkilwMKClJvdXRlU3RhdGUSDwoHcm9sbG91dBgBIAEoCRIXCg9yb2xsb3V0X3ZlcnNpb24YAiABKAQSIQoFc3RhZ2UYAyABKA4yEi5yb2xsZ2F0ZS52MS5TdGFnZRIRCgl3ZWlnaHRfYnAYBCABKA0SDAoEc2FsdBgFIAEoCRIWCg5zdGFibGVfdmVyc2lvbhgGIAEoCRIWCg5jYW5hcnlfdmVyc2lvbhgHIAEoCRI3CghmZWF0dXJlcxgIIAMoCzIlLnJvbGxnYXRlLnYxLlJvdXRlU3RhdGUuRmVhdHVyZXNFbnRyeRI5CglvdmVycmlkZXMYCSADKAsyJi5yb2xsZ2F0ZS52MS5Sb3V0ZVN0YXRlLk92ZXJyaWRlc0VudHJ5Gi8KDUZlYXR1cmVzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgIOgI4ARpGCg5PdmVycmlkZXNFbnRyeRILCgNrZXkYASABKAkSIwoFdmFsdWUYAiABKA4yFC5yb2xsZ2F0ZS52MS5WYXJpYW50OgI4ASquAQoLUm91dGVSZWFzb24SHAoYUk9VVEVfUkVBU09OX1VOU1BFQ0lGSUVEEAASFwoTUk9VVEVfUkVBU09OX1dFSUdIVBABEhkKFVJPVVRFX1JFQVNPTl9PVkVSUklERRACEhYKElJPVVRFX1JFQVNPTl9TVEFHRRADEhwKGFJPVVRFX1JFQVNPTl9ST0xMRURfQkFDSxAEEhcKE1JPVVRFX1JFQVNPTl9IQUxURUQQBTLNBAoPRGVjaXNpb25TZXJ2aWNlEkMKBVJvdXRlEhkucm9sbGdhdGUudjEuUm91dGVSZXF1ZXN0Ghoucm9sbGdhdGUudjEuUm91dGVSZXNwb25zZSIDkAIBElIKClJvdXRlQmF0Y2gSHi5yb2xsZ2F0ZS52MS5Sb3V0ZUJhdGNoUmVxdWVzdBofLnJvbGxnYXRlLnYxLlJvdXRlQmF0Y2hSZXNwb25zZSIDkAIBElYKDVJlY29yZE91dGNvbWUSIS5yb2xsZ2F0ZS52MS5SZWNvcmRPdXRjb21lUmVxdWVzdBoiLnJvbGxnYXRlLnYxLlJlY29yZE91dGNvbWVSZXNwb25zZRJbCg5TdHJlYW1PdXRjb21lcxIiLnJvbGxnYXRlLnYxLlN0cmVhbU91dGNvbWVzUmVxdWVzdBojLnJvbGxnYXRlLnYxLlN0cmVhbU91dGNvbWVzUmVzcG9uc2UoARJGCgZIZWFsdGgSGi5yb2xsZ2F0ZS52MS5IZWFsdGhSZXF1ZXN0Ghsucm9sbGdhdGUudjEuSGVhbHRoUmVzcG9uc2UiA5ACARJLCgtXYXRjaEhlYWx0aBIfLnJvbGxnYXRlLnYxLldhdGNoSGVhbHRoUmVxdWVzdBoZLnJvbGxnYXRlLnYxLkhlYWx0aFVwZGF0ZTABElcKC1dhdGNoUm91dGVzEh8ucm9sbGdhdGUudjEuV2F0Y2hSb3V0ZXNSZXF1ZXN0GiAucm9sbGdhdGUudjEuV2F0Y2hSb3V0ZXNSZXNwb25zZSIDkAIBMAFiBnByb3RvMw", [file_google_protobuf_timestamp, file_rollgate_v1_health, file_rollgate_v1_rollout]);
 
 /**
  * @generated from message rollgate.v1.RouteRequest
@@ -383,6 +383,147 @@ export const HealthUpdateSchema: GenMessage<HealthUpdate> = /*@__PURE__*/
   messageDesc(file_rollgate_v1_decision_service, 12);
 
 /**
+ * @generated from message rollgate.v1.WatchRoutesRequest
+ */
+export type WatchRoutesRequest = Message<"rollgate.v1.WatchRoutesRequest"> & {
+  /**
+   * Rollout names to watch, at most 1,000, each of which must exist; empty watches every
+   * rollout, including those created later.
+   *
+   * @generated from field: repeated string rollouts = 1;
+   */
+  rollouts: string[];
+
+  /**
+   * Resume after this revision (the last one the client applied); 0 asks for a snapshot. The
+   * server answers with a snapshot (reset) when it cannot resume from it.
+   *
+   * @generated from field: uint64 after_revision = 2;
+   */
+  afterRevision: bigint;
+};
+
+/**
+ * Describes the message rollgate.v1.WatchRoutesRequest.
+ * Use `create(WatchRoutesRequestSchema)` to create a new message.
+ */
+export const WatchRoutesRequestSchema: GenMessage<WatchRoutesRequest> = /*@__PURE__*/
+  messageDesc(file_rollgate_v1_decision_service, 13);
+
+/**
+ * WatchRoutesResponse is one message of WatchRoutes.
+ *
+ * @generated from message rollgate.v1.WatchRoutesResponse
+ */
+export type WatchRoutesResponse = Message<"rollgate.v1.WatchRoutesResponse"> & {
+  /**
+   * The revision this message brings the client to; it rises with every committed change (the
+   * audit log's seq). A heartbeat repeats the current revision with no routes.
+   *
+   * @generated from field: uint64 revision = 1;
+   */
+  revision: bigint;
+
+  /**
+   * True when routes is the complete state of every watched rollout: the client replaces what
+   * it holds (rollouts it holds that are not in routes are gone).
+   *
+   * @generated from field: bool reset = 2;
+   */
+  reset: boolean;
+
+  /**
+   * Rollouts created or changed, each complete.
+   *
+   * @generated from field: repeated rollgate.v1.RouteState routes = 3;
+   */
+  routes: RouteState[];
+
+  /**
+   * Names of rollouts deleted.
+   *
+   * @generated from field: repeated string removed = 4;
+   */
+  removed: string[];
+};
+
+/**
+ * Describes the message rollgate.v1.WatchRoutesResponse.
+ * Use `create(WatchRoutesResponseSchema)` to create a new message.
+ */
+export const WatchRoutesResponseSchema: GenMessage<WatchRoutesResponse> = /*@__PURE__*/
+  messageDesc(file_rollgate_v1_decision_service, 14);
+
+/**
+ * RouteState is everything a client needs to route a rollout's keys in process with exactly the
+ * answer Route gives (variant, version, bucket, weight, features, reason, rollout version).
+ *
+ * @generated from message rollgate.v1.RouteState
+ */
+export type RouteState = Message<"rollgate.v1.RouteState"> & {
+  /**
+   * @generated from field: string rollout = 1;
+   */
+  rollout: string;
+
+  /**
+   * @generated from field: uint64 rollout_version = 2;
+   */
+  rolloutVersion: bigint;
+
+  /**
+   * @generated from field: rollgate.v1.Stage stage = 3;
+   */
+  stage: Stage;
+
+  /**
+   * The rollout's canary weight in basis points as stored; the stage rules of routing spec v1
+   * decide the effective weight outside STAGE_CANARY.
+   *
+   * @generated from field: uint32 weight_bp = 4;
+   */
+  weightBp: number;
+
+  /**
+   * Bucketing salt (the rollout name unless set).
+   *
+   * @generated from field: string salt = 5;
+   */
+  salt: string;
+
+  /**
+   * @generated from field: string stable_version = 6;
+   */
+  stableVersion: string;
+
+  /**
+   * @generated from field: string canary_version = 7;
+   */
+  canaryVersion: string;
+
+  /**
+   * Feature flags that go with the canary, by name.
+   *
+   * @generated from field: map<string, bool> features = 8;
+   */
+  features: { [key: string]: boolean };
+
+  /**
+   * Per-key routing overrides.
+   *
+   * @generated from field: map<string, rollgate.v1.Variant> overrides = 9;
+   */
+  overrides: { [key: string]: Variant };
+};
+
+/**
+ * Describes the message rollgate.v1.RouteState.
+ * Use `create(RouteStateSchema)` to create a new message.
+ */
+export const RouteStateSchema: GenMessage<RouteState> = /*@__PURE__*/
+  messageDesc(file_rollgate_v1_decision_service, 15);
+
+/**
  * RouteReason is why a key went where it did.
  *
  * @generated from enum rollgate.v1.RouteReason
@@ -501,6 +642,18 @@ export const DecisionService: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchHealthRequestSchema;
     output: typeof HealthUpdateSchema;
+  },
+  /**
+   * WatchRoutes streams the routing state of rollouts, for clients that route locally (routing
+   * spec v1, docs/design.md): a complete snapshot first (reset), then one message per committed
+   * change, each RouteState complete, and an empty heartbeat when nothing changed for a while.
+   *
+   * @generated from rpc rollgate.v1.DecisionService.WatchRoutes
+   */
+  watchRoutes: {
+    methodKind: "server_streaming";
+    input: typeof WatchRoutesRequestSchema;
+    output: typeof WatchRoutesResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_rollgate_v1_decision_service, 0);
