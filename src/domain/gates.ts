@@ -2,6 +2,7 @@ import { invalidArgument } from "./errors.js";
 import { sketchQuantile } from "./latency-sketch.js";
 import { METRIC_NAME_PATTERN, METRIC_NAME_RULE } from "./outcome.js";
 import type { Action, Gate, GateCheck, GateKind } from "./rollout.js";
+import type { SequentialEvidence } from "./sequential-gate.js";
 import type { MetricStats, WindowAggregate } from "./sliding-window.js";
 import { rateExceedsPValue, ratioExceedsPValue } from "./statistics.js";
 // Gate names follow the rollout-name rule.
@@ -32,6 +33,8 @@ export interface GateResult {
   /** The verdict in words, e.g. "canary error rate 0.31 > max 0.05". */
   readonly message: string;
   readonly onBreach: Action;
+  /** A sequential gate's evidence against its boundary (error_rate with confidence, judged by the evaluator). */
+  readonly sequential?: SequentialEvidence;
 }
 
 /** A gate WARNs when it passes within this share of its threshold. */

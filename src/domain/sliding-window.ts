@@ -47,6 +47,14 @@ export interface MetricStats {
   readonly max: number;
 }
 
+/** One bucket's counts: the per-interval data a sequential test needs. */
+export interface BucketCounts {
+  readonly startMs: number;
+  readonly endMs: number;
+  readonly count: number;
+  readonly errors: number;
+}
+
 /**
  * What a window holds at an instant, merged over its live buckets. Read-only: it may be the
  * cached value that the next aggregate call returns too, so never merge into its sketch.
@@ -64,6 +72,8 @@ export interface WindowAggregate {
    * if that bucket has since expired (the no-data timeout may be longer than the window).
    */
   readonly lastOutcomeAt?: number;
+  /** The live buckets holding outcomes, oldest first (absent when the window is empty). */
+  readonly buckets?: readonly BucketCounts[];
 }
 
 /** One persisted bucket: its start instant and an opaque binary encoding of its contents. */
@@ -238,6 +248,7 @@ export function aggregate(w: SlidingWindow, now: number): WindowAggregate {
   let latency: LatencySketch | undefined;
   let metrics: Map<string, MutableMetric> | undefined;
   let occupied = 0;
+  let buckets: BucketCounts[] | undefined;
   // A bucket ahead of `now` exists only when outcomes were recorded at a later `now`.
   let future = false;
   const slots = r.slots;
@@ -256,13 +267,16 @@ export function aggregate(w: SlidingWindow, now: number): WindowAggregate {
       errors += b.errors;
       invariantViolations += b.invariantViolations;
       if (b.index < oldest) oldest = b.index;
+      (buckets ??= []).push({ startMs: b.index * r.bucketMs, endMs: (b.index + 1) * r.bucketMs, count: b.count, errors: b.errors });
       if (sketchCount(b.latency) > 0) mergeSketch((latency ??= createSketch()), b.latency);
       if (b.metrics !== undefined) metrics = mergeMetrics(metrics, b.metrics);
     }
     if (occupied === 0) r.slots = undefined;
   }
   const base: WindowAggregate =
-    count === 0 ? EMPTY : { count, errors, invariantViolations, latency: latency ?? EMPTY_SKETCH, metrics: metrics ?? NO_METRICS };
+    count === 0 || buckets === undefined
+      ? EMPTY
+      : { count, errors, invariantViolations, latency: latency ?? EMPTY_SKETCH, metrics: metrics ?? NO_METRICS, buckets: buckets.sort((x, y) => x.startMs - y.startMs) };
   const result = r.lastOutcomeAt === undefined ? base : { ...base, lastOutcomeAt: r.lastOutcomeAt };
   r.cache = { version: r.version, current, oldest, future, aggregate: result };
   return result;

@@ -1,0 +1,145 @@
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { PLANNED_LOOKS, alphaSpending, countKernel, foldInterval, initialSequentialState, look, parseSequentialState, type SequentialState } from "../../src/domain/sequential.js";
+import { binomialUpperTail } from "../../src/domain/statistics.js";
+
+/** Returns P(Binomial(t, θ) = x) directly. */
+function pmf(x: number, t: number, theta: number): number {
+  return binomialUpperTail(x, t, theta) - binomialUpperTail(x + 1, t, theta);
+}
+
+/** Runs the test over (t, θ) intervals with the given canary counts; returns the states after each look. */
+function run(intervals: readonly { t: number; theta: number }[], xs: readonly number[], alpha: number): SequentialState[] {
+  let s = initialSequentialState();
+  const out: SequentialState[] = [];
+  intervals.forEach((iv, k) => {
+    s = look(foldInterval(s, xs[k] ?? 0, iv.t, iv.theta), alpha);
+    out.push(s);
+  });
+  return out;
+}
+
+describe("alpha spending", () => {
+  it("grows from 0 to at most α: 85% by look 6, 95% by the planned horizon, never all of it", () => {
+    const a = 0.01;
+    expect(alphaSpending(a, 0)).toBe(0);
+    expect(alphaSpending(a, 6)).toBeCloseTo(0.0085, 12);
+    expect(alphaSpending(a, PLANNED_LOOKS)).toBeCloseTo(0.0095, 12);
+    for (let k = 1; k < 200; k++) {
+      expect(alphaSpending(a, k)).toBeGreaterThan(alphaSpending(a, k - 1));
+      expect(alphaSpending(a, k)).toBeLessThan(a);
+    }
+  });
+});
+
+describe("count kernels", () => {
+  it("binomial: sums to 1 with mean tθ and variance tθ(1 − θ), matching the exact pmf", () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 3000 }), fc.double({ min: 0.001, max: 0.999, noNaN: true }), (t, theta) => {
+        const [off, k] = countKernel(t, theta);
+        let sum = 0;
+        let mean = 0;
+        let sq = 0;
+        k.forEach((p, i) => {
+          sum += p;
+          mean += p * (off + i);
+          sq += p * (off + i) ** 2;
+        });
+        expect(sum).toBeCloseTo(1, 9);
+        expect(mean).toBeCloseTo(t * theta, 6);
+        expect(sq - mean * mean).toBeCloseTo(t * theta * (1 - theta), 4);
+        const mode = off + k.indexOf(Math.max(...k));
+        expect(k[mode - off]).toBeCloseTo(pmf(mode, t, theta), 9);
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it("beta-binomial: same mean, variance widened by 1 + (t − 1)ρ", () => {
+    for (const [t, theta, rho] of [
+      [20, 0.05, 0.02],
+      [200, 0.3, 0.01],
+      [50, 0.5, 0.1],
+    ] as const) {
+      const [off, k] = countKernel(t, theta, rho);
+      const mean = k.reduce((m, p, i) => m + p * (off + i), 0);
+      const v = k.reduce((m, p, i) => m + p * (off + i - mean) ** 2, 0);
+      expect(mean).toBeCloseTo(t * theta, 6);
+      expect(v / (t * theta * (1 - theta) * (1 + (t - 1) * rho))).toBeCloseTo(1, 4);
+    }
+  });
+});
+
+describe("the group-sequential test", () => {
+  // Exact: enumerate every path of a few small intervals and add up the probability of those
+  // that cross some look's boundary. That is the false-alarm rate; it must equal what the test
+  // says it spent and stay within α, for any traffic split at any look.
+  it("keeps P0(ever rolled back) ≤ α exactly, for random traffic splits (every path enumerated)", () => {
+    const interval = fc.record({ t: fc.integer({ min: 0, max: 7 }), theta: fc.double({ min: 0.02, max: 0.9, noNaN: true }) });
+    fc.assert(
+      fc.property(fc.array(interval, { minLength: 1, maxLength: 4 }), fc.constantFrom(0.01, 0.05, 0.2), (intervals, alpha) => {
+        // Boundaries do not depend on the data (only on t, θ): take them from any path.
+        const bounds = run(intervals, [], alpha).map((s) => s.boundary);
+        const spent = run(intervals, [], alpha).at(-1)!.spent;
+        let crossed = 0;
+        const walk = (k: number, sum: number, p: number) => {
+          if (k === intervals.length) return;
+          const { t, theta } = intervals[k]!;
+          for (let x = 0; x <= t; x++) {
+            const q = p * pmf(x, t, theta);
+            if (q === 0) continue;
+            const b = bounds[k]!;
+            if (b >= 0 && sum + x >= b) crossed += q;
+            else walk(k + 1, sum + x, q);
+          }
+        };
+        walk(0, 0, 1);
+        expect(crossed).toBeLessThanOrEqual(alpha + 1e-12);
+        expect(crossed).toBeCloseTo(spent, 10);
+      }),
+      { numRuns: 150 },
+    );
+  });
+
+  it("rolls back a clearly worse canary, and a crossed test stays crossed", () => {
+    // 20 errors per interval, the canary's expected share 5%: 1 error expected, 4 observed each time.
+    const iv = Array.from({ length: 6 }, () => ({ t: 20, theta: 0.05 }));
+    const states = run(iv, [4, 4, 4, 4, 4, 4], 0.01);
+    const first = states.findIndex((s) => s.crossed);
+    expect(first).toBeGreaterThanOrEqual(0);
+    expect(first).toBeLessThan(4);
+    expect(states.slice(first).every((s) => s.crossed)).toBe(true);
+    // The boundaries the study computed for this traffic: 7, 8, 10, 11, 12, 14 at looks 1–6 (ours spend more early).
+    const bounds = run(iv, [], 0.01).map((s) => s.boundary);
+    expect(bounds).toEqual([...bounds].sort((a, b) => a - b));
+    expect(bounds[0]).toBeGreaterThanOrEqual(6);
+  });
+
+  it("round-trips its state through JSON, and continues identically from it", () => {
+    const interval = fc.record({ t: fc.integer({ min: 0, max: 60 }), theta: fc.double({ min: 0.01, max: 0.6, noNaN: true }), x: fc.nat(8) });
+    fc.assert(
+      fc.property(fc.array(interval, { minLength: 1, maxLength: 8 }), (ivs) => {
+        let s = initialSequentialState();
+        for (const iv of ivs) s = look(foldInterval(s, Math.min(iv.x, iv.t), iv.t, iv.theta), 0.01);
+        const back = parseSequentialState(JSON.parse(JSON.stringify(s)));
+        expect(back).toEqual(s);
+        const next = (x: SequentialState) => look(foldInterval(x, 3, 25, 0.1, 0.01), 0.01);
+        expect(next(back!)).toEqual(next(s));
+      }),
+      { numRuns: 100 },
+    );
+  });
+
+  it("refuses a state that is not one", () => {
+    for (const bad of [null, 3, {}, { ...initialSequentialState(), spent: 2 }, { ...initialSequentialState(), dist: [] }, { ...initialSequentialState(), looks: 1.5 }]) {
+      expect(parseSequentialState(bad)).toBeUndefined();
+    }
+  });
+
+  it("stays small: about 40 numbers at 100 canary and 1,900 stable requests per interval after 20 looks", () => {
+    let s = initialSequentialState();
+    for (let k = 0; k < 20; k++) s = look(foldInterval(s, 1, 20, 0.05), 0.01);
+    expect(s.dist.length).toBeLessThan(60);
+    expect(JSON.stringify(s).length).toBeLessThan(2000);
+  });
+});
