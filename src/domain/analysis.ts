@@ -3,6 +3,7 @@ import { healthScore, recommendationOf, type DecisionType, type GateHealth, type
 import type { Action, Rollout } from "./rollout.js";
 import type { WindowAggregate } from "./sliding-window.js";
 import { recentAutoRollbacks } from "./rollout-machine.js";
+import { isSequential, parseSequentialAnalysis, runSequentialGates, type SequentialAnalysisState } from "./sequential-gate.js";
 
 /**
  * The evaluator (DESIGN §5 "Analysis"), pure: it takes a rollout, the aggregates of its two
@@ -61,15 +62,17 @@ export interface GateState {
   readonly recent: readonly (readonly [number, 0 | 1])[];
 }
 
-/** The evaluator's memory between evaluations: plain JSON, persisted by the server. */
+/** The evaluator's memory between evaluations: plain JSON, persisted by the server (version 2 adds `sequential`; version 1 is read as before). */
 export interface AnalysisState {
-  readonly version: 1;
+  readonly version: 1 | 2;
   /** The step the counts belong to; a different step starts them afresh. */
   readonly step: string;
   readonly gates: readonly GateState[];
   readonly lastEvaluatedAt?: number;
   /** The newest canary outcome time seen, for the no-data timeout. */
   readonly lastCanaryOutcomeAt?: number;
+  /** The sequential error-rate gates' tests (sequential-gate.ts): they belong to the canary version, not the step. */
+  readonly sequential?: SequentialAnalysisState;
 }
 
 /** Returns the state of a rollout never evaluated. */
@@ -86,6 +89,7 @@ export function initialAnalysisState(): AnalysisState {
 export function analysisStateChanged(a: AnalysisState, b: AnalysisState): boolean {
   if (a.step !== b.step || a.lastCanaryOutcomeAt !== b.lastCanaryOutcomeAt || a.gates.length !== b.gates.length) return true;
   if ((a.lastEvaluatedAt === undefined) !== (b.lastEvaluatedAt === undefined)) return true;
+  if (a.sequential !== b.sequential && JSON.stringify(a.sequential) !== JSON.stringify(b.sequential)) return true;
   for (let i = 0; i < a.gates.length; i++) {
     const x = a.gates[i]!;
     const y = b.gates[i]!;
@@ -104,7 +108,7 @@ export function analysisStateChanged(a: AnalysisState, b: AnalysisState): boolea
 export function parseAnalysisState(json: string): AnalysisState {
   try {
     const v = JSON.parse(json) as Partial<AnalysisState> | null;
-    if (v === null || typeof v !== "object" || v.version !== 1 || typeof v.step !== "string" || !Array.isArray(v.gates)) {
+    if (v === null || typeof v !== "object" || (v.version !== 1 && v.version !== 2) || typeof v.step !== "string" || !Array.isArray(v.gates)) {
       return initialAnalysisState();
     }
     const gates: GateState[] = [];
@@ -114,8 +118,11 @@ export function parseAnalysisState(json: string): AnalysisState {
       gates.push(s as GateState);
     }
     const state: AnalysisState = { version: 1, step: v.step, gates };
+    // A malformed sequential part starts those tests afresh; the rest of the state stands.
+    const sequential = v.version === 2 ? parseSequentialAnalysis(v.sequential) : undefined;
     return {
       ...state,
+      ...(sequential === undefined ? {} : { version: 2, sequential }),
       ...(typeof v.lastEvaluatedAt === "number" ? { lastEvaluatedAt: v.lastEvaluatedAt } : {}),
       ...(typeof v.lastCanaryOutcomeAt === "number" ? { lastCanaryOutcomeAt: v.lastCanaryOutcomeAt } : {}),
     };
@@ -201,10 +208,13 @@ export function evaluate(input: EvaluationInput): Evaluation {
   const prev = input.state.step === step ? input.state : { ...input.state, step, gates: [] };
   const prevGates = new Map(prev.gates.map((g) => [g.name, g]));
   const lastCanaryOutcomeAt = latest(prev.lastCanaryOutcomeAt, canary.lastOutcomeAt);
-  const results = r.gates.map((g) => evaluateGate(g, canary, stable));
   const active = r.stage === "canary" || r.stage === "staging";
   const graceLeft = r.stepStartedAt + a.gracePeriodMs - now;
   const inGrace = graceLeft > 0;
+  // Sequential gates fold in the buckets closed since the last evaluation, and look outside the grace period.
+  const seq = active && r.gates.some(isSequential) ? runSequentialGates(r, canary, stable, prev.sequential, now, !inGrace) : undefined;
+  const sequential = seq?.state ?? prev.sequential;
+  const results = r.gates.map((g) => seq?.results.get(g.name) ?? evaluateGate(g, canary, stable));
 
   const gateStates: GateState[] = [];
   const consecutive = new Map<string, number>();
@@ -229,6 +239,9 @@ export function evaluate(input: EvaluationInput): Evaluation {
       const fails = recent.reduce((n, [, f]) => n + f, 0);
       if (res.kind === "invariant") {
         why = `${res.name}: ${res.message} (invariant gates act at once${inGrace ? ", even in the grace period" : ""})`;
+      } else if (res.sequential !== undefined) {
+        // A boundary crossing is the whole test's verdict: it acts at once, at the look that crossed, and only then.
+        if (seq?.crossedNow.has(res.name) === true) why = `${res.name}: ${res.message}`;
       } else if (count >= a.consecutiveBreaches) {
         why = `${res.name}: ${res.message} for ${count} consecutive evaluation${count === 1 ? "" : "s"}`;
       } else if (a.maxBreachRate !== undefined && fails >= a.consecutiveBreaches && fails / recent.length > a.maxBreachRate) {
@@ -246,11 +259,12 @@ export function evaluate(input: EvaluationInput): Evaluation {
 
   const d = decide(r, acting, results, canary, now, inGrace, graceLeft, lastCanaryOutcomeAt, consecutive);
   const state: AnalysisState = {
-    version: 1,
+    version: sequential === undefined ? 1 : 2,
     step,
     gates: gateStates,
     lastEvaluatedAt: now,
     ...(lastCanaryOutcomeAt === undefined ? {} : { lastCanaryOutcomeAt }),
+    ...(sequential === undefined ? {} : { sequential }),
   };
   const next = nextAction(r, d.decision, results, consecutive, canary, now, graceLeft, lastCanaryOutcomeAt);
   const score = healthScore(results);

@@ -200,6 +200,8 @@ export interface SequentialRun {
   readonly state: SequentialAnalysisState;
   /** The result of each sequential gate, by name. */
   readonly results: ReadonlyMap<string, GateResult>;
+  /** Gates whose test crossed its boundary at this look. */
+  readonly crossedNow: ReadonlySet<string>;
 }
 
 /**
@@ -216,6 +218,7 @@ export function runSequentialGates(r: Rollout, canary: WindowAggregate, stable: 
   const gates: SequentialGateState[] = [];
   const results = new Map<string, GateResult>();
   const kappas: number[] = [];
+  const crossedNow = new Set<string>();
   for (const i of intervals) {
     kappas.push(rateVariation(dispersion));
     dispersion = foldDispersion(dispersion, i.stableErrors, i.stableN);
@@ -243,11 +246,12 @@ export function runSequentialGates(r: Rollout, canary: WindowAggregate, stable: 
       const b = bounds[j]!;
       return looking && !t.crossed && newErrors > 0 && enough(b) ? look(t, b.alpha) : t;
     });
+    if (tests.some((t, j) => t.crossed && s.tests[j]?.test.crossed !== true)) crossedNow.add(g.name);
     s = { ...s, tests: tests.map((t, j) => ({ bound: bounds[j]!.bound, test: t })) };
     gates.push(s);
     results.set(g.name, resultOf(g, s, bounds, rateVariation(dispersion), enough));
   }
-  return { state: { canaryVersion: r.canaryVersion, cursor, dispersion, gates }, results };
+  return { state: { canaryVersion: r.canaryVersion, cursor, dispersion, gates }, results, crossedNow };
 }
 
 const pct = (x: number) => `${String(Number((x * 100).toPrecision(3)))}%`;

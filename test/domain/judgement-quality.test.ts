@@ -13,13 +13,12 @@ import { T0, feed, gate, mulberry32, rolloutWith } from "./fixtures.js";
  * stable failing 1% of requests. A healthy canary fails 1% too; a bad one 3% (3× the stable).
  *
  * The operator's gate: `error_rate { max_ratio: 1.2, confidence: 0.995 }`, min_samples 100,
- * consecutive_breaches 2, window 120 s (12 evaluations).
+ * consecutive_breaches 2 (which a sequential crossing does not wait for), window 120 s.
  * - max_ratio rather than max: "no worse than the stable, give or take 20%" follows the
  *   service's own error rate instead of a number guessed in advance.
- * - confidence 0.995: the canary must be worse with 99.5% confidence (exact conditional
- *   test), because the rollout is judged 20 times and every look is another chance for noise.
- *   (A longer simulation puts this configuration's false-rollback rate near 0.25%; at 0.99
- *   it is near 0.5%, too close to 1% for a 1,000-run estimate to be a safe assertion.)
+ * - confidence 0.995: the gate is sequential (docs/judgement.md): one budget of 0.5% false
+ *   rollbacks for every look of the canary together, spent mostly by the 6th look; so at most
+ *   0.5% of canaries no worse than 1.2× the stable are ever rolled back by it.
  * - consecutive_breaches 2: one unlucky window never rolls back alone.
  * - a 2-minute window: at 100 canary samples per evaluation a 3% error rate is only a handful
  *   of errors; the test needs several evaluations of data to tell 3 errors per 100 from 1, and
@@ -32,8 +31,11 @@ import { T0, feed, gate, mulberry32, rolloutWith } from "./fixtures.js";
  * healthy one averages 6 errors, a 3× one 18. Even a single test made only at that moment,
  * with the stable rate known exactly, cannot both stay under 1% false alarms and catch 95% of
  * 3× canaries (the last test below computes this bound). So this simulation asserts the ≤ 1%
- * false-rollback rate, ≥ 95% of 3× canaries caught within 15 evaluations (2.5 minutes), and
- * prints (and floors) the shares caught within 6 and 12.
+ * false-rollback rate, ≥ 90% of 3× canaries caught within 15 evaluations (2.5 minutes), and
+ * prints (and floors) the shares caught within 6 and 12. (Before gates with confidence were
+ * sequential this was 95% within 15 but 57% within 6: the sequential test spends its budget
+ * early, where it matters, and has less left for late looks; test/domain/sequential-quality
+ * shows the recommended `max_ratio: 1` gate at 85% within 6.)
  */
 
 const INTERVAL_MS = 10_000;
@@ -98,7 +100,7 @@ const share = (xs: readonly number[], f: (x: number) => boolean) => xs.filter(f)
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
 
 describe("judgement quality (seeded simulation)", () => {
-  it("rolls back ≤ 1% of healthy canaries and ≥ 95% of 3× canaries within 15 evaluations; a plain 2% threshold rolls back most healthy ones", { timeout: 60_000 }, () => {
+  it("rolls back ≤ 1% of healthy canaries and ≥ 90% of 3× canaries within 15 evaluations; a plain 2% threshold rolls back most healthy ones", { timeout: 60_000 }, () => {
     const healthyRnd = mulberry32(20_260_101);
     const badRnd = mulberry32(31_415_926);
     const healthy = Array.from({ length: RUNS }, () => simulate(STABLE_ERROR_RATE, HEALTHY_EVALS, healthyRnd));
@@ -109,7 +111,7 @@ describe("judgement quality (seeded simulation)", () => {
     const caught = (pick: (r: { judged: number; plain: number }) => number, within: number) => share(bad.map(pick), (e) => e > 0 && e <= within);
 
     const rows = [
-      ["", "max_ratio 1.2 @ 99.5%, 2 in a row", "plain max 2%, first failure"],
+      ["", "max_ratio 1.2 @ 99.5%, sequential", "plain max 2%, first failure"],
       [`healthy (1%) rolled back in ${HEALTHY_EVALS} evaluations`, pct(falseJudged), pct(falsePlain)],
       ["3× (3%) rolled back within 2 evaluations", pct(caught((r) => r.judged, 2)), pct(caught((r) => r.plain, 2))],
       ["3× (3%) rolled back within 6 evaluations", pct(caught((r) => r.judged, 6)), pct(caught((r) => r.plain, 6))],
@@ -123,7 +125,7 @@ describe("judgement quality (seeded simulation)", () => {
     );
 
     expect(falseJudged).toBeLessThanOrEqual(0.01);
-    expect(caught((r) => r.judged, 15)).toBeGreaterThanOrEqual(0.95);
+    expect(caught((r) => r.judged, 15)).toBeGreaterThanOrEqual(0.9);
     expect(caught((r) => r.judged, 12)).toBeGreaterThanOrEqual(0.85);
     expect(caught((r) => r.judged, 6)).toBeGreaterThanOrEqual(0.5);
     // The contrast: the plain threshold rolls back most healthy canaries at this sample size.
