@@ -126,11 +126,12 @@ export function foldInterval(s: SequentialState, x: number, t: number, theta: nu
   if (t <= 0) return s;
   const [kOffset, kernel] = countKernel(t, theta, rho);
   const f = s.dist;
-  const out = new Array<number>(f.length + kernel.length - 1).fill(0);
+  const kn = kernel.length;
+  const out = new Float64Array(f.length + kn - 1);
   for (let i = 0; i < f.length; i++) {
     const fi = f[i] as number;
     if (fi === 0) continue;
-    for (let j = 0; j < kernel.length; j++) out[i + j] = (out[i + j] as number) + fi * (kernel[j] as number);
+    for (let j = 0; j < kn; j++) out[i + j] = (out[i + j] as number) + fi * (kernel[j] as number);
   }
   // Trim: mass dropped from the top counts as spent (it could have stopped), mass below moves up.
   let hi = out.length;
@@ -139,7 +140,7 @@ export function foldInterval(s: SequentialState, x: number, t: number, theta: nu
   let lo = 0;
   let moved = 0;
   while (lo < hi - 1 && (out[lo] as number) < NEGLIGIBLE) moved += out[lo++] as number;
-  const dist = out.slice(lo, hi);
+  const dist = Array.from(out.subarray(lo, hi));
   dist[0] = (dist[0] as number) + moved;
   return { ...s, sum: s.sum + x, expected: s.expected + t * theta, offset: s.offset + kOffset + lo, dist, spent: s.spent + dropped };
 }

@@ -413,6 +413,23 @@ export function gateStatusToProto(g: GateResult & Partial<Pick<GateHealth, "cons
     consecutiveBreaches: g.consecutiveBreaches ?? 0,
     message: g.message,
     onBreach: actionToProto(g.onBreach),
+    ...(g.sequential === undefined
+      ? {}
+      : {
+          sequential: {
+            bound: g.sequential.bound,
+            look: g.sequential.look,
+            plannedLooks: g.sequential.plannedLooks,
+            statistic: BigInt(g.sequential.statistic),
+            boundary: BigInt(g.sequential.boundary),
+            expected: g.sequential.expected,
+            spentShare: g.sequential.spentShare,
+            alpha: g.sequential.alpha,
+            pValue: g.sequential.pValue,
+            rateVariation: g.sequential.rateVariation,
+            crossed: g.sequential.crossed,
+          },
+        }),
   });
 }
 

@@ -223,7 +223,10 @@ type GateStatus struct {
 	// The verdict in words.
 	Message string `protobuf:"bytes,9,opt,name=message,proto3" json:"message,omitempty"`
 	// What a breach of this gate does.
-	OnBreach      Action `protobuf:"varint,10,opt,name=on_breach,json=onBreach,proto3,enum=rollgate.v1.Action" json:"on_breach,omitempty"`
+	OnBreach Action `protobuf:"varint,10,opt,name=on_breach,json=onBreach,proto3,enum=rollgate.v1.Action" json:"on_breach,omitempty"`
+	// The evidence of a sequential gate (error_rate with confidence): its test against the
+	// boundary at the current look. Absent for other gates.
+	Sequential    *SequentialEvidence `protobuf:"bytes,11,opt,name=sequential,proto3" json:"sequential,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -328,6 +331,152 @@ func (x *GateStatus) GetOnBreach() Action {
 	return Action_ACTION_UNSPECIFIED
 }
 
+func (x *GateStatus) GetSequential() *SequentialEvidence {
+	if x != nil {
+		return x.Sequential
+	}
+	return nil
+}
+
+// SequentialEvidence is where a sequential error-rate test stands: the canary's errors since
+// the canary version started against the boundary of the current look, and the share of the
+// false-rollback budget (1 - confidence) spent. Crossing the boundary rolls back at once.
+type SequentialEvidence struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The bound tested: "max_ratio" (against the stable) or "max".
+	Bound string `protobuf:"bytes,1,opt,name=bound,proto3" json:"bound,omitempty"`
+	// Looks taken so far; the last one is the current look.
+	Look uint32 `protobuf:"varint,2,opt,name=look,proto3" json:"look,omitempty"`
+	// Looks the budget is planned over (most of it is spent by the 6th).
+	PlannedLooks uint32 `protobuf:"varint,3,opt,name=planned_looks,json=plannedLooks,proto3" json:"planned_looks,omitempty"`
+	// The canary's errors in the test.
+	Statistic uint64 `protobuf:"varint,4,opt,name=statistic,proto3" json:"statistic,omitempty"`
+	// The count the statistic had to reach at the current look; -1 before any look.
+	Boundary int64 `protobuf:"varint,5,opt,name=boundary,proto3" json:"boundary,omitempty"`
+	// The statistic expected if the canary were exactly at the bound.
+	Expected float64 `protobuf:"fixed64,6,opt,name=expected,proto3" json:"expected,omitempty"`
+	// Share of this bound's false-rollback budget spent, 0..1.
+	SpentShare float64 `protobuf:"fixed64,7,opt,name=spent_share,json=spentShare,proto3" json:"spent_share,omitempty"`
+	// This bound's false-rollback budget.
+	Alpha float64 `protobuf:"fixed64,8,opt,name=alpha,proto3" json:"alpha,omitempty"`
+	// Probability, if the canary were at the bound, of reaching this look with at least this many errors.
+	PValue float64 `protobuf:"fixed64,9,opt,name=p_value,json=pValue,proto3" json:"p_value,omitempty"`
+	// Estimated squared coefficient of variation of per-interval error rates beyond binomial
+	// noise (0: none); the test widens by it.
+	RateVariation float64 `protobuf:"fixed64,10,opt,name=rate_variation,json=rateVariation,proto3" json:"rate_variation,omitempty"`
+	// True once the statistic crossed a boundary.
+	Crossed       bool `protobuf:"varint,11,opt,name=crossed,proto3" json:"crossed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SequentialEvidence) Reset() {
+	*x = SequentialEvidence{}
+	mi := &file_rollgate_v1_health_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SequentialEvidence) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SequentialEvidence) ProtoMessage() {}
+
+func (x *SequentialEvidence) ProtoReflect() protoreflect.Message {
+	mi := &file_rollgate_v1_health_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SequentialEvidence.ProtoReflect.Descriptor instead.
+func (*SequentialEvidence) Descriptor() ([]byte, []int) {
+	return file_rollgate_v1_health_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *SequentialEvidence) GetBound() string {
+	if x != nil {
+		return x.Bound
+	}
+	return ""
+}
+
+func (x *SequentialEvidence) GetLook() uint32 {
+	if x != nil {
+		return x.Look
+	}
+	return 0
+}
+
+func (x *SequentialEvidence) GetPlannedLooks() uint32 {
+	if x != nil {
+		return x.PlannedLooks
+	}
+	return 0
+}
+
+func (x *SequentialEvidence) GetStatistic() uint64 {
+	if x != nil {
+		return x.Statistic
+	}
+	return 0
+}
+
+func (x *SequentialEvidence) GetBoundary() int64 {
+	if x != nil {
+		return x.Boundary
+	}
+	return 0
+}
+
+func (x *SequentialEvidence) GetExpected() float64 {
+	if x != nil {
+		return x.Expected
+	}
+	return 0
+}
+
+func (x *SequentialEvidence) GetSpentShare() float64 {
+	if x != nil {
+		return x.SpentShare
+	}
+	return 0
+}
+
+func (x *SequentialEvidence) GetAlpha() float64 {
+	if x != nil {
+		return x.Alpha
+	}
+	return 0
+}
+
+func (x *SequentialEvidence) GetPValue() float64 {
+	if x != nil {
+		return x.PValue
+	}
+	return 0
+}
+
+func (x *SequentialEvidence) GetRateVariation() float64 {
+	if x != nil {
+		return x.RateVariation
+	}
+	return 0
+}
+
+func (x *SequentialEvidence) GetCrossed() bool {
+	if x != nil {
+		return x.Crossed
+	}
+	return false
+}
+
 // VariantSamples counts outcomes in the window per variant.
 type VariantSamples struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -339,7 +488,7 @@ type VariantSamples struct {
 
 func (x *VariantSamples) Reset() {
 	*x = VariantSamples{}
-	mi := &file_rollgate_v1_health_proto_msgTypes[1]
+	mi := &file_rollgate_v1_health_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -351,7 +500,7 @@ func (x *VariantSamples) String() string {
 func (*VariantSamples) ProtoMessage() {}
 
 func (x *VariantSamples) ProtoReflect() protoreflect.Message {
-	mi := &file_rollgate_v1_health_proto_msgTypes[1]
+	mi := &file_rollgate_v1_health_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -364,7 +513,7 @@ func (x *VariantSamples) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VariantSamples.ProtoReflect.Descriptor instead.
 func (*VariantSamples) Descriptor() ([]byte, []int) {
-	return file_rollgate_v1_health_proto_rawDescGZIP(), []int{1}
+	return file_rollgate_v1_health_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *VariantSamples) GetStable() uint64 {
@@ -411,7 +560,7 @@ type RolloutHealth struct {
 
 func (x *RolloutHealth) Reset() {
 	*x = RolloutHealth{}
-	mi := &file_rollgate_v1_health_proto_msgTypes[2]
+	mi := &file_rollgate_v1_health_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -423,7 +572,7 @@ func (x *RolloutHealth) String() string {
 func (*RolloutHealth) ProtoMessage() {}
 
 func (x *RolloutHealth) ProtoReflect() protoreflect.Message {
-	mi := &file_rollgate_v1_health_proto_msgTypes[2]
+	mi := &file_rollgate_v1_health_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -436,7 +585,7 @@ func (x *RolloutHealth) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RolloutHealth.ProtoReflect.Descriptor instead.
 func (*RolloutHealth) Descriptor() ([]byte, []int) {
-	return file_rollgate_v1_health_proto_rawDescGZIP(), []int{2}
+	return file_rollgate_v1_health_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *RolloutHealth) GetRollout() string {
@@ -548,7 +697,7 @@ var File_rollgate_v1_health_proto protoreflect.FileDescriptor
 
 const file_rollgate_v1_health_proto_rawDesc = "" +
 	"\n" +
-	"\x18rollgate/v1/health.proto\x12\vrollgate.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19rollgate/v1/rollout.proto\"\xe5\x02\n" +
+	"\x18rollgate/v1/health.proto\x12\vrollgate.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19rollgate/v1/rollout.proto\"\xa6\x03\n" +
 	"\n" +
 	"GateStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
@@ -561,8 +710,25 @@ const file_rollgate_v1_health_proto_rawDesc = "" +
 	"\x14consecutive_breaches\x18\b \x01(\rR\x13consecutiveBreaches\x12\x18\n" +
 	"\amessage\x18\t \x01(\tR\amessage\x120\n" +
 	"\ton_breach\x18\n" +
-	" \x01(\x0e2\x13.rollgate.v1.ActionR\bonBreachB\v\n" +
-	"\t_baseline\"@\n" +
+	" \x01(\x0e2\x13.rollgate.v1.ActionR\bonBreach\x12?\n" +
+	"\n" +
+	"sequential\x18\v \x01(\v2\x1f.rollgate.v1.SequentialEvidenceR\n" +
+	"sequentialB\v\n" +
+	"\t_baseline\"\xca\x02\n" +
+	"\x12SequentialEvidence\x12\x14\n" +
+	"\x05bound\x18\x01 \x01(\tR\x05bound\x12\x12\n" +
+	"\x04look\x18\x02 \x01(\rR\x04look\x12#\n" +
+	"\rplanned_looks\x18\x03 \x01(\rR\fplannedLooks\x12\x1c\n" +
+	"\tstatistic\x18\x04 \x01(\x04R\tstatistic\x12\x1a\n" +
+	"\bboundary\x18\x05 \x01(\x03R\bboundary\x12\x1a\n" +
+	"\bexpected\x18\x06 \x01(\x01R\bexpected\x12\x1f\n" +
+	"\vspent_share\x18\a \x01(\x01R\n" +
+	"spentShare\x12\x14\n" +
+	"\x05alpha\x18\b \x01(\x01R\x05alpha\x12\x17\n" +
+	"\ap_value\x18\t \x01(\x01R\x06pValue\x12%\n" +
+	"\x0erate_variation\x18\n" +
+	" \x01(\x01R\rrateVariation\x12\x18\n" +
+	"\acrossed\x18\v \x01(\bR\acrossed\"@\n" +
 	"\x0eVariantSamples\x12\x16\n" +
 	"\x06stable\x18\x01 \x01(\x04R\x06stable\x12\x16\n" +
 	"\x06canary\x18\x02 \x01(\x04R\x06canary\"\x9b\x05\n" +
@@ -619,33 +785,35 @@ func file_rollgate_v1_health_proto_rawDescGZIP() []byte {
 }
 
 var file_rollgate_v1_health_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_rollgate_v1_health_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_rollgate_v1_health_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_rollgate_v1_health_proto_goTypes = []any{
 	(Verdict)(0),                  // 0: rollgate.v1.Verdict
 	(Recommendation)(0),           // 1: rollgate.v1.Recommendation
 	(Decision)(0),                 // 2: rollgate.v1.Decision
 	(*GateStatus)(nil),            // 3: rollgate.v1.GateStatus
-	(*VariantSamples)(nil),        // 4: rollgate.v1.VariantSamples
-	(*RolloutHealth)(nil),         // 5: rollgate.v1.RolloutHealth
-	(Action)(0),                   // 6: rollgate.v1.Action
-	(Stage)(0),                    // 7: rollgate.v1.Stage
-	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
+	(*SequentialEvidence)(nil),    // 4: rollgate.v1.SequentialEvidence
+	(*VariantSamples)(nil),        // 5: rollgate.v1.VariantSamples
+	(*RolloutHealth)(nil),         // 6: rollgate.v1.RolloutHealth
+	(Action)(0),                   // 7: rollgate.v1.Action
+	(Stage)(0),                    // 8: rollgate.v1.Stage
+	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
 }
 var file_rollgate_v1_health_proto_depIdxs = []int32{
-	0, // 0: rollgate.v1.GateStatus.verdict:type_name -> rollgate.v1.Verdict
-	6, // 1: rollgate.v1.GateStatus.on_breach:type_name -> rollgate.v1.Action
-	1, // 2: rollgate.v1.RolloutHealth.recommendation:type_name -> rollgate.v1.Recommendation
-	3, // 3: rollgate.v1.RolloutHealth.gates:type_name -> rollgate.v1.GateStatus
-	4, // 4: rollgate.v1.RolloutHealth.samples:type_name -> rollgate.v1.VariantSamples
-	7, // 5: rollgate.v1.RolloutHealth.stage:type_name -> rollgate.v1.Stage
-	2, // 6: rollgate.v1.RolloutHealth.next_action:type_name -> rollgate.v1.Decision
-	8, // 7: rollgate.v1.RolloutHealth.next_action_at:type_name -> google.protobuf.Timestamp
-	8, // 8: rollgate.v1.RolloutHealth.evaluated_at:type_name -> google.protobuf.Timestamp
-	9, // [9:9] is the sub-list for method output_type
-	9, // [9:9] is the sub-list for method input_type
-	9, // [9:9] is the sub-list for extension type_name
-	9, // [9:9] is the sub-list for extension extendee
-	0, // [0:9] is the sub-list for field type_name
+	0,  // 0: rollgate.v1.GateStatus.verdict:type_name -> rollgate.v1.Verdict
+	7,  // 1: rollgate.v1.GateStatus.on_breach:type_name -> rollgate.v1.Action
+	4,  // 2: rollgate.v1.GateStatus.sequential:type_name -> rollgate.v1.SequentialEvidence
+	1,  // 3: rollgate.v1.RolloutHealth.recommendation:type_name -> rollgate.v1.Recommendation
+	3,  // 4: rollgate.v1.RolloutHealth.gates:type_name -> rollgate.v1.GateStatus
+	5,  // 5: rollgate.v1.RolloutHealth.samples:type_name -> rollgate.v1.VariantSamples
+	8,  // 6: rollgate.v1.RolloutHealth.stage:type_name -> rollgate.v1.Stage
+	2,  // 7: rollgate.v1.RolloutHealth.next_action:type_name -> rollgate.v1.Decision
+	9,  // 8: rollgate.v1.RolloutHealth.next_action_at:type_name -> google.protobuf.Timestamp
+	9,  // 9: rollgate.v1.RolloutHealth.evaluated_at:type_name -> google.protobuf.Timestamp
+	10, // [10:10] is the sub-list for method output_type
+	10, // [10:10] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_rollgate_v1_health_proto_init() }
@@ -661,7 +829,7 @@ func file_rollgate_v1_health_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rollgate_v1_health_proto_rawDesc), len(file_rollgate_v1_health_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   3,
+			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

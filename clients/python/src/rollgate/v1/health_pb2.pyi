@@ -55,7 +55,7 @@ DECISION_ROLLBACK: Decision
 DECISION_EMERGENCY_STOP: Decision
 
 class GateStatus(_message.Message):
-    __slots__ = ("name", "kind", "observed", "threshold", "baseline", "samples", "verdict", "consecutive_breaches", "message", "on_breach")
+    __slots__ = ("name", "kind", "observed", "threshold", "baseline", "samples", "verdict", "consecutive_breaches", "message", "on_breach", "sequential")
     NAME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     OBSERVED_FIELD_NUMBER: _ClassVar[int]
@@ -66,6 +66,7 @@ class GateStatus(_message.Message):
     CONSECUTIVE_BREACHES_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     ON_BREACH_FIELD_NUMBER: _ClassVar[int]
+    SEQUENTIAL_FIELD_NUMBER: _ClassVar[int]
     name: str
     kind: str
     observed: float
@@ -76,7 +77,34 @@ class GateStatus(_message.Message):
     consecutive_breaches: int
     message: str
     on_breach: _rollout_pb2.Action
-    def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., observed: _Optional[float] = ..., threshold: _Optional[float] = ..., baseline: _Optional[float] = ..., samples: _Optional[int] = ..., verdict: _Optional[_Union[Verdict, str]] = ..., consecutive_breaches: _Optional[int] = ..., message: _Optional[str] = ..., on_breach: _Optional[_Union[_rollout_pb2.Action, str]] = ...) -> None: ...
+    sequential: SequentialEvidence
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., observed: _Optional[float] = ..., threshold: _Optional[float] = ..., baseline: _Optional[float] = ..., samples: _Optional[int] = ..., verdict: _Optional[_Union[Verdict, str]] = ..., consecutive_breaches: _Optional[int] = ..., message: _Optional[str] = ..., on_breach: _Optional[_Union[_rollout_pb2.Action, str]] = ..., sequential: _Optional[_Union[SequentialEvidence, _Mapping]] = ...) -> None: ...
+
+class SequentialEvidence(_message.Message):
+    __slots__ = ("bound", "look", "planned_looks", "statistic", "boundary", "expected", "spent_share", "alpha", "p_value", "rate_variation", "crossed")
+    BOUND_FIELD_NUMBER: _ClassVar[int]
+    LOOK_FIELD_NUMBER: _ClassVar[int]
+    PLANNED_LOOKS_FIELD_NUMBER: _ClassVar[int]
+    STATISTIC_FIELD_NUMBER: _ClassVar[int]
+    BOUNDARY_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_FIELD_NUMBER: _ClassVar[int]
+    SPENT_SHARE_FIELD_NUMBER: _ClassVar[int]
+    ALPHA_FIELD_NUMBER: _ClassVar[int]
+    P_VALUE_FIELD_NUMBER: _ClassVar[int]
+    RATE_VARIATION_FIELD_NUMBER: _ClassVar[int]
+    CROSSED_FIELD_NUMBER: _ClassVar[int]
+    bound: str
+    look: int
+    planned_looks: int
+    statistic: int
+    boundary: int
+    expected: float
+    spent_share: float
+    alpha: float
+    p_value: float
+    rate_variation: float
+    crossed: bool
+    def __init__(self, bound: _Optional[str] = ..., look: _Optional[int] = ..., planned_looks: _Optional[int] = ..., statistic: _Optional[int] = ..., boundary: _Optional[int] = ..., expected: _Optional[float] = ..., spent_share: _Optional[float] = ..., alpha: _Optional[float] = ..., p_value: _Optional[float] = ..., rate_variation: _Optional[float] = ..., crossed: _Optional[bool] = ...) -> None: ...
 
 class VariantSamples(_message.Message):
     __slots__ = ("stable", "canary")

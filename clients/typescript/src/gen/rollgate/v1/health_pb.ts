@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file rollgate/v1/health.proto.
  */
 export const file_rollgate_v1_health: GenFile = /*@__PURE__*/
-  fileDesc("Chhyb2xsZ2F0ZS92MS9oZWFsdGgucHJvdG8SC3JvbGxnYXRlLnYxIoACCgpHYXRlU3RhdHVzEgwKBG5hbWUYASABKAkSDAoEa2luZBgCIAEoCRIQCghvYnNlcnZlZBgDIAEoARIRCgl0aHJlc2hvbGQYBCABKAESFQoIYmFzZWxpbmUYBSABKAFIAIgBARIPCgdzYW1wbGVzGAYgASgEEiUKB3ZlcmRpY3QYByABKA4yFC5yb2xsZ2F0ZS52MS5WZXJkaWN0EhwKFGNvbnNlY3V0aXZlX2JyZWFjaGVzGAggASgNEg8KB21lc3NhZ2UYCSABKAkSJgoJb25fYnJlYWNoGAogASgOMhMucm9sbGdhdGUudjEuQWN0aW9uQgsKCV9iYXNlbGluZSIwCg5WYXJpYW50U2FtcGxlcxIOCgZzdGFibGUYASABKAQSDgoGY2FuYXJ5GAIgASgEIvADCg1Sb2xsb3V0SGVhbHRoEg8KB3JvbGxvdXQYASABKAkSDQoFc2NvcmUYAiABKAESMwoOcmVjb21tZW5kYXRpb24YAyABKA4yGy5yb2xsZ2F0ZS52MS5SZWNvbW1lbmRhdGlvbhImCgVnYXRlcxgEIAMoCzIXLnJvbGxnYXRlLnYxLkdhdGVTdGF0dXMSHAoUY29uc2VjdXRpdmVfYnJlYWNoZXMYBSABKA0SLAoHc2FtcGxlcxgGIAEoCzIbLnJvbGxnYXRlLnYxLlZhcmlhbnRTYW1wbGVzEiEKBXN0YWdlGAcgASgOMhIucm9sbGdhdGUudjEuU3RhZ2USEQoJd2VpZ2h0X2JwGAggASgNEhQKDGN1cnJlbnRfc3RlcBgJIAEoDRIOCgZwYXVzZWQYCiABKAgSKgoLbmV4dF9hY3Rpb24YCyABKA4yFS5yb2xsZ2F0ZS52MS5EZWNpc2lvbhIyCg5uZXh0X2FjdGlvbl9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMZXZhbHVhdGVkX2F0GA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIXCg9yb2xsb3V0X3ZlcnNpb24YDiABKAQSDwoHbWVzc2FnZRgPIAEoCSpyCgdWZXJkaWN0EhcKE1ZFUkRJQ1RfVU5TUEVDSUZJRUQQABIQCgxWRVJESUNUX1BBU1MQARIQCgxWRVJESUNUX1dBUk4QAhIQCgxWRVJESUNUX0ZBSUwQAxIYChRWRVJESUNUX0lOQ09OQ0xVU0lWRRAEKoUBCg5SZWNvbW1lbmRhdGlvbhIeChpSRUNPTU1FTkRBVElPTl9VTlNQRUNJRklFRBAAEhoKFlJFQ09NTUVOREFUSU9OX0hFQUxUSFkQARIaChZSRUNPTU1FTkRBVElPTl9NT05JVE9SEAISGwoXUkVDT01NRU5EQVRJT05fUk9MTEJBQ0sQAyrJAQoIRGVjaXNpb24SGAoUREVDSVNJT05fVU5TUEVDSUZJRUQQABIVChFERUNJU0lPTl9DT05USU5VRRABEhQKEERFQ0lTSU9OX1BST01PVEUQAhIRCg1ERUNJU0lPTl9IT0xEEAMSFgoSREVDSVNJT05fU1RFUF9CQUNLEAQSFwoTREVDSVNJT05fU0NBTEVfRE9XThAFEhUKEURFQ0lTSU9OX1JPTExCQUNLEAYSGwoXREVDSVNJT05fRU1FUkdFTkNZX1NUT1AQB2IGcHJvdG8z", [file_google_protobuf_timestamp, file_rollgate_v1_rollout]);
+  fileDesc("Chhyb2xsZ2F0ZS92MS9oZWFsdGgucHJvdG8SC3JvbGxnYXRlLnYxIrUCCgpHYXRlU3RhdHVzEgwKBG5hbWUYASABKAkSDAoEa2luZBgCIAEoCRIQCghvYnNlcnZlZBgDIAEoARIRCgl0aHJlc2hvbGQYBCABKAESFQoIYmFzZWxpbmUYBSABKAFIAIgBARIPCgdzYW1wbGVzGAYgASgEEiUKB3ZlcmRpY3QYByABKA4yFC5yb2xsZ2F0ZS52MS5WZXJkaWN0EhwKFGNvbnNlY3V0aXZlX2JyZWFjaGVzGAggASgNEg8KB21lc3NhZ2UYCSABKAkSJgoJb25fYnJlYWNoGAogASgOMhMucm9sbGdhdGUudjEuQWN0aW9uEjMKCnNlcXVlbnRpYWwYCyABKAsyHy5yb2xsZ2F0ZS52MS5TZXF1ZW50aWFsRXZpZGVuY2VCCwoJX2Jhc2VsaW5lIt0BChJTZXF1ZW50aWFsRXZpZGVuY2USDQoFYm91bmQYASABKAkSDAoEbG9vaxgCIAEoDRIVCg1wbGFubmVkX2xvb2tzGAMgASgNEhEKCXN0YXRpc3RpYxgEIAEoBBIQCghib3VuZGFyeRgFIAEoAxIQCghleHBlY3RlZBgGIAEoARITCgtzcGVudF9zaGFyZRgHIAEoARINCgVhbHBoYRgIIAEoARIPCgdwX3ZhbHVlGAkgASgBEhYKDnJhdGVfdmFyaWF0aW9uGAogASgBEg8KB2Nyb3NzZWQYCyABKAgiMAoOVmFyaWFudFNhbXBsZXMSDgoGc3RhYmxlGAEgASgEEg4KBmNhbmFyeRgCIAEoBCLwAwoNUm9sbG91dEhlYWx0aBIPCgdyb2xsb3V0GAEgASgJEg0KBXNjb3JlGAIgASgBEjMKDnJlY29tbWVuZGF0aW9uGAMgASgOMhsucm9sbGdhdGUudjEuUmVjb21tZW5kYXRpb24SJgoFZ2F0ZXMYBCADKAsyFy5yb2xsZ2F0ZS52MS5HYXRlU3RhdHVzEhwKFGNvbnNlY3V0aXZlX2JyZWFjaGVzGAUgASgNEiwKB3NhbXBsZXMYBiABKAsyGy5yb2xsZ2F0ZS52MS5WYXJpYW50U2FtcGxlcxIhCgVzdGFnZRgHIAEoDjISLnJvbGxnYXRlLnYxLlN0YWdlEhEKCXdlaWdodF9icBgIIAEoDRIUCgxjdXJyZW50X3N0ZXAYCSABKA0SDgoGcGF1c2VkGAogASgIEioKC25leHRfYWN0aW9uGAsgASgOMhUucm9sbGdhdGUudjEuRGVjaXNpb24SMgoObmV4dF9hY3Rpb25fYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKDGV2YWx1YXRlZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFwoPcm9sbG91dF92ZXJzaW9uGA4gASgEEg8KB21lc3NhZ2UYDyABKAkqcgoHVmVyZGljdBIXChNWRVJESUNUX1VOU1BFQ0lGSUVEEAASEAoMVkVSRElDVF9QQVNTEAESEAoMVkVSRElDVF9XQVJOEAISEAoMVkVSRElDVF9GQUlMEAMSGAoUVkVSRElDVF9JTkNPTkNMVVNJVkUQBCqFAQoOUmVjb21tZW5kYXRpb24SHgoaUkVDT01NRU5EQVRJT05fVU5TUEVDSUZJRUQQABIaChZSRUNPTU1FTkRBVElPTl9IRUFMVEhZEAESGgoWUkVDT01NRU5EQVRJT05fTU9OSVRPUhACEhsKF1JFQ09NTUVOREFUSU9OX1JPTExCQUNLEAMqyQEKCERlY2lzaW9uEhgKFERFQ0lTSU9OX1VOU1BFQ0lGSUVEEAASFQoRREVDSVNJT05fQ09OVElOVUUQARIUChBERUNJU0lPTl9QUk9NT1RFEAISEQoNREVDSVNJT05fSE9MRBADEhYKEkRFQ0lTSU9OX1NURVBfQkFDSxAEEhcKE0RFQ0lTSU9OX1NDQUxFX0RPV04QBRIVChFERUNJU0lPTl9ST0xMQkFDSxAGEhsKF0RFQ0lTSU9OX0VNRVJHRU5DWV9TVE9QEAdiBnByb3RvMw", [file_google_protobuf_timestamp, file_rollgate_v1_rollout]);
 
 /**
  * GateStatus is one gate's latest evaluation.
@@ -87,6 +87,14 @@ export type GateStatus = Message<"rollgate.v1.GateStatus"> & {
    * @generated from field: rollgate.v1.Action on_breach = 10;
    */
   onBreach: Action;
+
+  /**
+   * The evidence of a sequential gate (error_rate with confidence): its test against the
+   * boundary at the current look. Absent for other gates.
+   *
+   * @generated from field: rollgate.v1.SequentialEvidence sequential = 11;
+   */
+  sequential?: SequentialEvidence | undefined;
 };
 
 /**
@@ -95,6 +103,100 @@ export type GateStatus = Message<"rollgate.v1.GateStatus"> & {
  */
 export const GateStatusSchema: GenMessage<GateStatus> = /*@__PURE__*/
   messageDesc(file_rollgate_v1_health, 0);
+
+/**
+ * SequentialEvidence is where a sequential error-rate test stands: the canary's errors since
+ * the canary version started against the boundary of the current look, and the share of the
+ * false-rollback budget (1 - confidence) spent. Crossing the boundary rolls back at once.
+ *
+ * @generated from message rollgate.v1.SequentialEvidence
+ */
+export type SequentialEvidence = Message<"rollgate.v1.SequentialEvidence"> & {
+  /**
+   * The bound tested: "max_ratio" (against the stable) or "max".
+   *
+   * @generated from field: string bound = 1;
+   */
+  bound: string;
+
+  /**
+   * Looks taken so far; the last one is the current look.
+   *
+   * @generated from field: uint32 look = 2;
+   */
+  look: number;
+
+  /**
+   * Looks the budget is planned over (most of it is spent by the 6th).
+   *
+   * @generated from field: uint32 planned_looks = 3;
+   */
+  plannedLooks: number;
+
+  /**
+   * The canary's errors in the test.
+   *
+   * @generated from field: uint64 statistic = 4;
+   */
+  statistic: bigint;
+
+  /**
+   * The count the statistic had to reach at the current look; -1 before any look.
+   *
+   * @generated from field: int64 boundary = 5;
+   */
+  boundary: bigint;
+
+  /**
+   * The statistic expected if the canary were exactly at the bound.
+   *
+   * @generated from field: double expected = 6;
+   */
+  expected: number;
+
+  /**
+   * Share of this bound's false-rollback budget spent, 0..1.
+   *
+   * @generated from field: double spent_share = 7;
+   */
+  spentShare: number;
+
+  /**
+   * This bound's false-rollback budget.
+   *
+   * @generated from field: double alpha = 8;
+   */
+  alpha: number;
+
+  /**
+   * Probability, if the canary were at the bound, of reaching this look with at least this many errors.
+   *
+   * @generated from field: double p_value = 9;
+   */
+  pValue: number;
+
+  /**
+   * Estimated squared coefficient of variation of per-interval error rates beyond binomial
+   * noise (0: none); the test widens by it.
+   *
+   * @generated from field: double rate_variation = 10;
+   */
+  rateVariation: number;
+
+  /**
+   * True once the statistic crossed a boundary.
+   *
+   * @generated from field: bool crossed = 11;
+   */
+  crossed: boolean;
+};
+
+/**
+ * Describes the message rollgate.v1.SequentialEvidence.
+ * Use `create(SequentialEvidenceSchema)` to create a new message.
+ */
+export const SequentialEvidenceSchema: GenMessage<SequentialEvidence> = /*@__PURE__*/
+  messageDesc(file_rollgate_v1_health, 1);
 
 /**
  * VariantSamples counts outcomes in the window per variant.
@@ -118,7 +220,7 @@ export type VariantSamples = Message<"rollgate.v1.VariantSamples"> & {
  * Use `create(VariantSamplesSchema)` to create a new message.
  */
 export const VariantSamplesSchema: GenMessage<VariantSamples> = /*@__PURE__*/
-  messageDesc(file_rollgate_v1_health, 1);
+  messageDesc(file_rollgate_v1_health, 2);
 
 /**
  * RolloutHealth explains a rollout's current judgement.
@@ -218,7 +320,7 @@ export type RolloutHealth = Message<"rollgate.v1.RolloutHealth"> & {
  * Use `create(RolloutHealthSchema)` to create a new message.
  */
 export const RolloutHealthSchema: GenMessage<RolloutHealth> = /*@__PURE__*/
-  messageDesc(file_rollgate_v1_health, 2);
+  messageDesc(file_rollgate_v1_health, 3);
 
 /**
  * Verdict is the outcome of one gate at one evaluation.
