@@ -20,6 +20,8 @@ import { INTERVAL_MS, sequentialRollout, simulate, type Figures, type Scenario }
 
 const RUNS = Number(process.env.SEQUENTIAL_RUNS ?? 3000);
 const OTHER_RUNS = Math.max(300, Math.round(RUNS / 4));
+/** Larger runs (SEQUENTIAL_RUNS) take proportionally longer. */
+const TIMEOUT = 120_000 * Math.max(1, RUNS / 3000);
 const base = { canaryN: 100, stableN: 1900, stableRate: 0.01, ratio: 1, evaluations: 20 } satisfies Scenario;
 
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
@@ -42,7 +44,7 @@ function table(title: string, rows: string[][]): string {
 }
 
 describe("sequential judgement quality (seeded simulation)", () => {
-  it("n_s 1,900: ≤ 1% false rollbacks over 20 evaluations; 3× canaries caught within 6 and fast on average", { timeout: 120_000 }, () => {
+  it("n_s 1,900: ≤ 1% false rollbacks over 20 evaluations; 3× canaries caught within 6 and fast on average", { timeout: TIMEOUT }, () => {
     const healthy = simulate(base, RUNS, 18_001);
     const bad = simulate({ ...base, ratio: 3 }, RUNS, 18_002);
     const rows = [
@@ -66,7 +68,7 @@ describe("sequential judgement quality (seeded simulation)", () => {
     expect(s.meanEvaluations).toBeLessThan(bad.today.meanEvaluations - 1);
   });
 
-  it("bursty errors (CV 0.5): the widened test keeps false rollbacks near 2% and still catches most 3× canaries within 6", { timeout: 120_000 }, () => {
+  it("bursty errors (CV 0.5): the widened test keeps false rollbacks near 2% and still catches most 3× canaries within 6", { timeout: TIMEOUT }, () => {
     const healthy = simulate({ ...base, burstCv: 0.5 }, RUNS, 18_003);
     const bad = simulate({ ...base, ratio: 3, burstCv: 0.5 }, RUNS, 18_004);
     console.log(table(`bursty errors, CV 0.5, ${RUNS} rollouts per cell`, [row("sequential, healthy", healthy.sequential), row("today's rule, healthy", healthy.today), row("sequential, 3×", bad.sequential, bad.fixed6), row("today's rule, 3×", bad.today)]));
@@ -76,7 +78,7 @@ describe("sequential judgement quality (seeded simulation)", () => {
     expect(bad.sequential.within6).toBeGreaterThanOrEqual(0.65 - 2 * Math.sqrt(0.65 * 0.35 / RUNS));
   });
 
-  it("prints the figures at n_s 100, 900, 1,900 for 1.5×, 2×, 3×, 5× and under stress", { timeout: 180_000 }, () => {
+  it("prints the figures at n_s 100, 900, 1,900 for 1.5×, 2×, 3×, 5× and under stress", { timeout: 1.5 * TIMEOUT }, () => {
     const rows: string[][] = [];
     let seed = 18_100;
     const bound: string[] = [];
