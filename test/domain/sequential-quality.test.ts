@@ -14,12 +14,12 @@ import { INTERVAL_MS, sequentialRollout, simulate, type Figures, type Scenario }
  *
  * The cells the assertions rest on run SEQUENTIAL_RUNS times (default 3,000: the Monte-Carlo
  * standard error of a 1% rate is then 0.18 points, printed beside it, and each assertion leaves
- * two of them); the others a quarter as often (at least 300). `SEQUENTIAL_RUNS=40000 npx vitest run
+ * two of them); the others a quarter as often (at least 200). `SEQUENTIAL_RUNS=40000 npx vitest run
  * test/domain/sequential-quality.test.ts` prints the figures docs/judgement.md records.
  */
 
 const RUNS = Number(process.env.SEQUENTIAL_RUNS ?? 3000);
-const OTHER_RUNS = Math.max(300, Math.round(RUNS / 4));
+const OTHER_RUNS = Math.max(200, Math.round(RUNS / 4));
 /** Larger runs (SEQUENTIAL_RUNS) take proportionally longer. */
 const TIMEOUT = 120_000 * Math.max(1, RUNS / 3000);
 const base = { canaryN: 100, stableN: 1900, stableRate: 0.01, ratio: 1, evaluations: 20 } satisfies Scenario;
