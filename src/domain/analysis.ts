@@ -30,6 +30,10 @@ import { isSequential, parseSequentialAnalysis, runSequentialGates, type Sequent
  *   never sooner than the same number of failures in a row would be). Invariant gates act at
  *   their first failure. After acting, the gate's counts start afresh (so an action that is
  *   not applied, e.g. in dry run, repeats every `consecutiveBreaches` evaluations).
+ * - Sequential gates (error_rate with confidence; sequential-gate.ts, docs/judgement.md) are
+ *   judged on the buckets closed since the last evaluation by one test per canary version (it
+ *   survives step changes); a boundary crossing acts at once, at the look that crossed, without
+ *   consecutiveBreaches, and only then. In the grace period their data are folded in, unjudged.
  * - on_breach: ROLLBACK → "rollback", HALT → "emergency_stop", STEP_BACK → "step_back",
  *   SCALE_DOWN → "scale_down", HOLD → "hold" and pause, NOTIFY → no action (the gate is still
  *   in `triggeredBy`, so the engine audits it). When several act, the most severe wins:
