@@ -133,19 +133,27 @@ export function foldDispersion(d: DispersionState, errors: number, n: number): D
 export const WIDENING = 3;
 
 /**
+ * How many standard errors above binomial noise the stable's successive differences must be
+ * before κ is used: 2, so that a steady service rarely pays for a correction it does not need
+ * (with 1, spurious widenings cost steady traffic 1.5 points of detection within 6; with 2, 1
+ * point), while a CV of 0.5 (differences ~5× binomial) is still seen within a few intervals.
+ */
+export const DISPERSION_EVIDENCE = 2;
+
+/**
  * Returns κ, the estimated squared coefficient of variation of the per-interval error rate
  * beyond binomial noise: from successive differences of the stable's per-interval rates
  * (so that a slow drift shared by both variants is not mistaken for it), E[(r_j − r_{j−1})²]
  * = p(1 − p)(1/n_j + 1/n_{j−1}) + 2κp²; 0 until the stable has shown two intervals and while
- * the differences are within one standard error of binomial noise (so that a steady service
- * loses no power to a correction it does not need).
+ * the differences are within DISPERSION_EVIDENCE standard errors of binomial noise (so that a
+ * steady service loses little power to a correction it does not need).
  */
 export function rateVariation(d: DispersionState): number {
   const p = d.n > 0 ? d.errors / d.n : 0;
   if (p <= 0 || d.pairs === 0) return 0;
   const binomialPart = p * (1 - p) * d.sumInv;
-  // Only variation the binomial noise cannot explain: the observed sum of squares more than one standard error above the binomial one.
-  if (d.sumSq / binomialPart <= 1 + Math.sqrt(2 / d.pairs)) return 0;
+  // Only variation the binomial noise cannot explain: the observed sum of squares more than DISPERSION_EVIDENCE standard errors above the binomial one.
+  if (d.sumSq / binomialPart <= 1 + DISPERSION_EVIDENCE * Math.sqrt(2 / d.pairs)) return 0;
   return Math.max(0, (d.sumSq - binomialPart) / (2 * p * p * d.pairs));
 }
 

@@ -28,16 +28,16 @@ export const PLANNED_LOOKS = 20;
 const NEGLIGIBLE = 1e-17;
 
 /**
- * Returns α(k), the share of the budget α that may be spent by look k (1-based): 85% by look
- * 6 (as (k/6)^1.5, so the first look spends 5.8%), 95% by look 20 (linear from 6), and the last 5%
+ * Returns α(k), the share of the budget α that may be spent by look k (1-based): 90% by look
+ * 6 (as (k/6)^1.5, so the first look spends 6.1%), 97% by look 20 (linear from 6), and the last 3%
  * past the planned horizon with a half-life of 10 looks, so that the test keeps some power
  * for a canary that turns bad late while its total stays below α.
  */
 export function alphaSpending(alpha: number, look: number): number {
   if (look <= 0) return 0;
-  const early = 0.85 * Math.min(1, look / 6) ** 1.5;
-  const middle = 0.1 * Math.min(1, Math.max(0, (look - 6) / (PLANNED_LOOKS - 6)));
-  const late = 0.05 * (1 - 2 ** (-Math.max(0, look - PLANNED_LOOKS) / 10));
+  const early = 0.9 * Math.min(1, look / 6) ** 1.5;
+  const middle = 0.07 * Math.min(1, Math.max(0, (look - 6) / (PLANNED_LOOKS - 6)));
+  const late = 0.03 * (1 - 2 ** (-Math.max(0, look - PLANNED_LOOKS) / 10));
   return alpha * (early + middle + late);
 }
 
