@@ -12,16 +12,17 @@ import { INTERVAL_MS, sequentialRollout, simulate, type Figures, type Scenario }
  * confidence: 0.99 }` (min_samples 100) beside today's rule (`max_ratio 1.2`, confidence 0.995,
  * a 12-interval window, 2 failures in a row) and the best single look.
  *
- * The cells the assertions rest on run SEQUENTIAL_RUNS times (default 3,000: the Monte-Carlo
- * standard error of a 1% rate is then 0.18 points, printed beside it, and each assertion leaves
- * two of them); the others a quarter as often (at least 200). `SEQUENTIAL_RUNS=40000 npx vitest run
- * test/domain/sequential-quality.test.ts` prints the figures docs/judgement.md records.
+ * The cells the assertions rest on run SEQUENTIAL_RUNS times (default 2,000: the Monte-Carlo
+ * standard error of a 1% rate is then 0.22 points, printed beside it, and each assertion leaves
+ * two of them); the others an eighth as often (at least 200). `SEQUENTIAL_RUNS=40000 npx vitest run
+ * test/domain/sequential-quality.test.ts` prints the figures docs/judgement.md records. The seeds
+ * here (18_001…) are not the ones the constants were calibrated on (91_000…, docs/judgement.md).
  */
 
-const RUNS = Number(process.env.SEQUENTIAL_RUNS ?? 3000);
-const OTHER_RUNS = Math.max(200, Math.round(RUNS / 4));
+const RUNS = Number(process.env.SEQUENTIAL_RUNS ?? 2000);
+const OTHER_RUNS = Math.max(200, Math.round(RUNS / 8));
 /** Larger runs (SEQUENTIAL_RUNS) take proportionally longer. */
-const TIMEOUT = 120_000 * Math.max(1, RUNS / 3000);
+const TIMEOUT = 120_000 * Math.max(1, RUNS / 2000);
 const base = { canaryN: 100, stableN: 1900, stableRate: 0.01, ratio: 1, evaluations: 20 } satisfies Scenario;
 
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
@@ -59,22 +60,22 @@ describe("sequential judgement quality (seeded simulation)", () => {
     expect(healthy.sequential.rolledBack).toBeLessThanOrEqual(0.01 + 2 * healthy.sequential.se);
     const s = bad.sequential;
     const se6 = Math.sqrt((s.within6 * (1 - s.within6)) / s.runs);
-    // Issue 18's target is 85% within 6 and a mean of 4.5; measured at 40,000 runs: 84.8% and 4.55 (docs/judgement.md).
-    expect(s.within6).toBeGreaterThanOrEqual(0.835 - 2 * se6);
-    expect(s.meanEvaluations).toBeLessThanOrEqual(4.7);
+    // Issue 18's targets: ≥ 85% within 6 and a mean ≤ 4.5 (measured on other seeds, docs/judgement.md).
+    expect(s.within6).toBeGreaterThanOrEqual(0.85 - 2 * se6);
+    expect(s.meanEvaluations).toBeLessThanOrEqual(4.5 + 2 * s.meanSe);
     expect(s.within6).toBeGreaterThanOrEqual(0.92 * 0.9); // ≥ 0.92 × the ceiling of 90.2% for a test valid whatever the stable rate
     // Far better than today's rule, at no more false rollbacks than the budget allows.
     expect(s.within6).toBeGreaterThan(bad.today.within6 + 0.2);
     expect(s.meanEvaluations).toBeLessThan(bad.today.meanEvaluations - 1);
   });
 
-  it("bursty errors (CV 0.5): the widened test keeps false rollbacks near 2% and still catches most 3× canaries within 6", { timeout: TIMEOUT }, () => {
+  it("bursty errors (CV 0.5): the widened test keeps false rollbacks near 3% and still catches most 3× canaries within 6", { timeout: TIMEOUT }, () => {
     const healthy = simulate({ ...base, burstCv: 0.5 }, RUNS, 18_003);
     const bad = simulate({ ...base, ratio: 3, burstCv: 0.5 }, RUNS, 18_004);
     console.log(table(`bursty errors, CV 0.5, ${RUNS} rollouts per cell`, [row("sequential, healthy", healthy.sequential), row("today's rule, healthy", healthy.today), row("sequential, 3×", bad.sequential, bad.fixed6), row("today's rule, 3×", bad.today)]));
-    // Issue 18 asks ≤ 2% and ≥ 65%. Measured at 40,000 runs: 2.8% and 68% (docs/judgement.md):
-    // the 2% is missed; unwidened, the same test rolls back 4.4%. This pins the measured figure.
-    expect(healthy.sequential.rolledBack).toBeLessThanOrEqual(0.028 + 2.5 * healthy.sequential.se);
+    // Issue 18 asks ≤ 2% and ≥ 65%. The 2% is missed (docs/judgement.md, "Where the promise bends":
+    // no variant we measured meets it together with the steady targets); this pins the measured 3.2%.
+    expect(healthy.sequential.rolledBack).toBeLessThanOrEqual(0.032 + 2.5 * healthy.sequential.se);
     expect(bad.sequential.within6).toBeGreaterThanOrEqual(0.65 - 2 * Math.sqrt(0.65 * 0.35 / RUNS));
   });
 

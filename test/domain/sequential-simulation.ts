@@ -155,6 +155,8 @@ export interface Figures {
   readonly within20: number;
   /** Mean evaluation of rollback over the runs rolled back. */
   readonly meanEvaluations: number;
+  /** Standard error of `meanEvaluations`. */
+  readonly meanSe: number;
 }
 
 /** Returns the figures of a list of rollback evaluations (0 = never). */
@@ -163,6 +165,7 @@ export function figuresOf(at: readonly number[]): Figures {
   const share = (f: (x: number) => boolean) => at.filter(f).length / n;
   const rolled = share((x) => x > 0);
   const hits = at.filter((x) => x > 0);
+  const mean = hits.length === 0 ? NaN : hits.reduce((a, b) => a + b, 0) / hits.length;
   return {
     runs: n,
     rolledBack: rolled,
@@ -171,7 +174,8 @@ export function figuresOf(at: readonly number[]): Figures {
     within6: share((x) => x > 0 && x <= 6),
     within10: share((x) => x > 0 && x <= 10),
     within20: share((x) => x > 0 && x <= 20),
-    meanEvaluations: hits.length === 0 ? NaN : hits.reduce((a, b) => a + b, 0) / hits.length,
+    meanEvaluations: mean,
+    meanSe: hits.length < 2 ? NaN : Math.sqrt(hits.reduce((a, b) => a + (b - mean) ** 2, 0) / (hits.length - 1) / hits.length),
   };
 }
 
