@@ -21,7 +21,7 @@
  * Everything here is plain numbers, so a state serialises to JSON and back unchanged.
  */
 
-/** Looks the spending function plans for; past it the remaining 5% of α is spent slowly, never exhausted. */
+/** Looks the spending function plans for; past it the remaining 3% of α is spent slowly, never exhausted. */
 export const PLANNED_LOOKS = 20;
 
 /** Probability mass below which F's outer entries are dropped (upper ones counted as spent, lower ones moved up: both conservative). */
