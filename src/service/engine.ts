@@ -2,8 +2,9 @@ import type { Logger } from "pino";
 import { analysisStateChanged, evaluate, initialAnalysisState, parseAnalysisState, type AnalysisState, type Evaluation } from "../domain/analysis.js";
 import type { AuditEvent, EventType, NewEvent } from "../domain/audit-chain.js";
 import type { Clock } from "../domain/clock.js";
-import { DomainError, rolloutNotFound, type BlockingGate } from "../domain/errors.js";
-import type { DecisionType, RolloutHealth } from "../domain/health.js";
+import { acts, checkPromotion, consequence, isLive, startsAfresh } from "../domain/decision.js";
+import { DomainError, rolloutNotFound } from "../domain/errors.js";
+import { roundValue as round, type DecisionType, type RolloutHealth } from "../domain/health.js";
 import type { OutcomeSample } from "../domain/outcome.js";
 import * as machine from "../domain/rollout-machine.js";
 import type { Rollout, RolloutSpec, Variant } from "../domain/rollout.js";
@@ -155,12 +156,11 @@ export function createEngine(opts: EngineOptions) {
     const countsValid = (e.analysis.lastEvaluatedAt ?? -1) >= e.rollout.stepStartedAt;
     const stored = new Map(countsValid ? e.analysis.gates.map((g) => [g.name, g.consecutive] as const) : []);
     const gates = ev.health.gates.map((g) => ({ ...g, consecutiveBreaches: stored.get(g.name) ?? 0 }));
-    const acts = (ev.decision !== "continue" && ev.decision !== "hold") || ev.pause;
     return {
       ...ev.health,
       gates,
       consecutiveBreaches: gates.reduce((m, g) => Math.max(m, g.consecutiveBreaches), 0),
-      ...(acts ? { nextAction: ev.decision, nextActionAt: Math.max(e.nextEvalAt, now) } : {}),
+      ...(acts(ev) ? { nextAction: ev.decision, nextActionAt: Math.max(e.nextEvalAt, now) } : {}),
     };
   }
 
@@ -222,7 +222,7 @@ export function createEngine(opts: EngineOptions) {
     e.rollout = next;
     e.table = compileRoutes(next);
     const now = clock.now();
-    if ((next.stage === "rolled_back" && prev.stage !== "rolled_back") || next.canaryVersion !== prev.canaryVersion) {
+    if (startsAfresh(prev, next)) {
       clear(e.windows.canary);
       e.analysis = initialAnalysisState();
       e.analysisDirty = true;
@@ -261,42 +261,11 @@ export function createEngine(opts: EngineOptions) {
       const g = ev.gates.find((x) => x.name === name)!;
       return newEvent(e, "gate_breach", { ...evaluator, reason: `${name}: ${g.message}` }, `gate ${name} failed`, ev);
     });
-    const acts = ev.decision !== "continue" && ev.decision !== "hold";
-    let transition: machine.Transition | undefined;
-    if (!ev.dryRun && (acts || ev.pause)) {
-      const actor = { name: EVALUATOR, now };
-      switch (ev.decision) {
-        case "promote":
-          transition = machine.promote(r, "next_step", actor);
-          break;
-        case "rollback":
-          transition = machine.rollback(r, actor, true);
-          break;
-        case "emergency_stop":
-          transition = machine.halt(r, actor);
-          break;
-        case "step_back":
-          transition = machine.stepBack(r, actor);
-          break;
-        case "scale_down":
-          transition = machine.scaleDown(r, actor);
-          break;
-        case "hold":
-          transition = machine.pause(r, actor);
-          break;
-        case "continue":
-          break;
-      }
-    }
-    // A dry-run action, or a NOTIFY gate acting, changes nothing but is audited as a decision.
-    const notified = ev.triggeredBy.length > 0 && transition === undefined;
-    const decisionEvent =
-      (ev.dryRun && acts) || notified
-        ? [newEvent(e, "decision", { ...evaluator, reason: ev.dryRun && acts ? `dry run: would ${ev.decision}: ${ev.reason}` : ev.reason }, `decision ${ev.decision}`, ev)]
-        : [];
-    if (acts || ev.triggeredBy.length > 0) observer.decided?.(r.name, ev.decision, ev.dryRun);
+    const { transition, audit, decided } = consequence(r, ev, { name: EVALUATOR, now });
+    const decisionEvent = audit === undefined ? [] : [newEvent(e, "decision", { ...evaluator, reason: audit }, `decision ${ev.decision}`, ev)];
+    if (decided) observer.decided?.(r.name, ev.decision, ev.dryRun);
 
-    if (transition !== undefined && transition.unchanged !== true) {
+    if (transition !== undefined) {
       const next = transition.rollout;
       // The event shows the new state with the gate values that caused it.
       const changeEvent = newEvent({ ...e, rollout: next }, transition.type, { ...evaluator, reason: ev.reason }, transition.summary, ev);
@@ -461,25 +430,7 @@ export function createEngine(opts: EngineOptions) {
      */
     checkPromotion(name: string): void {
       const e = entryOf(name);
-      // Only a live canary has gates to answer to; other stages are refused by the state machine.
-      if (e.rollout.stage !== "canary" && e.rollout.stage !== "staging") return;
-      const blocking = preview(e).gates.filter((g) => g.verdict === "fail" || g.verdict === "inconclusive");
-      if (blocking.length === 0) return;
-      const gates: BlockingGate[] = blocking.map((g) => ({
-        name: g.name,
-        kind: g.kind,
-        onBreach: g.onBreach,
-        verdict: g.verdict.toUpperCase(),
-        observed: g.observed,
-        threshold: g.threshold,
-        samples: g.samples,
-        minSamples: g.minSamples,
-        message: g.message,
-      }));
-      const list = blocking
-        .map((g) => `${g.name} ${g.verdict.toUpperCase()}: ${g.message} (observed ${round(g.observed)}, threshold ${round(g.threshold)}, ${g.samples} samples)`)
-        .join("; ");
-      throw new DomainError("failed_precondition", `promotion of "${name}" refused by gates: ${list}; promote with force and a reason to override`, { gates });
+      checkPromotion(e.rollout, preview(e).gates);
     },
 
     /**
@@ -493,7 +444,7 @@ export function createEngine(opts: EngineOptions) {
         // the interpreter each time, and scanning 10,000 idle rollouts there cost ~1 µs apiece.
         const due: Entry[] = [];
         for (const e of entries.values()) {
-          if (now >= e.nextEvalAt && (e.rollout.stage === "canary" || e.rollout.stage === "staging")) due.push(e);
+          if (now >= e.nextEvalAt && isLive(e.rollout.stage)) due.push(e);
         }
         let evaluated = 0;
         for (const e of due) {
@@ -580,10 +531,6 @@ export function createEngine(opts: EngineOptions) {
       await serial(async () => undefined);
     },
   };
-}
-
-function round(v: number): number {
-  return Number.isFinite(v) ? Math.round(v * 1e6) / 1e6 : v;
 }
 
 /** The engine type. */
