@@ -493,13 +493,6 @@ export function createEngine(opts: EngineOptions) {
       await store.flushWindows({ buckets, cleared, analysis, expired, ...(sweep ? { expireBeforeMs: now - STORE_RETENTION_MS } : {}) });
     },
 
-    /** Returns where a rollout's windows stand (for tests and diagnostics). */
-    windowCounts(name: string): Record<Variant, number> {
-      const e = entryOf(name);
-      const now = clock.now();
-      return { stable: aggregate(e.windows.stable, now).count, canary: aggregate(e.windows.canary, now).count };
-    },
-
     /** Returns events after a sequence number, oldest first. */
     listEvents(rollout: string | undefined, afterSeq: number, limit: number): Promise<AuditEvent[]> {
       return store.listEvents(rollout === undefined ? { afterSeq, limit } : { rollout, afterSeq, limit });
