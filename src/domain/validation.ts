@@ -160,7 +160,8 @@ function normalizeAnalysis(field: string, a: Partial<Analysis>): Analysis {
   const check = (name: string, ms: number | undefined, rule: (v: number) => boolean, text: string) => {
     if (ms !== undefined && !rule(ms)) throw invalidArgument(`${field}.${name}`, text);
   };
-  check("interval", a.intervalMs, (v) => v === 0 || (v >= LIMITS.minIntervalMs && v <= LIMITS.maxIntervalMs), "must be 1s..1h");
+  // Unset (undefined) means the default; a 0 written by hand is a mistake, not "the default".
+  check("interval", a.intervalMs, (v) => v >= LIMITS.minIntervalMs && v <= LIMITS.maxIntervalMs, "must be 1s..1h");
   check("window", a.windowMs, (v) => v >= 0 && v <= LIMITS.maxWindowMs, "must be at most 24h");
   check("grace_period", a.gracePeriodMs, (v) => v >= 0 && v <= LIMITS.maxWindowMs, "must be 0..24h");
   check("no_data_timeout", a.noDataTimeoutMs, (v) => v >= 0 && v <= LIMITS.maxWindowMs, "must be 0..24h");

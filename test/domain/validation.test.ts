@@ -26,6 +26,18 @@ function refusal(i: RolloutSpecInput): string {
   throw new Error("expected INVALID_ARGUMENT");
 }
 
+describe("normalizeSpec: analysis interval", () => {
+  it("refuses an interval of 0 (a mistake, not the default) and below 1 s", () => {
+    expect(refusal(input({ analysis: { intervalMs: 0 } }))).toBe("rollout.analysis.interval: must be 1s..1h");
+    expect(refusal(input({ analysis: { intervalMs: 999 } }))).toBe("rollout.analysis.interval: must be 1s..1h");
+  });
+
+  it("takes the default when the interval is unset", () => {
+    expect(normalizeSpec(input({ analysis: { windowMs: 60_000 } }), "rollout").analysis.intervalMs).toBe(ANALYSIS_DEFAULTS.intervalMs);
+    expect(normalizeSpec(input({ analysis: { intervalMs: 1000 } }), "rollout").analysis.intervalMs).toBe(1000);
+  });
+});
+
 describe("normalizeSpec: one home for every default", () => {
   it("fills the ramp, the salt and the analysis settings", () => {
     const spec = normalizeSpec(input(), "rollout");
