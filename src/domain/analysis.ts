@@ -163,6 +163,15 @@ function stepKey(r: Rollout): string {
   return `${r.stage}/${r.currentStep}/${r.weightBp}/${r.stepStartedAt}`;
 }
 
+/**
+ * Returns true when a state's counts belong to the rollout's current step (stage, step, weight
+ * and stepStartedAt all as when they were counted); otherwise the next evaluation starts them
+ * afresh, and a view between evaluations must show them as 0.
+ */
+export function countsBelongTo(state: AnalysisState, r: Rollout): boolean {
+  return state.step === stepKey(r);
+}
+
 interface Acting {
   readonly gate: GateResult;
   readonly want: DecisionType | undefined;
@@ -174,7 +183,7 @@ export function evaluate(input: EvaluationInput): Evaluation {
   const { rollout: r, canary, stable, now } = input;
   const a = r.analysis;
   const step = stepKey(r);
-  const prev = input.state.step === step ? input.state : { ...input.state, step, gates: [] };
+  const prev = countsBelongTo(input.state, r) ? input.state : { ...input.state, step, gates: [] };
   const prevGates = new Map(prev.gates.map((g) => [g.name, g]));
   const lastCanaryOutcomeAt = latest(prev.lastCanaryOutcomeAt, canary.lastOutcomeAt);
   const results = r.gates.map((g) => evaluateGate(g, canary, stable));

@@ -351,6 +351,25 @@ describe("Health and WatchHealth", () => {
     expect(Number(bad.nextActionAt!.seconds) * 1000).toBe(env.clock.now() + 10 * SEC);
   });
 
+  it("shows fresh breach counts right after a SetWeight, as the evaluator counts them", async () => {
+    env = await serviceEnv();
+    await env.rollouts.createRollout({ rollout: rollout("sw", { gates: [errorGate(0.05)], analysis: { consecutiveBreaches: 3 } }) });
+    const r = rng(21);
+    await env.decisions.recordOutcome({ rollout: "sw", outcomes: [...outcomes(Variant.CANARY, 200, 0.3, r), ...outcomes(Variant.STABLE, 200, 0.01, r)] });
+    await interval();
+    const before = (await env.decisions.health({ rollout: "sw" })).health!;
+    expect(before.gates[0]!.consecutiveBreaches).toBe(1);
+    // A new weight is a new step for the evaluator: its counts start afresh, and Health says so.
+    await env.rollouts.setWeight({ name: "sw", weightBp: 700, reason: "try 7%" });
+    const after = (await env.decisions.health({ rollout: "sw" })).health!;
+    expect(after).toMatchObject({ weightBp: 700, consecutiveBreaches: 0 });
+    expect(after.gates[0]).toMatchObject({ verdict: Verdict.FAIL, consecutiveBreaches: 0 });
+    await interval();
+    const next = (await env.decisions.health({ rollout: "sw" })).health!;
+    expect(next.gates[0]!.consecutiveBreaches).toBe(1);
+    expect((await env.rollouts.getRollout({ name: "sw" })).rollout!.stage).toBe(Stage.CANARY);
+  });
+
   it("streams the current health first, then every evaluation, with seq", async () => {
     env = await serviceEnv();
     await env.rollouts.createRollout({ rollout: rollout("w", { gates: [errorGate(0.05)], analysis: { consecutiveBreaches: 1 } }) });

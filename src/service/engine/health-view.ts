@@ -1,4 +1,4 @@
-import { evaluate, type Evaluation } from "../../domain/analysis.js";
+import { countsBelongTo, evaluate, type Evaluation } from "../../domain/analysis.js";
 import { acts } from "../../domain/decision.js";
 import type { RolloutHealth } from "../../domain/health.js";
 import { aggregate } from "../../domain/sliding-window.js";
@@ -29,8 +29,8 @@ export function preview(e: Entry, now: number): Evaluation {
  */
 export function healthView(e: Entry, now: number): RolloutHealth {
   const ev = preview(e, now);
-  const countsValid = (e.analysis.lastEvaluatedAt ?? -1) >= e.rollout.stepStartedAt;
-  const stored = new Map(countsValid ? e.analysis.gates.map((g) => [g.name, g.consecutive] as const) : []);
+  // The same test the evaluator uses: counts of an earlier step (or weight) are not this step's.
+  const stored = new Map(countsBelongTo(e.analysis, e.rollout) ? e.analysis.gates.map((g) => [g.name, g.consecutive] as const) : []);
   const gates = ev.health.gates.map((g) => ({ ...g, consecutiveBreaches: stored.get(g.name) ?? 0 }));
   return {
     ...ev.health,
