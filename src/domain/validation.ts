@@ -66,18 +66,14 @@ export function validateFeatureName(field: string, name: string): void {
   if (!FEATURE_PATTERN.test(name)) throw invalidArgument(field, "must match [A-Za-z0-9][A-Za-z0-9._-]{0,62}");
 }
 
-/** A rollout configuration as it arrives from a caller, before defaults and validation. */
-export interface RolloutSpecInput {
-  readonly name: string;
-  readonly stableVersion: string;
-  readonly canaryVersion: string;
-  /** Empty means the default ramp. */
-  readonly steps: readonly Step[];
-  readonly features: ReadonlyMap<string, boolean>;
-  /** Empty means the rollout name. */
-  readonly salt: string;
+/**
+ * A rollout configuration as it arrives from a caller, before defaults and validation: empty
+ * steps mean the default ramp, an empty salt the rollout name; gates as in GateInput; unset
+ * analysis members take their defaults (a zero window, grace period or cooldown counts as
+ * unset; a zero interval is refused).
+ */
+export interface RolloutSpecInput extends Omit<RolloutSpec, "gates" | "analysis"> {
   readonly gates: readonly GateInput[];
-  /** Unset members take their defaults; zero durations count as unset. */
   readonly analysis: Partial<Analysis>;
 }
 
