@@ -2,7 +2,6 @@ import type { ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { pino, type Logger } from "pino";
 import { systemClock, type Clock } from "../domain/clock.js";
-import { validateGates } from "../domain/gates.js";
 import { createDecisionHandlers, createDecisionService, watchHealthChanges } from "../service/decision-service.js";
 import { createEngine, type Engine } from "../service/engine.js";
 import { createRolloutService } from "../service/rollout-service.js";
@@ -76,7 +75,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     router.service(DecisionService, createDecisionService(decisions));
     router.service(
       RolloutService,
-      createRolloutService({ engine, validateGates, ...(deps.keepaliveMs === undefined ? {} : { keepaliveMs: deps.keepaliveMs }) }),
+      createRolloutService({ engine, ...(deps.keepaliveMs === undefined ? {} : { keepaliveMs: deps.keepaliveMs }) }),
     );
     router.service(health.service, health.impl);
     registerReflection(router);
