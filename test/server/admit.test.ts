@@ -3,8 +3,9 @@ import * as grpc from "@grpc/grpc-js";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DecisionService, type HealthUpdate, type RouteResponse } from "../../gen/rollgate/v1/decision_service_pb.js";
+import { RolloutService } from "../../gen/rollgate/v1/rollout_service_pb.js";
 import { admitInterceptor, createAdmit, type ServingState } from "../../src/server/admit.js";
-import { createAuthenticator } from "../../src/server/auth.js";
+import { createAuthenticator, REQUIRED_ROLE } from "../../src/server/auth.js";
 import { createGrpcFastPath } from "../../src/server/grpc-fast-path.js";
 import { withCanonicalGrpcMessage } from "../../src/server/grpc/grpc-message.js";
 import { createMetrics } from "../../src/server/metrics.js";
@@ -169,3 +170,12 @@ function codeOf(error: unknown): string {
   const code = (error as { code: number }).code;
   return Object.entries(grpc.status).find(([, v]) => v === code)?.[0].toLowerCase() ?? String(code);
 }
+
+describe("authorization", () => {
+  it("names the role every rollgate method needs, so none is open to callers without a token", () => {
+    // A method missing from REQUIRED_ROLE would be public, like gRPC health and reflection.
+    const methods = [DecisionService, RolloutService].flatMap((svc) => svc.methods.map((m) => `${svc.typeName}/${m.name}`));
+    expect(methods.filter((p) => REQUIRED_ROLE[p] === undefined)).toEqual([]);
+    expect(Object.keys(REQUIRED_ROLE).sort()).toEqual([...methods].sort());
+  });
+});
