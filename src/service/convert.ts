@@ -1,7 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { DurationSchema, TimestampSchema, timestampFromMs, type Duration, type Timestamp } from "@bufbuild/protobuf/wkt";
 import type { AuditEvent, EventType as DomainEventType } from "../domain/audit-chain.js";
-import { invalidArgument } from "../domain/errors.js";
+import { invalidArgument, type BlockingGate } from "../domain/errors.js";
 import {
   DEFAULT_GATE_MIN_SAMPLES,
   type Action as DomainAction,
@@ -13,7 +13,7 @@ import {
   type Step as DomainStep,
   type Variant as DomainVariant,
 } from "../domain/rollout.js";
-import type { GateResult, Verdict as DomainVerdict } from "../domain/gates.js";
+import type { Verdict as DomainVerdict } from "../domain/gates.js";
 import type { DecisionType, GateHealth, Recommendation as DomainRecommendation, RolloutHealth as DomainHealth } from "../domain/health.js";
 import type { RawOutcome } from "../domain/outcome.js";
 import type { RouteDecision, RouteReason as DomainRouteReason } from "../domain/routing.js";
@@ -414,8 +414,8 @@ export function outcomeFromProto(o: Outcome): RawOutcome {
   };
 }
 
-/** Returns the wire message of a gate's status. */
-export function gateStatusToProto(g: GateResult & Partial<Pick<GateHealth, "consecutiveBreaches">>): GateStatus {
+/** Returns the wire message of a gate's status (of a health view, or of a gate that blocks a promotion). */
+export function gateStatusToProto(g: BlockingGate & Partial<Pick<GateHealth, "consecutiveBreaches">>): GateStatus {
   return create(GateStatusSchema, {
     name: g.name,
     kind: g.kind,

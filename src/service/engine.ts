@@ -2,7 +2,7 @@ import type { Logger } from "pino";
 import { analysisStateChanged, evaluate, initialAnalysisState, parseAnalysisState, type AnalysisState, type Evaluation } from "../domain/analysis.js";
 import type { AuditEvent, EventType, NewEvent } from "../domain/audit-chain.js";
 import type { Clock } from "../domain/clock.js";
-import { DomainError, rolloutNotFound, type BlockingGate } from "../domain/errors.js";
+import { DomainError, promotionBlocked, rolloutNotFound } from "../domain/errors.js";
 import type { DecisionType, RolloutHealth } from "../domain/health.js";
 import type { OutcomeSample } from "../domain/outcome.js";
 import * as machine from "../domain/rollout-machine.js";
@@ -465,21 +465,7 @@ export function createEngine(opts: EngineOptions) {
       if (e.rollout.stage !== "canary" && e.rollout.stage !== "staging") return;
       const blocking = preview(e).gates.filter((g) => g.verdict === "fail" || g.verdict === "inconclusive");
       if (blocking.length === 0) return;
-      const gates: BlockingGate[] = blocking.map((g) => ({
-        name: g.name,
-        kind: g.kind,
-        onBreach: g.onBreach,
-        verdict: g.verdict.toUpperCase(),
-        observed: g.observed,
-        threshold: g.threshold,
-        samples: g.samples,
-        minSamples: g.minSamples,
-        message: g.message,
-      }));
-      const list = blocking
-        .map((g) => `${g.name} ${g.verdict.toUpperCase()}: ${g.message} (observed ${round(g.observed)}, threshold ${round(g.threshold)}, ${g.samples} samples)`)
-        .join("; ");
-      throw new DomainError("failed_precondition", `promotion of "${name}" refused by gates: ${list}; promote with force and a reason to override`, { gates });
+      throw promotionBlocked(name, blocking);
     },
 
     /**
