@@ -2,9 +2,9 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { CommanderError } from "commander";
 import { AllowedTransitionsSchema, FieldViolationsSchema, PromotionBlockedSchema } from "@rollgate/client/gen/errors_pb";
 import { isDomainError } from "../domain/errors.js";
-import { codeName } from "../server/observe.js";
 import { EXIT_REFUSED, EXIT_USAGE, UsageError } from "./cli-context.js";
 import { colorsWanted, palette } from "./colors.js";
+import { codeName } from "./format.js";
 import { gatesTable } from "./health-view.js";
 
 

@@ -1,9 +1,8 @@
-import { fromBinary, toBinary, toJson } from "@bufbuild/protobuf";
+import { toJson } from "@bufbuild/protobuf";
 import { Command } from "commander";
 import { EventSchema, EventType, type Event } from "@rollgate/client/gen/event_pb";
 import { verifyChain, type ChainVerdict } from "../domain/audit-chain.js";
-import { eventFromProto } from "../service/convert.js";
-import { EventSchema as ServerEventSchema } from "../../gen/rollgate/v1/event_pb.js";
+import { auditEventFromJson } from "../service/proto-json.js";
 import { action, EXIT_OK, EXIT_REFUSED, usageError, type CliContext } from "./cli-context.js";
 import { enumName, isoTime } from "./format.js";
 
@@ -38,7 +37,7 @@ export async function listAllEvents(ctx: CliContext, name: string, afterSeq: big
  * server sent (the same eventHash the server chains with).
  */
 export function verifyEvents(events: readonly Event[]): ChainVerdict {
-  return verifyChain(events.map((e) => eventFromProto(fromBinary(ServerEventSchema, toBinary(EventSchema, e)))));
+  return verifyChain(events.map((e) => auditEventFromJson(toJson(EventSchema, e))));
 }
 
 /** Returns the `events` command: the audit log, followed live or verified. */
