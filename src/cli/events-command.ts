@@ -1,15 +1,45 @@
 import { toJson } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { Command } from "commander";
 import { EventSchema, EventType, type Event } from "@rollgate/client/gen/event_pb";
 import { verifyChain, type ChainVerdict } from "../domain/audit-chain.js";
 import { auditEventFromJson } from "../service/proto-json.js";
 import { action, EXIT_OK, EXIT_REFUSED, usageError, type CliContext } from "./cli-context.js";
-import { enumName, isoTime } from "./format.js";
+import { codeName, enumName, isoTime } from "./format.js";
 
 interface EventsOptions {
   readonly follow?: boolean;
   readonly verify?: boolean;
   readonly after: string;
+}
+
+/** Pauses before reconnecting a broken --follow stream: doubling from the first to the last. */
+const RECONNECT_MIN_MS = 250;
+const RECONNECT_MAX_MS = 5000;
+
+/** Refusals that another attempt would only repeat: --follow exits with them instead of retrying. */
+const PERMANENT: ReadonlySet<Code> = new Set([
+  Code.InvalidArgument,
+  Code.NotFound,
+  Code.AlreadyExists,
+  Code.PermissionDenied,
+  Code.FailedPrecondition,
+  Code.OutOfRange,
+  Code.Unimplemented,
+  Code.Unauthenticated,
+]);
+
+/** Resolves after `ms`, or at once when the signal aborts. */
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+  });
 }
 
 /** ListEvents page size: the server's maximum. */
@@ -45,7 +75,7 @@ export function eventsCommand(): Command {
   return new Command("events")
     .description("show a rollout's audit log (every rollout's without a name); follow it live, or verify its hash chain")
     .argument("[name]", "rollout name", "")
-    .option("--follow", "keep printing events as they are appended (Ctrl-C ends)")
+    .option("--follow", "keep printing events as they are appended, reconnecting if the stream ends or breaks (Ctrl-C ends)")
     .option("--verify", "recompute the SHA-256 hash chain from the first event and report the first broken link (exit 1)")
     .option("--after <seq>", "start after this sequence number", "0")
     .action(
@@ -86,21 +116,32 @@ async function follow(ctx: CliContext, name: string, backlog: readonly Event[]):
   process.once("SIGINT", onSignal);
   process.once("SIGTERM", onSignal);
   let last = backlog.at(-1)?.seq ?? 0n;
+  let pause = RECONNECT_MIN_MS;
+  let noted = "";
   try {
-    // WatchEvents resumes from any sequence number: after a dropped stream, pick up after the last one printed.
+    // WatchEvents resumes from any sequence number: after the stream ends or breaks, pick up
+    // after the last event printed, so nothing is lost or printed twice.
     while (!stop.signal.aborted) {
       try {
         for await (const m of ctx.client.rollouts.watchEvents({ name, afterSeq: last }, { signal: stop.signal, timeoutMs: 0 })) {
           if (m.event === undefined) continue;
           print(m.event);
           last = m.event.seq;
+          pause = RECONNECT_MIN_MS;
+          noted = "";
         }
+        // The server ended the stream cleanly (e.g. it is draining): reconnect.
       } catch (e) {
         if (stop.signal.aborted) break;
-        throw e;
+        const ce = ConnectError.from(e);
+        if (PERMANENT.has(ce.code)) throw ce;
+        // The server went away or the connection broke: say so once per outage, keep trying.
+        const why = `${codeName(ce.code)}: ${ce.rawMessage}`;
+        if (why !== noted) process.stderr.write(`rollgate events: stream broke (${why}); reconnecting\n`);
+        noted = why;
       }
-      // The server ended the stream cleanly (e.g. it is draining): reconnect after a pause.
-      await new Promise((resolve) => setTimeout(resolve, 500));
+      await sleep(pause, stop.signal);
+      pause = Math.min(pause * 2, RECONNECT_MAX_MS);
     }
   } finally {
     process.off("SIGINT", onSignal);

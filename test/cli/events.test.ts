@@ -1,6 +1,7 @@
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startTestServer, type TestServer } from "../helpers/servers.js";
+import { join } from "node:path";
+import { spawnServer, startTestServer, tempDir, type ServerProcess, type TestServer } from "../helpers/servers.js";
 import { runCli, startCli } from "./run-cli.js";
 
 let server: TestServer;
@@ -92,6 +93,40 @@ describe("rollgate events", () => {
     const done = await follow.exited;
     expect(done.code).toBe(0);
     expect(done.stdout.trimEnd().split("\n")).toHaveLength(7);
+  });
+
+  it("--follow reconnects after the stream breaks (server killed with -9, then back), losing and repeating nothing", async () => {
+    const tmp = tempDir();
+    const db = join(tmp.dir, "rollgate.db");
+    const servers: ServerProcess[] = [];
+    try {
+      const first = await spawnServer(["--listen", "127.0.0.1:0", "--db", db]);
+      servers.push(first);
+      const url = `http://127.0.0.1:${first.port}`;
+      const cli = (args: string[], stdin?: string) => runCli(["--server", url, ...args], stdin === undefined ? {} : { stdin });
+      expect((await cli(["apply", "-f", "-"], "name: phoenix\nstableVersion: v1\ncanaryVersion: v2\n")).code).toBe(0);
+      const follow = startCli(["--server", url, "events", "phoenix", "--follow"]);
+      try {
+        await follow.waitFor(/created\s+local/);
+        expect((await cli(["pause", "phoenix", "--reason", "before the crash"])).code).toBe(0);
+        await follow.waitFor(/paused\s+local\s+before the crash\n/);
+        first.child.kill("SIGKILL");
+        await first.exited;
+        await expect.poll(() => follow.errors(), { timeout: 20_000 }).toMatch(/^rollgate events: stream broke \(\w+: .*\); reconnecting$/m);
+        // The same address and database, as a restarted server would have.
+        servers.push(await spawnServer(["--listen", `127.0.0.1:${first.port}`, "--db", db]));
+        expect((await cli(["resume", "phoenix", "--reason", "after the crash"])).code).toBe(0);
+        await follow.waitFor(/resumed\s+local\s+after the crash\n/);
+      } finally {
+        follow.child.kill("SIGINT");
+      }
+      const done = await follow.exited;
+      expect(done.code).toBe(0);
+      expect(done.stdout.trimEnd().split("\n").map((l) => l.trim().split(/\s{2,}/)[2])).toEqual(["created", "paused", "resumed"]);
+    } finally {
+      for (const s of servers) s.child.kill("SIGKILL");
+      tmp.cleanup();
+    }
   });
 
   it("refuses --verify with --follow or --after (exit 2)", async () => {
