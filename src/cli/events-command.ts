@@ -45,9 +45,31 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
 /** ListEvents page size: the server's maximum. */
 const PAGE = 1000;
 
-/** Returns one event as a plain line: seq, time, type, actor, reason. */
-export function eventLine(e: Event): string {
-  return [String(e.seq).padStart(6), isoTime(e.time), enumName(EventType, e.type).toLowerCase().padEnd(16), (e.actor || "-").padEnd(10), e.reason].join("  ");
+/**
+ * Returns one event as a plain line: seq, time, type, actor, reason; with `rolloutWidth`, the
+ * rollout too, in a column that wide (the log of every rollout mixes them).
+ */
+export function eventLine(e: Event, rolloutWidth?: number): string {
+  const rollout = rolloutWidth === undefined ? [] : [e.rollout.padEnd(rolloutWidth)];
+  return [String(e.seq).padStart(6), isoTime(e.time), ...rollout, enumName(EventType, e.type).toLowerCase().padEnd(16), (e.actor || "-").padEnd(10), e.reason].join("  ");
+}
+
+/** Returns the header of eventLine's columns, for the log of every rollout. */
+export function eventHeader(rolloutWidth: number): string {
+  return ["SEQ".padStart(6), "TIME".padEnd(24), "ROLLOUT".padEnd(rolloutWidth), "TYPE".padEnd(16), "ACTOR".padEnd(10), "REASON"].join("  ");
+}
+
+/** Returns the width of the rollout column for a list of events: the longest name, at least the header's. */
+function rolloutWidth(events: readonly Event[]): number {
+  return events.reduce((w, e) => Math.max(w, e.rollout.length), "ROLLOUT".length);
+}
+
+/** Returns events as table text: plain lines for one rollout; a header and a rollout column for all. */
+export function eventsText(events: readonly Event[], all: boolean): string {
+  if (events.length === 0) return "no events";
+  if (!all) return events.map((e) => eventLine(e)).join("\n");
+  const width = rolloutWidth(events);
+  return [eventHeader(width), ...events.map((e) => eventLine(e, width))].join("\n");
 }
 
 /** Returns every event of a rollout ("" for all) after a sequence number, paging until the end. */
@@ -90,7 +112,7 @@ export function eventsCommand(): Command {
         if (opts.follow === true) return follow(ctx, name ?? "", events);
         ctx.printData(
           events.map((e) => toJson(EventSchema, e, { alwaysEmitImplicit: true })),
-          () => (events.length === 0 ? "no events" : events.map(eventLine).join("\n")),
+          () => eventsText(events, name === undefined || name === ""),
         );
         return EXIT_OK;
       }),
@@ -109,7 +131,12 @@ async function verify(ctx: CliContext, name: string): Promise<number> {
 }
 
 async function follow(ctx: CliContext, name: string, backlog: readonly Event[]): Promise<number> {
-  const print = (e: Event) => ctx.out(ctx.options.output === "table" ? eventLine(e) : JSON.stringify(toJson(EventSchema, e, { alwaysEmitImplicit: true })));
+  const table = ctx.options.output === "table";
+  // Every rollout's log: a header, and a rollout column as wide as the longest name so far (at
+  // least 20, as later names are not known yet).
+  const width = name === "" ? Math.max(20, rolloutWidth(backlog)) : undefined;
+  if (table && width !== undefined) ctx.out(eventHeader(width));
+  const print = (e: Event) => ctx.out(table ? eventLine(e, width) : JSON.stringify(toJson(EventSchema, e, { alwaysEmitImplicit: true })));
   backlog.forEach(print);
   const stop = new AbortController();
   const onSignal = () => stop.abort();

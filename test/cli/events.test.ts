@@ -45,6 +45,34 @@ describe("rollgate events", () => {
     expect(later).toHaveLength(2);
   });
 
+  it("without a name lists every rollout's events under a header, with a rollout column (also with --follow)", async () => {
+    await history("mixed-a");
+    expect((await rollgate(["apply", "-f", "-"], "name: mixed-bb\nstableVersion: v1\ncanaryVersion: v2\n")).code).toBe(0);
+    const r = await rollgate(["events"]);
+    expect(r.code).toBe(0);
+    const lines = r.stdout.trimEnd().split("\n");
+    expect(lines[0]).toMatch(/^\s+SEQ {2}TIME\s+ROLLOUT\s+TYPE\s+ACTOR\s+REASON$/);
+    const rows = lines.slice(1).map((l) => l.trim().split(/\s{2,}/));
+    const of = (name: string) => rows.filter((c) => c[2] === name).map((c) => c[3]);
+    expect(of("mixed-a")).toEqual(["created", "paused", "resumed", "weight_changed", "feature_changed"]);
+    expect(of("mixed-bb")).toEqual(["created"]);
+    // Every row has all six columns, aligned under the header.
+    expect(rows.every((c) => c.length === 6)).toBe(true);
+    const column = lines[0]!.indexOf("TYPE");
+    expect(lines.slice(1).every((l) => /\S/.test(l[column]!) && l[column - 1] === " ")).toBe(true);
+
+    const follow = startCli(["--server", server.url, "events", "--follow"]);
+    try {
+      await follow.waitFor(/^\s+SEQ {2}TIME\s+ROLLOUT\s+TYPE/);
+      await follow.waitFor(/ mixed-bb\s+created\s+local\s+apply: created\n/);
+      expect((await rollgate(["halt", "mixed-a", "--reason", "stop a"])).code).toBe(0);
+      await follow.waitFor(/ mixed-a\s+halted\s+local\s+stop a\n/);
+    } finally {
+      follow.child.kill("SIGINT");
+    }
+    expect((await follow.exited).code).toBe(0);
+  }, 90_000); // many CLI processes, each a second or two to start on a loaded machine
+
   it("--verify recomputes the hash chain: intact exits 0; a tampered row is found, named, and exits 1", async () => {
     await history("tampered");
     await history("bystander");
@@ -127,7 +155,7 @@ describe("rollgate events", () => {
       for (const s of servers) s.child.kill("SIGKILL");
       tmp.cleanup();
     }
-  });
+  }, 90_000); // many CLI processes, each a second or two to start on a loaded machine
 
   it("refuses --verify with --follow or --after (exit 2)", async () => {
     expect((await rollgate(["events", "x", "--verify", "--follow"])).code).toBe(2);
