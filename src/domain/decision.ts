@@ -1,7 +1,7 @@
 import type { Evaluation } from "./analysis.js";
-import { DomainError, type BlockingGate } from "./errors.js";
+import { promotionBlocked } from "./errors.js";
 import type { GateResult } from "./gates.js";
-import { roundValue, type DecisionType } from "./health.js";
+import type { DecisionType } from "./health.js";
 import * as machine from "./rollout-machine.js";
 import type { Action, Rollout, Stage } from "./rollout.js";
 
@@ -173,19 +173,5 @@ export function checkPromotion(r: Rollout, gates: readonly GateResult[]): void {
   if (!isLive(r.stage)) return;
   const blocking = gates.filter((g) => g.verdict === "fail" || g.verdict === "inconclusive");
   if (blocking.length === 0) return;
-  const details: BlockingGate[] = blocking.map((g) => ({
-    name: g.name,
-    kind: g.kind,
-    onBreach: g.onBreach,
-    verdict: g.verdict.toUpperCase(),
-    observed: g.observed,
-    threshold: g.threshold,
-    samples: g.samples,
-    minSamples: g.minSamples,
-    message: g.message,
-  }));
-  const list = blocking
-    .map((g) => `${g.name} ${g.verdict.toUpperCase()}: ${g.message} (observed ${roundValue(g.observed)}, threshold ${roundValue(g.threshold)}, ${g.samples} samples)`)
-    .join("; ");
-  throw new DomainError("failed_precondition", `promotion of "${r.name}" refused by gates: ${list}; promote with force and a reason to override`, { gates: details });
+  throw promotionBlocked(r.name, blocking);
 }

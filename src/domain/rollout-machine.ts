@@ -232,7 +232,8 @@ export function resume(r: Rollout, actor: Actor, reason: string): Transition {
     if (actor.now < readyAt) {
       throw new DomainError(
         "failed_precondition",
-        `rollout "${r.name}" is ROLLED_BACK and in its cooldown until ${new Date(readyAt).toISOString()}; allowed: HALTED, or a new canary_version`,
+        `rollout "${r.name}" is ROLLED_BACK and in its cooldown until ${new Date(readyAt).toISOString()} (${Math.ceil((readyAt - actor.now) / 60_000)} min from now): ` +
+          "resume it then, or start over now by setting a new canary_version; until then the only stage change allowed: HALTED",
         { allowed: ["HALTED"] },
       );
     }
