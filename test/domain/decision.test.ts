@@ -141,7 +141,7 @@ describe("checkPromotion", () => {
     const e = err as DomainError;
     expect(e.kind).toBe("failed_precondition");
     expect(e.message).toBe(
-      'promotion of "checkout" refused by gates: thin INCONCLUSIVE: thin says inconclusive (observed 0.123457, threshold 0.05, 10 samples); bad FAIL: bad says fail (observed 0.123457, threshold 0.05, 10 samples); promote with force and a reason to override',
+      'promotion of "checkout" refused by gates: thin INCONCLUSIVE, bad FAIL; to override, promote with --force --reason "…" (force and reason in the API)',
     );
     expect(e.details.gates?.map((x) => x.name)).toEqual(["thin", "bad"]);
   });
