@@ -1,6 +1,6 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { CommanderError } from "commander";
-import { AllowedTransitionsSchema, FieldViolationsSchema, PromotionBlockedSchema } from "@rollgate/client/gen/errors_pb";
+import { AllowedTransitionsSchema, FieldViolationsSchema, PromotionBlockedSchema } from "rollgate-client/gen/errors_pb";
 import { isDomainError } from "../domain/errors.js";
 import { codeName } from "../server/observe.js";
 import { EXIT_REFUSED, EXIT_USAGE, UsageError } from "./cli-context.js";

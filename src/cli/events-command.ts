@@ -1,6 +1,6 @@
 import { fromBinary, toBinary, toJson } from "@bufbuild/protobuf";
 import { Command } from "commander";
-import { EventSchema, EventType, type Event } from "@rollgate/client/gen/event_pb";
+import { EventSchema, EventType, type Event } from "rollgate-client/gen/event_pb";
 import { verifyChain, type ChainVerdict } from "../domain/audit-chain.js";
 import { eventFromProto } from "../service/convert.js";
 import { EventSchema as ServerEventSchema } from "../../gen/rollgate/v1/event_pb.js";

@@ -1,6 +1,6 @@
 import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
 import Table from "cli-table3";
-import { Stage, Variant, type Rollout } from "@rollgate/client/gen/rollout_pb";
+import { Stage, Variant, type Rollout } from "rollgate-client/gen/rollout_pb";
 import { durationToMs, timestampToMs } from "../service/convert.js";
 import { formatWeight } from "./weight.js";
 

@@ -1,6 +1,6 @@
 import { Command, Option } from "commander";
-import { RolloutSchema, type Rollout } from "@rollgate/client/gen/rollout_pb";
-import { PromoteTarget } from "@rollgate/client/gen/rollout_service_pb";
+import { RolloutSchema, type Rollout } from "rollgate-client/gen/rollout_pb";
+import { PromoteTarget } from "rollgate-client/gen/rollout_service_pb";
 import { action, usageError, type CliContext } from "./cli-context.js";
 import { rolloutLine } from "./format.js";
 

@@ -1,5 +1,5 @@
 import { fromBinary, toBinary, toJson, type JsonValue } from "@bufbuild/protobuf";
-import { RolloutSchema, type Rollout } from "@rollgate/client/gen/rollout_pb";
+import { RolloutSchema, type Rollout } from "rollgate-client/gen/rollout_pb";
 import { validateGates } from "../domain/gates.js";
 import { createRollout } from "../domain/rollout-machine.js";
 import { normalizeSpec } from "../domain/validation.js";
