@@ -10,7 +10,7 @@ import { openSqliteStore } from "../store/sqlite-store.js";
 import { DecisionService } from "../../gen/rollgate/v1/decision_service_pb.js";
 import { RolloutService } from "../../gen/rollgate/v1/rollout_service_pb.js";
 import { authInterceptor, createAuthenticator } from "./auth.js";
-import type { ServerConfig } from "./config.js";
+import { isLoopback, type ServerConfig } from "./config.js";
 import { createGrpcFastPath } from "./grpc-fast-path.js";
 import { withCanonicalGrpcMessage } from "./grpc-message.js";
 import { createHealthStatus } from "./grpc-health.js";
@@ -115,7 +115,12 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   const url = `${config.tls === undefined ? "http" : "https"}://${address}`;
   logger.info({ address, port: listener.port, tls: config.tls !== undefined, db: config.dbPath, grpcFastPath: config.grpcFastPath }, "listening");
   if (config.tokens === undefined) {
-    logger.warn({ address }, "no tokens configured: every caller is the local admin; serving loopback only");
+    logger.warn(
+      { address },
+      isLoopback(host)
+        ? "no tokens configured: every caller is the local admin; serving loopback only"
+        : `no tokens configured and --insecure: serving ${host === "0.0.0.0" || host === "::" ? "every address of this host" : address} without authentication; every caller is the admin`,
+    );
   }
 
   try {
