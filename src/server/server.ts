@@ -15,6 +15,7 @@ import { createGrpcFastPath } from "./grpc-fast-path.js";
 import { withCanonicalGrpcMessage } from "./grpc-message.js";
 import { createHealthStatus } from "./grpc-health.js";
 import { withHttpEndpoints } from "./http-endpoints.js";
+import { withMediaTypeHint } from "./media-types.js";
 import { createMetrics, type Metrics } from "./metrics.js";
 import { createCallReporter, observeInterceptor } from "./observe.js";
 import { listenOnePort } from "./one-port.js";
@@ -84,11 +85,14 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   const connectHandler = connectNodeAdapter({
     routes,
     readMaxBytes: MAX_REQUEST_BYTES,
+    // Protobuf's JSON rule, not connect-es's lenient default: a misspelt field ("gate" for
+    // "gates") is INVALID_ARGUMENT naming it, never silently dropped. Binary keeps unknown fields.
+    jsonOptions: { ignoreUnknownFields: false },
     interceptors: [observeInterceptor(report), readinessInterceptor(() => state), authInterceptor(auth)],
   });
   const handler = withHttpEndpoints(
     { ready: () => state === "ready", registry: metrics.registry },
-    withCanonicalGrpcMessage(connectHandler),
+    withMediaTypeHint(withCanonicalGrpcMessage(connectHandler)),
   );
 
   const listener = await listenOnePort({
