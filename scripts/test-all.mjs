@@ -107,9 +107,11 @@ async function python() {
   let ok = true;
   if (!existsSync(py)) ok = await run("python venv", "python3", ["-m", "venv", venv]);
   const stamp = join(venv, ".rollgate-installed");
-  // `build` makes the wheel and sdist for the artifacts suite.
-  const install = ["-m", "pip", "install", "--progress-bar", "off", "-e", "clients/python[test]", "build"];
-  const want = readFileSync(join(root, "clients/python/pyproject.toml"), "utf8") + install.join(" ");
+  // `build` and the build backend make the wheel and sdist for the artifacts suite.
+  const pyproject = readFileSync(join(root, "clients/python/pyproject.toml"), "utf8");
+  const backend = JSON.parse(/^requires = (\[.*\])$/m.exec(pyproject)?.[1] ?? "[]");
+  const install = ["-m", "pip", "install", "--progress-bar", "off", "-e", "clients/python[test]", "build", ...backend];
+  const want = pyproject + install.join(" ");
   if (ok && (!existsSync(stamp) || readFileSync(stamp, "utf8") !== want)) {
     ok = await run("pip install", py, install);
     if (ok) writeFileSync(stamp, want);

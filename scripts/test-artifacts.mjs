@@ -164,7 +164,9 @@ try {
     const pyproject = readFileSync(join(root, "clients/python/pyproject.toml"), "utf8");
     const backend = JSON.parse(/^requires = (\[.*\])$/m.exec(pyproject)[1]);
     await sh(venvPython, ["-m", "pip", "download", "--disable-pip-version-check", "--progress-bar", "off", "--dest", wheels, ...backend], { quiet: true });
-    await sh(venvPython, ["-m", "build", "--outdir", pyDist, join(root, "clients/python")], { quiet: true, env: offline });
+    // --no-isolation: the backend comes from .venv (npm test installs it there), which saves
+    // two throwaway build environments per run; the sdist install below builds in isolation.
+    await sh(venvPython, ["-m", "build", "--no-isolation", "--outdir", pyDist, join(root, "clients/python")], { quiet: true, env: offline });
     const built = readdirSync(pyDist).sort();
     const want = ["rollgate_client-0.1.0-py3-none-any.whl", "rollgate_client-0.1.0.tar.gz"];
     if (JSON.stringify(built) !== JSON.stringify(want)) throw new Error(`built ${built.join(", ")}; want ${want.join(", ")}`);
@@ -183,9 +185,12 @@ try {
       if (!existsSync(artifact)) throw new Error(`no ${kind} (python -m build failed)`);
       const app = join(tmp, `py-${kind}`);
       mkdirSync(app);
-      await sh("python3", ["-m", "venv", join(app, "venv")]);
+      // A venv without its own pip, installed into by .venv's pip (--python): saves ensurepip.
+      await sh("python3", ["-m", "venv", "--without-pip", join(app, "venv")]);
       const py = join(app, "venv", "bin", "python");
-      await sh(py, ["-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "off", artifact], { cwd: app, env: offline });
+      await sh(venvPython, ["-m", "pip", "--python", py, "install", "--disable-pip-version-check", "--progress-bar", "off", artifact], { cwd: app, env: offline });
+      const listed = await sh(py, ["-c", "import importlib.metadata as m; print(m.version('rollgate-client'))"], { cwd: app, quiet: true });
+      if (listed.trim() !== "0.1.0") throw new Error(`rollgate-client ${listed.trim()} installed, want 0.1.0`);
       // `import os` is prepended in case the README's block leaves it out.
       writeFileSync(join(app, "quickstart.py"), `import os\nuser_id = "user-42"\n${quickStart("clients/python/README.md", "python", url)}`);
       await runsQuickStart(url, () => sh(py, ["quickstart.py"], { cwd: app }));
