@@ -159,11 +159,20 @@ try {
   // cache and installed from there (offline), so a run does not fetch them again.
   const wheels = join(root, ".cache", "py-wheels");
   const offline = { PIP_NO_INDEX: "1", PIP_FIND_LINKS: wheels };
+  /** Puts wheels satisfying `reqs` into the cache: from the cache itself if it can, else online. */
+  const fillCache = async (reqs) => {
+    const args = ["-m", "pip", "download", "--disable-pip-version-check", "--progress-bar", "off", "--dest", wheels, ...reqs];
+    try {
+      await sh(venvPython, args, { quiet: true, env: offline });
+    } catch {
+      await sh(venvPython, args, { quiet: true });
+    }
+  };
   await check("python -m build: wheel and sdist of clients/python", async () => {
     if (!existsSync(venvPython)) throw new Error(`${venvPython} missing: npm test -- python creates it`);
     const pyproject = readFileSync(join(root, "clients/python/pyproject.toml"), "utf8");
     const backend = JSON.parse(/^requires = (\[.*\])$/m.exec(pyproject)[1]);
-    await sh(venvPython, ["-m", "pip", "download", "--disable-pip-version-check", "--progress-bar", "off", "--dest", wheels, ...backend], { quiet: true });
+    await fillCache(backend);
     // --no-isolation: the backend comes from .venv (npm test installs it there), which saves
     // two throwaway build environments per run; the sdist install below builds in isolation.
     await sh(venvPython, ["-m", "build", "--no-isolation", "--outdir", pyDist, join(root, "clients/python")], { quiet: true, env: offline });
@@ -175,7 +184,7 @@ try {
       if (!listing.split("\n").includes(f)) throw new Error(`the wheel lacks ${f}`);
     }
     // The dependencies the wheel declares, into the cache (a no-op once they are there).
-    await sh(venvPython, ["-m", "pip", "download", "--disable-pip-version-check", "--progress-bar", "off", "--dest", wheels, join(pyDist, want[0])], { quiet: true });
+    await fillCache([join(pyDist, want[0])]);
     rmSync(join(wheels, want[0]), { force: true });
     console.log(`    ${built.join(", ")}`);
   });
