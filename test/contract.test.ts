@@ -52,7 +52,7 @@ describe("architecture (CONVENTIONS.md)", () => {
     store: [/\.\.\/(service|server|cli)\//, /gen\//, /@connectrpc/],
     service: [/\.\.\/(server|cli)\//],
     server: [/\.\.\/cli\//],
-    // The CLI is a client of the server: the generated messages of @rollgate/client only (never
+    // The CLI is a client of the server: the generated messages of rollgate-client only (never
     // the server's gen/ tree), the domain's pure logic, the service's protobuf-JSON conversions,
     // and of the server only its entry points for \`rollgate serve\`. No store, no server internals.
     cli: [/^(\.\.\/)+gen\//, /\.\.\/store\//, /\.\.\/service\/(?!proto-json\.js$)/, /\.\.\/server\/(?!(server|config)\.js$)/],

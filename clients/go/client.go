@@ -15,8 +15,8 @@ import (
 	"connectrpc.com/connect"
 	"golang.org/x/net/http2"
 
-	rollgatev1 "github.com/rollgate/rollgate/clients/go/gen/rollgate/v1"
-	"github.com/rollgate/rollgate/clients/go/gen/rollgate/v1/rollgatev1connect"
+	rollgatev1 "rollgate/clients/go/gen/rollgate/v1"
+	"rollgate/clients/go/gen/rollgate/v1/rollgatev1connect"
 )
 
 // Variant is the side of a rollout a key is routed to (the generated enum).

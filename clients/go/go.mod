@@ -1,4 +1,4 @@
-module github.com/rollgate/rollgate/clients/go
+module rollgate/clients/go
 
 go 1.26.0
 

@@ -11,7 +11,7 @@ import (
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	rollgatev1 "github.com/rollgate/rollgate/clients/go/gen/rollgate/v1"
+	rollgatev1 "rollgate/clients/go/gen/rollgate/v1"
 )
 
 // Limits the server enforces on every outcome (DESIGN §8); RecordOutcome checks them first so

@@ -9,8 +9,8 @@ import (
 
 	"connectrpc.com/connect"
 
-	rollgate "github.com/rollgate/rollgate/clients/go"
-	rollgatev1 "github.com/rollgate/rollgate/clients/go/gen/rollgate/v1"
+	rollgate "rollgate/clients/go"
+	rollgatev1 "rollgate/clients/go/gen/rollgate/v1"
 )
 
 // waitForSamples polls Health until its samples are exactly stable/canary (the window may be

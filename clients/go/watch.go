@@ -7,7 +7,7 @@ import (
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
 
-	rollgatev1 "github.com/rollgate/rollgate/clients/go/gen/rollgate/v1"
+	rollgatev1 "rollgate/clients/go/gen/rollgate/v1"
 )
 
 // HealthWatch is a running WatchHealth subscription. Receive updates from C; it is closed when

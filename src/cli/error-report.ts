@@ -1,7 +1,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { CommanderError } from "commander";
-import { AllowedTransitionsSchema, FieldViolationsSchema, PromotionBlockedSchema } from "@rollgate/client/gen/errors_pb";
-import type { Gate } from "@rollgate/client/gen/rollout_pb";
+import { AllowedTransitionsSchema, FieldViolationsSchema, PromotionBlockedSchema } from "rollgate-client/gen/errors_pb";
+import type { Gate } from "rollgate-client/gen/rollout_pb";
 import { isDomainError } from "../domain/errors.js";
 import { EXIT_REFUSED, EXIT_USAGE, UsageError } from "./cli-context.js";
 import { colorsWanted, palette } from "./colors.js";

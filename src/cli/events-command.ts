@@ -1,7 +1,7 @@
 import { toJson } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { Command } from "commander";
-import { EventSchema, EventType, type Event } from "@rollgate/client/gen/event_pb";
+import { EventSchema, EventType, type Event } from "rollgate-client/gen/event_pb";
 import { verifyChain, type ChainVerdict } from "../domain/audit-chain.js";
 import { auditEventFromJson } from "../service/proto-json.js";
 import { action, EXIT_OK, EXIT_REFUSED, usageError, type CliContext } from "./cli-context.js";

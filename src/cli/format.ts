@@ -1,7 +1,7 @@
 import { timestampMs as wktTimestampMs, type Duration, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
 import Table from "cli-table3";
-import { Stage, Variant, type Rollout } from "@rollgate/client/gen/rollout_pb";
+import { Stage, Variant, type Rollout } from "rollgate-client/gen/rollout_pb";
 import { formatWeight } from "./weight.js";
 
 /** Returns an enum value's name, e.g. "CANARY" (protobuf-es already drops the type prefix), or its number when unknown. */

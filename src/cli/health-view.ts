@@ -1,5 +1,5 @@
-import { Decision, Recommendation, Verdict, type GateStatus, type RolloutHealth } from "@rollgate/client/gen/health_pb";
-import { Action, Stage, type Gate, type Rollout } from "@rollgate/client/gen/rollout_pb";
+import { Decision, Recommendation, Verdict, type GateStatus, type RolloutHealth } from "rollgate-client/gen/health_pb";
+import { Action, Stage, type Gate, type Rollout } from "rollgate-client/gen/rollout_pb";
 import type { Palette } from "./colors.js";
 import { durationMs, enumName, formatSpan, plainTable, stageName, tableText, timestampMs } from "./format.js";
 import { formatWeight } from "./weight.js";

@@ -1,8 +1,8 @@
 import { ConnectError } from "@connectrpc/connect";
 import { Command, Option } from "commander";
-import { PromotionBlockedSchema } from "@rollgate/client/gen/errors_pb";
-import { RolloutSchema, type Rollout } from "@rollgate/client/gen/rollout_pb";
-import { PromoteTarget } from "@rollgate/client/gen/rollout_service_pb";
+import { PromotionBlockedSchema } from "rollgate-client/gen/errors_pb";
+import { RolloutSchema, type Rollout } from "rollgate-client/gen/rollout_pb";
+import { PromoteTarget } from "rollgate-client/gen/rollout_service_pb";
 import { action, EXIT_REFUSED, usageError, type CliContext } from "./cli-context.js";
 import { promotionRefusal } from "./error-report.js";
 import { rolloutLine } from "./format.js";

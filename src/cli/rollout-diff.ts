@@ -1,5 +1,5 @@
 import { toJson, type JsonValue } from "@bufbuild/protobuf";
-import { RolloutSchema, type Rollout } from "@rollgate/client/gen/rollout_pb";
+import { RolloutSchema, type Rollout } from "rollgate-client/gen/rollout_pb";
 import { normalizedRolloutJson } from "../service/proto-json.js";
 
 /** The configuration fields `apply` manages: JSON name → update-mask path. */

@@ -1,6 +1,7 @@
 import { Command } from "commander";
 import { ConfigError, DEFAULTS, loadConfig, type ServerFlags } from "../server/config.js";
 import { startServer } from "../server/server.js";
+import { StoreOpenError } from "../store/sqlite-store.js";
 
 /** Exit code for a bad setting, as for any usage error. */
 const EXIT_USAGE = 2;
@@ -33,7 +34,14 @@ export function serveCommand(): Command {
         process.stderr.write(`rollgate serve: ${e.message}\n`);
         process.exit(EXIT_USAGE);
       }
-      const server = await startServer(config);
+      let server;
+      try {
+        server = await startServer(config);
+      } catch (e) {
+        if (!(e instanceof StoreOpenError)) throw e;
+        process.stderr.write(`rollgate serve: --db/ROLLGATE_DB: ${e.message}\n`);
+        process.exit(EXIT_USAGE);
+      }
       const stop = (signal: string) => {
         server.logger.info({ signal }, "signal received");
         setTimeout(() => {

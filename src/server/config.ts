@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { closeSync, openSync, readFileSync, readSync, statSync } from "node:fs";
 import { isIP } from "node:net";
 
 /** A bearer token and who holds it (DESIGN §8). */
@@ -57,15 +57,15 @@ export function loadConfig(flags: ServerFlags, env: NodeJS.ProcessEnv): ServerCo
   const { host, port } = parseListen(listen);
   const dbPath = pick(flags.db, "ROLLGATE_DB") ?? DEFAULTS.db;
   const tokensFile = pick(flags.tokens, "ROLLGATE_TOKENS_FILE");
-  const insecure = flags.insecure ?? /^(1|true|yes)$/i.test(env.ROLLGATE_INSECURE ?? "");
+  // A malformed boolean is refused even when a flag overrides it: it is a mistake either way.
+  const insecureEnv = parseBoolean("ROLLGATE_INSECURE", env.ROLLGATE_INSECURE);
+  const fastPathEnv = parseBoolean("ROLLGATE_GRPC_FAST_PATH", env.ROLLGATE_GRPC_FAST_PATH);
+  const insecure = flags.insecure ?? insecureEnv ?? false;
   const logLevel = pick(flags.logLevel, "LOG_LEVEL") ?? DEFAULTS.logLevel;
   if (!LEVELS.includes(logLevel)) throw new ConfigError(`--log-level/LOG_LEVEL: "${logLevel}" must be one of ${LEVELS.join(", ")}`);
 
-  const fastPathEnv = env.ROLLGATE_GRPC_FAST_PATH;
-  if (fastPathEnv !== undefined && fastPathEnv !== "" && !/^(1|0|true|false|on|off)$/i.test(fastPathEnv)) {
-    throw new ConfigError(`ROLLGATE_GRPC_FAST_PATH: "${fastPathEnv}" must be on or off`);
-  }
-  const grpcFastPath = flags.grpcFastPath ?? !/^(0|false|off)$/i.test(fastPathEnv ?? "");
+  const grpcFastPath = flags.grpcFastPath ?? fastPathEnv ?? true;
+  checkDatabasePath(dbPath);
 
   const tokens = tokensFile === undefined ? undefined : loadTokens(tokensFile);
   if (tokens === undefined && !isLoopback(host) && !insecure) {
@@ -103,6 +103,54 @@ export function loadConfig(flags: ServerFlags, env: NodeJS.ProcessEnv): ServerCo
     logLevel,
     grpcFastPath,
   };
+}
+
+const TRUE = /^(1|true|yes|on)$/i;
+const FALSE = /^(0|false|no|off)$/i;
+
+/**
+ * Returns the boolean an environment variable spells (1/true/yes/on or 0/false/no/off, any case),
+ * undefined when it is unset or empty, and throws a ConfigError naming it for anything else.
+ */
+export function parseBoolean(name: string, value: string | undefined): boolean | undefined {
+  if (value === undefined || value === "") return undefined;
+  if (TRUE.test(value)) return true;
+  if (FALSE.test(value)) return false;
+  throw new ConfigError(`${name}: "${value}" must be one of on, off, true, false, yes, no, 1, 0`);
+}
+
+/** The first 16 bytes of every SQLite 3 database file. */
+const SQLITE_HEADER = Buffer.from("SQLite format 3\0", "latin1");
+
+/**
+ * Throws a ConfigError naming --db/ROLLGATE_DB when the path is a directory or an existing,
+ * non-empty file that is not an SQLite database; a missing file is created at start.
+ */
+function checkDatabasePath(path: string): void {
+  if (path === ":memory:") return;
+  const setting = "--db/ROLLGATE_DB";
+  let size: number;
+  try {
+    const st = statSync(path);
+    if (st.isDirectory()) throw new ConfigError(`${setting}: ${path} is a directory; give the path of the database file, e.g. ${path.replace(/\/+$/, "")}/rollgate.db`);
+    size = st.size;
+  } catch (e) {
+    if (e instanceof ConfigError) throw e;
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return;
+    throw new ConfigError(`${setting}: cannot use ${path}: ${(e as Error).message}`);
+  }
+  if (size === 0) return; // SQLite initialises an empty file.
+  const head = Buffer.alloc(SQLITE_HEADER.length);
+  let fd: number | undefined;
+  try {
+    fd = openSync(path, "r");
+    readSync(fd, head, 0, head.length, 0);
+  } catch (e) {
+    throw new ConfigError(`${setting}: cannot read ${path}: ${(e as Error).message}`);
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+  if (!head.equals(SQLITE_HEADER)) throw new ConfigError(`${setting}: ${path} is not an SQLite database (its first bytes are not "SQLite format 3")`);
 }
 
 /** Returns host and port of a `host:port` listen address (IPv6 in brackets). */

@@ -10,11 +10,12 @@ import { DecisionService } from "../../gen/rollgate/v1/decision_service_pb.js";
 import { RolloutService } from "../../gen/rollgate/v1/rollout_service_pb.js";
 import { admitInterceptor, createAdmit, type ServingState } from "./admit.js";
 import { createAuthenticator } from "./auth.js";
-import type { ServerConfig } from "./config.js";
+import { isLoopback, type ServerConfig } from "./config.js";
 import { createGrpcFastPath } from "./grpc-fast-path.js";
 import { withCanonicalGrpcMessage } from "./grpc/grpc-message.js";
 import { createHealthStatus } from "./grpc-health.js";
 import { withHttpEndpoints } from "./http-endpoints.js";
+import { withMediaTypeHint } from "./media-types.js";
 import { createMetrics, type Metrics } from "./metrics.js";
 import { createCallReporter } from "./observe.js";
 import { listenOnePort } from "./one-port.js";
@@ -84,11 +85,14 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   const connectHandler = connectNodeAdapter({
     routes,
     readMaxBytes: MAX_REQUEST_BYTES,
+    // Protobuf's JSON rule, not connect-es's lenient default: a misspelt field ("gate" for
+    // "gates") is INVALID_ARGUMENT naming it, never silently dropped. Binary keeps unknown fields.
+    jsonOptions: { ignoreUnknownFields: false },
     interceptors: [admitInterceptor(admit, report)],
   });
   const handler = withHttpEndpoints(
     { ready: () => state === "ready", registry: metrics.registry },
-    withCanonicalGrpcMessage(connectHandler),
+    withMediaTypeHint(withCanonicalGrpcMessage(connectHandler)),
   );
 
   const listener = await listenOnePort({
@@ -113,7 +117,12 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   const url = `${config.tls === undefined ? "http" : "https"}://${address}`;
   logger.info({ address, port: listener.port, tls: config.tls !== undefined, db: config.dbPath, grpcFastPath: config.grpcFastPath }, "listening");
   if (config.tokens === undefined) {
-    logger.warn({ address }, "no tokens configured: every caller is the local admin; serving loopback only");
+    logger.warn(
+      { address },
+      isLoopback(host)
+        ? "no tokens configured: every caller is the local admin; serving loopback only"
+        : `no tokens configured and --insecure: serving ${host === "0.0.0.0" || host === "::" ? "every address of this host" : address} without authentication; every caller is the admin`,
+    );
   }
 
   try {

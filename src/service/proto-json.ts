@@ -8,7 +8,7 @@ import { RolloutSchema } from "../../gen/rollgate/v1/rollout_pb.js";
 
 /**
  * The service's conversions for code outside the server that holds its own copy of the generated
- * messages (the CLI, through `@rollgate/client/gen`): protobuf JSON in, domain values or protobuf
+ * messages (the CLI, through `rollgate-client/gen`): protobuf JSON in, domain values or protobuf
  * JSON out. JSON is the form both copies agree on by contract, so a caller never mixes two
  * generated trees or converts between them through bytes.
  */

@@ -20,17 +20,41 @@ interface EventRow {
   hash: string;
 }
 
+/** The database file could not be opened or migrated; `path` is the file, `cause` the reason. */
+export class StoreOpenError extends Error {
+  override readonly name = "StoreOpenError";
+  constructor(
+    readonly path: string,
+    cause: unknown,
+  ) {
+    super(`cannot open the SQLite database ${path}: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+  }
+}
+
+function openDatabase(path: string): Database.Database {
+  let db: Database.Database | undefined;
+  try {
+    if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
+    db = new Database(path);
+    db.pragma("journal_mode = WAL");
+    db.pragma("synchronous = FULL");
+    db.pragma("busy_timeout = 5000");
+    migrate(db);
+    return db;
+  } catch (e) {
+    db?.close();
+    // SQLite's own words ("file is not a database") name no file: say which one.
+    throw new StoreOpenError(path, e);
+  }
+}
+
 /**
  * Opens (creating if needed) the SQLite store at `path` (":memory:" for tests): WAL journal,
- * synchronous FULL so a committed change survives power loss, migrations applied.
+ * synchronous FULL so a committed change survives power loss, migrations applied. Throws a
+ * StoreOpenError naming the path when the file cannot be opened as a database.
  */
 export function openSqliteStore(path: string): Store {
-  if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
-  const db = new Database(path);
-  db.pragma("journal_mode = WAL");
-  db.pragma("synchronous = FULL");
-  db.pragma("busy_timeout = 5000");
-  migrate(db);
+  const db = openDatabase(path);
 
   const st = {
     putRollout: db.prepare(

@@ -1,7 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
-import { Decision, GateStatusSchema, Recommendation, RolloutHealthSchema, Verdict } from "@rollgate/client/gen/health_pb";
-import { RolloutSchema, Stage } from "@rollgate/client/gen/rollout_pb";
+import { Decision, GateStatusSchema, Recommendation, RolloutHealthSchema, Verdict } from "rollgate-client/gen/health_pb";
+import { RolloutSchema, Stage } from "rollgate-client/gen/rollout_pb";
 import { palette } from "../../src/cli/colors.js";
 import { healthLine, healthView } from "../../src/cli/health-view.js";
 

@@ -1,5 +1,5 @@
 import { existsSync } from "node:fs";
-import { createRollgateClient, type RollgateClient } from "@rollgate/client";
+import { createRollgateClient, type RollgateClient } from "rollgate-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cliPath, startTestServer, type TestServer } from "../helpers/servers.js";
 import { runCli, startCli } from "./run-cli.js";
