@@ -1,7 +1,7 @@
 import { Command } from "commander";
 import { ConfigError, DEFAULTS, loadConfig, type ServerFlags } from "../server/config.js";
 import { startServer } from "../server/server.js";
-import { StoreOpenError } from "../store/sqlite-store.js";
+import { StoreOpenError } from "../server/server.js";
 
 /** Exit code for a bad setting, as for any usage error. */
 const EXIT_USAGE = 2;

@@ -6,6 +6,8 @@ import { createDecisionHotMethods, createDecisionService } from "../service/deci
 import { createEngine, type Engine } from "../service/engine.js";
 import { createRolloutService } from "../service/rollout-service.js";
 import { openSqliteStore } from "../store/sqlite-store.js";
+/** Thrown when the database path cannot be opened; `serve` reports it under the setting's name. */
+export { StoreOpenError } from "../store/sqlite-store.js";
 import { DecisionService } from "../../gen/rollgate/v1/decision_service_pb.js";
 import { RolloutService } from "../../gen/rollgate/v1/rollout_service_pb.js";
 import { admitInterceptor, createAdmit, type ServingState } from "./admit.js";
