@@ -5,6 +5,7 @@ import { systemClock, type Clock } from "../domain/clock.js";
 import { createDecisionHotMethods, createDecisionService } from "../service/decision-service.js";
 import { createEngine, type Engine } from "../service/engine.js";
 import { createRolloutService } from "../service/rollout-service.js";
+import { createRoutesFeed } from "../service/watch-routes.js";
 import { openSqliteStore } from "../store/sqlite-store.js";
 /** Thrown when the database path cannot be opened; `serve` reports it under the setting's name. */
 export { StoreOpenError } from "../store/sqlite-store.js";
@@ -74,7 +75,8 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   const admit = createAdmit({ state: () => state, auth: createAuthenticator(config.tokens) });
   const report = createCallReporter(logger, metrics);
   // One table of the hot methods: both the Connect service and the gRPC fast path are built from it.
-  const hot = createDecisionHotMethods({ engine, observer: metrics });
+  const routesFeed = createRoutesFeed({ engine, ...(deps.keepaliveMs === undefined ? {} : { heartbeatMs: deps.keepaliveMs }) });
+  const hot = createDecisionHotMethods({ engine, observer: metrics, routes: routesFeed });
   const routes = (router: ConnectRouter) => {
     router.service(DecisionService, createDecisionService({ engine, hot }));
     router.service(

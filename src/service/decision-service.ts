@@ -1,6 +1,6 @@
 import { create, toBinary } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
-import { DomainError, invalidArgument } from "../domain/errors.js";
+import { invalidArgument } from "../domain/errors.js";
 import type { RolloutHealth as RolloutHealthDomain } from "../domain/health.js";
 import type { Variant } from "../domain/rollout.js";
 import { route, type RouteTable } from "../domain/routing.js";
@@ -23,12 +23,15 @@ import {
   type RouteRequestSchema,
   type RouteResponseSchema,
   type WatchHealthRequestSchema,
+  type WatchRoutesRequestSchema,
+  type WatchRoutesResponseSchema,
 } from "../../gen/rollgate/v1/decision_service_pb.js";
 import { RolloutHealthSchema, type RolloutHealth } from "../../gen/rollgate/v1/health_pb.js";
 import { healthToProto, outcomeFromProto, routeToProto } from "./convert.js";
 import type { Engine, HealthChange } from "./engine.js";
 import { withErrorMapping } from "./errors.js";
 import { connectMethodsOf, type HotServerStream, type HotUnary } from "./hot-method.js";
+import { createRoutesFeed, encodeRoutesMessage, routesMessageToProto, type RoutesFeed, type RoutesMessage } from "./watch-routes.js";
 import { encodeHealthUpdate, encodeRouteBatch, encodeRouteResponse, type BatchCounts } from "./wire-encoding.js";
 
 /** Keys per RouteBatch call. */
@@ -44,6 +47,8 @@ export interface DecisionObserver {
 export interface DecisionServiceOptions {
   readonly engine: Engine;
   readonly observer?: DecisionObserver;
+  /** WatchRoutes' feed, shared with the gRPC fast path (one is made when absent). */
+  readonly routes?: RoutesFeed;
 }
 
 /**
@@ -70,6 +75,7 @@ export interface DecisionHotMethods {
   readonly routeBatch: HotUnary<typeof RouteBatchRequestSchema, typeof RouteBatchResponseSchema>;
   readonly recordOutcome: HotUnary<typeof RecordOutcomeRequestSchema, typeof RecordOutcomeResponseSchema>;
   readonly watchHealth: HotServerStream<typeof WatchHealthRequestSchema, typeof HealthUpdateSchema, NumberedHealth>;
+  readonly watchRoutes: HotServerStream<typeof WatchRoutesRequestSchema, typeof WatchRoutesResponseSchema, RoutesMessage>;
 }
 
 /** One WatchHealth message before encoding: its place in the stream (from 1) and the change. */
@@ -86,6 +92,7 @@ export interface NumberedHealth {
 export function createDecisionHotMethods(opts: DecisionServiceOptions): DecisionHotMethods {
   const { engine } = opts;
   const observer = opts.observer ?? { routed: () => undefined };
+  const routes = opts.routes ?? createRoutesFeed({ engine });
   const m = DecisionService.method;
 
   /** Validates a Route request and returns its table and decision. */
@@ -184,6 +191,18 @@ export function createDecisionHotMethods(opts: DecisionServiceOptions): Decision
       message: ({ seq, change }) => ({ seq: BigInt(seq), health: healthOnWire(change.health), deleted: change.deleted }),
       bytes: ({ seq, change }) => encodeHealthUpdate(seq, healthBytesOf(change.health), change.deleted),
     },
+
+    /**
+     * WatchRoutes: a snapshot of the watched rollouts' routing state, then every committed change
+     * (see watch-routes.ts). Each RouteState is encoded once however many streams carry it.
+     */
+    watchRoutes: {
+      kind: "server_streaming",
+      method: m.watchRoutes,
+      open: (req, signal) => routes.watch(req, signal),
+      message: routesMessageToProto,
+      bytes: encodeRoutesMessage,
+    },
   };
 }
 
@@ -265,13 +284,6 @@ export function createDecisionService(opts: DecisionServiceOptions & { readonly 
     async health(req) {
       checkRollout(engine, req.rollout);
       return { health: healthToProto(engine.health(req.rollout)) };
-    },
-
-    // The contract is in proto/; the stream itself arrives with local evaluation (issue 11), as
-    // an entry of the hot-method table (a HotServerStream) so that both paths serve it.
-    // eslint-disable-next-line require-yield
-    async *watchRoutes() {
-      throw new DomainError("unavailable", "WatchRoutes is not served yet");
     },
   };
   return withErrorMapping(DecisionService, impl);

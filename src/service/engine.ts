@@ -99,6 +99,8 @@ export interface Engine {
   flush(): Promise<void>;
   /** Returns events after a sequence number, oldest first, of one rollout or (undefined) all. */
   listEvents(rollout: string | undefined, afterSeq: number, limit: number): Promise<AuditEvent[]>;
+  /** Returns the highest audit seq in the log (0 when empty). */
+  lastSeq(): Promise<number>;
   /** Subscribes to audit events appended from now on, of one rollout or (undefined) all. */
   subscribeEvents(rollout: string | undefined, signal?: AbortSignal): Subscription<AuditEvent>;
   /** Subscribes to health updates from now on, of one rollout or (undefined) all. */
@@ -150,6 +152,7 @@ export function createEngine(opts: EngineOptions): Engine {
     tick: () => tick(state, queue),
     flush: windows.flush,
     listEvents: (rollout, afterSeq, limit) => store.listEvents(rollout === undefined ? { afterSeq, limit } : { rollout, afterSeq, limit }),
+    lastSeq: () => store.lastSeq(),
     subscribeEvents: feeds.subscribeEvents,
     subscribeHealth: feeds.subscribeHealth,
     subscribers: feeds.subscribers,
