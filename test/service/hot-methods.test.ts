@@ -32,12 +32,13 @@ describe("DecisionService hot-method table", () => {
     await env?.close();
   });
 
-  it("holds Route, RouteBatch, RecordOutcome and WatchHealth under their own method descriptors", () => {
+  it("holds Route, RouteBatch, RecordOutcome, WatchHealth and WatchRoutes under their own method descriptors", () => {
     expect(Object.values(hot).map(procedureOf)).toEqual([
       "rollgate.v1.DecisionService/Route",
       "rollgate.v1.DecisionService/RouteBatch",
       "rollgate.v1.DecisionService/RecordOutcome",
       "rollgate.v1.DecisionService/WatchHealth",
+      "rollgate.v1.DecisionService/WatchRoutes",
     ]);
     for (const [key, m] of Object.entries(hot)) expect(m.method).toBe(DecisionService.method[key as keyof typeof DecisionService.method]);
   });
@@ -80,7 +81,7 @@ describe("DecisionService hot-method table", () => {
 
   it("gives connect-node one implementation per entry, keyed by the method's localName", async () => {
     const impl = connectMethodsOf(hot);
-    expect(Object.keys(impl)).toEqual(["route", "routeBatch", "recordOutcome", "watchHealth"]);
+    expect(Object.keys(impl)).toEqual(["route", "routeBatch", "recordOutcome", "watchHealth", "watchRoutes"]);
     const res = await impl.route(create(RouteRequestSchema, { rollout: "hot", key: "vip" }));
     expect(res).toEqual(hot.route.message(create(RouteRequestSchema, { rollout: "hot", key: "vip" })));
     expect(() => connectMethodsOf({ wrong: hot.route })).toThrow("key wrong must be the localName route");
