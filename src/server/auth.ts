@@ -17,6 +17,7 @@ export const REQUIRED_ROLE: Readonly<Record<string, Role>> = {
   "rollgate.v1.DecisionService/RouteBatch": "reader",
   "rollgate.v1.DecisionService/Health": "reader",
   "rollgate.v1.DecisionService/WatchHealth": "reader",
+  "rollgate.v1.DecisionService/WatchRoutes": "reader",
   "rollgate.v1.DecisionService/RecordOutcome": "reporter",
   "rollgate.v1.DecisionService/StreamOutcomes": "reporter",
   "rollgate.v1.RolloutService/GetRollout": "reader",

@@ -11,6 +11,7 @@ import {
   RecordOutcomeResponseSchema,
   type RecordOutcomeRequest,
   type WatchHealthRequest,
+  type WatchRoutesRequest,
 } from "../../gen/rollgate/v1/decision_service_pb.js";
 import type { Authenticator } from "./auth.js";
 import { encodeGrpcMessage } from "./grpc-message.js";
@@ -43,6 +44,8 @@ export interface FastPathOptions {
   readonly handlers: DecisionHandlers;
   /** WatchHealth's stream of changes (see watchHealthChanges). */
   readonly watchHealth: (rollout: string, signal: AbortSignal) => AsyncIterable<HealthChange>;
+  /** WatchRoutes' messages, encoded (see src/service/watch-routes.ts). */
+  readonly watchRoutes?: (req: WatchRoutesRequest, signal: AbortSignal) => AsyncIterable<Uint8Array>;
   readonly auth: Authenticator;
   readonly report: CallReporter;
   /** Called once per call this path serves. */
@@ -93,6 +96,9 @@ export function createGrpcFastPath(opts: FastPathOptions): OnStreamHook {
       })();
     }) as (req: never, signal: AbortSignal) => AsyncIterable<Uint8Array>,
   });
+  if (opts.watchRoutes !== undefined) {
+    add(DecisionService.method.watchRoutes, { kind: "stream" as const, messages: opts.watchRoutes as (req: never, signal: AbortSignal) => AsyncIterable<Uint8Array> });
+  }
 
   return (stream, headers) => {
     if (headers[":method"] !== "POST") return false;

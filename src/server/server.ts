@@ -12,6 +12,7 @@ import { RolloutService } from "../../gen/rollgate/v1/rollout_service_pb.js";
 import { authInterceptor, createAuthenticator } from "./auth.js";
 import type { ServerConfig } from "./config.js";
 import { createGrpcFastPath } from "./grpc-fast-path.js";
+import { createRoutesFeed, encodedRoutes } from "../service/watch-routes.js";
 import { withCanonicalGrpcMessage } from "./grpc-message.js";
 import { createHealthStatus } from "./grpc-health.js";
 import { withHttpEndpoints } from "./http-endpoints.js";
@@ -71,7 +72,8 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
 
   const auth = createAuthenticator(config.tokens);
   const report = createCallReporter(logger, metrics);
-  const decisions = { engine, observer: metrics };
+  const routesFeed = createRoutesFeed({ engine, ...(deps.keepaliveMs === undefined ? {} : { heartbeatMs: deps.keepaliveMs }) });
+  const decisions = { engine, observer: metrics, routes: routesFeed };
   const routes = (router: ConnectRouter) => {
     router.service(DecisionService, createDecisionService(decisions));
     router.service(
@@ -101,6 +103,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
           onStream: createGrpcFastPath({
             handlers: createDecisionHandlers(decisions),
             watchHealth: (rollout, signal) => watchHealthChanges(engine, rollout, signal),
+            watchRoutes: (req, signal) => encodedRoutes(routesFeed.watch(req, signal)),
             auth,
             report,
             ready: () => state === "ready",

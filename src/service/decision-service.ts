@@ -1,6 +1,6 @@
 import { create, toBinary } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
-import { DomainError, invalidArgument } from "../domain/errors.js";
+import { invalidArgument } from "../domain/errors.js";
 import type { RolloutHealth as RolloutHealthDomain } from "../domain/health.js";
 import type { Variant } from "../domain/rollout.js";
 import { route, type RouteTable } from "../domain/routing.js";
@@ -24,6 +24,7 @@ import { RolloutHealthSchema, type RolloutHealth } from "../../gen/rollgate/v1/h
 import { healthToProto, outcomeFromProto, routeToProto } from "./convert.js";
 import type { Engine, HealthChange } from "./engine.js";
 import { withErrorMapping } from "./errors.js";
+import { createRoutesFeed, routesMessageToProto, type RoutesFeed } from "./watch-routes.js";
 import { encodeRouteBatch, encodeRouteResponse, type BatchCounts } from "./wire-encoding.js";
 
 /** Keys per RouteBatch call. */
@@ -39,6 +40,8 @@ export interface DecisionObserver {
 export interface DecisionServiceOptions {
   readonly engine: Engine;
   readonly observer?: DecisionObserver;
+  /** WatchRoutes' feed, shared with the gRPC fast path (one is made when absent). */
+  readonly routes?: RoutesFeed;
 }
 
 /**
@@ -191,6 +194,7 @@ export function watchHealthChanges(engine: Engine, rolloutName: string, signal: 
 /** Returns the DecisionService implementation (DESIGN §2) over the shared handlers. */
 export function createDecisionService(opts: DecisionServiceOptions): ServiceImpl<typeof DecisionService> {
   const { engine } = opts;
+  const routes = opts.routes ?? createRoutesFeed({ engine });
   const h = createDecisionHandlers(opts);
   const impl: ServiceImpl<typeof DecisionService> = {
     route: async (req) => h.route(req),
@@ -228,10 +232,8 @@ export function createDecisionService(opts: DecisionServiceOptions): ServiceImpl
       }
     },
 
-    // The contract is in proto/; the stream itself arrives with local evaluation (issue 11).
-    // eslint-disable-next-line require-yield
-    async *watchRoutes() {
-      throw new DomainError("unavailable", "WatchRoutes is not served yet");
+    async *watchRoutes(req, ctx) {
+      for await (const m of routes.watch(req, ctx.signal)) yield routesMessageToProto(m);
     },
   };
   return withErrorMapping(DecisionService, impl);

@@ -554,6 +554,11 @@ export function createEngine(opts: EngineOptions) {
       return store.listEvents(rollout === undefined ? { afterSeq, limit } : { rollout, afterSeq, limit });
     },
 
+    /** Returns the highest audit seq in the log (0 when empty). */
+    lastSeq(): Promise<number> {
+      return store.lastSeq();
+    },
+
     /** Subscribes to audit events appended from now on, of one rollout or (undefined) all. */
     subscribeEvents(rollout: string | undefined, signal?: AbortSignal): Subscription<AuditEvent> {
       return events.subscribe((e) => rollout === undefined || e.rollout === rollout, signal);
