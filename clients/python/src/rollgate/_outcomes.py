@@ -296,6 +296,8 @@ class OutcomeBuffer:
             response = None
         with self._cond:
             del self._in_flight[id(batch)]
+            # A probe failing again during an outage is logged at debug level (on_error hears of each).
+            again = error is not None and error.requeued and self._outage
             if response is not None:
                 self._counters["sent"] += len(batch.outcomes)
                 self._counters["accepted"] += response.accepted
@@ -318,15 +320,15 @@ class OutcomeBuffer:
             self._arm()
         self._report(dropped)
         if error is not None and background:
-            self._report([error])
+            self._report([error], logging.DEBUG if again else logging.WARNING)
         # Done only once reported: flush(), waiting for it, returns after on_error heard of it.
         batch.done.set()
         return error
 
-    def _report(self, errors: List[BatchError]) -> None:
+    def _report(self, errors: List[BatchError], level: int = logging.WARNING) -> None:
         for error in errors:
             if self._on_error is None:
-                _log.warning("rollgate: %s", error)
+                _log.log(level, "rollgate: %s", error)
                 continue
             try:
                 self._on_error(error)
