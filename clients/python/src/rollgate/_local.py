@@ -157,8 +157,7 @@ def _utf16_sorted(names: Any) -> Tuple[str, ...]:
 
 
 def _result(fields: Dict[str, Any]) -> RouteResult:
-    # A frozen dataclass built field by field costs several times the hash; filling its
-    # __dict__ at once gives the same object (equality, repr, attributes) for a dict copy.
+    """Returns a RouteResult whose fields are ``fields`` (see route())."""
     r = _new(RouteResult)
     _set(r, "__dict__", fields)
     return r
@@ -247,15 +246,17 @@ class LocalRouter:
         if not 0 < len(kb) <= MAX_KEY_BYTES:
             return self._fallback(r, FallbackReason.INVALID_KEY)
         b = bucket_prefixed(r.prefix, kb)
-        if r.overrides is not None:
-            v = r.overrides.get(key)
-            if v is not None:
-                fields = r.override[v].copy()
-                fields["bucket"] = b
-                return _result(fields)
-        fields = (r.canary if b < r.weight else r.stable).copy()
+        ov = r.overrides
+        if ov is not None and key in ov:
+            fields = r.override[ov[key]].copy()
+        else:
+            fields = (r.canary if b < r.weight else r.stable).copy()
         fields["bucket"] = b
-        return _result(fields)
+        # A frozen dataclass built field by field costs several times the hash; filling its
+        # __dict__ at once gives the same object (equality, repr, attributes) for a dict copy.
+        result = _new(RouteResult)
+        _set(result, "__dict__", fields)
+        return result
 
     def _fallback(self, r: Optional[_Rollout], why: FallbackReason) -> RouteResult:
         with self._count_lock:
