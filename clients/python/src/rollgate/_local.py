@@ -360,6 +360,7 @@ class LocalRouter:
             return e, False
         with self._call_lock:
             self._call = call
+            self._call_started = time.monotonic()
         try:
             if self._stop.is_set():
                 return None, False
@@ -390,6 +391,7 @@ class LocalRouter:
             call.cancel()
 
     _idle_cancelled = False
+    _call_started = 0.0
 
     def _heard(self) -> None:
         self._last_heard = time.monotonic()
@@ -418,7 +420,8 @@ class LocalRouter:
                 _log.info("rollgate: local routing state is fresh again (revision %d)", self._revision)
             with self._call_lock:
                 call = self._call
-                quiet = call is not None and now - (self._last_heard or self._started) > self._idle_timeout
+                # Quiet since the stream opened or since its last message, whichever is later.
+                quiet = call is not None and now - max(self._last_heard or 0.0, self._call_started) > self._idle_timeout
                 if quiet:
                     self._idle_cancelled = True
             if quiet:
