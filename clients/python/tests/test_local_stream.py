@@ -257,3 +257,17 @@ def test_reconnects_a_stream_that_goes_quiet(scripted: ScriptedServer, make_clie
     assert scripted.next().request.after_revision == 9
     s = router.stats()
     assert s.reconnects >= 1 and "idle timeout" in str(s.last_error)
+
+
+def test_a_new_stream_gets_its_own_idle_time(scripted: ScriptedServer, make_client: Callable[..., rollgate.Client]) -> None:
+    """After a silence longer than idle_timeout, the next stream is not cut for the silence before it."""
+    c = make_client(scripted.url)
+    router = c.start_local(idle_timeout=2.0, backoff=FAST)
+    st = scripted.next()
+    st.send(pb.WatchRoutesResponse(revision=9, reset=True, routes=[canary_state("r", 5000, 1)]))
+    st.wait_gone()  # 2 s without a message
+    st = scripted.next()
+    threading.Event().wait(1.0)  # half the idle time of this stream; the last message is 3 s old
+    st.send(pb.WatchRoutesResponse(revision=9))
+    eventually("the heartbeat on the new stream", lambda: router.stats().heartbeats == 1)
+    assert not st.gone.is_set() and router.stats().connected
