@@ -375,7 +375,12 @@ func (l *LocalRouter) run(ctx context.Context) {
 		code := connect.CodeOf(err)
 		snapshot = !errors.Is(err, errMalformed) && (code == connect.CodeInvalidArgument || code == connect.CodeOutOfRange || code == connect.CodeFailedPrecondition)
 		delay := l.opts.Backoff.Delay(failures)
-		if failures == 1 {
+		if finalCodes[code] && !errors.Is(err, errMalformed) && failures&(failures-1) == 0 {
+			// Refused (unknown rollout name, bad token, old server): no reconnect will cure it
+			// until someone fixes it, so say so loudly, at attempts 1, 2, 4, 8, …
+			l.log.Error("rollgate: WatchRoutes refused: routing on from the last state held (or the fallback), retrying",
+				"error", errString(err), "attempt", failures, "retry_in", delay.Round(time.Millisecond).String())
+		} else if failures == 1 {
 			l.log.Warn("rollgate: WatchRoutes stream ended: routing on from the last state held, reconnecting",
 				"error", errString(err), "revision", l.Stats().Revision, "retry_in", delay.Round(time.Millisecond).String())
 		} else {

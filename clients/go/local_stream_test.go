@@ -278,7 +278,7 @@ func TestLocalResumesAndKeepsTheLastGoodState(t *testing.T) {
 	if s.Malformed != 4 || s.Resets != 2 || s.Changes != 2 || s.Heartbeats != 1 || s.Reconnects != 6 {
 		t.Fatalf("stats %+v", s)
 	}
-	for _, want := range []string{"malformed WatchRoutes message refused", "stage 42", "undecodable WatchRoutes message", "weight_bp 10001", "revision 6 is behind the 7 held"} {
+	for _, want := range []string{"malformed WatchRoutes message refused", "stage 42", "undecodable WatchRoutes message", "weight_bp 10001", "revision 6 is behind the 7 held", "WatchRoutes refused"} {
 		if !strings.Contains(logs.String(), want) {
 			t.Errorf("the log does not say %q:\n%s", want, logs.String())
 		}

@@ -19,6 +19,7 @@ from ._bucketing import BUCKETS, bucket_prefixed
 from ._outcomes import OutcomeBuffer
 from ._retry import Backoff
 from ._types import FallbackReason, RouteReason, RouteResult, Variant
+from ._watch import FINAL_CODES
 from .v1 import decision_service_pb2 as pb
 from .v1 import rollout_pb2
 
@@ -341,7 +342,14 @@ class LocalRouter:
             code = error.code() if isinstance(error, grpc.RpcError) else None
             snapshot = code in _SNAPSHOT_CODES
             delay = self._backoff.delay(failures)
-            if failures == 1:
+            if code in FINAL_CODES and failures & (failures - 1) == 0:
+                # Refused (unknown rollout name, bad token, old server): no reconnect will cure
+                # it until someone fixes it, so say so loudly, at attempts 1, 2, 4, 8, …
+                _log.error(
+                    "rollgate: WatchRoutes refused (attempt %d): routing on from the last state held (or the fallback), retrying in %.2fs: %s",
+                    failures, delay, _describe(error),
+                )
+            elif failures == 1:
                 _log.warning(
                     "rollgate: WatchRoutes stream ended: routing on from the last state held (revision %d), reconnecting in %.2fs: %s",
                     self._revision, delay, _describe(error),
