@@ -208,3 +208,21 @@ func TestLocalRoutesThroughAKill9(t *testing.T) {
 	}
 	waitForSamples(t, c, name, 0, final.Sent)
 }
+
+// TestLocalRefusedByTheServerAnswersTheFallback: the server refuses a watch of a rollout that
+// does not exist (NOT_FOUND); the router says so in its log and answers the fallback, no error.
+func TestLocalRefusedByTheServerAnswersTheFallback(t *testing.T) {
+	c := newClient(t, shared.URL, rollgate.Options{})
+	log, logs := logBuffer()
+	l, err := c.StartLocal(testContext(t), rollgate.LocalOptions{Rollouts: []string{uniqueName("no-such")}, Backoff: fastLocal, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the refusal", func() bool { return connect.CodeOf(l.Stats().LastError) == connect.CodeNotFound })
+	if r := l.Route("no-such", "k"); r.Fallback != rollgate.FallbackNotReady || r.Variant != rollgate.Stable {
+		t.Fatalf("Route: %+v", r)
+	}
+	if !strings.Contains(logs.String(), "WatchRoutes refused") {
+		t.Fatalf("the log does not say the watch was refused:\n%s", logs.String())
+	}
+}

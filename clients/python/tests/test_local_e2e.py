@@ -134,3 +134,16 @@ def test_local_routes_through_a_kill_9(start_server: Callable[..., RollgateServe
     assert final.sent + final.dropped == recorded
     assert (final.accepted, final.buffered, final.outage, final.dropped) == (final.sent, 0, False, ost.dropped)
     wait_for_samples(operator, name, 0, final.sent)
+
+
+def test_local_refused_by_the_server_answers_the_fallback(server: RollgateServer, client: rollgate.Client, caplog: pytest.LogCaptureFixture) -> None:
+    """The server refuses a watch of a rollout that does not exist (NOT_FOUND): logged, and route answers the fallback."""
+    import grpc
+
+    caplog.set_level(logging.INFO, logger="rollgate")
+    router = client.start_local([unique_name("no-such")], backoff=rollgate.Backoff(initial=0.01, maximum=0.05))
+    eventually("the refusal", lambda: isinstance(router.stats().last_error, grpc.RpcError) and router.stats().last_error.code() == grpc.StatusCode.NOT_FOUND)  # type: ignore[union-attr]
+    r = router.route("no-such", "k")
+    assert (r.fallback, r.variant) == (F.NOT_READY, rollgate.Variant.STABLE)
+    assert "WatchRoutes refused" in caplog.text
+    router.close()
