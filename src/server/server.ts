@@ -12,7 +12,7 @@ import { RolloutService } from "../../gen/rollgate/v1/rollout_service_pb.js";
 import { authInterceptor, createAuthenticator } from "./auth.js";
 import type { ServerConfig } from "./config.js";
 import { createGrpcFastPath } from "./grpc-fast-path.js";
-import { createRoutesFeed, encodedRoutes } from "../service/watch-routes.js";
+import { createRoutesFeed, encodeRoutesMessage } from "../service/watch-routes.js";
 import { withCanonicalGrpcMessage } from "./grpc-message.js";
 import { createHealthStatus } from "./grpc-health.js";
 import { withHttpEndpoints } from "./http-endpoints.js";
@@ -103,7 +103,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
           onStream: createGrpcFastPath({
             handlers: createDecisionHandlers(decisions),
             watchHealth: (rollout, signal) => watchHealthChanges(engine, rollout, signal),
-            watchRoutes: (req, signal) => encodedRoutes(routesFeed.watch(req, signal)),
+            watchRoutes: (req, signal) => routesFeed.watch(req, signal, encodeRoutesMessage),
             auth,
             report,
             ready: () => state === "ready",

@@ -59,6 +59,10 @@ interface Watcher {
   reset: boolean;
   /** Set at shutdown: the stream ends with OK. */
   ended: boolean;
+  /** Set by the heartbeat timer when nothing was sent for a whole period. */
+  beat: boolean;
+  /** When the stream last sent a message (performance.now()). */
+  sentAt: number;
   wake: (() => void) | undefined;
 }
 
@@ -74,6 +78,17 @@ export function createRoutesFeed(opts: RoutesFeedOptions) {
   let started: Promise<void> | undefined;
   /** The rollout object each name last routed with, to skip events that changed no routing. */
   const seen = new Map<string, Rollout>();
+  // One timer for every stream's heartbeat (not one per stream and wait): it wakes the streams
+  // that sent nothing for a whole period.
+  let heartbeat: NodeJS.Timeout | undefined;
+  const beatIdle = () => {
+    const due = performance.now() - heartbeatMs;
+    for (const w of watchers) {
+      if (w.sentAt > due) continue;
+      w.beat = true;
+      w.wake?.();
+    }
+  };
 
   const current = (name: string): Rollout | undefined => {
     try {
@@ -87,6 +102,8 @@ export function createRoutesFeed(opts: RoutesFeedOptions) {
   function start(): Promise<void> {
     const s = engine.subscribeEvents(undefined);
     sub = s;
+    heartbeat = setInterval(beatIdle, Math.max(10, heartbeatMs / 4));
+    heartbeat.unref();
     seen.clear();
     for (const r of engine.list()) seen.set(r.name, r);
     void pump(s);
@@ -96,6 +113,8 @@ export function createRoutesFeed(opts: RoutesFeedOptions) {
   }
 
   function stop(): void {
+    clearInterval(heartbeat);
+    heartbeat = undefined;
     sub?.close();
     sub = undefined;
     started = undefined;
@@ -149,7 +168,7 @@ export function createRoutesFeed(opts: RoutesFeedOptions) {
      * messages: a reset (or, resuming, the changes since `after_revision`), then the changes, and
      * a heartbeat after every quiet `heartbeatMs`. Ends when `signal` aborts or at shutdown.
      */
-    watch(req: WatchRoutesRequest, signal: AbortSignal): AsyncIterable<RoutesMessage> {
+    watch<T = RoutesMessage>(req: WatchRoutesRequest, signal: AbortSignal, encode: (m: RoutesMessage) => T = (m) => m as T): AsyncIterable<T> {
       if (req.rollouts.length > MAX_WATCHED_ROLLOUTS) {
         throw invalidArgument("rollouts", `must name at most ${MAX_WATCHED_ROLLOUTS} rollouts, not ${req.rollouts.length}`);
       }
@@ -157,7 +176,7 @@ export function createRoutesFeed(opts: RoutesFeedOptions) {
       const names = req.rollouts.length === 0 ? undefined : new Set(req.rollouts);
       if (names !== undefined) for (const n of names) engine.get(n);
       const after = req.afterRevision;
-      const w: Watcher = { accept: names === undefined ? () => true : (n) => names.has(n), dirty: new Set(), reset: false, ended: false, wake: undefined };
+      const w: Watcher = { accept: names === undefined ? () => true : (n) => names.has(n), dirty: new Set(), reset: false, ended: false, beat: false, sentAt: performance.now(), wake: undefined };
 
       const snapshot = (): RoutesMessage => {
         w.reset = false;
@@ -184,38 +203,72 @@ export function createRoutesFeed(opts: RoutesFeedOptions) {
         return changes();
       };
 
-      return (async function* () {
+      // A hand-written iterator rather than async generators: with 1,000 streams every change
+      // is 1,000 deliveries, and each generator layer cost a few promise hops apiece.
+      let aborted = signal.aborted;
+      let finished = false;
+      let first: Promise<IteratorResult<T>> | undefined;
+      const onAbort = () => {
+        aborted = true;
+        w.wake?.();
+      };
+      const finish = (): IteratorResult<T> => {
+        if (!finished) {
+          finished = true;
+          signal.removeEventListener("abort", onAbort);
+          watchers.delete(w);
+          if (watchers.size === 0) stop();
+        }
+        return { value: undefined, done: true };
+      };
+      const sent = (m: RoutesMessage): IteratorResult<T> => {
+        w.beat = false;
+        w.sentAt = performance.now();
+        return { value: encode(m), done: false };
+      };
+      /** The next message if one is due, the end, or undefined to wait. */
+      const take = (): IteratorResult<T> | undefined => {
+        if (finished || aborted || w.ended) return finish();
+        if (w.reset) return sent(snapshot());
+        if (w.dirty.size > 0) return sent(changes());
+        if (w.beat) return sent({ revision, reset: false, routes: [], removed: [] });
+        return undefined;
+      };
+      const begin = async (): Promise<IteratorResult<T>> => {
         watchers.add(w);
-        const onAbort = () => w.wake?.();
         signal.addEventListener("abort", onAbort);
-        let timer: NodeJS.Timeout | undefined;
         try {
           await (started ??= start());
           if (after > BigInt(revision)) {
             throw invalidArgument("after_revision", `${after} is ahead of the server's revision ${revision}; resume from a revision this server sent, or 0 for a snapshot`);
           }
-          yield (after === 0n ? undefined : await resume(Number(after))) ?? snapshot();
-          for (;;) {
-            if (signal.aborted || w.ended) return;
-            if (w.reset) yield snapshot();
-            else if (w.dirty.size > 0) yield changes();
-            else {
-              const woke = await new Promise<boolean>((resolve) => {
-                w.wake = () => resolve(true);
-                timer = setTimeout(() => resolve(false), heartbeatMs);
-              });
-              w.wake = undefined;
-              clearTimeout(timer);
-              if (!woke && !signal.aborted) yield { revision, reset: false, routes: [], removed: [] };
-            }
-          }
-        } finally {
-          clearTimeout(timer);
-          signal.removeEventListener("abort", onAbort);
-          watchers.delete(w);
-          if (watchers.size === 0) stop();
+          const m = (after === 0n ? undefined : await resume(Number(after))) ?? snapshot();
+          return aborted ? finish() : sent(m);
+        } catch (e) {
+          finish();
+          throw e;
         }
-      })();
+      };
+      const iterator: AsyncIterator<T> = {
+        next() {
+          if (first === undefined) return (first = begin());
+          const now = take();
+          if (now !== undefined) return Promise.resolve(now);
+          return new Promise((resolve) => {
+            w.wake = () => {
+              const r = take();
+              if (r === undefined) return;
+              w.wake = undefined;
+              resolve(r);
+            };
+          });
+        },
+        return() {
+          w.wake?.();
+          return Promise.resolve(finish());
+        },
+      };
+      return { [Symbol.asyncIterator]: () => iterator };
     },
   };
 }
@@ -263,6 +316,21 @@ export function routesMessageToProto(m: RoutesMessage): WatchRoutesResponse {
  * The output is exactly what toBinary writes (a test locks it).
  */
 export function encodeRoutesMessage(m: RoutesMessage): Uint8Array {
+  // The common message — one rollout changed — is the same for every stream at one revision.
+  if (m.routes.length === 1 && m.removed.length === 0 && !m.reset) {
+    const r = m.routes[0]!;
+    const hit = changeBytes.get(r);
+    if (hit !== undefined && hit.revision === m.revision) return hit.bytes;
+    const bytes = encodeParts(m);
+    changeBytes.set(r, { revision: m.revision, bytes });
+    return bytes;
+  }
+  return encodeParts(m);
+}
+
+const changeBytes = new WeakMap<Rollout, { readonly revision: number; readonly bytes: Uint8Array }>();
+
+function encodeParts(m: RoutesMessage): Uint8Array {
   const parts: Uint8Array[] = [];
   let size = 0;
   const push = (b: Uint8Array) => {
@@ -310,7 +378,3 @@ function concat(parts: readonly Uint8Array[], size = parts.reduce((n, p) => n + 
   return out;
 }
 
-/** Returns a feed's messages as WatchRoutesResponse bytes (what the gRPC fast path writes). */
-export async function* encodedRoutes(messages: AsyncIterable<RoutesMessage>): AsyncIterable<Uint8Array> {
-  for await (const m of messages) yield encodeRoutesMessage(m);
-}
