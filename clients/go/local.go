@@ -46,6 +46,10 @@ func (f FallbackReason) String() string {
 	return fmt.Sprintf("FallbackReason(%d)", uint8(f))
 }
 
+// DefaultStartupTimeout is how long StartLocal waits for the first snapshot when
+// LocalOptions.StartupTimeout is zero.
+const DefaultStartupTimeout = 5 * time.Second
+
 // maxKeyBytes is the longest routing key (DESIGN §4).
 const maxKeyBytes = 1024
 
@@ -53,13 +57,13 @@ const maxKeyBytes = 1024
 const maxWatchedRollouts = 1000
 
 // LocalOptions configures local evaluation (see StartLocal). The zero value watches every
-// rollout, waits for nothing at start and answers stable until the first snapshot.
+// rollout, waits up to 5 s for the first snapshot and answers stable until it has one.
 type LocalOptions struct {
 	// Rollouts are the names to watch; empty watches every rollout, those created later too.
 	// At most 1,000, each of which must exist.
 	Rollouts []string
-	// StartupTimeout: StartLocal waits up to this long for the first snapshot. Zero does not
-	// wait: Route answers the fallback until the snapshot arrives.
+	// StartupTimeout: StartLocal waits up to this long for the first snapshot. Default 5 s;
+	// negative does not wait (Route answers the fallback until the snapshot arrives).
 	StartupTimeout time.Duration
 	// Fallback is the variant answered while there is no state, for rollouts the state does not
 	// hold and for invalid keys. Default Stable.
@@ -182,6 +186,9 @@ func (c *Client) StartLocal(ctx context.Context, opts LocalOptions) (*LocalRoute
 	default:
 		return nil, fmt.Errorf("rollgate: LocalOptions.Fallback: must be Stable or Canary, got %v", opts.Fallback)
 	}
+	if opts.StartupTimeout == 0 {
+		opts.StartupTimeout = DefaultStartupTimeout
+	}
 	if opts.StaleAfter <= 0 {
 		opts.StaleAfter = 30 * time.Second
 	}
@@ -226,19 +233,19 @@ func (c *Client) StartLocal(ctx context.Context, opts LocalOptions) (*LocalRoute
 // Route returns where a key of a rollout goes, from the state held: the answer the server's
 // Route gives for the same state. It never fails and never waits: without a state, for a
 // rollout the state does not hold and for an invalid key it answers the fallback variant with
-// Fallback set to the reason (Reason is then ROUTE_REASON_UNSPECIFIED). Features is shared
-// between answers: do not modify it.
+// Fallback set to the reason (Reason is then ROUTE_REASON_UNSPECIFIED, Version empty).
+// Features is shared between answers: do not modify it.
 func (l *LocalRouter) Route(rollout, key string) RouteResult {
 	st := l.state.Load()
 	if st == nil {
-		return l.fallback(nil, FallbackNotReady)
+		return l.fallback(rollout, key, FallbackNotReady)
 	}
 	r := st.rollouts[rollout]
 	if r == nil {
-		return l.fallback(nil, FallbackUnknownRollout)
+		return l.fallback(rollout, key, FallbackUnknownRollout)
 	}
-	if len(key) == 0 || len(key) > maxKeyBytes || !utf8.ValidString(key) {
-		return l.fallback(r, FallbackInvalidKey)
+	if !validKey(key) {
+		return l.fallback(rollout, key, FallbackInvalidKey)
 	}
 	b := bucketPrefixed(r.prefix, key)
 	var res RouteResult
@@ -256,15 +263,21 @@ func (l *LocalRouter) Route(rollout, key string) RouteResult {
 	return res
 }
 
-func (l *LocalRouter) fallback(r *localRollout, why FallbackReason) RouteResult {
+// fallback is the answer without a state for the rollout or for an invalid key: the fallback
+// variant, no version, weight or features, and the key's bucket under the default salt (the
+// rollout's name), 0 for an invalid key — the same answer as the TypeScript client's.
+func (l *LocalRouter) fallback(rollout, key string, why FallbackReason) RouteResult {
 	l.fallbacks[why].Add(1)
 	res := RouteResult{Variant: l.opts.Fallback, Fallback: why}
-	if r != nil {
-		res = r.answers[l.opts.Fallback]
-		res.Reason = rollgatev1.RouteReason_ROUTE_REASON_UNSPECIFIED
-		res.Fallback = why
+	if why != FallbackInvalidKey && validKey(key) {
+		res.Bucket = Bucket(rollout, key)
 	}
 	return res
+}
+
+// validKey reports whether Route would accept a key: 1..1024 bytes of UTF-8.
+func validKey(key string) bool {
+	return len(key) > 0 && len(key) <= maxKeyBytes && utf8.ValidString(key)
 }
 
 // Ready returns a channel closed once the first state from the server has been applied.

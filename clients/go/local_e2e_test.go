@@ -214,7 +214,7 @@ func TestLocalRoutesThroughAKill9(t *testing.T) {
 func TestLocalRefusedByTheServerAnswersTheFallback(t *testing.T) {
 	c := newClient(t, shared.URL, rollgate.Options{})
 	log, logs := logBuffer()
-	l, err := c.StartLocal(testContext(t), rollgate.LocalOptions{Rollouts: []string{uniqueName("no-such")}, Backoff: fastLocal, Logger: log})
+	l, err := c.StartLocal(testContext(t), rollgate.LocalOptions{Rollouts: []string{uniqueName("no-such")}, StartupTimeout: -1, Backoff: fastLocal, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

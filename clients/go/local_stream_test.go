@@ -136,7 +136,7 @@ func TestLocalFallbackUntilTheFirstSnapshot(t *testing.T) {
 	srv := startScriptedServer(t)
 	c := newClient(t, srv.URL, rollgate.Options{})
 	log, _ := logBuffer()
-	l, err := c.StartLocal(testContext(t), rollgate.LocalOptions{Backoff: fastLocal, Logger: log})
+	l, err := c.StartLocal(testContext(t), rollgate.LocalOptions{StartupTimeout: -1, Backoff: fastLocal, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,11 +156,12 @@ func TestLocalFallbackUntilTheFirstSnapshot(t *testing.T) {
 		r.Bucket != rollgate.Bucket("r", "user-1") || r.WeightBP != 10000 || r.RolloutVersion != 4 || strings.Join(r.Features, ",") != "a,b" {
 		t.Fatalf("after the snapshot: %+v", r)
 	}
-	if r := l.Route("nope", "user-1"); r.Fallback != rollgate.FallbackUnknownRollout || r.Variant != rollgate.Stable || r.Version != "" {
+	if r := l.Route("nope", "user-1"); r.Fallback != rollgate.FallbackUnknownRollout || r.Variant != rollgate.Stable || r.Version != "" ||
+		r.Bucket != rollgate.Bucket("nope", "user-1") || r.WeightBP != 0 || r.Features != nil || r.RolloutVersion != 0 {
 		t.Fatalf("unknown rollout: %+v", r)
 	}
 	for _, bad := range []string{"", strings.Repeat("k", 1025), "\xff"} {
-		if r := l.Route("r", bad); r.Fallback != rollgate.FallbackInvalidKey || r.Variant != rollgate.Stable || r.Version != "v1" || r.RolloutVersion != 4 {
+		if r := l.Route("r", bad); r.Fallback != rollgate.FallbackInvalidKey || r.Variant != rollgate.Stable || r.Version != "" || r.Bucket != 0 || r.RolloutVersion != 0 {
 			t.Fatalf("invalid key %.10q: %+v", bad, r)
 		}
 	}
@@ -205,7 +206,7 @@ func TestLocalResumesAndKeepsTheLastGoodState(t *testing.T) {
 	srv := startScriptedServer(t)
 	c := newClient(t, srv.URL, rollgate.Options{})
 	log, logs := logBuffer()
-	l, err := c.StartLocal(testContext(t), rollgate.LocalOptions{Rollouts: []string{"r", "s"}, Backoff: fastLocal, Logger: log})
+	l, err := c.StartLocal(testContext(t), rollgate.LocalOptions{Rollouts: []string{"r", "s"}, StartupTimeout: -1, Backoff: fastLocal, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,7 +291,7 @@ func TestLocalStateFileServesWhenTheServerIsUnreachableAtBoot(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "routes.json")
 	c := newClient(t, srv.URL, rollgate.Options{})
 	log, logs := logBuffer()
-	l, err := c.StartLocal(testContext(t), rollgate.LocalOptions{StateFile: file, Logger: log})
+	l, err := c.StartLocal(testContext(t), rollgate.LocalOptions{StateFile: file, StartupTimeout: -1, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -330,7 +331,7 @@ func TestLocalStateFileServesWhenTheServerIsUnreachableAtBoot(t *testing.T) {
 	if err := os.WriteFile(file, []byte(`{"routes": [{"rollout": "r", "stage": 42}]}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	l3, err := dead.StartLocal(testContext(t), rollgate.LocalOptions{StateFile: file, Logger: log})
+	l3, err := dead.StartLocal(testContext(t), rollgate.LocalOptions{StateFile: file, StartupTimeout: -1, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -343,7 +344,7 @@ func TestLocalStalenessIsVisible(t *testing.T) {
 	srv := startScriptedServer(t)
 	c := newClient(t, srv.URL, rollgate.Options{})
 	log, logs := logBuffer()
-	l, err := c.StartLocal(testContext(t), rollgate.LocalOptions{StaleAfter: 300 * time.Millisecond, Logger: log})
+	l, err := c.StartLocal(testContext(t), rollgate.LocalOptions{StartupTimeout: -1, StaleAfter: 300 * time.Millisecond, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -366,7 +367,7 @@ func TestLocalReconnectsAStreamThatGoesQuiet(t *testing.T) {
 	srv := startScriptedServer(t)
 	c := newClient(t, srv.URL, rollgate.Options{})
 	log, _ := logBuffer()
-	l, err := c.StartLocal(testContext(t), rollgate.LocalOptions{IdleTimeout: 300 * time.Millisecond, Backoff: fastLocal, Logger: log})
+	l, err := c.StartLocal(testContext(t), rollgate.LocalOptions{StartupTimeout: -1, IdleTimeout: 300 * time.Millisecond, Backoff: fastLocal, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -141,7 +141,7 @@ def test_local_refused_by_the_server_answers_the_fallback(server: RollgateServer
     import grpc
 
     caplog.set_level(logging.INFO, logger="rollgate")
-    router = client.start_local([unique_name("no-such")], backoff=rollgate.Backoff(initial=0.01, maximum=0.05))
+    router = client.start_local([unique_name("no-such")], startup_timeout=0, backoff=rollgate.Backoff(initial=0.01, maximum=0.05))
     eventually("the refusal", lambda: isinstance(router.stats().last_error, grpc.RpcError) and router.stats().last_error.code() == grpc.StatusCode.NOT_FOUND)  # type: ignore[union-attr]
     r = router.route("no-such", "k")
     assert (r.fallback, r.variant) == (F.NOT_READY, rollgate.Variant.STABLE)

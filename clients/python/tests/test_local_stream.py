@@ -100,7 +100,7 @@ def canary_state(name: str, weight: int, version: int) -> pb.RouteState:
 
 def test_fallback_until_the_first_snapshot(scripted: ScriptedServer, make_client: Callable[..., rollgate.Client]) -> None:
     c = make_client(scripted.url)
-    router = c.start_local(backoff=FAST)
+    router = c.start_local(startup_timeout=0, backoff=FAST)
     st = scripted.next()
     assert st.request.after_revision == 0 and list(st.request.rollouts) == []
     r = router.route("r", "user-1")
@@ -114,10 +114,13 @@ def test_fallback_until_the_first_snapshot(scripted: ScriptedServer, make_client
         features=("a", "b"), reason=rollgate.RouteReason.WEIGHT, rollout_version=4,
     )
     u = router.route("nope", "user-1")
-    assert (u.fallback, u.variant, u.version) == (F.UNKNOWN_ROLLOUT, rollgate.Variant.STABLE, "")
+    assert u == rollgate.RouteResult(
+        variant=rollgate.Variant.STABLE, version="", bucket=rollgate.bucket("nope", "user-1"), weight_bp=0, features=(),
+        reason=rollgate.RouteReason.UNSPECIFIED, rollout_version=0, fallback=F.UNKNOWN_ROLLOUT,
+    )
     for bad in ("", "k" * 1025, "\ud800", None, 42):
         b = router.route("r", bad)  # type: ignore[arg-type]
-        assert (b.fallback, b.variant, b.version, b.rollout_version) == (F.INVALID_KEY, rollgate.Variant.STABLE, "v1", 4), bad
+        assert (b.fallback, b.variant, b.version, b.bucket, b.rollout_version) == (F.INVALID_KEY, rollgate.Variant.STABLE, "", 0, 0), bad
     assert router.route("r", "k" * 1024).fallback == F.NONE
     s = router.stats()
     assert (s.ready, s.from_file, s.connected, s.revision, s.rollouts, s.resets) == (True, False, True, 3, 1, 1)
@@ -146,7 +149,7 @@ def test_fallback_until_the_first_snapshot(scripted: ScriptedServer, make_client
 def test_resumes_and_keeps_the_last_good_state(scripted: ScriptedServer, make_client: Callable[..., rollgate.Client], caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="rollgate")
     c = make_client(scripted.url)
-    router = c.start_local(["r", "s"], backoff=FAST)
+    router = c.start_local(["r", "s"], startup_timeout=0, backoff=FAST)
     st = scripted.next()
     assert list(st.request.rollouts) == ["r", "s"]
     st.send(pb.WatchRoutesResponse(revision=5, reset=True, routes=[canary_state("r", 0, 1)]))
@@ -206,7 +209,7 @@ def test_state_file_serves_when_the_server_is_unreachable_at_boot(
     caplog.set_level(logging.INFO, logger="rollgate")
     file = str(tmp_path / "routes.json")
     c = make_client(scripted.url)
-    router = c.start_local(state_file=file)
+    router = c.start_local(state_file=file, startup_timeout=0)
     st = scripted.next()
     st.send(pb.WatchRoutesResponse(revision=4, reset=True, routes=[canary_state("r", 5000, 3), canary_state("s", 10000, 1)]))
     assert router.wait_ready(20)
@@ -227,14 +230,14 @@ def test_state_file_serves_when_the_server_is_unreachable_at_boot(
 
     # A file that is not a state is ignored: the fallback answers.
     Path(file).write_text('{"routes": [{"rollout": "r", "stage": 42}]}')
-    r3 = dead.start_local(state_file=file)
+    r3 = dead.start_local(state_file=file, startup_timeout=0)
     assert r3.route("r", "user-1").fallback == F.NOT_READY
 
 
 def test_staleness_is_visible(scripted: ScriptedServer, make_client: Callable[..., rollgate.Client], caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="rollgate")
     c = make_client(scripted.url)
-    router = c.start_local(stale_after=0.3)
+    router = c.start_local(startup_timeout=0, stale_after=0.3)
     st = scripted.next()
     st.send(pb.WatchRoutesResponse(revision=1, reset=True, routes=[canary_state("r", 5000, 1)]))
     assert router.wait_ready(20)
@@ -250,7 +253,7 @@ def test_staleness_is_visible(scripted: ScriptedServer, make_client: Callable[..
 
 def test_reconnects_a_stream_that_goes_quiet(scripted: ScriptedServer, make_client: Callable[..., rollgate.Client]) -> None:
     c = make_client(scripted.url)
-    router = c.start_local(idle_timeout=0.3, backoff=FAST)
+    router = c.start_local(startup_timeout=0, idle_timeout=0.3, backoff=FAST)
     st = scripted.next()
     st.send(pb.WatchRoutesResponse(revision=9, reset=True, routes=[canary_state("r", 5000, 1)]))
     st.wait_gone()  # no heartbeat: the client gives the stream up
@@ -262,7 +265,7 @@ def test_reconnects_a_stream_that_goes_quiet(scripted: ScriptedServer, make_clie
 def test_a_new_stream_gets_its_own_idle_time(scripted: ScriptedServer, make_client: Callable[..., rollgate.Client]) -> None:
     """After a silence longer than idle_timeout, the next stream is not cut for the silence before it."""
     c = make_client(scripted.url)
-    router = c.start_local(idle_timeout=2.0, backoff=FAST)
+    router = c.start_local(startup_timeout=0, idle_timeout=2.0, backoff=FAST)
     st = scripted.next()
     st.send(pb.WatchRoutesResponse(revision=9, reset=True, routes=[canary_state("r", 5000, 1)]))
     st.wait_gone()  # 2 s without a message

@@ -177,7 +177,7 @@ class Client:
         self,
         rollouts: Sequence[str] = (),
         *,
-        startup_timeout: float = 0.0,
+        startup_timeout: float = 5.0,
         fallback: Variant = Variant.STABLE,
         state_file: Optional[str] = None,
         stale_after: float = 30.0,
@@ -187,8 +187,9 @@ class Client:
         """Starts local evaluation: a WatchRoutes subscription whose state the router routes from, in process.
 
         ``rollouts`` are the names to watch (at most 1,000, each of which must exist; empty: every
-        rollout, those created later too). It waits up to ``startup_timeout`` seconds for the first
-        snapshot; then, if none has arrived and ``state_file`` holds a state, it routes from that.
+        rollout, those created later too). It waits up to ``startup_timeout`` seconds (0: not at
+        all) for the first snapshot; then, if none has arrived and ``state_file`` holds a state,
+        it routes from that.
         Until there is a state, ``route`` answers ``fallback``. ``stale_after``: seconds without
         hearing from the server before one warning is logged; ``idle_timeout``: seconds of silence
         (not even a heartbeat) after which the stream is taken as dead and reconnected;

@@ -235,17 +235,18 @@ class LocalRouter:
         """Returns where ``key`` goes in ``rollout``, from the state held; never raises, never waits.
 
         Without a state, for a rollout the state does not hold and for an invalid key it answers
-        the fallback variant with ``fallback`` set to the reason (``reason`` is then UNSPECIFIED).
+        the fallback variant with ``fallback`` set to the reason (``reason`` is then UNSPECIFIED,
+        ``version`` empty).
         """
         r = self._rollouts.get(rollout)
         if r is None:
-            return self._fallback(None, FallbackReason.UNKNOWN_ROLLOUT if self._held else FallbackReason.NOT_READY)
+            return self._fallback(rollout, key, FallbackReason.UNKNOWN_ROLLOUT if self._held else FallbackReason.NOT_READY)
         try:
             kb = key.encode()
         except (AttributeError, UnicodeEncodeError):
-            return self._fallback(r, FallbackReason.INVALID_KEY)
+            return self._fallback(rollout, key, FallbackReason.INVALID_KEY)
         if not 0 < len(kb) <= MAX_KEY_BYTES:
-            return self._fallback(r, FallbackReason.INVALID_KEY)
+            return self._fallback(rollout, key, FallbackReason.INVALID_KEY)
         b = bucket_prefixed(r.prefix, kb)
         ov = r.overrides
         if ov is not None and key in ov:
@@ -259,16 +260,20 @@ class LocalRouter:
         _set(result, "__dict__", fields)
         return result
 
-    def _fallback(self, r: Optional[_Rollout], why: FallbackReason) -> RouteResult:
+    def _fallback(self, rollout: str, key: Any, why: FallbackReason) -> RouteResult:
+        """The fallback variant, no version, weight or features, and the key's bucket under the
+        default salt (the rollout's name), 0 for an invalid key — the TypeScript client's answer."""
         with self._count_lock:
             self._fallbacks[why] += 1
-        variant = self._fallback_variant
-        if r is None:
-            return RouteResult(variant=variant, version="", bucket=0, weight_bp=0, features=(), reason=RouteReason.UNSPECIFIED, rollout_version=0, fallback=why)
-        fields = (r.override[variant]).copy()
-        fields["reason"] = RouteReason.UNSPECIFIED
-        fields["fallback"] = why
-        return _result(fields)
+        b = 0
+        if why != FallbackReason.INVALID_KEY:
+            try:
+                kb = key.encode()
+                if 0 < len(kb) <= MAX_KEY_BYTES:
+                    b = bucket_prefixed(str(rollout).encode("utf-8", "replace") + b"\x00", kb)
+            except (AttributeError, UnicodeEncodeError):
+                pass
+        return RouteResult(variant=self._fallback_variant, version="", bucket=b, weight_bp=0, features=(), reason=RouteReason.UNSPECIFIED, rollout_version=0, fallback=why)
 
     # --- the rest of the API --------------------------------------------------------------
 
