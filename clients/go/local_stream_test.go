@@ -381,3 +381,31 @@ func TestLocalReconnectsAStreamThatGoesQuiet(t *testing.T) {
 		t.Fatalf("stats %+v", s)
 	}
 }
+
+// TestLocalAfterCloseAnswersFromTheLastState: the client's Close ends the stream; Route goes
+// on answering from the last state.
+func TestLocalAfterCloseAnswersFromTheLastState(t *testing.T) {
+	srv := startScriptedServer(t)
+	c, err := rollgate.New(srv.URL, rollgate.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log, _ := logBuffer()
+	l, err := c.StartLocal(testContext(t), rollgate.LocalOptions{StartupTimeout: -1, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := srv.next(t)
+	st.Send(&rollgatev1.WatchRoutesResponse{Revision: 1, Reset_: true, Routes: []*rollgatev1.RouteState{canaryState("r", 10000, 1)}})
+	<-l.Ready()
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	<-st.ClientGone()
+	if r := l.Route("r", "user-1"); r.Variant != rollgate.Canary || r.Fallback != rollgate.FallbackNone {
+		t.Fatalf("after Close: %+v", r)
+	}
+	if _, err := c.StartLocal(testContext(t), rollgate.LocalOptions{}); err != rollgate.ErrClosed {
+		t.Fatalf("StartLocal after Close: %v, want ErrClosed", err)
+	}
+}

@@ -274,3 +274,17 @@ def test_a_new_stream_gets_its_own_idle_time(scripted: ScriptedServer, make_clie
     st.send(pb.WatchRoutesResponse(revision=9))
     eventually("the heartbeat on the new stream", lambda: router.stats().heartbeats == 1)
     assert not st.gone.is_set() and router.stats().connected
+
+
+def test_after_close_route_answers_from_the_last_state(scripted: ScriptedServer) -> None:
+    c = rollgate.Client(scripted.url)
+    router = c.start_local(startup_timeout=0)
+    st = scripted.next()
+    st.send(pb.WatchRoutesResponse(revision=1, reset=True, routes=[canary_state("r", 10000, 1)]))
+    assert router.wait_ready(20)
+    c.close()
+    st.wait_gone()
+    r = router.route("r", "user-1")
+    assert (r.variant, r.fallback) == (rollgate.Variant.CANARY, F.NONE)
+    with pytest.raises(RuntimeError):
+        c.start_local()
