@@ -148,20 +148,14 @@ class _Rollout:
             Variant.STABLE: answer(Variant.STABLE, state.stable_version, stable_features, RouteReason.OVERRIDE),
         }
         if self.fixed is not None:
-            # Everyone goes to one side: route() picks it without comparing the bucket.
+            # Everyone goes to one side: whatever the bucket against the effective weight (0 or
+            # 10,000), route() picks the stage's answer.
             self.canary = self.stable = self.canary if self.fixed == Variant.CANARY else self.stable
 
 
 def _utf16_sorted(names: Any) -> Tuple[str, ...]:
     """Sorts names by UTF-16 code units, the order the server (JavaScript) sorts them in."""
     return tuple(sorted(names, key=lambda n: n.encode("utf-16-be", "surrogatepass")))
-
-
-def _result(fields: Dict[str, Any]) -> RouteResult:
-    """Returns a RouteResult whose fields are ``fields`` (see route())."""
-    r = _new(RouteResult)
-    _set(r, "__dict__", fields)
-    return r
 
 
 class LocalRouter:
