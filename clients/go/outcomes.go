@@ -417,18 +417,9 @@ func (b *outcomeBuffer) dispatch(ctx context.Context, p *pendingBatch, backgroun
 func (b *outcomeBuffer) flush(ctx context.Context) error {
 	b.mu.Lock()
 	b.stopTimerLocked()
-	waiting := make([]chan struct{}, 0, len(b.inFlight))
-	for done := range b.inFlight {
-		waiting = append(waiting, done)
-	}
 	b.mu.Unlock()
-	for _, done := range waiting {
-		select {
-		case <-done:
-		case <-ctx.Done():
-			b.rearm()
-			return contextError(ctx, nil)
-		}
+	if err := b.waitInFlight(ctx); err != nil {
+		return err
 	}
 
 	b.mu.Lock()
@@ -444,8 +435,35 @@ func (b *outcomeBuffer) flush(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
+	if err := b.waitInFlight(ctx); err != nil {
+		errs = append(errs, err)
+	}
 	b.rearm()
 	return errors.Join(errs...)
+}
+
+// waitInFlight waits until no batch is on the wire: the end of an outage sends everything held
+// from the background (the probe that got through), and those batches count as on the wire.
+func (b *outcomeBuffer) waitInFlight(ctx context.Context) error {
+	for {
+		b.mu.Lock()
+		waiting := make([]chan struct{}, 0, len(b.inFlight))
+		for done := range b.inFlight {
+			waiting = append(waiting, done)
+		}
+		b.mu.Unlock()
+		if len(waiting) == 0 {
+			return nil
+		}
+		for _, done := range waiting {
+			select {
+			case <-done:
+			case <-ctx.Done():
+				b.rearm()
+				return contextError(ctx, nil)
+			}
+		}
+	}
 }
 
 func (b *outcomeBuffer) rearm() {

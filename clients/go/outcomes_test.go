@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -351,4 +352,49 @@ func TestOutageProbesOneBatchAtATimeThenDeliversEverything(t *testing.T) {
 		t.Fatalf("stats after the outage: %+v", st)
 	}
 	waitForSamples(t, setup, name, 0, 1000)
+}
+
+// TestFlushWaitsForWhatTheEndOfAnOutageSends: a Flush that starts while the probe is on the
+// wire returns only once the batches the probe's success sent from the background are done.
+func TestFlushWaitsForWhatTheEndOfAnOutageSends(t *testing.T) {
+	setup := newClient(t, shared.URL, rollgate.Options{})
+	name := uniqueName("flush-outage")
+	createRollout(t, setup, &rollgatev1.Rollout{Name: name, Analysis: fastAnalysis()})
+
+	addr := freePort(t)
+	entered, release := make(chan struct{}), make(chan struct{})
+	var armed atomic.Bool
+	var once sync.Once
+	hook := &attemptCounter{before: func(int32) {
+		if armed.Load() {
+			once.Do(func() {
+				close(entered)
+				<-release
+			})
+		}
+	}}
+	c := newClient(t, "http://"+addr, rollgate.Options{
+		Retry:        rollgate.RetryPolicy{MaxAttempts: 1},
+		Outcomes:     rollgate.OutcomeOptions{FlushInterval: 20 * time.Millisecond, MaxBatch: 10},
+		Interceptors: []connect.Interceptor{hook},
+	})
+	for range 1000 {
+		if err := c.RecordOutcome(name, rollgate.Outcome{Variant: rollgate.Canary, Success: true, LatencyMS: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "the outage", func() bool { st := c.OutcomeStats(); return st.Outage && st.InFlight == 0 })
+	forward(t, addr, shared.URL[len("http://"):])
+	armed.Store(true)
+	<-entered // the probe is on the wire (held here), the server reachable
+	flushed := make(chan error, 1)
+	go func() { flushed <- c.Flush(testContext(t)) }()
+	time.Sleep(100 * time.Millisecond) // let Flush start waiting for the probe
+	close(release)
+	if err := <-flushed; err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	if st := c.OutcomeStats(); st.Sent != 1000 || st.InFlight != 0 || st.Buffered != 0 {
+		t.Fatalf("Flush returned with %+v", st)
+	}
 }

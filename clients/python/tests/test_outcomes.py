@@ -215,3 +215,46 @@ def test_outage_probes_one_batch_at_a_time_then_delivers_everything(
         wait_for_samples(client, name, 0, 1000)
     finally:
         forwarder.close()
+
+
+class Gate(grpc.UnaryUnaryClientInterceptor):
+    """Holds the first call made once armed until released."""
+
+    def __init__(self) -> None:
+        self.armed = False
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self._once = threading.Lock()
+
+    def intercept_unary_unary(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
+        if self.armed and self._once.acquire(blocking=False):
+            self.entered.set()
+            self.release.wait(30)
+        return continuation(client_call_details, request)
+
+
+def test_flush_waits_for_what_the_end_of_an_outage_sends(server: RollgateServer, client: rollgate.Client, make_client: Callable[..., rollgate.Client]) -> None:
+    """A flush that starts while the probe is on the wire returns once the batches its success sent are done."""
+    from test_route import Forwarder
+
+    name = unique_name("flush-outage")
+    create_rollout(client, name, analysis=fast_analysis())
+    port = free_port()
+    gate = Gate()
+    c = make_client(f"http://127.0.0.1:{port}", retry=rollgate.RetryPolicy(max_attempts=1), flush_interval=0.02, max_batch=10, interceptors=[gate])
+    for _ in range(1000):
+        c.record_outcome(name, variant=rollgate.Variant.CANARY, success=True, latency_ms=1)
+    eventually("the outage", lambda: (lambda s: s.outage and s.in_flight == 0)(c.outcome_stats()))
+    forwarder = Forwarder(port, server.port)
+    try:
+        gate.armed = True
+        assert gate.entered.wait(30), "no probe"
+        done = threading.Event()
+        threading.Thread(target=lambda: (c.flush(timeout=30), done.set()), daemon=True).start()
+        threading.Event().wait(0.1)  # let flush start waiting for the probe
+        gate.release.set()
+        assert done.wait(60), "flush did not return"
+        s = c.outcome_stats()
+        assert (s.sent, s.in_flight, s.buffered) == (1000, 0, 0), s
+    finally:
+        forwarder.close()

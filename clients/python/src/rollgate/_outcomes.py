@@ -179,16 +179,25 @@ class OutcomeBuffer:
         """
         with self._cond:
             self._due = None
-            waiting = list(self._in_flight.values())
-        for batch in waiting:
-            batch.done.wait()
+        self._wait_in_flight()
         with self._cond:
             batches = self._take_all()
         failures = [e for e in (self._dispatch(b, False, timeout) for b in batches) if e is not None]
+        self._wait_in_flight()
         with self._cond:
             self._arm()
         if failures:
             raise OutcomeDeliveryError(failures)
+
+    def _wait_in_flight(self) -> None:
+        """Waits until no batch is on the wire (the end of an outage sends everything held from the background)."""
+        while True:
+            with self._cond:
+                waiting = list(self._in_flight.values())
+            if not waiting:
+                return
+            for batch in waiting:
+                batch.done.wait()
 
     def close(self, timeout: Optional[float] = None) -> None:
         """Refuses new outcomes, stops the timer and flushes; raises like flush()."""
