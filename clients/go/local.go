@@ -15,7 +15,7 @@ import (
 
 	"connectrpc.com/connect"
 
-	rollgatev1 "github.com/rollgate/rollgate/clients/go/gen/rollgate/v1"
+	rollgatev1 "rollgate/clients/go/gen/rollgate/v1"
 )
 
 // FallbackReason says why a local answer is the configured fallback rather than the rollout's

@@ -11,8 +11,8 @@ import (
 
 	"connectrpc.com/connect"
 
-	rollgate "github.com/rollgate/rollgate/clients/go"
-	rollgatev1 "github.com/rollgate/rollgate/clients/go/gen/rollgate/v1"
+	rollgate "rollgate/clients/go"
+	rollgatev1 "rollgate/clients/go/gen/rollgate/v1"
 )
 
 // Local decisions beside remote Route in the same run, and the memory a local router holds for

@@ -9,8 +9,8 @@ import (
 
 	"connectrpc.com/connect"
 
-	rollgate "github.com/rollgate/rollgate/clients/go"
-	rollgatev1 "github.com/rollgate/rollgate/clients/go/gen/rollgate/v1"
+	rollgate "rollgate/clients/go"
+	rollgatev1 "rollgate/clients/go/gen/rollgate/v1"
 )
 
 // sameAnswer reports whether a local answer is the server's, field for field.

@@ -8,7 +8,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 
-	rollgatev1 "github.com/rollgate/rollgate/clients/go/gen/rollgate/v1"
+	rollgatev1 "rollgate/clients/go/gen/rollgate/v1"
 )
 
 // persist writes the state to LocalOptions.StateFile, when set, as a WatchRoutesResponse

@@ -18,8 +18,8 @@ import (
 	"golang.org/x/net/http2/h2c"
 	"google.golang.org/protobuf/proto"
 
-	rollgate "github.com/rollgate/rollgate/clients/go"
-	rollgatev1 "github.com/rollgate/rollgate/clients/go/gen/rollgate/v1"
+	rollgate "rollgate/clients/go"
+	rollgatev1 "rollgate/clients/go/gen/rollgate/v1"
 )
 
 // The tests in this file drive a LocalRouter with a scripted WatchRoutes server: a plain

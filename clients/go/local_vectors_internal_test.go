@@ -10,7 +10,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 
-	rollgatev1 "github.com/rollgate/rollgate/clients/go/gen/rollgate/v1"
+	rollgatev1 "rollgate/clients/go/gen/rollgate/v1"
 )
 
 // TestLocalRouteMatchesRoutingVectors routes every case of vectors/routing-v1.json through a
