@@ -43,7 +43,7 @@ function importsOf(file: string): string[] {
   return [...src.matchAll(/^\s*(?:import|export)\b[^;]*?\bfrom\s+"([^"]+)"/gms)].map((m) => m[1]!);
 }
 
-describe("architecture (CONVENTIONS.md)", () => {
+describe("architecture (docs/conventions.md)", () => {
   const layer = (dir: string) => tsFiles(join(repoRoot, "src", dir));
   const forbidden: Record<string, RegExp[]> = {
     // A pure core: no generated code, no Connect, no SQLite, no pino, no other layer.

@@ -50,7 +50,7 @@ func (f FallbackReason) String() string {
 // LocalOptions.StartupTimeout is zero.
 const DefaultStartupTimeout = 5 * time.Second
 
-// maxKeyBytes is the longest routing key (DESIGN §4).
+// maxKeyBytes is the longest routing key (docs/design.md §4).
 const maxKeyBytes = 1024
 
 // maxWatchedRollouts is the most names a WatchRoutes request may carry.

@@ -14,7 +14,7 @@ import (
 	rollgatev1 "rollgate/clients/go/gen/rollgate/v1"
 )
 
-// Limits the server enforces on every outcome (DESIGN §8); RecordOutcome checks them first so
+// Limits the server enforces on every outcome (docs/design.md §8); RecordOutcome checks them first so
 // that one bad outcome never costs the batch it would have joined.
 const (
 	maxMetricsPerOutcome = 64

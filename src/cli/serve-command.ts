@@ -6,7 +6,7 @@ import { StoreOpenError } from "../server/server.js";
 /** Exit code for a bad setting, as for any usage error. */
 const EXIT_USAGE = 2;
 
-/** The longest a graceful shutdown may take before the process exits anyway (DESIGN §1: 10 s). */
+/** The longest a graceful shutdown may take before the process exits anyway (docs/design.md §1: 10 s). */
 const SHUTDOWN_DEADLINE_MS = 9000;
 
 /** Returns the `serve` command: runs the server until SIGTERM or SIGINT. */

@@ -5,7 +5,7 @@ import type { Rollout } from "./rollout.js";
 import type { WindowAggregate } from "./sliding-window.js";
 
 /**
- * The evaluator (DESIGN §5 "Analysis"), pure: it takes a rollout, the aggregates of its two
+ * The evaluator (docs/design.md §5 "Analysis"), pure: it takes a rollout, the aggregates of its two
  * windows, its evaluator state and the time, and returns every gate's verdict, the decision
  * with its reason in words, the next state and the health. What the decision then causes, and
  * the policy rules below that shape it, live in decision.ts; the engine applies it (or, in dry

@@ -6,7 +6,7 @@ import * as machine from "./rollout-machine.js";
 import type { Action, Rollout, Stage } from "./rollout.js";
 
 /**
- * What a decision means (DESIGN §5): the one place that says what happens when a gate fails,
+ * What a decision means (docs/design.md §5): the one place that says what happens when a gate fails,
  * and who applies it. Pure, like the rest of the domain.
  *
  * When a gate fails:

@@ -6,7 +6,7 @@ import type { MetricStats, WindowAggregate } from "./sliding-window.js";
 import { rateExceedsPValue, ratioExceedsPValue } from "./statistics.js";
 
 /**
- * SLO gates (DESIGN §5): each gate holds the canary's window against a bound, absolute or
+ * SLO gates (docs/design.md §5): each gate holds the canary's window against a bound, absolute or
  * relative to the stable's window, and gives PASS, WARN, FAIL or INCONCLUSIVE.
  */
 
@@ -80,7 +80,7 @@ function worst(bounds: readonly Bound[]): Bound {
 }
 
 /**
- * Evaluates one gate against the canary's and the stable's windows (DESIGN §5).
+ * Evaluates one gate against the canary's and the stable's windows (docs/design.md §5).
  *
  * - Fewer than min_samples canary samples (at least 1) is INCONCLUSIVE, which holds and never
  *   fails; except that an invariant gate FAILs on a violation whatever the sample count: a

@@ -6,7 +6,7 @@ import { FULL_WEIGHT_BP, stepWeight, type Rollout, type RolloutSpec, type Stage,
 import { LIMITS } from "./validation.js";
 
 /**
- * The rollout state machine (DESIGN §3). Every function is pure: it takes a rollout and
+ * The rollout state machine (docs/design.md §3). Every function is pure: it takes a rollout and
  * returns the changed copy with the audit event type and a summary in words, or throws a
  * DomainError. Nothing here knows about storage, time sources or the wire.
  */

@@ -15,7 +15,7 @@ export const NAME_RULE = "must match [a-z0-9][a-z0-9._-]{0,62}";
 /** The side of a rollout a key is routed to. */
 export type Variant = "stable" | "canary";
 
-/** Where a rollout is in its lifecycle (DESIGN §3). */
+/** Where a rollout is in its lifecycle (docs/design.md §3). */
 export type Stage = "canary" | "staging" | "production" | "rolled_back" | "halted";
 
 /** What a gate breach does. */
@@ -116,7 +116,7 @@ export const FULL_WEIGHT_BP = 10_000;
 /** The default traffic ramp: 5% → 25% → 50% → 100%. */
 export const DEFAULT_STEP_WEIGHTS_BP: readonly number[] = [500, 2500, 5000, 10_000];
 
-/** Defaults applied to analysis settings left unset (DESIGN §5). */
+/** Defaults applied to analysis settings left unset (docs/design.md §5). */
 export const ANALYSIS_DEFAULTS = {
   windowMs: 5 * 60_000,
   intervalMs: 10_000,

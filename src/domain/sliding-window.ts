@@ -2,7 +2,7 @@ import { addLatency, createSketch, decodeSketch, encodeSketch, mergeSketch, sket
 import type { OutcomeSample } from "./outcome.js";
 
 /**
- * A per-rollout, per-variant sliding window of outcomes (DESIGN §5): a ring of time buckets,
+ * A per-rollout, per-variant sliding window of outcomes (docs/design.md §5): a ring of time buckets,
  * each with count, errors, invariant violations, a latency sketch and per-metric
  * count/sum/min/max. Recording is O(1) with no per-outcome storage.
  *

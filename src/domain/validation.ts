@@ -20,7 +20,7 @@ import {
 /** Feature names may also use upper case: `[A-Za-z0-9][A-Za-z0-9._-]{0,62}`. */
 export const FEATURE_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 
-/** Limits on a rollout's configuration (DESIGN §8). */
+/** Limits on a rollout's configuration (docs/design.md §8). */
 export const LIMITS = {
   versionChars: 128,
   saltBytes: 256,

@@ -1,7 +1,7 @@
 import { closeSync, openSync, readFileSync, readSync, statSync } from "node:fs";
 import { isIP } from "node:net";
 
-/** A bearer token and who holds it (DESIGN §8). */
+/** A bearer token and who holds it (docs/design.md §8). */
 export interface TokenEntry {
   readonly name: string;
   readonly token: string;

@@ -83,7 +83,7 @@ export interface OnePortListener {
 }
 
 /**
- * Serves `handler` on one port for gRPC, Connect, gRPC-Web and plain HTTP (DESIGN §1).
+ * Serves `handler` on one port for gRPC, Connect, gRPC-Web and plain HTTP (docs/design.md §1).
  *
  * Cleartext: Node's `http2.createServer` speaks only h2c and `allowHTTP1` works only with TLS,
  * so a raw TCP server peeks at each connection's first bytes and hands the socket to an h2c

@@ -24,7 +24,7 @@ import { createCallReporter } from "./observe.js";
 import { listenOnePort } from "./one-port.js";
 import { registerReflection } from "./reflection.js";
 
-/** Largest request message accepted, per DESIGN §8; larger ones get RESOURCE_EXHAUSTED. */
+/** Largest request message accepted, per docs/design.md §8; larger ones get RESOURCE_EXHAUSTED. */
 export const MAX_REQUEST_BYTES = 4 * 1024 * 1024;
 
 /** How long shutdown lets in-flight calls finish before it cuts connections. */
@@ -58,7 +58,7 @@ export interface RunningServer {
 }
 
 /**
- * Starts rollgate on one port (DESIGN §1): listens first so that /healthz answers at once,
+ * Starts rollgate on one port (docs/design.md §1): listens first so that /healthz answers at once,
  * then opens the store and loads state; /readyz and the rollgate services answer only after.
  */
 export async function startServer(config: ServerConfig, deps: ServerDeps = {}): Promise<RunningServer> {

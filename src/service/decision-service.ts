@@ -254,7 +254,7 @@ export function watchHealthChanges(engine: Engine, rolloutName: string, signal: 
 }
 
 /**
- * Returns the DecisionService implementation (DESIGN §2): the hot methods from their table
+ * Returns the DecisionService implementation (docs/design.md §2): the hot methods from their table
  * (`hot`, or one built from `opts`), the rest written here.
  */
 export function createDecisionService(opts: DecisionServiceOptions & { readonly hot?: DecisionHotMethods }): ServiceImpl<typeof DecisionService> {

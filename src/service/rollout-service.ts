@@ -47,7 +47,7 @@ function nameOf(name: string): string {
   return name;
 }
 
-/** Returns the RolloutService implementation: the control plane (DESIGN §2). */
+/** Returns the RolloutService implementation: the control plane (docs/design.md §2). */
 export function createRolloutService(opts: RolloutServiceOptions): ServiceImpl<typeof RolloutService> {
   const { engine } = opts;
   const keepaliveMs = Math.min(opts.keepaliveMs ?? 15_000, 20_000);
