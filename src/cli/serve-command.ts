@@ -13,7 +13,7 @@ export function serveCommand(): Command {
   return new Command("serve")
     .description("run the rollgate server (what `npm start` runs)")
     .option("--listen <host:port>", `address to serve on [env ROLLGATE_LISTEN] (default ${DEFAULTS.listen})`)
-    .option("--db <path>", `SQLite database file [env ROLLGATE_DB] (default ${DEFAULTS.db})`)
+    .option("--db <path-or-url>", `SQLite database file, or a postgres:// URL [env ROLLGATE_DB] (default ${DEFAULTS.db})`)
     .option("--tokens <file>", "JSON array of {name, token, role} bearer tokens [env ROLLGATE_TOKENS_FILE]")
     .option("--insecure", "allow a non-loopback --listen without tokens [env ROLLGATE_INSECURE]")
     .option("--tls-cert <file>", "PEM certificate: serve TLS [env ROLLGATE_TLS_CERT]")

@@ -13,6 +13,8 @@ export interface ServerConfig {
   readonly host: string;
   readonly port: number;
   readonly dbPath: string;
+  /** Where the state lives, from `dbPath`: a PostgreSQL URL, or a SQLite file path. */
+  readonly database: DatabaseSetting;
   /** Undefined when no tokens file is configured: every caller is the local admin. */
   readonly tokens?: readonly TokenEntry[];
   readonly insecure: boolean;
@@ -56,6 +58,7 @@ export function loadConfig(flags: ServerFlags, env: NodeJS.ProcessEnv): ServerCo
   const listen = pick(flags.listen, "ROLLGATE_LISTEN") ?? DEFAULTS.listen;
   const { host, port } = parseListen(listen);
   const dbPath = pick(flags.db, "ROLLGATE_DB") ?? DEFAULTS.db;
+  const database = databaseOf(dbPath);
   const tokensFile = pick(flags.tokens, "ROLLGATE_TOKENS_FILE");
   const insecure = flags.insecure ?? /^(1|true|yes)$/i.test(env.ROLLGATE_INSECURE ?? "");
   const logLevel = pick(flags.logLevel, "LOG_LEVEL") ?? DEFAULTS.logLevel;
@@ -97,6 +100,7 @@ export function loadConfig(flags: ServerFlags, env: NodeJS.ProcessEnv): ServerCo
     host,
     port,
     dbPath,
+    database,
     ...(tokens === undefined ? {} : { tokens }),
     insecure,
     ...(tls === undefined ? {} : { tls }),
@@ -160,4 +164,36 @@ export function loadTokens(path: string): TokenEntry[] {
     secrets.add(token);
     return { name, token, role: role as TokenEntry["role"] };
   });
+}
+
+/** The database setting: PostgreSQL for several replicas, or the embedded SQLite file. */
+export type DatabaseSetting = { readonly kind: "postgres"; readonly url: string } | { readonly kind: "sqlite"; readonly path: string };
+
+/**
+ * Returns what `--db`/`ROLLGATE_DB` names: a `postgres://` or `postgresql://` URL is PostgreSQL,
+ * any other `scheme://` (or a `postgres:` that is not a URL) is refused, everything else is a
+ * SQLite file path.
+ */
+export function databaseOf(setting: string): DatabaseSetting {
+  const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):/.exec(setting)?.[1]?.toLowerCase();
+  const isPostgres = scheme === "postgres" || scheme === "postgresql";
+  if (isPostgres || (scheme !== undefined && setting.slice(scheme.length + 1).startsWith("//"))) {
+    if (!isPostgres) {
+      throw new ConfigError(`--db/ROLLGATE_DB: "${scheme}://" is not a database rollgate can use; give a postgres:// URL or a SQLite file path`);
+    }
+    let valid = setting.slice(scheme.length + 1).startsWith("//");
+    try {
+      new URL(setting);
+    } catch {
+      valid = false;
+    }
+    if (!valid) throw new ConfigError(`--db/ROLLGATE_DB: "${redactPassword(setting)}" is not a valid URL, e.g. postgres://user@host:5432/rollgate`);
+    return { kind: "postgres", url: setting };
+  }
+  return { kind: "sqlite", path: setting };
+}
+
+/** Returns a database URL with its password, if any, replaced by `***`. */
+export function redactPassword(url: string): string {
+  return url.replace(/\/\/([^:/@]*):[^@]*@/, "//$1:***@");
 }

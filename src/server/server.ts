@@ -1,3 +1,4 @@
+import { hostname } from "node:os";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { pino, type Logger } from "pino";
@@ -7,10 +8,11 @@ import { createDecisionHandlers, createDecisionService, watchHealthChanges } fro
 import { createEngine, type Engine } from "../service/engine.js";
 import { createRolloutService } from "../service/rollout-service.js";
 import { openSqliteStore } from "../store/sqlite-store.js";
+import type { Store } from "../store/store.js";
 import { DecisionService } from "../../gen/rollgate/v1/decision_service_pb.js";
 import { RolloutService } from "../../gen/rollgate/v1/rollout_service_pb.js";
 import { authInterceptor, createAuthenticator } from "./auth.js";
-import type { ServerConfig } from "./config.js";
+import { redactPassword, type ServerConfig } from "./config.js";
 import { createGrpcFastPath } from "./grpc-fast-path.js";
 import { withCanonicalGrpcMessage } from "./grpc-message.js";
 import { createHealthStatus } from "./grpc-health.js";
@@ -37,6 +39,8 @@ export interface ServerDeps {
   readonly evaluationTickMs?: number;
   /** How often window buckets and evaluator state are flushed to the store (default 1 s). */
   readonly flushMs?: number;
+  /** PostgreSQL only: connection attempts at start before giving up (default 8, about 20 s). */
+  readonly dbConnectAttempts?: number;
 }
 
 /** A running rollgate server. */
@@ -63,7 +67,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   const clock = deps.clock ?? systemClock;
   let state: "starting" | "ready" | "draining" = "starting";
 
-  const store = openSqliteStore(config.dbPath);
+  const store = await openStore(config, logger, deps);
   const metrics = createMetrics(() => engine.list().map((r) => r.stage));
   const engine = createEngine({ store, clock, logger, observer: metrics.engine });
   const served = [DecisionService.typeName, RolloutService.typeName];
@@ -113,7 +117,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   const host = config.host;
   const address = host.includes(":") ? `[${host}]:${listener.port}` : `${host}:${listener.port}`;
   const url = `${config.tls === undefined ? "http" : "https"}://${address}`;
-  logger.info({ address, port: listener.port, tls: config.tls !== undefined, db: config.dbPath, grpcFastPath: config.grpcFastPath }, "listening");
+  logger.info({ address, port: listener.port, tls: config.tls !== undefined, db: describeDatabase(config), grpcFastPath: config.grpcFastPath }, "listening");
   if (config.tokens === undefined) {
     logger.warn({ address }, "no tokens configured: every caller is the local admin; serving loopback only");
   }
@@ -166,4 +170,24 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       return closing;
     },
   };
+}
+
+/** Opens the configured store: PostgreSQL (with a bounded, logged retry of the first connection) or SQLite. */
+async function openStore(config: ServerConfig, logger: Logger, deps: ServerDeps): Promise<Store> {
+  const db = config.database;
+  if (db.kind === "sqlite") return openSqliteStore(db.path);
+  // Loaded only when used: every CLI command imports this module, and pg is not small.
+  const { openPostgresStore, redactUrl } = await import("../store/postgres-store.js");
+  return openPostgresStore({
+    url: db.url,
+    replicaId: hostname(),
+    ...(deps.dbConnectAttempts === undefined ? {} : { connectAttempts: deps.dbConnectAttempts }),
+    onRetry: (attempt, retryInMs, err) =>
+      logger.warn({ db: redactUrl(db.url), attempt, retryInMs, err: err.message }, "database not reachable; retrying"),
+    onIdleError: (err) => logger.warn({ db: redactUrl(db.url), err: err.message }, "database connection lost"),
+  });
+}
+
+function describeDatabase(config: ServerConfig): string {
+  return config.database.kind === "postgres" ? redactPassword(config.database.url) : config.database.path;
 }

@@ -1,0 +1,154 @@
+// The server on PostgreSQL end to end: `--db postgres://…` against a PostgreSQL this file starts,
+// real processes on real ports, driven over Connect, gRPC (grpc-js) and the CLI.
+import { spawnSync } from "node:child_process";
+import { readdirSync } from "node:fs";
+import { Writable } from "node:stream";
+import { pino } from "pino";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { DecisionService } from "../../gen/rollgate/v1/decision_service_pb.js";
+import { loadConfig } from "../../src/server/config.js";
+import { startServer } from "../../src/server/server.js";
+import { runCli } from "../cli/run-cli.js";
+import { connectJson } from "../helpers/curl.js";
+import { grpcJsClient, unary } from "../helpers/grpc-js.js";
+import { freePort, startPostgres, type PostgresCluster } from "../helpers/postgres.js";
+import { cliPath, spawnServer, tempDir, type ServerProcess } from "../helpers/servers.js";
+
+let cluster: PostgresCluster;
+beforeAll(async () => {
+  cluster = await startPostgres();
+});
+afterAll(() => cluster?.stop());
+
+const running: ServerProcess[] = [];
+afterEach(() => {
+  for (const p of running.splice(0)) p.child.kill("SIGKILL");
+});
+
+async function serve(db: string): Promise<ServerProcess & { url: string }> {
+  const p = await spawnServer(["--listen", "127.0.0.1:0", "--db", db]);
+  running.push(p);
+  return Object.assign(p, { url: `http://127.0.0.1:${p.port}` });
+}
+
+/** Routes keys over gRPC (grpc-js, so the fast path) and returns their variants. */
+async function routeAll(address: string, rollout: string, keys: string[]): Promise<string[]> {
+  const client = grpcJsClient(DecisionService, address);
+  try {
+    return await Promise.all(keys.map(async (key) => String((await unary<{ variant: number }>(client, "route", { rollout, key })).variant)));
+  } finally {
+    client.close();
+  }
+}
+
+describe("the server on PostgreSQL", () => {
+  it("serves, keeps its state across a restart, and its audit log verifies", async () => {
+    const db = await cluster.createDatabase();
+    const first = await serve(db);
+    expect(first.logs.find((l) => l.msg === "listening")?.db).toBe(db);
+    const created = await connectJson(first.url, "rollgate.v1.RolloutService/CreateRollout", {
+      rollout: { name: "checkout", stableVersion: "v1", canaryVersion: "v2" },
+    });
+    expect(created.status).toBe(200);
+    for (const w of [700, 4200]) {
+      const r = await connectJson(first.url, "rollgate.v1.RolloutService/SetWeight", { name: "checkout", weightBp: w, reason: `to ${w}` });
+      expect(r.status).toBe(200);
+    }
+    const stale = await connectJson(first.url, "rollgate.v1.RolloutService/DeleteRollout", {
+      name: "checkout",
+      expectedVersion: "2",
+      reason: "stale",
+    });
+    expect(stale.json).toMatchObject({ code: "aborted" });
+    const keys = Array.from({ length: 200 }, (_, i) => `user-${i}`);
+    const before = await routeAll(first.address, "checkout", keys);
+    expect(new Set(before).size).toBe(2);
+    await connectJson(first.url, "rollgate.v1.RolloutService/CreateRollout", { rollout: { name: "gone", stableVersion: "v1", canaryVersion: "v2" } });
+    expect((await connectJson(first.url, "rollgate.v1.RolloutService/DeleteRollout", { name: "gone", reason: "not needed" })).status).toBe(200);
+
+    first.child.kill("SIGTERM");
+    expect((await first.exited).code).toBe(0);
+
+    const second = await serve(db);
+    const got = await connectJson(second.url, "rollgate.v1.RolloutService/GetRollout", { name: "checkout" });
+    expect(got.json).toMatchObject({ rollout: { weightBp: 4200, version: "3" } });
+    expect(await routeAll(second.address, "checkout", keys)).toEqual(before);
+    expect((await connectJson(second.url, "rollgate.v1.RolloutService/GetRollout", { name: "gone" })).json).toMatchObject({ code: "not_found" });
+    const events = await connectJson(second.url, "rollgate.v1.RolloutService/ListEvents", { name: "checkout" });
+    expect((events.json as { events: { reason: string }[] }).events.map((e) => e.reason)).toEqual([
+      "created: v2 over v1, 4 steps, weight 500 bp",
+      "to 700",
+      "to 4200",
+    ]);
+    const verify = await runCli(["--server", second.url, "events", "checkout", "--verify"]);
+    expect(verify.stderr).toBe("");
+    expect(verify.code).toBe(0);
+    const verifyAll = await runCli(["--server", second.url, "events", "--verify"]);
+    expect(verifyAll.code).toBe(0);
+    // A kill -9 right after the answers loses nothing acknowledged.
+    expect((await connectJson(second.url, "rollgate.v1.RolloutService/SetWeight", { name: "checkout", weightBp: 1234, reason: "last" })).status).toBe(200);
+    second.child.kill("SIGKILL");
+    await second.exited;
+    const third = await serve(db);
+    expect((await connectJson(third.url, "rollgate.v1.RolloutService/GetRollout", { name: "checkout" })).json).toMatchObject({
+      rollout: { weightBp: 1234, version: "4" },
+    });
+  }, 120_000);
+
+  it("refuses a database URL of another scheme, naming the setting, and creates no file", () => {
+    const t = tempDir();
+    try {
+      for (const [args, env] of [
+        [["--db", "mysql://db.example/rollgate"], {}],
+        [[], { ROLLGATE_DB: "redis://127.0.0.1:6379" }],
+        [["--db", "postgres:rollgate"], {}],
+      ] as const) {
+        const r = spawnSync(process.execPath, [cliPath, "serve", "--listen", "127.0.0.1:0", ...args], {
+          cwd: t.dir,
+          env: { ...process.env, ...env },
+          encoding: "utf8",
+          timeout: 20_000,
+        });
+        expect(r.status).toBe(2);
+        expect(r.stderr).toContain("--db/ROLLGATE_DB");
+      }
+      expect(readdirSync(t.dir)).toEqual([]);
+    } finally {
+      t.cleanup();
+    }
+  });
+
+  it("gives up on an unreachable PostgreSQL after a bounded, logged retry", async () => {
+    const port = await freePort();
+    const lines: Record<string, unknown>[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        for (const l of chunk.toString().split("\n")) if (l !== "") lines.push(JSON.parse(l) as Record<string, unknown>);
+        done();
+      },
+    });
+    const url = `postgresql://rollgate:hunter2@127.0.0.1:${port}/rollgate`;
+    const config = loadConfig({ listen: "127.0.0.1:0", db: url }, {});
+    const started = startServer(config, { logger: pino({ level: "info" }, sink), dbConnectAttempts: 4 });
+    await expect(started).rejects.toThrow(/cannot reach PostgreSQL at postgresql:\/\/rollgate:\*\*\*@127\.0\.0\.1:\d+\/rollgate after 4 attempt/);
+    const retries = lines.filter((l) => l.msg === "database not reachable; retrying");
+    expect(retries.map((l) => l.attempt)).toEqual([1, 2, 3]);
+    expect(JSON.stringify(lines)).not.toContain("hunter2");
+  });
+
+  it("exits 1 with the reason when PostgreSQL cannot be reached at start", async () => {
+    const port = await freePort();
+    // A stopped cluster's port: the server retries, logs each attempt, then gives up.
+    const r = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+      const res = spawnSync(process.execPath, [cliPath, "serve", "--listen", "127.0.0.1:0", "--db", `postgres://127.0.0.1:${port}/x`], {
+        encoding: "utf8",
+        timeout: 60_000,
+        env: { ...process.env, LOG_LEVEL: "info" },
+      });
+      resolve({ code: res.status, stdout: res.stdout, stderr: res.stderr });
+    });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/cannot reach PostgreSQL at postgres:\/\/127\.0\.0\.1:\d+\/x after 8 attempt/);
+    expect(r.stdout.split("\n").filter((l) => l.includes("database not reachable; retrying")).length).toBe(7);
+  }, 60_000);
+});
