@@ -28,11 +28,59 @@ export interface PostgresStoreOptions {
 /** The PostgreSQL store: the `Store` contract plus the replica id it was opened with. */
 export interface PostgresStore extends Store {
   readonly replicaId: string;
+  /** Resolves when the database answers; rejects (`unavailable`) when it does not. For /readyz. */
+  ping(): Promise<void>;
+  /** Returns the window buckets every other replica has flushed, for a merged evaluation. */
+  loadPeerWindowBuckets(): Promise<PeerBucketRow[]>;
+  /**
+   * Subscribes to the changes every writer commits (LISTEN on `CHANGES_CHANNEL`, its own
+   * connection). A lost connection is reopened with backoff; `onReconnect` is called after each
+   * reopening, when notifications may have been missed and the caller should reconcile.
+   */
+  watchChanges(onChange: (change: ChangeNotice) => void, onReconnect?: () => void): ChangeWatch;
+  /** Returns this replica's claim to be the one evaluator (a session advisory lock on its own connection). */
+  leadership(): Leadership;
+}
+
+/** A window bucket with the replica that wrote it. */
+export interface PeerBucketRow extends WindowBucketRow {
+  readonly replica: string;
+}
+
+/** What a commit notifies: the rollout it touched, the last `seq` it appended (0: none), and its writer. */
+export interface ChangeNotice {
+  readonly rollout: string;
+  readonly seq: number;
+  readonly replica: string;
+}
+
+/** A running LISTEN subscription. */
+export interface ChangeWatch {
+  /** Resolves once the first LISTEN is in place. */
+  readonly ready: Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * The evaluator's lock: at most one replica holds it at a time. It is tied to one database
+ * session, so it is released when the holder closes it, when its process dies (the server sees
+ * the socket close), or when its connection is lost; `held` turns false then and the holder must
+ * stop judging. A deposed holder that still tries to apply a decision is stopped by the
+ * rollout's expected version.
+ */
+export interface Leadership {
+  /** True while the lock is held on a live connection. */
+  readonly held: boolean;
+  /** Takes the lock if it is free; resolves whether this replica holds it. Never waits for it. */
+  tryAcquire(): Promise<boolean>;
+  /** Gives the lock up and closes its connection. */
+  release(): Promise<void>;
 }
 
 /** The advisory-lock namespace of rollgate ("roll"), with one key per purpose. */
 export const LOCK_NAMESPACE = 0x726f6c6c;
 export const LOCK_MIGRATIONS = 1;
+export const LOCK_LEADER = 2;
 
 /** The NOTIFY channel every commit signals on, with `{"rollout": name, "seq": last seq}`. */
 export const CHANGES_CHANNEL = "rollgate_changes";
@@ -267,8 +315,145 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
     }
   }
 
+  function watchChanges(onChange: (change: ChangeNotice) => void, onReconnect?: () => void): ChangeWatch {
+    let client: pg.Client | undefined;
+    let stopped = false;
+    let timer: NodeJS.Timeout | undefined;
+    let markReady: () => void = () => undefined;
+    const ready = new Promise<void>((resolve) => (markReady = resolve));
+    let connectedOnce = false;
+    let delay = 100;
+    const connect = async (): Promise<void> => {
+      const c = new pg.Client({ connectionString: options.url, connectionTimeoutMillis: 5000, application_name: `rollgate ${replica} listen`.slice(0, 63) });
+      let lost = false;
+      const onLost = () => {
+        if (lost) return;
+        lost = true;
+        if (client === c) client = undefined;
+        c.end().catch(() => undefined);
+        schedule();
+      };
+      c.on("error", onLost);
+      c.on("end", onLost);
+      c.on("notification", (n) => {
+        if (n.channel !== CHANGES_CHANNEL || n.payload === undefined) return;
+        try {
+          const p = JSON.parse(n.payload) as { rollout: string; seq: number; replica: string };
+          onChange({ rollout: p.rollout, seq: Number(p.seq), replica: p.replica });
+        } catch {
+          // Not ours: ignore.
+        }
+      });
+      try {
+        await c.connect();
+        await c.query(`LISTEN ${CHANGES_CHANNEL}`);
+      } catch {
+        onLost();
+        return;
+      }
+      if (stopped) {
+        await c.end().catch(() => undefined);
+        return;
+      }
+      client = c;
+      delay = 100;
+      if (connectedOnce) onReconnect?.();
+      connectedOnce = true;
+      markReady();
+    };
+    const schedule = () => {
+      if (stopped || timer !== undefined) return;
+      timer = setTimeout(() => {
+        timer = undefined;
+        void connect();
+      }, delay);
+      delay = Math.min(delay * 2, 2000);
+    };
+    void connect();
+    return {
+      ready,
+      async close() {
+        stopped = true;
+        if (timer !== undefined) clearTimeout(timer);
+        const c = client;
+        client = undefined;
+        await c?.end().catch(() => undefined);
+      },
+    };
+  }
+
+  function leadership(): Leadership {
+    let client: pg.Client | undefined;
+    let held = false;
+    const drop = (c: pg.Client) => {
+      if (client !== c) return;
+      client = undefined;
+      held = false;
+      c.end().catch(() => undefined);
+    };
+    return {
+      get held() {
+        return held && client !== undefined;
+      },
+      async tryAcquire() {
+        if (!open) return false;
+        if (held && client !== undefined) return true;
+        if (client === undefined) {
+          const c = new pg.Client({ connectionString: options.url, connectionTimeoutMillis: 5000, application_name: `rollgate ${replica} leader`.slice(0, 63) });
+          c.on("error", () => drop(c));
+          c.on("end", () => drop(c));
+          client = c;
+          try {
+            await c.connect();
+          } catch {
+            drop(c);
+            return false;
+          }
+        }
+        const c = client;
+        try {
+          const res = await c.query<{ ok: boolean }>("SELECT pg_try_advisory_lock($1, $2) AS ok", [LOCK_NAMESPACE, LOCK_LEADER]);
+          held = res.rows[0]?.ok === true && client === c;
+        } catch {
+          drop(c);
+        }
+        return held;
+      },
+      async release() {
+        const c = client;
+        if (c === undefined) return;
+        held = false;
+        client = undefined;
+        // Closing the session releases its advisory locks.
+        await c.end().catch(() => undefined);
+      },
+    };
+  }
+
   return {
     replicaId: replica,
+    ping: () =>
+      call(async () => {
+        await pool.query("SELECT 1");
+      }),
+    loadPeerWindowBuckets: () =>
+      call(async () => {
+        const res = await pool.query<{ rollout: string; variant: string; start_ms: string; replica: string; data: Buffer }>(
+          "SELECT rollout, variant, start_ms, replica, data FROM window_buckets WHERE replica <> $1",
+          [replica],
+        );
+        return res.rows.map(
+          (b): PeerBucketRow => ({
+            rollout: b.rollout,
+            variant: b.variant as Variant,
+            startMs: Number(b.start_ms),
+            replica: b.replica,
+            data: new Uint8Array(b.data.buffer, b.data.byteOffset, b.data.byteLength),
+          }),
+        );
+      }),
+    watchChanges,
+    leadership,
     loadRollouts: () =>
       call(async () => {
         const res = await pool.query<{ name: string; data: string; analysis: string | null }>(

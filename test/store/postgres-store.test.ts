@@ -9,7 +9,7 @@ import { verifyChain } from "../../src/domain/audit-chain.js";
 import { DomainError } from "../../src/domain/errors.js";
 import { setWeight } from "../../src/domain/rollout-machine.js";
 import { POSTGRES_MIGRATIONS } from "../../src/store/postgres-migrations.js";
-import { openPostgresStore, redactUrl, type PostgresStore } from "../../src/store/postgres-store.js";
+import { openPostgresStore, redactUrl, type ChangeNotice, type PostgresStore } from "../../src/store/postgres-store.js";
 import { startPostgres, freePort, type PostgresCluster } from "../helpers/postgres.js";
 import { rolloutFixture } from "../helpers/rollouts.js";
 import { repoRoot } from "../helpers/servers.js";
@@ -206,5 +206,68 @@ describe("postgres store", () => {
     expect(log.map((e) => e.reason)).toEqual(["before", "after"]);
     expect(verifyChain(log).ok).toBe(true);
     await store.close();
+  });
+
+  it("tells every watcher of each committed change, and of a reconnect after the database came back", async () => {
+    const url = await cluster.createDatabase();
+    const [a, b] = [await open(url, "a"), await open(url, "b")];
+    const seen: ChangeNotice[] = [];
+    let reconnects = 0;
+    const watch = b.watchChanges((c) => seen.push(c), () => reconnects++);
+    await watch.ready;
+    const until = async (what: () => boolean) => {
+      for (let i = 0; i < 200 && !what(); i++) await new Promise((r) => setTimeout(r, 25));
+      expect(what()).toBe(true);
+    };
+    await a.commit({ put: rolloutFixture(), events: [event("checkout", "created")] });
+    await until(() => seen.length === 1);
+    expect(seen[0]).toEqual({ rollout: "checkout", seq: 1, replica: "a" });
+    // A failed commit notifies nothing.
+    await expect(a.commit({ put: rolloutFixture(), events: [event("checkout", "again")] })).rejects.toThrow(/already exists/);
+    cluster.kill();
+    cluster.start();
+    await until(() => reconnects === 1);
+    await a.commit({ events: [event("checkout", "after")] });
+    await until(() => seen.length === 2);
+    expect(seen[1]).toEqual({ rollout: "checkout", seq: 2, replica: "a" });
+    await watch.close();
+    await Promise.all([a.close(), b.close()]);
+  });
+
+  it("lets one replica at a time hold the evaluator's lock, and another take it when the holder goes", async () => {
+    const url = await cluster.createDatabase();
+    const [a, b, c] = [await open(url, "a"), await open(url, "b"), await open(url, "c")];
+    const [la, lb, lc] = [a.leadership(), b.leadership(), c.leadership()];
+    const first = await Promise.all([la.tryAcquire(), lb.tryAcquire(), lc.tryAcquire()]);
+    expect(first.filter(Boolean).length).toBe(1);
+    const holder = [la, lb, lc][first.indexOf(true)]!;
+    expect(holder.held).toBe(true);
+    expect(await holder.tryAcquire()).toBe(true);
+    await holder.release();
+    expect(holder.held).toBe(false);
+    const others = [la, lb, lc].filter((l) => l !== holder);
+    expect((await Promise.all(others.map((l) => l.tryAcquire()))).filter(Boolean).length).toBe(1);
+    const next = others.find((l) => l.held)!;
+    // The holder's session dies (as when its process is killed): the lock is free again.
+    await sql(url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE '% leader'");
+    for (let i = 0; i < 100 && next.held; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(next.held).toBe(false);
+    const third = await Promise.all([la, lb, lc].map((l) => l.tryAcquire()));
+    expect(third.filter(Boolean).length).toBe(1);
+    await Promise.all([la, lb, lc].map((l) => l.release()));
+    await Promise.all([a.close(), b.close(), c.close()]);
+  });
+
+  it("reads the other replicas' window buckets and pings the database", async () => {
+    const url = await cluster.createDatabase();
+    const [a, b] = [await open(url, "a"), await open(url, "b")];
+    await a.commit({ put: rolloutFixture(), events: [] });
+    const bucket = { rollout: "checkout", variant: "canary" as const, startMs: 1000, data: new Uint8Array([5]) };
+    await a.flushWindows({ buckets: [bucket], cleared: [], analysis: [] });
+    await b.flushWindows({ buckets: [{ ...bucket, data: new Uint8Array([6]) }], cleared: [], analysis: [] });
+    expect((await b.loadPeerWindowBuckets()).map((r) => [r.replica, r.startMs, r.data[0]])).toEqual([["a", 1000, 5]]);
+    expect((await a.loadPeerWindowBuckets()).map((r) => [r.replica, r.startMs, r.data[0]])).toEqual([["b", 1000, 6]]);
+    await a.ping();
+    await Promise.all([a.close(), b.close()]);
   });
 });
