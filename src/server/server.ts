@@ -39,6 +39,8 @@ export interface ServerDeps {
   readonly evaluationTickMs?: number;
   /** How often window buckets and evaluator state are flushed to the store (default 1 s). */
   readonly flushMs?: number;
+  /** PostgreSQL only: how often the database is pinged for /readyz (default 1 s). */
+  readonly databasePingMs?: number;
   /** PostgreSQL only: connection attempts at start before giving up (default 8, about 20 s). */
   readonly dbConnectAttempts?: number;
 }
@@ -68,6 +70,9 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   let state: "starting" | "ready" | "draining" = "starting";
 
   const store = await openStore(config, logger, deps);
+  // A networked store can go away while the server runs: /readyz says so (Route keeps answering
+  // from memory, and control-plane changes fail with UNAVAILABLE, changing nothing).
+  let databaseUp = true;
   const metrics = createMetrics(() => engine.list().map((r) => r.stage));
   const engine = createEngine({ store, clock, logger, observer: metrics.engine });
   const served = [DecisionService.typeName, RolloutService.typeName];
@@ -91,7 +96,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     interceptors: [observeInterceptor(report), readinessInterceptor(() => state), authInterceptor(auth)],
   });
   const handler = withHttpEndpoints(
-    { ready: () => state === "ready", registry: metrics.registry },
+    { ready: () => state === "ready" && databaseUp, registry: metrics.registry },
     withCanonicalGrpcMessage(connectHandler),
   );
 
@@ -139,6 +144,25 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     ticking = true;
     engine.tick().finally(() => (ticking = false));
   }, deps.evaluationTickMs ?? 250);
+  const ping = "ping" in store && typeof store.ping === "function" ? (store.ping as () => Promise<void>).bind(store) : undefined;
+  let pinging = false;
+  const pinger =
+    ping === undefined
+      ? undefined
+      : setInterval(() => {
+          if (pinging) return;
+          pinging = true;
+          ping().then(
+            () => {
+              if (!databaseUp) logger.info("database reachable again");
+              databaseUp = true;
+            },
+            (err: unknown) => {
+              if (databaseUp) logger.error({ err: (err as Error).message }, "database unreachable");
+              databaseUp = false;
+            },
+          ).finally(() => (pinging = false));
+        }, deps.databasePingMs ?? 1000);
   const flusher = setInterval(() => {
     engine.flush().catch((err: unknown) => logger.error({ err }, "window flush failed"));
   }, deps.flushMs ?? 1000);
@@ -159,6 +183,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
         logger.info("shutting down");
         clearInterval(tick);
         clearInterval(flusher);
+        if (pinger !== undefined) clearInterval(pinger);
         health.shutdown();
         engine.shutdown();
         await listener.close(SHUTDOWN_GRACE_MS);

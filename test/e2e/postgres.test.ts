@@ -9,7 +9,7 @@ import { DecisionService } from "../../gen/rollgate/v1/decision_service_pb.js";
 import { loadConfig } from "../../src/server/config.js";
 import { startServer } from "../../src/server/server.js";
 import { runCli } from "../cli/run-cli.js";
-import { connectJson } from "../helpers/curl.js";
+import { connectJson, curl } from "../helpers/curl.js";
 import { grpcJsClient, unary } from "../helpers/grpc-js.js";
 import { freePort, startPostgres, type PostgresCluster } from "../helpers/postgres.js";
 import { cliPath, spawnServer, tempDir, type ServerProcess } from "../helpers/servers.js";
@@ -151,4 +151,41 @@ describe("the server on PostgreSQL", () => {
     expect(r.stderr).toMatch(/cannot reach PostgreSQL at postgres:\/\/127\.0\.0\.1:\d+\/x after 8 attempt/);
     expect(r.stdout.split("\n").filter((l) => l.includes("database not reachable; retrying")).length).toBe(7);
   }, 60_000);
+
+  it("keeps routing while PostgreSQL is down, refuses changes with UNAVAILABLE, and is ready again once it is back", async () => {
+    const db = await cluster.createDatabase();
+    const p = await serve(db);
+    const rollout = (w?: number) => connectJson(p.url, "rollgate.v1.RolloutService/GetRollout", { name: "checkout" }).then((r) => {
+      if (w !== undefined) expect(r.json).toMatchObject({ rollout: { weightBp: w } });
+      return r;
+    });
+    await connectJson(p.url, "rollgate.v1.RolloutService/CreateRollout", { rollout: { name: "checkout", stableVersion: "v1", canaryVersion: "v2" } });
+    expect((await connectJson(p.url, "rollgate.v1.RolloutService/SetWeight", { name: "checkout", weightBp: 2000, reason: "up" })).status).toBe(200);
+    const keys = Array.from({ length: 50 }, (_, i) => `k${i}`);
+    const routed = await routeAll(p.address, "checkout", keys);
+    const readyz = async () => (await curl([`${p.url}/readyz`])).status;
+    const waitFor = async (status: number) => {
+      for (let i = 0; i < 300 && (await readyz()) !== status; i++) await new Promise((r) => setTimeout(r, 100));
+      expect(await readyz()).toBe(status);
+    };
+    expect(await readyz()).toBe(200);
+    cluster.kill();
+    try {
+      await waitFor(503);
+      expect(await routeAll(p.address, "checkout", keys)).toEqual(routed);
+      const refused = await connectJson(p.url, "rollgate.v1.RolloutService/SetWeight", { name: "checkout", weightBp: 9000, reason: "down" });
+      expect(refused.json).toMatchObject({ code: "unavailable" });
+      await rollout(2000);
+      expect(p.logs.some((l) => l.msg === "database unreachable")).toBe(true);
+    } finally {
+      cluster.start();
+    }
+    await waitFor(200);
+    expect(p.logs.some((l) => l.msg === "database reachable again")).toBe(true);
+    expect((await connectJson(p.url, "rollgate.v1.RolloutService/SetWeight", { name: "checkout", weightBp: 3000, reason: "back" })).status).toBe(200);
+    await rollout(3000);
+    const events = await connectJson(p.url, "rollgate.v1.RolloutService/ListEvents", { name: "checkout" });
+    expect((events.json as { events: { reason: string }[] }).events.map((e) => e.reason).slice(1)).toEqual(["up", "back"]);
+    expect(p.child.exitCode).toBe(null);
+  }, 120_000);
 });
