@@ -1,6 +1,5 @@
 import { fromBinary, toBinary, toJson, type JsonValue } from "@bufbuild/protobuf";
 import { RolloutSchema, type Rollout } from "@rollgate/client/gen/rollout_pb";
-import { validateGates } from "../domain/gates.js";
 import { createRollout } from "../domain/rollout-machine.js";
 import { normalizeSpec } from "../domain/validation.js";
 import { rolloutToProto, specInputFromProto } from "../service/convert.js";
@@ -36,7 +35,7 @@ export interface Change {
  */
 export function canonicalConfig(r: Rollout): Record<ConfigField, JsonValue | undefined> {
   const server = fromBinary(ServerRolloutSchema, toBinary(RolloutSchema, r));
-  const spec = normalizeSpec(specInputFromProto(server, "rollout"), "rollout", validateGates);
+  const spec = normalizeSpec(specInputFromProto(server, "rollout"), "rollout");
   const json = toJson(ServerRolloutSchema, rolloutToProto(createRollout(spec, { name: "", now: 0 }))) as Record<string, JsonValue>;
   const out = {} as Record<ConfigField, JsonValue | undefined>;
   for (const f of Object.keys(CONFIG_FIELDS) as ConfigField[]) out[f] = json[f];

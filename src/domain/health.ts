@@ -102,3 +102,8 @@ export function recommendationOf(score: number): Recommendation {
   if (score >= HEALTHY_SCORE) return "healthy";
   return score >= MONITOR_SCORE ? "monitor" : "rollback";
 }
+
+/** Returns a measured value rounded to 6 decimals, as messages and audit snapshots show it (non-finite values as they are). */
+export function roundValue(v: number): number {
+  return Number.isFinite(v) ? Math.round(v * 1e6) / 1e6 : v;
+}

@@ -1,4 +1,5 @@
 import type { EventType } from "./audit-chain.js";
+import { isLive } from "./decision.js";
 import { DomainError, invalidArgument, notAllowed } from "./errors.js";
 import { fingerprintOf } from "./fingerprint.js";
 import { FULL_WEIGHT_BP, stepWeight, type Rollout, type RolloutSpec, type Stage, type Variant } from "./rollout.js";
@@ -167,7 +168,7 @@ export function promote(r: Rollout, target: PromoteTarget, actor: Actor): Transi
       summary: `promoted ${r.canaryVersion} to STAGING (all traffic, all features)`,
     };
   }
-  if (r.stage !== "canary" && r.stage !== "staging") throw refuse(r, "PRODUCTION");
+  if (!isLive(r.stage)) throw refuse(r, "PRODUCTION");
   return {
     rollout: bump(r, actor, {
       stage: "production",
@@ -187,7 +188,7 @@ export function promote(r: Rollout, target: PromoteTarget, actor: Actor): Transi
  * An automatic rollback is remembered for 24 h against max_auto_rollbacks_per_day.
  */
 export function rollback(r: Rollout, actor: Actor, automatic = false): Transition {
-  if (r.stage !== "canary" && r.stage !== "staging" && r.stage !== "halted") throw refuse(r, "ROLLED_BACK");
+  if (!isLive(r.stage) && r.stage !== "halted") throw refuse(r, "ROLLED_BACK");
   const autoRollbacks = automatic ? [...recentAutoRollbacks(r, actor.now), actor.now] : recentAutoRollbacks(r, actor.now);
   return {
     rollout: bump(r, actor, { stage: "rolled_back", weightBp: 0, paused: false, rolledBackAt: actor.now, stepStartedAt: actor.now, autoRollbacks }),
@@ -254,7 +255,7 @@ export function resume(r: Rollout, actor: Actor, reason: string): Transition {
 
 /** Pauses a rollout at its current weight: no automatic step changes, rollback still allowed. */
 export function pause(r: Rollout, actor: Actor): Transition {
-  if (r.stage !== "canary" && r.stage !== "staging") {
+  if (!isLive(r.stage)) {
     throw notAllowed(`rollout "${r.name}" is ${STAGE_NAMES[r.stage]}: only CANARY or STAGING can be paused`, ALLOWED[r.stage]);
   }
   if (r.paused) return { rollout: r, type: "paused", summary: "already paused", unchanged: true };

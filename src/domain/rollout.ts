@@ -3,6 +3,15 @@
  * instants are milliseconds since the Unix epoch.
  */
 
+/**
+ * Rollout and gate names: `[a-z0-9][a-z0-9._-]{0,62}` (NAME_RULE). Here, beside the types,
+ * so that validation.ts and gates.ts both read it without importing each other.
+ */
+export const NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,62}$/;
+
+/** What NAME_PATTERN requires, as error messages say it. */
+export const NAME_RULE = "must match [a-z0-9][a-z0-9._-]{0,62}";
+
 /** The side of a rollout a key is routed to. */
 export type Variant = "stable" | "canary";
 
@@ -119,6 +128,9 @@ export const ANALYSIS_DEFAULTS = {
 
 /** Default minimum samples of a gate whose min_samples is unset. */
 export const DEFAULT_GATE_MIN_SAMPLES = 100;
+
+/** What a gate whose on_breach is unset does. */
+export const DEFAULT_GATE_ACTION: Action = "rollback";
 
 /** Returns the analysis settings with every unset field defaulted. */
 export function analysisWithDefaults(partial: Partial<Analysis>): Analysis {

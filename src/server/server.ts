@@ -3,24 +3,23 @@ import type { ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { pino, type Logger } from "pino";
 import { systemClock, type Clock } from "../domain/clock.js";
-import { validateGates } from "../domain/gates.js";
-import { createDecisionHandlers, createDecisionService, watchHealthChanges } from "../service/decision-service.js";
+import { createDecisionHotMethods, createDecisionService } from "../service/decision-service.js";
 import { createEngine, type Engine } from "../service/engine.js";
 import { createRolloutService } from "../service/rollout-service.js";
 import { openSqliteStore } from "../store/sqlite-store.js";
 import type { Store } from "../store/store.js";
 import { DecisionService } from "../../gen/rollgate/v1/decision_service_pb.js";
 import { RolloutService } from "../../gen/rollgate/v1/rollout_service_pb.js";
-import { authInterceptor, createAuthenticator } from "./auth.js";
+import { admitInterceptor, createAdmit, type ServingState } from "./admit.js";
+import { createAuthenticator } from "./auth.js";
 import { redactPassword, type ServerConfig } from "./config.js";
 import { createGrpcFastPath } from "./grpc-fast-path.js";
-import { withCanonicalGrpcMessage } from "./grpc-message.js";
+import { withCanonicalGrpcMessage } from "./grpc/grpc-message.js";
 import { createHealthStatus } from "./grpc-health.js";
 import { withHttpEndpoints } from "./http-endpoints.js";
 import { createMetrics, type Metrics } from "./metrics.js";
-import { createCallReporter, observeInterceptor } from "./observe.js";
+import { createCallReporter } from "./observe.js";
 import { listenOnePort } from "./one-port.js";
-import { readinessInterceptor } from "./readiness.js";
 import { registerReflection } from "./reflection.js";
 
 /** Largest request message accepted, per DESIGN §8; larger ones get RESOURCE_EXHAUSTED. */
@@ -67,7 +66,7 @@ export interface RunningServer {
 export async function startServer(config: ServerConfig, deps: ServerDeps = {}): Promise<RunningServer> {
   const logger = deps.logger ?? pino({ level: config.logLevel, base: { service: "rollgate" } });
   const clock = deps.clock ?? systemClock;
-  let state: "starting" | "ready" | "draining" = "starting";
+  let state: ServingState = "starting";
 
   const store = await openStore(config, logger, deps);
   // A networked store can go away while the server runs: /readyz says so (Route keeps answering
@@ -78,14 +77,15 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   const served = [DecisionService.typeName, RolloutService.typeName];
   const health = createHealthStatus(served);
 
-  const auth = createAuthenticator(config.tokens);
+  const admit = createAdmit({ state: () => state, auth: createAuthenticator(config.tokens) });
   const report = createCallReporter(logger, metrics);
-  const decisions = { engine, observer: metrics };
+  // One table of the hot methods: both the Connect service and the gRPC fast path are built from it.
+  const hot = createDecisionHotMethods({ engine, observer: metrics });
   const routes = (router: ConnectRouter) => {
-    router.service(DecisionService, createDecisionService(decisions));
+    router.service(DecisionService, createDecisionService({ engine, hot }));
     router.service(
       RolloutService,
-      createRolloutService({ engine, validateGates, ...(deps.keepaliveMs === undefined ? {} : { keepaliveMs: deps.keepaliveMs }) }),
+      createRolloutService({ engine, ...(deps.keepaliveMs === undefined ? {} : { keepaliveMs: deps.keepaliveMs }) }),
     );
     router.service(health.service, health.impl);
     registerReflection(router);
@@ -93,7 +93,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   const connectHandler = connectNodeAdapter({
     routes,
     readMaxBytes: MAX_REQUEST_BYTES,
-    interceptors: [observeInterceptor(report), readinessInterceptor(() => state), authInterceptor(auth)],
+    interceptors: [admitInterceptor(admit, report)],
   });
   const handler = withHttpEndpoints(
     { ready: () => state === "ready" && databaseUp, registry: metrics.registry },
@@ -108,11 +108,9 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     ...(config.grpcFastPath
       ? {
           onStream: createGrpcFastPath({
-            handlers: createDecisionHandlers(decisions),
-            watchHealth: (rollout, signal) => watchHealthChanges(engine, rollout, signal),
-            auth,
+            methods: Object.values(hot),
+            admit,
             report,
-            ready: () => state === "ready",
             maxBytes: MAX_REQUEST_BYTES,
             served: (procedure) => metrics.fastPathServed(procedure),
           }),

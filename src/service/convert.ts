@@ -3,7 +3,6 @@ import { DurationSchema, TimestampSchema, timestampFromMs, type Duration, type T
 import type { AuditEvent, EventType as DomainEventType } from "../domain/audit-chain.js";
 import { invalidArgument } from "../domain/errors.js";
 import {
-  DEFAULT_GATE_MIN_SAMPLES,
   type Action as DomainAction,
   type Analysis as DomainAnalysis,
   type Gate as DomainGate,
@@ -17,7 +16,7 @@ import type { GateResult } from "../domain/gates.js";
 import type { DecisionType, GateHealth, Recommendation as DomainRecommendation, RolloutHealth as DomainHealth } from "../domain/health.js";
 import type { RawOutcome } from "../domain/outcome.js";
 import type { RouteDecision, RouteReason as DomainRouteReason } from "../domain/routing.js";
-import type { RolloutSpecInput } from "../domain/validation.js";
+import type { GateInput, RolloutSpecInput } from "../domain/validation.js";
 import { RouteReason, RouteResponseSchema, type Outcome, type RouteResponse } from "../../gen/rollgate/v1/decision_service_pb.js";
 import {
   Decision,
@@ -88,7 +87,6 @@ export function actionToProto(a: DomainAction): Action {
 }
 
 function actionFromProto(field: string, a: Action): DomainAction {
-  if (a === Action.UNSPECIFIED) return "rollback";
   const found = (Object.keys(ACTIONS) as DomainAction[]).find((k) => ACTIONS[k] === a);
   if (found === undefined) throw invalidArgument(field, "must be a known Action");
   return found;
@@ -184,7 +182,7 @@ export function specInputFromProto(r: Rollout, prefix: string): RolloutSpecInput
   };
 }
 
-function gateFromProto(g: Gate, field: string): DomainGate {
+function gateFromProto(g: Gate, field: string): GateInput {
   let check: GateCheck;
   const k = g.kind;
   switch (k.case) {
@@ -212,10 +210,11 @@ function gateFromProto(g: Gate, field: string): DomainGate {
     default:
       throw invalidArgument(`${field}.kind`, "must set one of error_rate, latency, success_rate, metric, invariant");
   }
+  // Unset fields stay unset here; normalizeSpec applies the defaults.
   return {
-    name: g.name === "" ? check.kind.replace("_", "-") : g.name,
-    minSamples: g.minSamples === 0n ? DEFAULT_GATE_MIN_SAMPLES : Number(g.minSamples),
-    onBreach: actionFromProto(`${field}.on_breach`, g.onBreach),
+    name: g.name,
+    minSamples: Number(g.minSamples),
+    ...(g.onBreach === Action.UNSPECIFIED ? {} : { onBreach: actionFromProto(`${field}.on_breach`, g.onBreach) }),
     check,
   };
 }
