@@ -1,4 +1,6 @@
+import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { hostname } from "node:os";
 import { isIP } from "node:net";
 
 /** A bearer token and who holds it (DESIGN §8). */
@@ -22,6 +24,8 @@ export interface ServerConfig {
   readonly logLevel: string;
   /** Serve Route, RouteBatch and RecordOutcome over gRPC on the raw HTTP/2 fast path (default on). */
   readonly grpcFastPath: boolean;
+  /** This process's name among replicas on one database (logs, metrics, window buckets). */
+  readonly replicaId: string;
 }
 
 /** Raw settings as flags give them (commander's camelCase option names). */
@@ -36,6 +40,7 @@ export interface ServerFlags {
   readonly logLevel?: string;
   /** commander's `--no-grpc-fast-path` gives false. */
   readonly grpcFastPath?: boolean;
+  readonly replicaId?: string;
 }
 
 /** A setting that is wrong, named the way the operator wrote it. */
@@ -106,6 +111,7 @@ export function loadConfig(flags: ServerFlags, env: NodeJS.ProcessEnv): ServerCo
     ...(tls === undefined ? {} : { tls }),
     logLevel,
     grpcFastPath,
+    replicaId: replicaIdOf(pick(flags.replicaId, "ROLLGATE_REPLICA_ID")),
   };
 }
 
@@ -196,4 +202,13 @@ export function databaseOf(setting: string): DatabaseSetting {
 /** Returns a database URL with its password, if any, replaced by `***`. */
 export function redactPassword(url: string): string {
   return url.replace(/\/\/([^:/@]*):[^@]*@/, "//$1:***@");
+}
+
+/** Returns the replica id: as set (1..63 of [A-Za-z0-9._-]), else host name, pid and a random suffix, unique per process. */
+export function replicaIdOf(setting: string | undefined): string {
+  if (setting === undefined) return `${hostname()}-${process.pid}-${randomBytes(2).toString("hex")}`.replace(/[^A-Za-z0-9._-]/g, "-").slice(0, 63);
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(setting)) {
+    throw new ConfigError(`--replica-id/ROLLGATE_REPLICA_ID: "${setting}" must be 1..63 characters of [A-Za-z0-9._-]`);
+  }
+  return setting;
 }

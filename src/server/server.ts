@@ -1,4 +1,3 @@
-import { hostname } from "node:os";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { pino, type Logger } from "pino";
@@ -7,6 +6,7 @@ import { createDecisionHotMethods, createDecisionService } from "../service/deci
 import { createEngine, type Engine } from "../service/engine.js";
 import { createRolloutService } from "../service/rollout-service.js";
 import { openSqliteStore } from "../store/sqlite-store.js";
+import type { PostgresStore } from "../store/postgres-store.js";
 import type { Store } from "../store/store.js";
 import { DecisionService } from "../../gen/rollgate/v1/decision_service_pb.js";
 import { RolloutService } from "../../gen/rollgate/v1/rollout_service_pb.js";
@@ -38,6 +38,8 @@ export interface ServerDeps {
   readonly evaluationTickMs?: number;
   /** How often window buckets and evaluator state are flushed to the store (default 1 s). */
   readonly flushMs?: number;
+  /** PostgreSQL only: how often every rollout is read back from the database besides NOTIFY (default 5 s). */
+  readonly reconcileMs?: number;
   /** PostgreSQL only: how often the database is pinged for /readyz (default 1 s). */
   readonly databasePingMs?: number;
   /** PostgreSQL only: connection attempts at start before giving up (default 8, about 20 s). */
@@ -64,7 +66,10 @@ export interface RunningServer {
  * then opens the store and loads state; /readyz and the rollgate services answer only after.
  */
 export async function startServer(config: ServerConfig, deps: ServerDeps = {}): Promise<RunningServer> {
-  const logger = deps.logger ?? pino({ level: config.logLevel, base: { service: "rollgate" } });
+  const baseLogger = deps.logger ?? pino({ level: config.logLevel, base: { service: "rollgate" } });
+  // Several replicas share a PostgreSQL database: each log line and metric says which one.
+  const multiReplica = config.database.kind === "postgres";
+  const logger = multiReplica ? baseLogger.child({ replica: config.replicaId }) : baseLogger;
   const clock = deps.clock ?? systemClock;
   let state: ServingState = "starting";
 
@@ -73,6 +78,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   // from memory, and control-plane changes fail with UNAVAILABLE, changing nothing).
   let databaseUp = true;
   const metrics = createMetrics(() => engine.list().map((r) => r.stage));
+  if (multiReplica) metrics.registry.setDefaultLabels({ replica: config.replicaId });
   const engine = createEngine({ store, clock, logger, observer: metrics.engine });
   const served = [DecisionService.typeName, RolloutService.typeName];
   const health = createHealthStatus(served);
@@ -161,6 +167,37 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
             },
           ).finally(() => (pinging = false));
         }, deps.databasePingMs ?? 1000);
+  // Other replicas' changes: LISTEN/NOTIFY for speed, a periodic reconcile for anything a lost
+  // connection missed. Each reconcile reads the rollouts back and applies what changed.
+  let reconciling = false;
+  let reconcileAgain = false;
+  const reconcileNow = () => {
+    if (reconciling) {
+      reconcileAgain = true;
+      return;
+    }
+    reconciling = true;
+    engine
+      .reconcile()
+      .then((n) => {
+        if (n > 0) logger.debug({ changed: n }, "reconciled with the database");
+      })
+      .catch((err: unknown) => logger.warn({ err: (err as Error).message }, "reconcile failed"))
+      .finally(() => {
+        reconciling = false;
+        if (reconcileAgain) {
+          reconcileAgain = false;
+          reconcileNow();
+        }
+      });
+  };
+  const watcher =
+    "watchChanges" in store
+      ? (store as PostgresStore).watchChanges((c) => {
+          if (c.replica !== config.replicaId) reconcileNow();
+        }, reconcileNow)
+      : undefined;
+  const reconciler = watcher === undefined ? undefined : setInterval(reconcileNow, deps.reconcileMs ?? 5000);
   const flusher = setInterval(() => {
     engine.flush().catch((err: unknown) => logger.error({ err }, "window flush failed"));
   }, deps.flushMs ?? 1000);
@@ -182,6 +219,8 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
         clearInterval(tick);
         clearInterval(flusher);
         if (pinger !== undefined) clearInterval(pinger);
+        if (reconciler !== undefined) clearInterval(reconciler);
+        await watcher?.close();
         health.shutdown();
         engine.shutdown();
         await listener.close(SHUTDOWN_GRACE_MS);
@@ -203,7 +242,7 @@ async function openStore(config: ServerConfig, logger: Logger, deps: ServerDeps)
   const { openPostgresStore, redactUrl } = await import("../store/postgres-store.js");
   return openPostgresStore({
     url: db.url,
-    replicaId: hostname(),
+    replicaId: config.replicaId,
     ...(deps.dbConnectAttempts === undefined ? {} : { connectAttempts: deps.dbConnectAttempts }),
     onRetry: (attempt, retryInMs, err) =>
       logger.warn({ db: redactUrl(db.url), attempt, retryInMs, err: err.message }, "database not reachable; retrying"),

@@ -6,6 +6,7 @@ import { Writable } from "node:stream";
 import { pino } from "pino";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { DecisionService } from "../../gen/rollgate/v1/decision_service_pb.js";
+import { RolloutService } from "../../gen/rollgate/v1/rollout_service_pb.js";
 import { loadConfig } from "../../src/server/config.js";
 import { startServer } from "../../src/server/server.js";
 import { runCli } from "../cli/run-cli.js";
@@ -25,8 +26,8 @@ afterEach(() => {
   for (const p of running.splice(0)) p.child.kill("SIGKILL");
 });
 
-async function serve(db: string): Promise<ServerProcess & { url: string }> {
-  const p = await spawnServer(["--listen", "127.0.0.1:0", "--db", db]);
+async function serve(db: string, extra: string[] = []): Promise<ServerProcess & { url: string }> {
+  const p = await spawnServer(["--listen", "127.0.0.1:0", "--db", db, ...extra]);
   running.push(p);
   return Object.assign(p, { url: `http://127.0.0.1:${p.port}` });
 }
@@ -188,4 +189,61 @@ describe("the server on PostgreSQL", () => {
     expect((events.json as { events: { reason: string }[] }).events.map((e) => e.reason).slice(1)).toEqual(["up", "back"]);
     expect(p.child.exitCode).toBe(null);
   }, 120_000);
+
+  it("three replicas on one database: a change on one is routed by the others, the log stays one chain", async () => {
+    const db = await cluster.createDatabase();
+    const replicas = await Promise.all(["r1", "r2", "r3"].map((id) => serve(db, ["--replica-id", id])));
+    const [a, b, c] = replicas as [ServerProcess & { url: string }, ServerProcess & { url: string }, ServerProcess & { url: string }];
+    expect(a.logs.find((l) => l.msg === "ready")?.replica).toBe("r1");
+    expect((await curl([`${c.url}/metrics`])).body).toMatch(/rollgate_rpc_requests_total\{[^}]*replica="r3"|replica="r3"/);
+    const getOn = (p: ServerProcess) => {
+      const client = grpcJsClient(RolloutService, p.address);
+      return {
+        weight: () =>
+          unary<{ rollout?: { weightBp: number } }>(client, "getRollout", { name: "checkout" }).then(
+            (r) => r.rollout?.weightBp ?? -1,
+            () => -1,
+          ),
+        close: () => client.close(),
+      };
+    };
+    const readers = replicas.map(getOn);
+    /** Waits until every replica answers `weight`; returns how long the slowest took (ms). */
+    const propagated = async (weight: number): Promise<number> => {
+      const started = Date.now();
+      let worst = 0;
+      for (const r of readers) {
+        while ((await r.weight()) !== weight && Date.now() - started < 15_000) await new Promise((res) => setTimeout(res, 10));
+        expect(await r.weight()).toBe(weight);
+        worst = Math.max(worst, Date.now() - started);
+      }
+      return worst;
+    };
+    try {
+      expect((await connectJson(a.url, "rollgate.v1.RolloutService/CreateRollout", { rollout: { name: "checkout", stableVersion: "v1", canaryVersion: "v2" } })).status).toBe(200);
+      const times = [await propagated(500)];
+      for (const [i, w] of [1500, 2500, 3500].entries()) {
+        const on = replicas[(i + 1) % 3]!;
+        expect((await connectJson(on.url, "rollgate.v1.RolloutService/SetWeight", { name: "checkout", weightBp: w, reason: `to ${w} on ${i}` })).status).toBe(200);
+        times.push(await propagated(w));
+      }
+      process.stderr.write(`change propagation across 3 replicas (ms, slowest replica): ${times.join(", ")}\n`);
+      const keys = Array.from({ length: 100 }, (_, i) => `u${i}`);
+      const routed = await Promise.all(replicas.map((p) => routeAll(p.address, "checkout", keys)));
+      expect(routed[1]).toEqual(routed[0]);
+      expect(routed[2]).toEqual(routed[0]);
+      // A stale expected_version is refused whichever replica is asked.
+      expect((await connectJson(b.url, "rollgate.v1.RolloutService/DeleteRollout", { name: "checkout", expectedVersion: "1", reason: "stale" })).json).toMatchObject({
+        code: "aborted",
+      });
+      for (const p of replicas) expect((await runCli(["--server", p.url, "events", "--verify"])).code).toBe(0);
+      const events = await connectJson(c.url, "rollgate.v1.RolloutService/ListEvents", { name: "checkout" });
+      expect((events.json as { events: { seq: string }[] }).events.map((e) => Number(e.seq))).toEqual([1, 2, 3, 4]);
+      // Deleted on one, gone on all.
+      expect((await connectJson(c.url, "rollgate.v1.RolloutService/DeleteRollout", { name: "checkout", reason: "done" })).status).toBe(200);
+      await propagated(-1);
+    } finally {
+      for (const r of readers) r.close();
+    }
+  }, 180_000);
 });
