@@ -40,6 +40,8 @@ export interface ServerDeps {
   readonly flushMs?: number;
   /** PostgreSQL only: how often every rollout is read back from the database besides NOTIFY (default 5 s). */
   readonly reconcileMs?: number;
+  /** PostgreSQL only: how often a replica tries for the evaluator lock (default 1 s). */
+  readonly leaderCheckMs?: number;
   /** PostgreSQL only: how often the database is pinged for /readyz (default 1 s). */
   readonly databasePingMs?: number;
   /** PostgreSQL only: connection attempts at start before giving up (default 8, about 20 s). */
@@ -142,9 +144,36 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   health.setAll("SERVING");
   // Timers run on real time; a test clock only changes what "now" is.
   let ticking = false;
+  // One evaluator at a time among replicas: the holder of the database's evaluator lock. Every
+  // replica tries for it each second, so when the holder dies another takes over within about
+  // a second of the database noticing, and goes on from the stored evaluator state.
+  const leadership = "leadership" in store ? (store as PostgresStore).leadership() : undefined;
+  let campaigning = false;
+  let leading = false;
+  const campaign = () => {
+    if (leadership === undefined || campaigning) return;
+    campaigning = true;
+    leadership
+      .tryAcquire()
+      .then(async (held) => {
+        if (held && !leading) {
+          await engine.reconcile(true);
+          leading = true;
+          logger.info("became the evaluator");
+        } else if (!held && leading) {
+          leading = false;
+          logger.warn("no longer the evaluator");
+        }
+      })
+      .catch((err: unknown) => logger.warn({ err: (err as Error).message }, "evaluator lock check failed"))
+      .finally(() => (campaigning = false));
+  };
+  campaign();
+  const campaigner = leadership === undefined ? undefined : setInterval(campaign, deps.leaderCheckMs ?? 1000);
   const tick = setInterval(() => {
     // A slow evaluation round is never stacked behind another.
     if (ticking) return;
+    if (leadership !== undefined && !(leading && leadership.held)) return;
     ticking = true;
     engine.tick().finally(() => (ticking = false));
   }, deps.evaluationTickMs ?? 250);
@@ -220,12 +249,14 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
         clearInterval(flusher);
         if (pinger !== undefined) clearInterval(pinger);
         if (reconciler !== undefined) clearInterval(reconciler);
+        if (campaigner !== undefined) clearInterval(campaigner);
         await watcher?.close();
         health.shutdown();
         engine.shutdown();
         await listener.close(SHUTDOWN_GRACE_MS);
         await engine.drain();
         await engine.flush();
+        await leadership?.release();
         await store.close();
         logger.info("stopped");
       })();

@@ -99,9 +99,11 @@ export interface Engine {
   flush(): Promise<void>;
   /**
    * Reads every rollout back from the store and makes other writers' changes visible here
-   * (several replicas on one database); in the change queue. Returns how many rollouts changed.
+   * (several replicas on one database); in the change queue. With `withAnalysis` (a replica
+   * taking over as the evaluator) the stored evaluator state replaces the local one. Returns how
+   * many rollouts changed.
    */
-  reconcile(): Promise<number>;
+  reconcile(withAnalysis?: boolean): Promise<number>;
   /** Returns events after a sequence number, oldest first, of one rollout or (undefined) all. */
   listEvents(rollout: string | undefined, afterSeq: number, limit: number): Promise<AuditEvent[]>;
   /** Subscribes to audit events appended from now on, of one rollout or (undefined) all. */
@@ -154,7 +156,7 @@ export function createEngine(opts: EngineOptions): Engine {
     },
     tick: () => tick(state, queue),
     flush: windows.flush,
-    reconcile: () => queue.serial(() => reconcile(state)),
+    reconcile: (withAnalysis = false) => queue.serial(() => reconcile(state, withAnalysis)),
     listEvents: (rollout, afterSeq, limit) => store.listEvents(rollout === undefined ? { afterSeq, limit } : { rollout, afterSeq, limit }),
     subscribeEvents: feeds.subscribeEvents,
     subscribeHealth: feeds.subscribeHealth,

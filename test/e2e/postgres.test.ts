@@ -246,4 +246,35 @@ describe("the server on PostgreSQL", () => {
       for (const r of readers) r.close();
     }
   }, 180_000);
+
+  it("three replicas: one evaluator at a time, and another takes over when it is killed", async () => {
+    const db = await cluster.createDatabase();
+    const replicas = await Promise.all(["e1", "e2", "e3"].map((id) => serve(db, ["--replica-id", id])));
+    const leaders = () => replicas.filter((p) => p.child.exitCode === null && p.child.signalCode === null && p.logs.some((l) => l.msg === "became the evaluator"));
+    const waitForLeaders = async (n: number) => {
+      for (let i = 0; i < 300 && leaders().length < n; i++) await new Promise((r) => setTimeout(r, 20));
+      return leaders();
+    };
+    const first = await waitForLeaders(1);
+    expect(first.length).toBe(1);
+    const failovers: number[] = [];
+    let alive = [...replicas];
+    for (let round = 0; round < 2; round++) {
+      const leader = alive.find((p) => p.logs.some((l) => l.msg === "became the evaluator"))!;
+      const killedAt = Date.now();
+      leader.child.kill("SIGKILL");
+      await leader.exited;
+      alive = alive.filter((p) => p !== leader);
+      let next: (typeof alive)[number] | undefined;
+      for (let i = 0; i < 500 && next === undefined; i++) {
+        next = alive.find((p) => p.logs.some((l) => l.msg === "became the evaluator"));
+        if (next === undefined) await new Promise((r) => setTimeout(r, 20));
+      }
+      expect(next, "a surviving replica became the evaluator").toBeDefined();
+      failovers.push(Date.now() - killedAt);
+      // Only one of the survivors leads.
+      expect(alive.filter((p) => p.logs.some((l) => l.msg === "became the evaluator")).length).toBe(1);
+    }
+    process.stderr.write(`evaluator failover after kill -9 (ms): ${failovers.join(", ")}\n`);
+  }, 180_000);
 });

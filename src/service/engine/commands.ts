@@ -1,4 +1,4 @@
-import { initialAnalysisState } from "../../domain/analysis.js";
+import { initialAnalysisState, parseAnalysisState } from "../../domain/analysis.js";
 import type { AuditEvent, NewEvent } from "../../domain/audit-chain.js";
 import { startsAfresh } from "../../domain/decision.js";
 import { DomainError } from "../../domain/errors.js";
@@ -84,14 +84,19 @@ export function applyCommitted(state: EngineState, e: Entry, next: Rollout): voi
  * visible here, with their health published. Runs inside the change queue; returns how many
  * rollouts changed.
  */
-export async function reconcile(state: EngineState): Promise<number> {
+export async function reconcile(state: EngineState, withAnalysis = false): Promise<number> {
   const { entries, clock, feeds } = state;
   const stored = await state.store.loadRollouts();
   const seen = new Set<string>();
   let changed = 0;
-  for (const { rollout } of stored) {
+  for (const { rollout, analysis } of stored) {
     seen.add(rollout.name);
     const e = entries.get(rollout.name);
+    // A replica taking over as the evaluator goes on from the stored evaluator state.
+    if (withAnalysis && e !== undefined && analysis !== undefined) {
+      e.analysis = parseAnalysisState(analysis);
+      e.analysisDirty = false;
+    }
     if (e === undefined) {
       const created = newEntry(clock, rollout);
       entries.set(rollout.name, created);
