@@ -277,4 +277,46 @@ describe("the server on PostgreSQL", () => {
     }
     process.stderr.write(`evaluator failover after kill -9 (ms): ${failovers.join(", ")}\n`);
   }, 180_000);
+
+  it("three replicas: outcomes spread over all of them are judged together, and a bad canary is rolled back once", async () => {
+    const db = await cluster.createDatabase();
+    const replicas = await Promise.all(["w1", "w2", "w3"].map((id) => serve(db, ["--replica-id", id])));
+    const [a] = replicas as [ServerProcess & { url: string }];
+    const created = await connectJson(a.url, "rollgate.v1.RolloutService/CreateRollout", {
+      rollout: {
+        name: "spread",
+        stableVersion: "v1",
+        canaryVersion: "v2",
+        gates: [{ name: "errors", minSamples: "50", errorRate: { max: 0.05 } }],
+        analysis: { interval: "1s", window: "60s", consecutiveBreaches: 2 },
+      },
+    });
+    expect(created.status).toBe(200);
+    // Every replica knows the rollout before outcomes arrive.
+    for (const p of replicas) {
+      await expect.poll(async () => (await connectJson(p.url, "rollgate.v1.RolloutService/GetRollout", { name: "spread" })).status, { timeout: 15_000, interval: 50 }).toBe(200);
+    }
+    // 20 canary outcomes (30% errors) and 20 stable ones per replica: under the gate's 50 samples
+    // on any one replica, 60 in all.
+    const canary = Array.from({ length: 20 }, (_, i) => ({ variant: "VARIANT_CANARY", success: i >= 6, latencyMs: 20 }));
+    const stable = Array.from({ length: 20 }, () => ({ variant: "VARIANT_STABLE", success: true, latencyMs: 18 }));
+    for (const p of replicas) {
+      const r = await connectJson(p.url, "rollgate.v1.DecisionService/RecordOutcome", { rollout: "spread", outcomes: [...canary, ...stable] });
+      expect(r.json).toEqual({ accepted: 40 });
+    }
+    for (const p of replicas) {
+      await expect
+        .poll(async () => ((await connectJson(p.url, "rollgate.v1.RolloutService/GetRollout", { name: "spread" })).json as { rollout: { stage: string } }).rollout.stage, {
+          timeout: 30_000,
+          interval: 100,
+        })
+        .toBe("STAGE_ROLLED_BACK");
+    }
+    // Give a second evaluator (were there one) time to act too, then count.
+    await new Promise((r) => setTimeout(r, 2500));
+    const events = await connectJson(a.url, "rollgate.v1.RolloutService/ListEvents", { name: "spread" });
+    const types = (events.json as { events: { type: string }[] }).events.map((e) => e.type);
+    expect(types.filter((t) => t === "EVENT_TYPE_ROLLED_BACK").length).toBe(1);
+    for (const p of replicas) expect((await runCli(["--server", p.url, "events", "--verify"])).code).toBe(0);
+  }, 180_000);
 });
