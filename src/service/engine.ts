@@ -138,6 +138,7 @@ export function createEngine(opts: EngineOptions): Engine {
   return {
     async load() {
       await loadEntries(state);
+      feeds.setWatermark(await store.lastSeq());
       const restored = await windows.restore();
       logger.info({ rollouts: state.entries.size, windowBuckets: restored }, "state loaded");
     },

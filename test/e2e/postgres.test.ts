@@ -5,6 +5,7 @@ import { readdirSync } from "node:fs";
 import { Writable } from "node:stream";
 import { pino } from "pino";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import * as grpc from "@grpc/grpc-js";
 import { DecisionService } from "../../gen/rollgate/v1/decision_service_pb.js";
 import { RolloutService } from "../../gen/rollgate/v1/rollout_service_pb.js";
 import { loadConfig } from "../../src/server/config.js";
@@ -222,11 +223,27 @@ describe("the server on PostgreSQL", () => {
     try {
       expect((await connectJson(a.url, "rollgate.v1.RolloutService/CreateRollout", { rollout: { name: "checkout", stableVersion: "v1", canaryVersion: "v2" } })).status).toBe(200);
       const times = [await propagated(500)];
+      // A WatchEvents stream on one replica carries the changes made on the others.
+      const watcher = grpcJsClient(RolloutService, c.address);
+      const stream = (watcher.watchEvents as (req: unknown) => grpc.ClientReadableStream<{ event?: { reason: string; seq: bigint } }>)({ name: "checkout" });
+      const streamed: string[] = [];
+      stream.on("data", (m: { event?: { reason: string } }) => {
+        if (m.event !== undefined) streamed.push(m.event.reason);
+      });
+      stream.on("error", () => undefined);
       for (const [i, w] of [1500, 2500, 3500].entries()) {
         const on = replicas[(i + 1) % 3]!;
         expect((await connectJson(on.url, "rollgate.v1.RolloutService/SetWeight", { name: "checkout", weightBp: w, reason: `to ${w} on ${i}` })).status).toBe(200);
         times.push(await propagated(w));
       }
+      await expect.poll(() => streamed, { timeout: 15_000, interval: 50 }).toEqual([
+        "created: v2 over v1, 4 steps, weight 500 bp",
+        "to 1500 on 0",
+        "to 2500 on 1",
+        "to 3500 on 2",
+      ]);
+      stream.cancel();
+      watcher.close();
       process.stderr.write(`change propagation across 3 replicas (ms, slowest replica): ${times.join(", ")}\n`);
       const keys = Array.from({ length: 100 }, (_, i) => `u${i}`);
       const routed = await Promise.all(replicas.map((p) => routeAll(p.address, "checkout", keys)));

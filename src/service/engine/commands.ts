@@ -9,6 +9,7 @@ import { clear, resizeWindow } from "../../domain/sliding-window.js";
 import type { Caller } from "../engine.js";
 import { auditEvent } from "./audit-snapshots.js";
 import { entryOf, newEntry, type EngineState, type Entry } from "./entries.js";
+import { CATCH_UP_PAGE } from "./feeds.js";
 import { healthView } from "./health-view.js";
 
 /**
@@ -116,6 +117,8 @@ export async function reconcile(state: EngineState, withAnalysis = false): Promi
     feeds.publishDeleted(last);
     changed++;
   }
+  // WatchEvents on this replica carries the other replicas' events too.
+  await feeds.catchUp((afterSeq) => state.store.listEvents({ afterSeq, limit: CATCH_UP_PAGE }));
   return changed;
 }
 
