@@ -320,6 +320,23 @@ export function takeDirtyBuckets(w: SlidingWindow): BucketSnapshot[] {
   return out;
 }
 
+/**
+ * Returns every bucket still in the window at `now`, encoded, without marking anything clean:
+ * with other replicas' stored buckets restored beside them into a fresh window, it gives the
+ * merged window that one evaluator judges when outcomes arrive at several replicas.
+ */
+export function snapshotBuckets(w: SlidingWindow, now: number): BucketSnapshot[] {
+  const r = ring(w);
+  const out: BucketSnapshot[] = [];
+  if (r.slots === undefined) return out;
+  const oldest = Math.floor(now / r.bucketMs) - r.bucketCount;
+  for (const b of r.slots) {
+    if (b === undefined || b.index < oldest) continue;
+    out.push({ startMs: b.index * r.bucketMs, data: encodeBucket(r, b) });
+  }
+  return out;
+}
+
 /** Returns the start of the oldest bucket still in the window at `now`: stored buckets that start earlier are expired. */
 export function windowStartMs(w: SlidingWindow, now: number): number {
   return (Math.floor(now / w.bucketMs) - w.bucketCount) * w.bucketMs;

@@ -1,4 +1,6 @@
+import { randomBytes } from "node:crypto";
 import { closeSync, openSync, readFileSync, readSync, statSync } from "node:fs";
+import { hostname } from "node:os";
 import { isIP } from "node:net";
 
 /** A bearer token and who holds it (docs/design.md §8). */
@@ -13,6 +15,8 @@ export interface ServerConfig {
   readonly host: string;
   readonly port: number;
   readonly dbPath: string;
+  /** Where the state lives, from `dbPath`: a PostgreSQL URL, or a SQLite file path. */
+  readonly database: DatabaseSetting;
   /** Undefined when no tokens file is configured: every caller is the local admin. */
   readonly tokens?: readonly TokenEntry[];
   readonly insecure: boolean;
@@ -20,6 +24,8 @@ export interface ServerConfig {
   readonly logLevel: string;
   /** Serve Route, RouteBatch and RecordOutcome over gRPC on the raw HTTP/2 fast path (default on). */
   readonly grpcFastPath: boolean;
+  /** This process's name among replicas on one database (logs, metrics, window buckets). */
+  readonly replicaId: string;
 }
 
 /** Raw settings as flags give them (commander's camelCase option names). */
@@ -34,6 +40,7 @@ export interface ServerFlags {
   readonly logLevel?: string;
   /** commander's `--no-grpc-fast-path` gives false. */
   readonly grpcFastPath?: boolean;
+  readonly replicaId?: string;
 }
 
 /** A setting that is wrong, named the way the operator wrote it. */
@@ -56,6 +63,7 @@ export function loadConfig(flags: ServerFlags, env: NodeJS.ProcessEnv): ServerCo
   const listen = pick(flags.listen, "ROLLGATE_LISTEN") ?? DEFAULTS.listen;
   const { host, port } = parseListen(listen);
   const dbPath = pick(flags.db, "ROLLGATE_DB") ?? DEFAULTS.db;
+  const database = databaseOf(dbPath);
   const tokensFile = pick(flags.tokens, "ROLLGATE_TOKENS_FILE");
   // A malformed boolean is refused even when a flag overrides it: it is a mistake either way.
   const insecureEnv = parseBoolean("ROLLGATE_INSECURE", env.ROLLGATE_INSECURE);
@@ -65,7 +73,7 @@ export function loadConfig(flags: ServerFlags, env: NodeJS.ProcessEnv): ServerCo
   if (!LEVELS.includes(logLevel)) throw new ConfigError(`--log-level/LOG_LEVEL: "${logLevel}" must be one of ${LEVELS.join(", ")}`);
 
   const grpcFastPath = flags.grpcFastPath ?? fastPathEnv ?? true;
-  checkDatabasePath(dbPath);
+  if (database.kind === "sqlite") checkDatabasePath(dbPath);
 
   const tokens = tokensFile === undefined ? undefined : loadTokens(tokensFile);
   if (tokens === undefined && !isLoopback(host) && !insecure) {
@@ -97,11 +105,13 @@ export function loadConfig(flags: ServerFlags, env: NodeJS.ProcessEnv): ServerCo
     host,
     port,
     dbPath,
+    database,
     ...(tokens === undefined ? {} : { tokens }),
     insecure,
     ...(tls === undefined ? {} : { tls }),
     logLevel,
     grpcFastPath,
+    replicaId: replicaIdOf(pick(flags.replicaId, "ROLLGATE_REPLICA_ID")),
   };
 }
 
@@ -208,4 +218,45 @@ export function loadTokens(path: string): TokenEntry[] {
     secrets.add(token);
     return { name, token, role: role as TokenEntry["role"] };
   });
+}
+
+/** The database setting: PostgreSQL for several replicas, or the embedded SQLite file. */
+export type DatabaseSetting = { readonly kind: "postgres"; readonly url: string } | { readonly kind: "sqlite"; readonly path: string };
+
+/**
+ * Returns what `--db`/`ROLLGATE_DB` names: a `postgres://` or `postgresql://` URL is PostgreSQL,
+ * any other `scheme://` (or a `postgres:` that is not a URL) is refused, everything else is a
+ * SQLite file path.
+ */
+export function databaseOf(setting: string): DatabaseSetting {
+  const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):/.exec(setting)?.[1]?.toLowerCase();
+  const isPostgres = scheme === "postgres" || scheme === "postgresql";
+  if (isPostgres || (scheme !== undefined && setting.slice(scheme.length + 1).startsWith("//"))) {
+    if (!isPostgres) {
+      throw new ConfigError(`--db/ROLLGATE_DB: "${scheme}://" is not a database rollgate can use; give a postgres:// URL or a SQLite file path`);
+    }
+    let valid = setting.slice(scheme.length + 1).startsWith("//");
+    try {
+      new URL(setting);
+    } catch {
+      valid = false;
+    }
+    if (!valid) throw new ConfigError(`--db/ROLLGATE_DB: "${redactPassword(setting)}" is not a valid URL, e.g. postgres://user@host:5432/rollgate`);
+    return { kind: "postgres", url: setting };
+  }
+  return { kind: "sqlite", path: setting };
+}
+
+/** Returns a database URL with its password, if any, replaced by `***`. */
+export function redactPassword(url: string): string {
+  return url.replace(/\/\/([^:/@]*):[^@]*@/, "//$1:***@");
+}
+
+/** Returns the replica id: as set (1..63 of [A-Za-z0-9._-]), else host name, pid and a random suffix, unique per process. */
+export function replicaIdOf(setting: string | undefined): string {
+  if (setting === undefined) return `${hostname()}-${process.pid}-${randomBytes(2).toString("hex")}`.replace(/[^A-Za-z0-9._-]/g, "-").slice(0, 63);
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(setting)) {
+    throw new ConfigError(`--replica-id/ROLLGATE_REPLICA_ID: "${setting}" must be 1..63 characters of [A-Za-z0-9._-]`);
+  }
+  return setting;
 }

@@ -9,11 +9,13 @@ import { createRoutesFeed } from "../service/watch-routes.js";
 import { openSqliteStore } from "../store/sqlite-store.js";
 /** Thrown when the database path cannot be opened; `serve` reports it under the setting's name. */
 export { StoreOpenError } from "../store/sqlite-store.js";
+import type { PostgresStore } from "../store/postgres-store.js";
+import type { Store } from "../store/store.js";
 import { DecisionService } from "../../gen/rollgate/v1/decision_service_pb.js";
 import { RolloutService } from "../../gen/rollgate/v1/rollout_service_pb.js";
 import { admitInterceptor, createAdmit, type ServingState } from "./admit.js";
 import { createAuthenticator } from "./auth.js";
-import { isLoopback, type ServerConfig } from "./config.js";
+import { isLoopback, redactPassword, type ServerConfig } from "./config.js";
 import { createGrpcFastPath } from "./grpc-fast-path.js";
 import { withCanonicalGrpcMessage } from "./grpc/grpc-message.js";
 import { createHealthStatus } from "./grpc-health.js";
@@ -40,6 +42,14 @@ export interface ServerDeps {
   readonly evaluationTickMs?: number;
   /** How often window buckets and evaluator state are flushed to the store (default 1 s). */
   readonly flushMs?: number;
+  /** PostgreSQL only: how often every rollout is read back from the database besides NOTIFY (default 5 s). */
+  readonly reconcileMs?: number;
+  /** PostgreSQL only: how often a replica tries for the evaluator lock (default 1 s). */
+  readonly leaderCheckMs?: number;
+  /** PostgreSQL only: how often the database is pinged for /readyz (default 1 s). */
+  readonly databasePingMs?: number;
+  /** PostgreSQL only: connection attempts at start before giving up (default 8, about 20 s). */
+  readonly dbConnectAttempts?: number;
 }
 
 /** A running rollgate server. */
@@ -62,12 +72,19 @@ export interface RunningServer {
  * then opens the store and loads state; /readyz and the rollgate services answer only after.
  */
 export async function startServer(config: ServerConfig, deps: ServerDeps = {}): Promise<RunningServer> {
-  const logger = deps.logger ?? pino({ level: config.logLevel, base: { service: "rollgate" } });
+  const baseLogger = deps.logger ?? pino({ level: config.logLevel, base: { service: "rollgate" } });
+  // Several replicas share a PostgreSQL database: each log line and metric says which one.
+  const multiReplica = config.database.kind === "postgres";
+  const logger = multiReplica ? baseLogger.child({ replica: config.replicaId }) : baseLogger;
   const clock = deps.clock ?? systemClock;
   let state: ServingState = "starting";
 
-  const store = openSqliteStore(config.dbPath);
+  const store = await openStore(config, logger, deps);
+  // A networked store can go away while the server runs: /readyz says so (Route keeps answering
+  // from memory, and control-plane changes fail with UNAVAILABLE, changing nothing).
+  let databaseUp = true;
   const metrics = createMetrics(() => engine.list().map((r) => r.stage));
+  if (multiReplica) metrics.registry.setDefaultLabels({ replica: config.replicaId });
   const engine = createEngine({ store, clock, logger, observer: metrics.engine });
   const served = [DecisionService.typeName, RolloutService.typeName];
   const health = createHealthStatus(served);
@@ -95,7 +112,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     interceptors: [admitInterceptor(admit, report)],
   });
   const handler = withHttpEndpoints(
-    { ready: () => state === "ready", registry: metrics.registry },
+    { ready: () => state === "ready" && databaseUp, registry: metrics.registry },
     withMediaTypeHint(withCanonicalGrpcMessage(connectHandler)),
   );
 
@@ -119,7 +136,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   const host = config.host;
   const address = host.includes(":") ? `[${host}]:${listener.port}` : `${host}:${listener.port}`;
   const url = `${config.tls === undefined ? "http" : "https"}://${address}`;
-  logger.info({ address, port: listener.port, tls: config.tls !== undefined, db: config.dbPath, grpcFastPath: config.grpcFastPath }, "listening");
+  logger.info({ address, port: listener.port, tls: config.tls !== undefined, db: describeDatabase(config), grpcFastPath: config.grpcFastPath }, "listening");
   if (config.tokens === undefined) {
     logger.warn(
       { address },
@@ -140,12 +157,89 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   health.setAll("SERVING");
   // Timers run on real time; a test clock only changes what "now" is.
   let ticking = false;
+  // One evaluator at a time among replicas: the holder of the database's evaluator lock. Every
+  // replica tries for it each second, so when the holder dies another takes over within about
+  // a second of the database noticing, and goes on from the stored evaluator state.
+  const leadership = "leadership" in store ? (store as PostgresStore).leadership() : undefined;
+  let campaigning = false;
+  let leading = false;
+  const campaign = () => {
+    if (leadership === undefined || campaigning) return;
+    campaigning = true;
+    leadership
+      .tryAcquire()
+      .then(async (held) => {
+        if (held && !leading) {
+          await engine.reconcile(true);
+          leading = true;
+          logger.info("became the evaluator");
+        } else if (!held && leading) {
+          leading = false;
+          logger.warn("no longer the evaluator");
+        }
+      })
+      .catch((err: unknown) => logger.warn({ err: (err as Error).message }, "evaluator lock check failed"))
+      .finally(() => (campaigning = false));
+  };
+  campaign();
+  const campaigner = leadership === undefined ? undefined : setInterval(campaign, deps.leaderCheckMs ?? 1000);
   const tick = setInterval(() => {
     // A slow evaluation round is never stacked behind another.
     if (ticking) return;
+    if (leadership !== undefined && !(leading && leadership.held)) return;
     ticking = true;
     engine.tick().finally(() => (ticking = false));
   }, deps.evaluationTickMs ?? 250);
+  const ping = "ping" in store && typeof store.ping === "function" ? (store.ping as () => Promise<void>).bind(store) : undefined;
+  let pinging = false;
+  const pinger =
+    ping === undefined
+      ? undefined
+      : setInterval(() => {
+          if (pinging) return;
+          pinging = true;
+          ping().then(
+            () => {
+              if (!databaseUp) logger.info("database reachable again");
+              databaseUp = true;
+            },
+            (err: unknown) => {
+              if (databaseUp) logger.error({ err: (err as Error).message }, "database unreachable");
+              databaseUp = false;
+            },
+          ).finally(() => (pinging = false));
+        }, deps.databasePingMs ?? 1000);
+  // Other replicas' changes: LISTEN/NOTIFY for speed, a periodic reconcile for anything a lost
+  // connection missed. Each reconcile reads the rollouts back and applies what changed.
+  let reconciling = false;
+  let reconcileAgain = false;
+  const reconcileNow = () => {
+    if (reconciling) {
+      reconcileAgain = true;
+      return;
+    }
+    reconciling = true;
+    engine
+      .reconcile()
+      .then((n) => {
+        if (n > 0) logger.debug({ changed: n }, "reconciled with the database");
+      })
+      .catch((err: unknown) => logger.warn({ err: (err as Error).message }, "reconcile failed"))
+      .finally(() => {
+        reconciling = false;
+        if (reconcileAgain) {
+          reconcileAgain = false;
+          reconcileNow();
+        }
+      });
+  };
+  const watcher =
+    "watchChanges" in store
+      ? (store as PostgresStore).watchChanges((c) => {
+          if (c.replica !== config.replicaId) reconcileNow();
+        }, reconcileNow)
+      : undefined;
+  const reconciler = watcher === undefined ? undefined : setInterval(reconcileNow, deps.reconcileMs ?? 5000);
   const flusher = setInterval(() => {
     engine.flush().catch((err: unknown) => logger.error({ err }, "window flush failed"));
   }, deps.flushMs ?? 1000);
@@ -166,15 +260,40 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
         logger.info("shutting down");
         clearInterval(tick);
         clearInterval(flusher);
+        if (pinger !== undefined) clearInterval(pinger);
+        if (reconciler !== undefined) clearInterval(reconciler);
+        if (campaigner !== undefined) clearInterval(campaigner);
+        await watcher?.close();
         health.shutdown();
         engine.shutdown();
         await listener.close(SHUTDOWN_GRACE_MS);
         await engine.drain();
         await engine.flush();
+        await leadership?.release();
         await store.close();
         logger.info("stopped");
       })();
       return closing;
     },
   };
+}
+
+/** Opens the configured store: PostgreSQL (with a bounded, logged retry of the first connection) or SQLite. */
+async function openStore(config: ServerConfig, logger: Logger, deps: ServerDeps): Promise<Store> {
+  const db = config.database;
+  if (db.kind === "sqlite") return openSqliteStore(db.path);
+  // Loaded only when used: every CLI command imports this module, and pg is not small.
+  const { openPostgresStore, redactUrl } = await import("../store/postgres-store.js");
+  return openPostgresStore({
+    url: db.url,
+    replicaId: config.replicaId,
+    ...(deps.dbConnectAttempts === undefined ? {} : { connectAttempts: deps.dbConnectAttempts }),
+    onRetry: (attempt, retryInMs, err) =>
+      logger.warn({ db: redactUrl(db.url), attempt, retryInMs, err: err.message }, "database not reachable; retrying"),
+    onIdleError: (err) => logger.warn({ db: redactUrl(db.url), err: err.message }, "database connection lost"),
+  });
+}
+
+function describeDatabase(config: ServerConfig): string {
+  return config.database.kind === "postgres" ? redactPassword(config.database.url) : config.database.path;
 }

@@ -7,7 +7,7 @@ import type { OutcomeSample } from "../domain/outcome.js";
 import type { Rollout, RolloutSpec, Variant } from "../domain/rollout.js";
 import type { RouteTable } from "../domain/routing.js";
 import type { Store } from "../store/store.js";
-import { createChangeQueue, createRolloutCommands, type TransitionFn } from "./engine/commands.js";
+import { createChangeQueue, createRolloutCommands, reconcile, type TransitionFn } from "./engine/commands.js";
 import { entryOf, loadEntries, sortedEntries, type EngineState } from "./engine/entries.js";
 import { tick } from "./engine/evaluator.js";
 import { createFeeds, type HealthChange } from "./engine/feeds.js";
@@ -97,6 +97,13 @@ export interface Engine {
   tick(): Promise<void>;
   /** Writes changed window buckets and evaluator state to the store. */
   flush(): Promise<void>;
+  /**
+   * Reads every rollout back from the store and makes other writers' changes visible here
+   * (several replicas on one database); in the change queue. With `withAnalysis` (a replica
+   * taking over as the evaluator) the stored evaluator state replaces the local one. Returns how
+   * many rollouts changed.
+   */
+  reconcile(withAnalysis?: boolean): Promise<number>;
   /** Returns events after a sequence number, oldest first, of one rollout or (undefined) all. */
   listEvents(rollout: string | undefined, afterSeq: number, limit: number): Promise<AuditEvent[]>;
   /** Returns the highest audit seq in the log (0 when empty). */
@@ -133,6 +140,7 @@ export function createEngine(opts: EngineOptions): Engine {
   return {
     async load() {
       await loadEntries(state);
+      feeds.setWatermark(await store.lastSeq());
       const restored = await windows.restore();
       logger.info({ rollouts: state.entries.size, windowBuckets: restored }, "state loaded");
     },
@@ -151,6 +159,7 @@ export function createEngine(opts: EngineOptions): Engine {
     },
     tick: () => tick(state, queue),
     flush: windows.flush,
+    reconcile: (withAnalysis = false) => queue.serial(() => reconcile(state, withAnalysis)),
     listEvents: (rollout, afterSeq, limit) => store.listEvents(rollout === undefined ? { afterSeq, limit } : { rollout, afterSeq, limit }),
     lastSeq: () => store.lastSeq(),
     subscribeEvents: feeds.subscribeEvents,

@@ -6,6 +6,7 @@ import type { Variant } from "../domain/rollout.js";
 import { MIGRATIONS } from "./migrations.js";
 import { decodeRollout, encodeRollout } from "./rollout-codec.js";
 import type { Commit, EventQuery, Store, StoredRollout, WindowBucketRow, WindowFlush } from "./store.js";
+import { checkVersion, versionRequirement } from "./version-check.js";
 
 interface EventRow {
   seq: bigint;
@@ -62,6 +63,7 @@ export function openSqliteStore(path: string): Store {
         "ON CONFLICT (name) DO UPDATE SET version = excluded.version, data = excluded.data, updated_at = excluded.updated_at",
     ),
     deleteRollout: db.prepare("DELETE FROM rollouts WHERE name = ?"),
+    rolloutVersion: db.prepare<[string], { version: number }>("SELECT version FROM rollouts WHERE name = ?"),
     deleteBuckets: db.prepare("DELETE FROM window_buckets WHERE rollout = ?"),
     deleteVariantBuckets: db.prepare("DELETE FROM window_buckets WHERE rollout = ? AND variant = ?"),
     deleteAnalysis: db.prepare("DELETE FROM analysis_state WHERE rollout = ?"),
@@ -94,6 +96,8 @@ export function openSqliteStore(path: string): Store {
   };
 
   const commitTx = db.transaction((change: Commit): AuditEvent[] => {
+    const req = versionRequirement(change);
+    if (req !== undefined) checkVersion(req, st.rolloutVersion.get(req.name)?.version);
     if (change.put !== undefined) {
       const r = change.put;
       st.putRollout.run(r.name, r.version, encodeRollout(r), r.updatedAt);

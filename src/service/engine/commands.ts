@@ -1,4 +1,4 @@
-import { initialAnalysisState } from "../../domain/analysis.js";
+import { initialAnalysisState, parseAnalysisState } from "../../domain/analysis.js";
 import type { AuditEvent, NewEvent } from "../../domain/audit-chain.js";
 import { startsAfresh } from "../../domain/decision.js";
 import { DomainError } from "../../domain/errors.js";
@@ -9,6 +9,7 @@ import { clear, resizeWindow } from "../../domain/sliding-window.js";
 import type { Caller } from "../engine.js";
 import { auditEvent } from "./audit-snapshots.js";
 import { entryOf, newEntry, type EngineState, type Entry } from "./entries.js";
+import { CATCH_UP_PAGE } from "./feeds.js";
 import { healthView } from "./health-view.js";
 
 /**
@@ -43,8 +44,20 @@ export function createChangeQueue(): ChangeQueue {
  * window or interval reshapes both windows. Runs inside the change queue.
  */
 export async function commit(state: EngineState, e: Entry, next: Rollout, newEvents: NewEvent[]): Promise<AuditEvent[]> {
+  // The store checks the version too: another replica's change to the same version, or a
+  // deposed evaluator's decision, is refused there (ABORTED) and changes nothing.
+  const appended = await state.store.commit({ put: next, expectedVersion: e.rollout.version, events: newEvents });
+  applyCommitted(state, e, next);
+  state.feeds.publishEvents(appended);
+  return appended;
+}
+
+/**
+ * Makes a committed rollout state visible (this replica's change, or another replica's read
+ * back by `reconcile`): the route table, and the windows and evaluator state kept in step.
+ */
+export function applyCommitted(state: EngineState, e: Entry, next: Rollout): void {
   const prev = e.rollout;
-  const appended = await state.store.commit({ put: next, events: newEvents });
   e.rollout = next;
   e.table = compileRoutes(next);
   const now = state.clock.now();
@@ -64,8 +77,49 @@ export async function commit(state: EngineState, e: Entry, next: Rollout, newEve
   if (next.stepStartedAt !== prev.stepStartedAt || next.analysis.intervalMs !== prev.analysis.intervalMs) {
     e.nextEvalAt = now + next.analysis.intervalMs;
   }
-  state.feeds.publishEvents(appended);
-  return appended;
+}
+
+/**
+ * Brings the registry level with the store after other writers' changes (several replicas on
+ * one database): rollouts created, changed (another version) or deleted elsewhere become
+ * visible here, with their health published. Runs inside the change queue; returns how many
+ * rollouts changed.
+ */
+export async function reconcile(state: EngineState, withAnalysis = false): Promise<number> {
+  const { entries, clock, feeds } = state;
+  const stored = await state.store.loadRollouts();
+  const seen = new Set<string>();
+  let changed = 0;
+  for (const { rollout, analysis } of stored) {
+    seen.add(rollout.name);
+    const e = entries.get(rollout.name);
+    // A replica taking over as the evaluator goes on from the stored evaluator state.
+    if (withAnalysis && e !== undefined && analysis !== undefined) {
+      e.analysis = parseAnalysisState(analysis);
+      e.analysisDirty = false;
+    }
+    if (e === undefined) {
+      const created = newEntry(clock, rollout);
+      entries.set(rollout.name, created);
+      feeds.publishHealth(healthView(created, clock.now()));
+      changed++;
+    } else if (e.rollout.version !== rollout.version || e.rollout.updatedAt !== rollout.updatedAt) {
+      applyCommitted(state, e, rollout);
+      feeds.publishHealth(healthView(e, clock.now()));
+      changed++;
+    }
+  }
+  for (const [name, e] of entries) {
+    if (seen.has(name)) continue;
+    const last = healthView(e, clock.now());
+    entries.delete(name);
+    state.unflushed.delete(e);
+    feeds.publishDeleted(last);
+    changed++;
+  }
+  // WatchEvents on this replica carries the other replicas' events too.
+  await feeds.catchUp((afterSeq) => state.store.listEvents({ afterSeq, limit: CATCH_UP_PAGE }));
+  return changed;
 }
 
 /** A change to a rollout, as the state machine makes it (see Engine.change). */
@@ -96,7 +150,11 @@ export function createRolloutCommands(state: EngineState, queue: ChangeQueue): R
         const r = machine.createRollout(spec, { name: caller.actor, now });
         const e = newEntry(clock, r);
         const summary = `created: ${r.canaryVersion} over ${r.stableVersion}, ${r.steps.length} steps, weight ${r.weightBp} bp`;
-        const appended = await store.commit({ put: r, events: [auditEvent(r, "created", caller, summary, healthView(e, now), now)] });
+        const appended = await store.commit({
+          put: r,
+          expectedVersion: 0,
+          events: [auditEvent(r, "created", caller, summary, healthView(e, now), now)],
+        });
         entries.set(r.name, e);
         feeds.publishEvents(appended);
         feeds.publishHealth(healthView(e, clock.now()));
@@ -129,7 +187,7 @@ export function createRolloutCommands(state: EngineState, queue: ChangeQueue): R
         const now = clock.now();
         const last = healthView(e, now);
         const event = auditEvent(current, "deleted", caller, `deleted at ${current.stage} (version ${current.version})`, last, now);
-        const appended = await store.commit({ remove: name, events: [event] });
+        const appended = await store.commit({ remove: name, expectedVersion: current.version, events: [event] });
         entries.delete(name);
         state.unflushed.delete(e);
         feeds.publishEvents(appended);

@@ -1,5 +1,8 @@
 import { analysisStateChanged } from "../../domain/analysis.js";
 import { consequence, isLive } from "../../domain/decision.js";
+import type { Variant } from "../../domain/rollout.js";
+import { createWindow, restoreBuckets, snapshotBuckets, type BucketSnapshot, type SlidingWindow } from "../../domain/sliding-window.js";
+import type { Store, WindowBucketRow } from "../../store/store.js";
 import type { Caller } from "../engine.js";
 import { auditEvent } from "./audit-snapshots.js";
 import { commit, type ChangeQueue } from "./commands.js";
@@ -19,11 +22,40 @@ export const EVALUATOR = "evaluator";
 /** Evaluations between two yields to the event loop in one evaluator round. */
 const YIELD_EVERY = 16;
 
+/** Other replicas' stored window buckets, by `variant\0rollout`. */
+type PeerBuckets = Map<string, BucketSnapshot[]>;
+
+/** Reads the other replicas' buckets when the store has several writers (PostgreSQL); undefined otherwise. */
+async function loadPeerBuckets(store: Store): Promise<PeerBuckets | undefined> {
+  const peers = store as Store & { loadPeerWindowBuckets?: () => Promise<readonly WindowBucketRow[]> };
+  if (typeof peers.loadPeerWindowBuckets !== "function") return undefined;
+  const byWindow: PeerBuckets = new Map();
+  for (const row of await peers.loadPeerWindowBuckets()) {
+    const k = `${row.variant}\u0000${row.rollout}`;
+    let list = byWindow.get(k);
+    if (list === undefined) byWindow.set(k, (list = []));
+    list.push({ startMs: row.startMs, data: row.data });
+  }
+  return byWindow;
+}
+
+/** Returns the entry with its windows merged with the other replicas' (exactly: buckets and sketches merge). */
+function mergedEntry(e: Entry, peers: PeerBuckets, now: number): Entry {
+  const merge = (variant: Variant): SlidingWindow => {
+    const theirs = peers.get(`${variant}\u0000${e.rollout.name}`);
+    if (theirs === undefined || theirs.length === 0) return e.windows[variant];
+    const w = createWindow(e.rollout.analysis.windowMs, e.rollout.analysis.intervalMs);
+    restoreBuckets(w, [...snapshotBuckets(e.windows[variant], now), ...theirs], now);
+    return w;
+  };
+  return { ...e, windows: { stable: merge("stable"), canary: merge("canary") } };
+}
+
 /** Evaluates one rollout at `now` and applies (or, in dry run, records) what it causes. */
-async function evaluateEntry(state: EngineState, e: Entry, now: number): Promise<void> {
+async function evaluateEntry(state: EngineState, e: Entry, now: number, peers?: PeerBuckets): Promise<void> {
   const { store, clock, logger, observer, feeds } = state;
   const r = e.rollout;
-  const ev = preview(e, now);
+  const ev = preview(peers === undefined ? e : mergedEntry(e, peers, now), now);
   if (analysisStateChanged(e.analysis, ev.state)) {
     e.analysisDirty = true;
     state.unflushed.add(e);
@@ -75,10 +107,21 @@ export function tick(state: EngineState, queue: ChangeQueue): Promise<void> {
       if (now >= e.nextEvalAt && isLive(e.rollout.stage)) due.push(e);
     }
     let evaluated = 0;
+    // Several replicas: the evaluation sees every replica's flushed buckets beside this one's.
+    let peers: PeerBuckets | undefined;
+    if (due.length > 0) {
+      try {
+        peers = await loadPeerBuckets(state.store);
+      } catch (err) {
+        // Judging on partial data would be wrong: skip this round, the next one tries again.
+        state.logger.warn({ err: (err as Error).message }, "evaluation paused: cannot read the other replicas' windows");
+        return;
+      }
+    }
     for (const e of due) {
       if (state.entries.get(e.rollout.name) !== e) continue;
       try {
-        await evaluateEntry(state, e, now);
+        await evaluateEntry(state, e, now, peers);
       } catch (err) {
         state.logger.error({ rollout: e.rollout.name, err }, "evaluation failed");
       }

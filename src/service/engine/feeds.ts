@@ -21,6 +21,13 @@ export const MAX_EVENT_BACKLOG = 10_000;
 export interface Feeds {
   /** Sends newly appended events to their subscribers. */
   publishEvents(appended: readonly AuditEvent[]): void;
+  /** Marks every event up to `seq` as already known (at load). */
+  setWatermark(seq: number): void;
+  /**
+   * Publishes the events other writers appended since the watermark (several replicas on one
+   * database), read with `list`, skipping those this replica published itself; moves the watermark.
+   */
+  catchUp(list: (afterSeq: number) => Promise<AuditEvent[]>): Promise<number>;
   /** Sends a rollout's health after an evaluation or a change. */
   publishHealth(health: RolloutHealth): void;
   /** Sends a rollout's last health as deleted, and tells the observer to forget it. */
@@ -32,14 +39,37 @@ export interface Feeds {
 }
 
 /** Returns the feeds, reporting health and deletions to `observer`. */
+/** Events read per query when catching up with other writers. */
+export const CATCH_UP_PAGE = 500;
+
 export function createFeeds(observer: EngineObserver): Feeds {
   // Events: every one, in order (a subscriber too far behind is ended and resumes by seq).
   const events = createFanOut<AuditEvent>({ kind: "queue", max: MAX_EVENT_BACKLOG });
   // Health: the latest per rollout; a slow WatchHealth reader skips intermediate states.
   const health = createFanOut<HealthChange>({ kind: "latest", key: (c) => c.health.rollout });
+  let watermark = 0;
+  const ownSinceWatermark = new Set<number>();
   return {
     publishEvents(appended) {
+      for (const e of appended) if (e.seq > watermark) ownSinceWatermark.add(e.seq);
       events.publish(...appended);
+    },
+    setWatermark(seq) {
+      watermark = seq;
+    },
+    async catchUp(list) {
+      let published = 0;
+      for (;;) {
+        const page = await list(watermark);
+        const theirs = page.filter((e) => !ownSinceWatermark.has(e.seq));
+        if (theirs.length > 0) events.publish(...theirs);
+        published += theirs.length;
+        for (const e of page) {
+          ownSinceWatermark.delete(e.seq);
+          watermark = Math.max(watermark, e.seq);
+        }
+        if (page.length < CATCH_UP_PAGE) return published;
+      }
     },
     publishHealth(h) {
       observer.health?.(h);
