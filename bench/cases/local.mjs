@@ -20,7 +20,8 @@ export async function localRouteCase({ rounds, calls, remoteSeconds, log }) {
     await createRollout(rg.port, "checkout", { interval: "60s" });
     const args = [join(benchDir, "clients", "local-route.mjs"), rg.port, "checkout", rounds, calls, remoteSeconds].map(String);
     const res = lastJson(await runPinned(CLIENT_CORE, process.execPath, args, { timeoutMs: 300_000 }));
-    for (const [k, v] of Object.entries(res.rounds)) log(`  ${k}: ${v.map((x) => `${x.toFixed(0)} ns`).join(", ")} per decision`);
+    for (const [k, v] of Object.entries(res.rounds)) log(`  ${k}: ${v.map((x) => `${x.toFixed(0)} ns`).join(", ")} per decision (wall)`);
+    for (const [k, v] of Object.entries(res.cpuRounds)) log(`  ${k}: ${v.map((x) => `${x.toFixed(0)} ns`).join(", ")} of CPU per decision`);
     const commands = [rollgateCommand({}), commandText(CLIENT_CORE, "node", ["bench/clients/local-route.mjs", "<port>", "checkout", rounds, calls, remoteSeconds].map(String))];
     return { ...res, commands };
   } finally {

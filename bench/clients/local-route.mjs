@@ -3,7 +3,8 @@
 // @openfeature/flagd-core's in-process fractional evaluation, over the same distinct keys,
 // interleaved round by round after a warm-up. Local answers are checked against remote ones first.
 // Usage: node local-route.mjs <port> <rollout> <rounds> <local calls per round> <remote seconds per round>
-// Prints {"rounds": {"local": [ns...], "flagd": [ns...], "remote1": [ns...], "remote16": [ns...]}, ...}.
+// Prints {"rounds": {"local": [ns...], "flagd": [ns...], "remote1": [ns...], "remote16": [ns...]}, ...}: wall
+// time per decision; "cpuRounds" (same keys): this process's CPU time per decision.
 import { FlagdCore } from "@openfeature/flagd-core";
 import { createLocalRollgateClient } from "../../clients/typescript/dist/index.js";
 
@@ -36,22 +37,35 @@ flagd.setConfigurations(
 );
 
 let sink = 0;
+/** CPU time of this process (user + system) in ns: unlike wall time, not inflated when a busy machine preempts it. */
+const cpuNs = () => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) * 1000;
+};
+const cpu = { local: [], flagd: [], remote1: [], remote16: [] };
 const timed = {
   local(n) {
+    const c0 = cpuNs();
     const t0 = process.hrtime.bigint();
     for (let i = 0; i < n; i++) sink += client.route(rollout, keys[i % KEYS]).bucket;
-    return Number(process.hrtime.bigint() - t0) / n;
+    const wall = Number(process.hrtime.bigint() - t0) / n;
+    cpu.local.push((cpuNs() - c0) / n);
+    return wall;
   },
   flagd(n) {
+    const c0 = cpuNs();
     const t0 = process.hrtime.bigint();
     for (let i = 0; i < n; i++) sink += flagd.resolveStringEvaluation(rollout, "v1", { targetingKey: keys[i % KEYS] }).value.length;
-    return Number(process.hrtime.bigint() - t0) / n;
+    const wall = Number(process.hrtime.bigint() - t0) / n;
+    cpu.flagd.push((cpuNs() - c0) / n);
+    return wall;
   },
 };
 /** Remote route with `inFlight` calls outstanding for `seconds`; ns per decision (wall time). */
 async function remote(inFlight, seconds) {
   let done = 0;
   const end = performance.now() + seconds * 1000;
+  const c0 = cpuNs();
   const t0 = process.hrtime.bigint();
   await Promise.all(
     Array.from({ length: inFlight }, async (_, w) => {
@@ -63,12 +77,15 @@ async function remote(inFlight, seconds) {
       }
     }),
   );
-  return Number(process.hrtime.bigint() - t0) / done;
+  const wall = Number(process.hrtime.bigint() - t0) / done;
+  cpu[`remote${inFlight}`]?.push((cpuNs() - c0) / done);
+  return wall;
 }
 
 timed.local(Math.min(calls, 300_000));
 timed.flagd(Math.min(calls, 300_000));
 await remote(16, 0.5);
+for (const v of Object.values(cpu)) v.length = 0;
 const result = { local: [], flagd: [], remote1: [], remote16: [] };
 for (let r = 0; r < rounds; r++) {
   result.local.push(timed.local(calls));
@@ -78,5 +95,5 @@ for (let r = 0; r < rounds; r++) {
 }
 const stats = client.stats();
 await client.close();
-process.stdout.write(JSON.stringify({ rounds: result, calls, keys: KEYS, checked: 2000, fallbacks: stats.fallbacks, decisions: stats.decisions, sink: sink % 7 }) + "\n");
+process.stdout.write(JSON.stringify({ rounds: result, cpuRounds: cpu, calls, keys: KEYS, checked: 2000, fallbacks: stats.fallbacks, decisions: stats.decisions, sink: sink % 7 }) + "\n");
 process.exit(0);

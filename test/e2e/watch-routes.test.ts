@@ -280,6 +280,23 @@ for (const fast of [true, false]) {
   });
 }
 
+describe("WatchRoutes at shutdown", () => {
+  it.each([true, false])("ends every stream with OK when the server shuts down (fast path: %s)", async (fast) => {
+    const server = await startTestServer({ grpcFastPath: fast }, {});
+    const d = grpcJsClient(DecisionService, server.address);
+    try {
+      const call = (d.watchRoutes as (r: unknown, m: grpc.Metadata) => grpc.ClientReadableStream<WatchRoutesResponse>)({}, new grpc.Metadata());
+      const status = new Promise<grpc.StatusObject>((resolve) => call.on("status", resolve));
+      call.on("error", () => undefined);
+      await new Promise<void>((resolve) => call.once("data", () => resolve()));
+      await server.stop();
+      expect((await status).code).toBe(grpc.status.OK);
+    } finally {
+      d.close();
+    }
+  });
+});
+
 describe("WatchRoutes feed", () => {
   let server: TestServer;
   beforeAll(async () => {

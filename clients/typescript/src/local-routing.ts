@@ -14,6 +14,8 @@ import type { RouteReasonName, RouteResult, VariantName } from "./route-result.j
 export interface LocalTable {
   readonly rollout: string;
   readonly salt: string;
+  /** `salt + "\0"`, the hash input before the key. */
+  readonly prefix: string;
   /** The effective canary weight: the stage decides it outside CANARY. */
   readonly weightBp: number;
   /** Set when the stage alone decides (everything but CANARY). */
@@ -42,7 +44,12 @@ const TWO_POW_32_MOD = 4_294_967_296 % BUCKETS;
  * Buffer: the digest comes back as a latin1 string.
  */
 export function bucketFast(salt: string, key: string): number {
-  const h = hash("sha256", salt + "\0" + key, "binary");
+  return bucketOfPrefixed(salt + "\0", key);
+}
+
+/** bucketFast with `utf8(salt) || 0x00` already joined (a table keeps it). */
+function bucketOfPrefixed(prefix: string, key: string): number {
+  const h = hash("sha256", prefix + key, "binary");
   const hi = ((h.charCodeAt(0) << 24) | (h.charCodeAt(1) << 16) | (h.charCodeAt(2) << 8) | h.charCodeAt(3)) >>> 0;
   const lo = ((h.charCodeAt(4) << 24) | (h.charCodeAt(5) << 16) | (h.charCodeAt(6) << 8) | h.charCodeAt(7)) >>> 0;
   return ((hi % BUCKETS) * TWO_POW_32_MOD + lo) % BUCKETS;
@@ -62,9 +69,11 @@ export function compileRouteState(s: RouteState): LocalTable {
   const names = Object.keys(s.features);
   const enabled = Object.freeze(names.filter((n) => s.features[n] === true).sort());
   const all = Object.freeze([...names].sort());
+  const salt = s.salt === "" ? s.rollout : s.salt;
   const base = {
     rollout: s.rollout,
-    salt: s.salt === "" ? s.rollout : s.salt,
+    salt,
+    prefix: salt + "\0",
     stableVersion: s.stableVersion,
     canaryVersion: s.canaryVersion,
     rolloutVersion: s.rolloutVersion,
@@ -89,7 +98,7 @@ export function compileRouteState(s: RouteState): LocalTable {
 
 /** Returns where a key goes under a table: overrides first, then the stage, then the weight. */
 export function routeTable(t: LocalTable, key: string): RouteResult {
-  const bucket = bucketFast(t.salt, key);
+  const bucket = bucketOfPrefixed(t.prefix, key);
   const override = t.overrides.size === 0 ? undefined : t.overrides.get(key);
   let variant: VariantName;
   let reason: RouteReasonName;
