@@ -19,6 +19,7 @@ import { withHttpEndpoints } from "./http-endpoints.js";
 import { createMetrics, type Metrics } from "./metrics.js";
 import { createCallReporter, observeInterceptor } from "./observe.js";
 import { listenOnePort } from "./one-port.js";
+import { withOfrep } from "./ofrep.js";
 import { readinessInterceptor } from "./readiness.js";
 import { registerReflection } from "./reflection.js";
 
@@ -90,7 +91,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   });
   const handler = withHttpEndpoints(
     { ready: () => state === "ready", registry: metrics.registry },
-    withCanonicalGrpcMessage(connectHandler),
+    withOfrep({ engine, auth, ready: () => state === "ready", routed: metrics.routed }, withCanonicalGrpcMessage(connectHandler)),
   );
 
   const listener = await listenOnePort({
