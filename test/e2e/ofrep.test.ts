@@ -1,3 +1,4 @@
+import * as http2 from "node:http2";
 import { OFREPProvider } from "@openfeature/ofrep-provider";
 import { OpenFeature, type Client } from "@openfeature/server-sdk";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -141,6 +142,26 @@ describe("OFREP", () => {
       expect((await ofrep("/checkout", ctx, { "x-api-key": READER })).status).toBe(200);
       expect((await ofrep("/checkout", ctx, { authorization: `Bearer ${OPERATOR}` })).status).toBe(200);
       expect((await ofrep("", ctx, { "x-api-key": READER })).status).toBe(200);
+    });
+
+    it("answers over HTTP/2 (h2c) too, on the port the gRPC fast path serves", async () => {
+      const session = http2.connect(server.url);
+      try {
+        const { status, body } = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+          const req = session.request({ ":method": "POST", ":path": "/ofrep/v1/evaluate/flags/checkout", "content-type": "application/json", authorization: `Bearer ${READER}` });
+          let body = "";
+          let status = 0;
+          req.on("response", (h) => (status = Number(h[":status"])));
+          req.setEncoding("utf8").on("data", (d: string) => (body += d));
+          req.on("end", () => resolve({ status, body }));
+          req.on("error", reject);
+          req.end(JSON.stringify({ context: { targetingKey: "vip" } }));
+        });
+        expect(status).toBe(200);
+        expect(JSON.parse(body)).toMatchObject({ key: "checkout", value: "v2", variant: "canary", reason: "TARGETING_MATCH" });
+      } finally {
+        session.close();
+      }
     });
 
     it("bounds the body and takes POST only", async () => {
