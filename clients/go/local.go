@@ -143,6 +143,93 @@ type LocalRouter struct {
 
 	cancel context.CancelFunc
 	done   sync.WaitGroup
+
+	listenMu  sync.Mutex
+	listeners []*LocalListener
+}
+
+// LocalListener hears what a local router's state does; either function may be nil. Both are
+// called from the stream's goroutine, one call at a time: they must not block.
+type LocalListener struct {
+	// Changed receives the rollouts added, changed or removed by one update after the first state.
+	Changed func(rollouts []string)
+	// Connection receives false when the stream drops and true when one answers again.
+	Connection func(connected bool)
+}
+
+// Subscribe calls ln on every later change and connection change; the function it returns
+// unsubscribes.
+func (l *LocalRouter) Subscribe(ln LocalListener) (unsubscribe func()) {
+	p := &ln
+	l.listenMu.Lock()
+	l.listeners = append(l.listeners, p)
+	l.listenMu.Unlock()
+	return func() {
+		l.listenMu.Lock()
+		l.listeners = slices.DeleteFunc(l.listeners, func(q *LocalListener) bool { return q == p })
+		l.listenMu.Unlock()
+	}
+}
+
+// RouteState returns the state held for a rollout, or nil. Do not modify it.
+func (l *LocalRouter) RouteState(rollout string) *rollgatev1.RouteState {
+	if st := l.state.Load(); st != nil {
+		if r := st.rollouts[rollout]; r != nil {
+			return r.state
+		}
+	}
+	return nil
+}
+
+// RolloutNames returns the names of the rollouts held.
+func (l *LocalRouter) RolloutNames() []string {
+	st := l.state.Load()
+	if st == nil {
+		return nil
+	}
+	names := make([]string, 0, len(st.rollouts))
+	for name := range st.rollouts {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// notify calls every listener's function that f picks.
+func (l *LocalRouter) notify(f func(*LocalListener)) {
+	l.listenMu.Lock()
+	ls := slices.Clone(l.listeners)
+	l.listenMu.Unlock()
+	for _, ln := range ls {
+		f(ln)
+	}
+}
+
+// notifyChanged tells the listeners which rollouts differ between two states.
+func (l *LocalRouter) notifyChanged(before, after *localState) {
+	if before == nil || after == nil || before == after {
+		return
+	}
+	var changed []string
+	for name, r := range after.rollouts {
+		if b := before.rollouts[name]; b == nil || b.state.GetRolloutVersion() != r.state.GetRolloutVersion() {
+			changed = append(changed, name)
+		}
+	}
+	for name := range before.rollouts {
+		if after.rollouts[name] == nil {
+			changed = append(changed, name)
+		}
+	}
+	if len(changed) == 0 {
+		return
+	}
+	slices.Sort(changed)
+	l.notify(func(ln *LocalListener) {
+		if ln.Changed != nil {
+			ln.Changed(changed)
+		}
+	})
 }
 
 // localState is one immutable version of the routing state; writers swap a new one in.
@@ -374,7 +461,13 @@ func (l *LocalRouter) run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		l.connected.Store(false)
+		if l.connected.Swap(false) {
+			l.notify(func(ln *LocalListener) {
+				if ln.Connection != nil {
+					ln.Connection(false)
+				}
+			})
+		}
 		l.errMu.Lock()
 		l.lastErr = err
 		l.errMu.Unlock()
@@ -425,11 +518,13 @@ func (l *LocalRouter) streamOnce(ctx context.Context, snapshot bool) (error, boo
 	for stream.Receive() {
 		idle.Reset(l.opts.IdleTimeout)
 		l.heard()
+		before := l.state.Load()
 		if err := l.apply(stream.Msg()); err != nil {
 			l.malformed.Add(1)
 			l.log.Error("rollgate: malformed WatchRoutes message refused: keeping the last good state", "error", err.Error())
 			return fmt.Errorf("%w: %v", errMalformed, err), applied
 		}
+		l.notifyChanged(before, l.state.Load())
 		applied = true
 	}
 	err = stream.Err()
@@ -460,6 +555,11 @@ func (l *LocalRouter) heard() {
 			l.log.Info("rollgate: WatchRoutes stream reconnected", "revision", l.Stats().Revision)
 		}
 		l.c.outcomes.serverBack()
+		l.notify(func(ln *LocalListener) {
+			if ln.Connection != nil {
+				ln.Connection(true)
+			}
+		})
 	}
 }
 

@@ -24,6 +24,7 @@ import { withMediaTypeHint } from "./media-types.js";
 import { createMetrics, type Metrics } from "./metrics.js";
 import { createCallReporter } from "./observe.js";
 import { listenOnePort } from "./one-port.js";
+import { withOfrep } from "./ofrep.js";
 import { registerReflection } from "./reflection.js";
 
 /** Largest request message accepted, per docs/design.md §8; larger ones get RESOURCE_EXHAUSTED. */
@@ -89,7 +90,8 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   const served = [DecisionService.typeName, RolloutService.typeName];
   const health = createHealthStatus(served);
 
-  const admit = createAdmit({ state: () => state, auth: createAuthenticator(config.tokens) });
+  const auth = createAuthenticator(config.tokens);
+  const admit = createAdmit({ state: () => state, auth });
   const report = createCallReporter(logger, metrics);
   // One table of the hot methods: both the Connect service and the gRPC fast path are built from it.
   const routesFeed = createRoutesFeed({ engine, ...(deps.keepaliveMs === undefined ? {} : { heartbeatMs: deps.keepaliveMs }) });
@@ -113,7 +115,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   });
   const handler = withHttpEndpoints(
     { ready: () => state === "ready" && databaseUp, registry: metrics.registry },
-    withMediaTypeHint(withCanonicalGrpcMessage(connectHandler)),
+    withOfrep({ engine, auth, ready: () => state === "ready", routed: metrics.routed }, withMediaTypeHint(withCanonicalGrpcMessage(connectHandler))),
   );
 
   const listener = await listenOnePort({

@@ -83,6 +83,6 @@ export type { RetryPolicy } from "./retry.js";
 export type { TokenSource } from "./bearer-token.js";
 export type { RouteReasonName, RouteResult, VariantName } from "./route-result.js";
 export { applyRoutesMessage, createLocalMode } from "./local-client.js";
-export type { LocalLogger, LocalModeOptions, LocalRollgateClient, LocalStats, OpenRoutesStream } from "./local-client.js";
+export type { LocalListener, LocalLogger, LocalModeOptions, LocalRollgateClient, LocalStats, OpenRoutesStream } from "./local-client.js";
 export { bucketFast, compileRouteState, MalformedStateError, routeTable } from "./local-routing.js";
 export type { LocalTable } from "./local-routing.js";

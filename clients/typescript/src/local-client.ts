@@ -88,6 +88,20 @@ export interface LocalRollgateClient {
   close(): Promise<void>;
   /** The remote client underneath (remote Route, control plane, health), sharing the connection and outcome buffer. */
   readonly remote: RollgateClient;
+  /** Returns the compiled state of a rollout, or undefined when none is held. */
+  table(rollout: string): LocalTable | undefined;
+  /** Returns the names of the rollouts held. */
+  rolloutNames(): string[];
+  /** Calls `listener` on every later change and connection change; returns the way to stop. */
+  subscribe(listener: LocalListener): () => void;
+}
+
+/** Hears what local mode's state does (the OpenFeature provider's events come from here). */
+export interface LocalListener {
+  /** Rollouts whose state changed (added, changed or removed) in one update after the first state. */
+  changed?(rollouts: readonly string[]): void;
+  /** The stream dropped (false) or answered again (true). */
+  connection?(connected: boolean): void;
 }
 
 /** Opens one WatchRoutes stream. */
@@ -133,6 +147,7 @@ export function createLocalMode(remote: RollgateClient, open: OpenRoutesStream, 
   let malformed = 0;
   let decisions = 0;
   const fallbacks = { notReady: 0, unknownRollout: 0, invalidKey: 0 };
+  const listeners = new Set<LocalListener>();
   let markReady: (() => void) | undefined;
   const readyOnce = new Promise<void>((resolve) => (markReady = resolve));
   const setReady = () => {
@@ -207,9 +222,11 @@ export function createLocalMode(remote: RollgateClient, open: OpenRoutesStream, 
   const apply = (m: WatchRoutesResponse) => {
     lastHeardAt = Date.now();
     heardOnce = true;
+    if (!connected) for (const l of listeners) l.connection?.(true);
     connected = true;
     if (stale) checkStale();
     if (!m.reset && m.routes.length === 0 && m.removed.length === 0 && m.revision === revision) return;
+    const before = listeners.size === 0 || source === "none" ? undefined : new Map(tables);
     try {
       tables = applyRoutesMessage(tables, m);
     } catch (e) {
@@ -222,6 +239,10 @@ export function createLocalMode(remote: RollgateClient, open: OpenRoutesStream, 
     source = "server";
     setReady();
     schedulePersist();
+    if (before !== undefined) {
+      const changed = changedRollouts(before, tables);
+      if (changed.length > 0) for (const l of listeners) l.changed?.(changed);
+    }
   };
 
   async function run(): Promise<void> {
@@ -238,6 +259,7 @@ export function createLocalMode(remote: RollgateClient, open: OpenRoutesStream, 
         if (signal.aborted) break;
         ended = ConnectError.from(e);
       }
+      if (connected) for (const l of listeners) l.connection?.(false);
       connected = false;
       if (signal.aborted) break;
       if (!heardOnce) useFile();
@@ -297,6 +319,12 @@ export function createLocalMode(remote: RollgateClient, open: OpenRoutesStream, 
         });
       });
     },
+    table: (rollout) => tables.get(rollout),
+    rolloutNames: () => [...tables.keys()],
+    subscribe(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
     recordOutcome: (rollout, outcome) => remote.recordOutcome(rollout, outcome),
     flush: () => remote.flush(),
     stats,
@@ -313,6 +341,14 @@ export function createLocalMode(remote: RollgateClient, open: OpenRoutesStream, 
       return closed;
     },
   };
+}
+
+/** Returns the rollouts added, removed or at another version between two states. */
+function changedRollouts(before: ReadonlyMap<string, LocalTable>, after: ReadonlyMap<string, LocalTable>): string[] {
+  const changed: string[] = [];
+  for (const [name, t] of after) if (before.get(name)?.rolloutVersion !== t.rolloutVersion) changed.push(name);
+  for (const name of before.keys()) if (!after.has(name)) changed.push(name);
+  return changed;
 }
 
 /** Reads a state file written by persistNow; undefined (logged) when missing or unreadable. */

@@ -214,6 +214,7 @@ class LocalRouter:
         self._last_error: Optional[BaseException] = None
         self._call: Any = None
         self._call_lock = threading.Lock()
+        self._listeners: List[Tuple[Optional[Callable[[List[str]], None]], Optional[Callable[[bool], None]]]] = []
         self._stream_thread = threading.Thread(target=self._run, name="rollgate-watch-routes", daemon=True)
         self._monitor_thread = threading.Thread(target=self._monitor, name="rollgate-local-monitor", daemon=True)
         self._stream_thread.start()
@@ -270,6 +271,32 @@ class LocalRouter:
         return RouteResult(variant=self._fallback_variant, version="", bucket=b, weight_bp=0, features=(), reason=RouteReason.UNSPECIFIED, rollout_version=0, fallback=why)
 
     # --- the rest of the API --------------------------------------------------------------
+
+    def rollout_state(self, rollout: str) -> Optional[pb.RouteState]:
+        """Returns the RouteState held for ``rollout``, or None."""
+        r = self._rollouts.get(rollout)
+        return None if r is None else r.state
+
+    def rollout_names(self) -> List[str]:
+        """Returns the names of the rollouts held."""
+        return list(self._rollouts)
+
+    def subscribe(
+        self,
+        on_change: Optional[Callable[[List[str]], None]] = None,
+        on_connection: Optional[Callable[[bool], None]] = None,
+    ) -> Callable[[], None]:
+        """Calls ``on_change(rollouts)`` after each update that changes rollouts (after the first
+        state), and ``on_connection(connected)`` when the stream drops or answers again, from the
+        stream thread; returns the function that unsubscribes."""
+        entry = (on_change, on_connection)
+        self._listeners.append(entry)
+        return lambda: self._listeners.remove(entry) if entry in self._listeners else None
+
+    def _notify_connection(self, connected: bool) -> None:
+        for _, on_connection in list(self._listeners):
+            if on_connection is not None:
+                on_connection(connected)
 
     def wait_ready(self, timeout: Optional[float] = None) -> bool:
         """Waits until the first state from the server is applied; returns whether it was."""
@@ -332,6 +359,8 @@ class LocalRouter:
             error, applied = self._stream_once(snapshot)
             if self._stop.is_set():
                 return
+            if self._connected:
+                self._notify_connection(False)
             self._connected = False
             self._last_error = error
             if applied:
@@ -405,6 +434,7 @@ class LocalRouter:
         self._last_heard_wall = time.time()
         if not self._connected:
             self._connected = True
+            self._notify_connection(True)
             if self._counts["reconnects"]:
                 _log.info("rollgate: WatchRoutes stream reconnected (revision %d)", self._revision)
             self._outcomes.server_back()
@@ -445,6 +475,7 @@ class LocalRouter:
         for i, name in enumerate(m.removed):
             if not name:
                 raise MalformedMessage(f"removed[{i}]: empty rollout name")
+        before = self._rollouts if self._held and self._listeners else None
         with self._apply_lock:
             if m.reset:
                 self._install({r.state.rollout: r for r in compiled}, m.revision, False)
@@ -469,6 +500,14 @@ class LocalRouter:
                 self._count("changes")
             self._persist()
             self._ready.set()
+        if before is not None:
+            after = self._rollouts
+            changed = [n for n, r in after.items() if n not in before or before[n].state.rollout_version != r.state.rollout_version]
+            changed += [n for n in before if n not in after]
+            if changed:
+                for on_change, _ in list(self._listeners):
+                    if on_change is not None:
+                        on_change(changed)
 
     def _install(self, rollouts: Dict[str, _Rollout], revision: int, from_file: bool) -> None:
         self._revision = revision
