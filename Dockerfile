@@ -22,13 +22,17 @@ COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY --from=build /app/clients/typescript/package.json ./clients/typescript/package.json
 COPY --from=build /app/clients/typescript/dist ./clients/typescript/dist
+COPY --from=build /app/scripts/healthcheck.mjs ./scripts/healthcheck.mjs
 RUN mkdir -p /data && chown node:node /data
 USER node
 VOLUME ["/data"]
 EXPOSE 8080
-# Listening beyond loopback needs tokens: mount a tokens file and set ROLLGATE_TOKENS_FILE
-# (or pass --insecure for a trusted network).
+# Listening beyond loopback needs tokens: without ROLLGATE_TOKENS_FILE (a mounted tokens file)
+# the server refuses 0.0.0.0 and the container exits at once (or set ROLLGATE_INSECURE=on for a
+# trusted network). See README "Docker".
+# The healthcheck reads ROLLGATE_LISTEN and ROLLGATE_TLS_CERT (HTTPS when set): give settings
+# as ROLLGATE_* variables, not `serve` flags, so that it checks what the server serves.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
-  CMD node -e "fetch('http://127.0.0.1:8080/readyz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
+  CMD ["node", "scripts/healthcheck.mjs"]
 ENTRYPOINT ["node", "dist/src/cli/main.js"]
 CMD ["serve"]

@@ -5,13 +5,15 @@
 // and rewrites bench/RESULTS.md, bench/results.json and bench/route-throughput.svg.
 //
 // Flags: --quick   one short round of everything, printed only (RESULTS.md left alone)
-//        --only=route,bucketing,batch,ingest,watch,scale   a subset, printed only
+//        --only=route,bucketing,batch,ingest,watch,scale,local,ofrep   a subset, printed only
 import { execFileSync, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, release, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { bucketingCase } from "./cases/bucketing.mjs";
 import { ingestCase } from "./cases/ingest.mjs";
+import { localMemoryCase, localRouteCase, propagationCase } from "./cases/local.mjs";
+import { ofrepCase } from "./cases/ofrep.mjs";
 import { LEVELS, routeBatchCase, routeCase, SERVERS } from "./cases/route.mjs";
 import { scaleCase, windowBoundCase } from "./cases/scale.mjs";
 import { watchCase } from "./cases/watch.mjs";
@@ -89,7 +91,7 @@ log(`rollgate bench: ${meta.commit}, ${meta.cpu}, ${meta.cores} cores, Node ${me
 
 const R = {};
 async function runCase(key, title, fn) {
-  if (only !== undefined && !only.has(key) && !(key === "windowBound" && only.has("scale")) && !(key === "routeBatch" && only.has("batch"))) return;
+  if (only !== undefined && !only.has(key) && !(key === "windowBound" && only.has("scale")) && !(key.startsWith("local") && only.has("local")) && !(key === "routeBatch" && only.has("batch"))) return;
   log(`\n== ${title}`);
   const t0 = Date.now();
   try {
@@ -115,10 +117,20 @@ await runCase("scale", "6-7. Scale and durability", () =>
   scaleCase({ idleSeconds: config.idleSeconds, trafficSeconds: config.trafficSeconds, rounds: Math.max(rounds, 3), trafficRate: config.trafficRate, log }),
 );
 await runCase("windowBound", "6. Window memory bound", () => windowBoundCase({ log }));
+await runCase("local", "8. Local evaluation: decisions", () => localRouteCase({ rounds: Math.max(rounds, 3), calls: config.bucketingCalls * 3, remoteSeconds: config.routeSeconds, log }));
+await runCase("localMemory", "8. Local evaluation: client memory", () => localMemoryCase({ log }));
+await runCase("localPropagation", "8. Local evaluation: WatchRoutes propagation", () =>
+  propagationCase({ seconds: config.watchSeconds, rounds: Math.max(rounds, 3), rate: 5, log }),
+);
+
+// Issue 14: reported, no target; only with --only=ofrep (the full run and its tables stay as they were).
+if (only?.has("ofrep")) await runCase("ofrep", "9. OFREP vs Route", () => ofrepCase({ dir, seconds: config.routeSeconds, rounds, log }));
 
 const rows = targets(R);
 log("\n== profiles");
-const profiles = await runProfiles({ R, rows, dir, log, quick });
+// A run of the local-evaluation cases only profiles nothing: the other targets were not measured.
+const localOnly = only !== undefined && [...only].every((k) => k.startsWith("local") || k === "ofrep");
+const profiles = localOnly ? [] : await runProfiles({ R, rows, dir, log, quick });
 
 meta.loadEnd = loadavg().map((x) => x.toFixed(2)).join(" ");
 const secs = Math.round((Date.now() - started) / 1000);

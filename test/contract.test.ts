@@ -1,6 +1,6 @@
 import { execFileSync, spawnSync } from "node:child_process";
 import { readdirSync, readFileSync, statSync } from "node:fs";
-import { join, relative } from "node:path";
+import { join, relative, sep } from "node:path";
 import { describe, expect, it } from "vitest";
 import { repoRoot } from "./helpers/servers.js";
 
@@ -43,7 +43,7 @@ function importsOf(file: string): string[] {
   return [...src.matchAll(/^\s*(?:import|export)\b[^;]*?\bfrom\s+"([^"]+)"/gms)].map((m) => m[1]!);
 }
 
-describe("architecture (CONVENTIONS.md)", () => {
+describe("architecture (docs/conventions.md)", () => {
   const layer = (dir: string) => tsFiles(join(repoRoot, "src", dir));
   const forbidden: Record<string, RegExp[]> = {
     // A pure core: no generated code, no Connect, no SQLite, no pino, no other layer.
@@ -52,6 +52,10 @@ describe("architecture (CONVENTIONS.md)", () => {
     store: [/\.\.\/(service|server|cli)\//, /gen\//, /@connectrpc/],
     service: [/\.\.\/(server|cli)\//],
     server: [/\.\.\/cli\//],
+    // The CLI is a client of the server: the generated messages of rollgate-client only (never
+    // the server's gen/ tree), the domain's pure logic, the service's protobuf-JSON conversions,
+    // and of the server only its entry points for \`rollgate serve\`. No store, no server internals.
+    cli: [/^(\.\.\/)+gen\//, /\.\.\/store\//, /\.\.\/service\/(?!proto-json\.js$)/, /\.\.\/server\/(?!(server|config)\.js$)/],
   };
   for (const [dir, rules] of Object.entries(forbidden)) {
     it(`src/${dir} imports only what its layer may`, () => {
@@ -69,6 +73,35 @@ describe("architecture (CONVENTIONS.md)", () => {
     expect(domain.map((f) => relative(repoRoot, f))).toEqual([]);
     const handlers = ["rollout-service.ts", "decision-service.ts"].map((f) => join(repoRoot, "src", "service", f));
     for (const f of handlers) expect(readFileSync(f, "utf8")).not.toMatch(/new ConnectError\(/);
+  });
+
+  it("fences connect's internal protocol modules: protocol-grpc only in src/server/grpc/, pinned exactly", () => {
+    // connect-es marks its protocol-* modules internal (not semver-stable). Each one in use has
+    // one folder that may import it; any other protocol-* import needs a fence of its own here.
+    const fences: Record<string, string> = { "@connectrpc/connect/protocol-grpc": join(repoRoot, "src", "server", "grpc") + sep };
+    const internal = /^@connectrpc\/[\w-]+\/protocol/;
+    const users = new Set<string>();
+    const offences = tsFiles(join(repoRoot, "src")).flatMap((f) =>
+      importsOf(f)
+        .filter((spec) => internal.test(spec))
+        .filter((spec) => {
+          const fence = fences[spec];
+          if (fence === undefined || !f.startsWith(fence)) return true;
+          users.add(spec);
+          return false;
+        })
+        .map((spec) => `${relative(repoRoot, f)} imports ${spec}`),
+    );
+    expect(offences).toEqual([]);
+    expect([...users]).toEqual(Object.keys(fences)); // the fence holds what it says
+    // The versions those imports were written against: exact in package.json, and the lock agrees.
+    const pkg = JSON.parse(readFileSync(join(repoRoot, "package.json"), "utf8")) as { dependencies: Record<string, string> };
+    const lock = JSON.parse(readFileSync(join(repoRoot, "package-lock.json"), "utf8")) as { packages: Record<string, { version?: string }> };
+    for (const name of ["@connectrpc/connect", "@connectrpc/connect-node"]) {
+      const pinned = pkg.dependencies[name];
+      expect(pinned, name).toMatch(/^\d+\.\d+\.\d+$/);
+      expect(lock.packages[`node_modules/${name}`]?.version, name).toBe(pinned);
+    }
   });
 
   it("has no export * barrels in src/", () => {

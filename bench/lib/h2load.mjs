@@ -38,13 +38,13 @@ export function ensureH2load(log) {
   return "h2load installed with apt-get";
 }
 
-/** The h2load arguments for a gRPC unary method. */
-export function h2loadArgs({ port, path, body, clients = 1, inFlight = 1, seconds, warmup = 0.5, requests }) {
+/** The h2load arguments for a gRPC unary method (or, with `headers` and `h1`, any POST). */
+export function h2loadArgs({ port, path, body, clients = 1, inFlight = 1, seconds, warmup = 0.5, requests, headers = ["content-type: application/grpc", "te: trailers"], h1 = false }) {
   const args = [
     `http://127.0.0.1:${port}${path}`,
     "-d", body,
-    "-H", "content-type: application/grpc",
-    "-H", "te: trailers",
+    ...headers.flatMap((h) => ["-H", h]),
+    ...(h1 ? ["--h1"] : []),
     "-c", String(clients),
     "-m", String(inFlight),
     "-t", "1",

@@ -6,8 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 
-	rollgate "github.com/rollgate/rollgate/clients/go"
-	rollgatev1 "github.com/rollgate/rollgate/clients/go/gen/rollgate/v1"
+	rollgate "rollgate/clients/go"
+	rollgatev1 "rollgate/clients/go/gen/rollgate/v1"
 )
 
 // vector is one row of a bucketing test-vector file (vectors/README.md).

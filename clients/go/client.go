@@ -15,8 +15,8 @@ import (
 	"connectrpc.com/connect"
 	"golang.org/x/net/http2"
 
-	rollgatev1 "github.com/rollgate/rollgate/clients/go/gen/rollgate/v1"
-	"github.com/rollgate/rollgate/clients/go/gen/rollgate/v1/rollgatev1connect"
+	rollgatev1 "rollgate/clients/go/gen/rollgate/v1"
+	"rollgate/clients/go/gen/rollgate/v1/rollgatev1connect"
 )
 
 // Variant is the side of a rollout a key is routed to (the generated enum).
@@ -167,6 +167,9 @@ type RouteResult struct {
 	Reason RouteReason
 	// RolloutVersion is the rollout's version the answer rests on.
 	RolloutVersion uint64
+	// Fallback is set on a local answer (LocalRouter.Route) that is the configured fallback
+	// rather than the rollout's routing, and says why; FallbackNone otherwise.
+	Fallback FallbackReason
 }
 
 // Route asks where a key of a rollout goes. Unknown rollouts fail with connect.CodeNotFound,

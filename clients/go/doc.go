@@ -3,7 +3,8 @@
 // A Client asks where a key goes ([Client.Route]), reports what happened
 // ([Client.RecordOutcome], buffered and sent in batches), reads and streams the judgement
 // ([Client.Health], [Client.WatchHealth]) and computes buckets locally ([Bucket], bucketing
-// spec v1). It speaks gRPC over HTTP/2 (cleartext for http:// base URLs, TLS for https://)
+// spec v1). In local mode ([Client.StartLocal]) a [LocalRouter] answers Route in process from
+// the routing state the server streams, and keeps answering while the server is down. It speaks gRPC over HTTP/2 (cleartext for http:// base URLs, TLS for https://)
 // through connect-go; the generated clients of both services are exposed as
 // [Client.Decisions] and [Client.Rollouts] for everything else.
 //

@@ -39,7 +39,7 @@ func TestGeneratedCodeIsFresh(t *testing.T) {
 		"version": "v2",
 		"managed": map[string]any{
 			"enabled":  true,
-			"override": []any{map[string]any{"file_option": "go_package_prefix", "value": "github.com/rollgate/rollgate/clients/go/gen"}},
+			"override": []any{map[string]any{"file_option": "go_package_prefix", "value": "rollgate/clients/go/gen"}},
 		},
 		"plugins": []any{plugin("protoc-gen-go"), plugin("protoc-gen-connect-go")},
 	})

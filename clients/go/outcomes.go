@@ -11,10 +11,10 @@ import (
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	rollgatev1 "github.com/rollgate/rollgate/clients/go/gen/rollgate/v1"
+	rollgatev1 "rollgate/clients/go/gen/rollgate/v1"
 )
 
-// Limits the server enforces on every outcome (DESIGN §8); RecordOutcome checks them first so
+// Limits the server enforces on every outcome (docs/design.md §8); RecordOutcome checks them first so
 // that one bad outcome never costs the batch it would have joined.
 const (
 	maxMetricsPerOutcome = 64
@@ -81,8 +81,9 @@ type OutcomeOptions struct {
 	// MaxBatch: a rollout's outcomes are sent as soon as this many are buffered; it is also
 	// the largest batch sent in one call. Default 500, at most 10,000.
 	MaxBatch int
-	// MaxBuffered caps the outcomes held while the server is unreachable; past it the oldest
-	// are dropped (and reported to OnError). Default 100,000.
+	// MaxBuffered caps the outcomes waiting while the server is unreachable (one probe batch
+	// of at most MaxBatch may be on the wire besides them); past it the oldest are dropped,
+	// counted in OutcomeStats.Overflow and reported to OnError. Default 100,000.
 	MaxBuffered int
 	// OnError, if set, hears about every batch that failed in the background (flushed by the
 	// timer or by MaxBatch); Flush and Close return their errors instead. The error is a
@@ -146,6 +147,13 @@ type OutcomeStats struct {
 	Sent, Accepted, Ignored uint64
 	// Dropped outcomes were given up on: refused by the server, or over MaxBuffered.
 	Dropped uint64
+	// Overflow counts the outcomes of Dropped that went because MaxBuffered were held.
+	Overflow uint64
+	// Outage is true while the server is taken as unreachable: the last batch came back
+	// UNAVAILABLE. Batches are then not sent as they fill; one batch at a time probes the
+	// server every FlushInterval (or at once when a local router reconnects), and the first
+	// that gets through sends everything held.
+	Outage bool
 	// Batches is the number of RecordOutcome calls that succeeded.
 	Batches uint64
 }
@@ -188,7 +196,10 @@ type outcomeBuffer struct {
 	timer    *time.Timer
 	closed   bool
 	// inFlight holds a channel per batch on the wire, closed when the batch is done.
-	inFlight map[chan struct{}]int
+	inFlight  map[chan struct{}]int
+	inFlightN int
+	// outage is set when a batch came back UNAVAILABLE and cleared by the next one delivered.
+	outage   bool
 	counters OutcomeStats
 }
 
@@ -211,7 +222,7 @@ func (b *outcomeBuffer) add(rollout string, m *rollgatev1.Outcome) error {
 	q := append(b.queues[rollout], m)
 	b.buffered++
 	var full *pendingBatch
-	if len(q) >= b.opts.MaxBatch {
+	if len(q) >= b.opts.MaxBatch && !b.outage {
 		full = b.startLocked(rollout, q[:b.opts.MaxBatch:b.opts.MaxBatch])
 		q = q[b.opts.MaxBatch:]
 	}
@@ -235,6 +246,7 @@ func (b *outcomeBuffer) startLocked(rollout string, batch []*rollgatev1.Outcome)
 	p := &pendingBatch{rollout: rollout, outcomes: batch, done: make(chan struct{})}
 	b.buffered -= len(batch)
 	b.inFlight[p.done] = len(batch)
+	b.inFlightN += len(batch)
 	return p
 }
 
@@ -270,14 +282,53 @@ func (b *outcomeBuffer) stopTimerLocked() {
 func (b *outcomeBuffer) onTimer() {
 	b.mu.Lock()
 	b.timer = nil
-	batches := b.takeAllLocked()
+	var batches []*pendingBatch
+	if b.outage {
+		batches = b.probeLocked()
+	} else {
+		batches = b.takeAllLocked()
+	}
 	b.mu.Unlock()
 	for _, p := range batches {
 		go b.dispatch(context.Background(), p, true) //nolint:errcheck // reported to OnError
 	}
 }
 
-// trimLocked drops the oldest outcomes while more than MaxBuffered are held.
+// probeLocked takes one batch out to probe the server during an outage, unless one is on the
+// wire already.
+func (b *outcomeBuffer) probeLocked() []*pendingBatch {
+	if len(b.inFlight) > 0 {
+		return nil
+	}
+	for rollout, q := range b.queues {
+		n := min(len(q), b.opts.MaxBatch)
+		p := b.startLocked(rollout, q[:n:n])
+		if n == len(q) {
+			delete(b.queues, rollout)
+		} else {
+			b.queues[rollout] = q[n:]
+		}
+		return []*pendingBatch{p}
+	}
+	return nil
+}
+
+// serverBack is told by a local router that the server answers again: during an outage the
+// probe goes now rather than at the next tick.
+func (b *outcomeBuffer) serverBack() {
+	b.mu.Lock()
+	var batches []*pendingBatch
+	if b.outage && !b.closed {
+		batches = b.probeLocked()
+	}
+	b.mu.Unlock()
+	for _, p := range batches {
+		go b.dispatch(context.Background(), p, true) //nolint:errcheck // reported to OnError
+	}
+}
+
+// trimLocked drops the oldest outcomes while more than MaxBuffered wait (during an outage at
+// most one batch is on the wire besides them: see probeLocked).
 func (b *outcomeBuffer) trimLocked() []error {
 	var errs []error
 	for rollout, q := range b.queues {
@@ -288,6 +339,7 @@ func (b *outcomeBuffer) trimLocked() []error {
 		q = q[n:]
 		b.buffered -= n
 		b.counters.Dropped += uint64(n)
+		b.counters.Overflow += uint64(n)
 		if len(q) == 0 {
 			delete(b.queues, rollout)
 		} else {
@@ -313,18 +365,28 @@ func (b *outcomeBuffer) report(errs []error) {
 func (b *outcomeBuffer) dispatch(ctx context.Context, p *pendingBatch, background bool) error {
 	resp, err := b.send(ctx, p.rollout, p.outcomes)
 	var dropped []error
+	var resume []*pendingBatch
 	b.mu.Lock()
 	delete(b.inFlight, p.done)
-	close(p.done)
+	b.inFlightN -= len(p.outcomes)
 	var berr *BatchError
 	if err == nil {
 		b.counters.Sent += uint64(len(p.outcomes))
 		b.counters.Accepted += uint64(resp.GetAccepted())
 		b.counters.Ignored += uint64(resp.GetIgnored())
 		b.counters.Batches++
+		if b.outage {
+			// The server is back: send everything held now, not at the next tick.
+			b.outage = false
+			if background {
+				b.stopTimerLocked()
+				resume = b.takeAllLocked()
+			}
+		}
 	} else {
 		berr = &BatchError{Rollout: p.rollout, Count: len(p.outcomes), Err: err}
 		if connect.CodeOf(err) == connect.CodeUnavailable {
+			b.outage = true
 			berr.Requeued = true
 			b.queues[p.rollout] = append(p.outcomes[:len(p.outcomes):len(p.outcomes)], b.queues[p.rollout]...)
 			b.buffered += len(p.outcomes)
@@ -336,11 +398,16 @@ func (b *outcomeBuffer) dispatch(ctx context.Context, p *pendingBatch, backgroun
 	b.armLocked()
 	b.mu.Unlock()
 	b.report(dropped)
+	for _, q := range resume {
+		go b.dispatch(context.Background(), q, true) //nolint:errcheck // reported to OnError
+	}
+	if berr != nil && background {
+		b.report([]error{berr})
+	}
+	// Done only once reported: Flush, waiting for it, returns after OnError heard of it.
+	close(p.done)
 	if berr == nil {
 		return nil
-	}
-	if background {
-		b.report([]error{berr})
 	}
 	return berr
 }
@@ -350,18 +417,9 @@ func (b *outcomeBuffer) dispatch(ctx context.Context, p *pendingBatch, backgroun
 func (b *outcomeBuffer) flush(ctx context.Context) error {
 	b.mu.Lock()
 	b.stopTimerLocked()
-	waiting := make([]chan struct{}, 0, len(b.inFlight))
-	for done := range b.inFlight {
-		waiting = append(waiting, done)
-	}
 	b.mu.Unlock()
-	for _, done := range waiting {
-		select {
-		case <-done:
-		case <-ctx.Done():
-			b.rearm()
-			return contextError(ctx, nil)
-		}
+	if err := b.waitInFlight(ctx); err != nil {
+		return err
 	}
 
 	b.mu.Lock()
@@ -377,8 +435,35 @@ func (b *outcomeBuffer) flush(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
+	if err := b.waitInFlight(ctx); err != nil {
+		errs = append(errs, err)
+	}
 	b.rearm()
 	return errors.Join(errs...)
+}
+
+// waitInFlight waits until no batch is on the wire: the end of an outage sends everything held
+// from the background (the probe that got through), and those batches count as on the wire.
+func (b *outcomeBuffer) waitInFlight(ctx context.Context) error {
+	for {
+		b.mu.Lock()
+		waiting := make([]chan struct{}, 0, len(b.inFlight))
+		for done := range b.inFlight {
+			waiting = append(waiting, done)
+		}
+		b.mu.Unlock()
+		if len(waiting) == 0 {
+			return nil
+		}
+		for _, done := range waiting {
+			select {
+			case <-done:
+			case <-ctx.Done():
+				b.rearm()
+				return contextError(ctx, nil)
+			}
+		}
+	}
 }
 
 func (b *outcomeBuffer) rearm() {
@@ -400,8 +485,7 @@ func (b *outcomeBuffer) stats() OutcomeStats {
 	defer b.mu.Unlock()
 	s := b.counters
 	s.Buffered = b.buffered
-	for _, n := range b.inFlight {
-		s.InFlight += n
-	}
+	s.InFlight = b.inFlightN
+	s.Outage = b.outage
 	return s
 }

@@ -1,16 +1,18 @@
 package rollgate_test
 
 import (
+	"context"
 	"errors"
 	"math"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"connectrpc.com/connect"
 
-	rollgate "github.com/rollgate/rollgate/clients/go"
-	rollgatev1 "github.com/rollgate/rollgate/clients/go/gen/rollgate/v1"
+	rollgate "rollgate/clients/go"
+	rollgatev1 "rollgate/clients/go/gen/rollgate/v1"
 )
 
 // waitForSamples polls Health until its samples are exactly stable/canary (the window may be
@@ -268,5 +270,131 @@ func TestMaxBufferedDropsTheOldestDuringAnOutage(t *testing.T) {
 	}
 	if dropped != 2 {
 		t.Fatalf("OnError heard of %d dropped outcomes, want 2", dropped)
+	}
+}
+
+// concurrency is a connect interceptor that tracks how many unary calls run at once, from the
+// moment it is armed.
+type concurrency struct {
+	mu          sync.Mutex
+	armed       bool
+	now, max, n int
+}
+
+func (c *concurrency) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		c.mu.Lock()
+		c.now++
+		if c.armed {
+			c.n++
+			c.max = max(c.max, c.now)
+		}
+		c.mu.Unlock()
+		defer func() {
+			c.mu.Lock()
+			c.now--
+			c.mu.Unlock()
+		}()
+		return next(ctx, req)
+	}
+}
+
+func (c *concurrency) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return next
+}
+
+func (c *concurrency) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return next
+}
+
+// TestOutageProbesOneBatchAtATimeThenDeliversEverything: once a batch came back UNAVAILABLE,
+// batches are no longer sent as they fill; one probe at a time goes out per flush interval,
+// and when the server is back (here: a forwarder to the live server on the dead port) the
+// first probe through sends everything held.
+func TestOutageProbesOneBatchAtATimeThenDeliversEverything(t *testing.T) {
+	setup := newClient(t, shared.URL, rollgate.Options{})
+	name := uniqueName("outage")
+	createRollout(t, setup, &rollgatev1.Rollout{Name: name, Analysis: fastAnalysis()})
+
+	addr := freePort(t)
+	calls := &concurrency{}
+	c := newClient(t, "http://"+addr, rollgate.Options{
+		Retry:        rollgate.RetryPolicy{MaxAttempts: 1},
+		Outcomes:     rollgate.OutcomeOptions{FlushInterval: 20 * time.Millisecond, MaxBatch: 10},
+		Interceptors: []connect.Interceptor{calls},
+	})
+	record := func(n int) {
+		for range n {
+			if err := c.RecordOutcome(name, rollgate.Outcome{Variant: rollgate.Canary, Success: true, LatencyMS: 1}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	record(10)
+	eventually(t, "the outage", func() bool { st := c.OutcomeStats(); return st.Outage && st.InFlight == 0 })
+	calls.mu.Lock()
+	calls.armed = true
+	calls.mu.Unlock()
+	record(990) // 99 batches' worth: none is sent as it fills
+	eventually(t, "ten probes", func() bool { calls.mu.Lock(); defer calls.mu.Unlock(); return calls.n >= 10 })
+	calls.mu.Lock()
+	if calls.max != 1 {
+		t.Fatalf("%d calls at once during the outage, want one probe at a time", calls.max)
+	}
+	calls.mu.Unlock()
+	if st := c.OutcomeStats(); st.Buffered+st.InFlight != 1000 || st.Sent != 0 || st.Dropped != 0 {
+		t.Fatalf("stats during the outage: %+v", st)
+	}
+
+	forward(t, addr, shared.URL[len("http://"):])
+	eventually(t, "everything delivered", func() bool { return sentOrFail(t, c) == 1000 })
+	if st := c.OutcomeStats(); st.Outage || st.Buffered != 0 || st.Accepted != 1000 {
+		t.Fatalf("stats after the outage: %+v", st)
+	}
+	waitForSamples(t, setup, name, 0, 1000)
+}
+
+// TestFlushWaitsForWhatTheEndOfAnOutageSends: a Flush that starts while the probe is on the
+// wire returns only once the batches the probe's success sent from the background are done.
+func TestFlushWaitsForWhatTheEndOfAnOutageSends(t *testing.T) {
+	setup := newClient(t, shared.URL, rollgate.Options{})
+	name := uniqueName("flush-outage")
+	createRollout(t, setup, &rollgatev1.Rollout{Name: name, Analysis: fastAnalysis()})
+
+	addr := freePort(t)
+	entered, release := make(chan struct{}), make(chan struct{})
+	var armed atomic.Bool
+	var once sync.Once
+	hook := &attemptCounter{before: func(int32) {
+		if armed.Load() {
+			once.Do(func() {
+				close(entered)
+				<-release
+			})
+		}
+	}}
+	c := newClient(t, "http://"+addr, rollgate.Options{
+		Retry:        rollgate.RetryPolicy{MaxAttempts: 1},
+		Outcomes:     rollgate.OutcomeOptions{FlushInterval: 20 * time.Millisecond, MaxBatch: 10},
+		Interceptors: []connect.Interceptor{hook},
+	})
+	for range 1000 {
+		if err := c.RecordOutcome(name, rollgate.Outcome{Variant: rollgate.Canary, Success: true, LatencyMS: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "the outage", func() bool { st := c.OutcomeStats(); return st.Outage && st.InFlight == 0 })
+	forward(t, addr, shared.URL[len("http://"):])
+	armed.Store(true)
+	<-entered // the probe is on the wire (held here), the server reachable
+	flushed := make(chan error, 1)
+	go func() { flushed <- c.Flush(testContext(t)) }()
+	time.Sleep(100 * time.Millisecond) // let Flush start waiting for the probe
+	close(release)
+	if err := <-flushed; err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	if st := c.OutcomeStats(); st.Sent != 1000 || st.InFlight != 0 || st.Buffered != 0 {
+		t.Fatalf("Flush returned with %+v", st)
 	}
 }

@@ -60,6 +60,10 @@ func startServer(listen, db string, extra ...string) (*testServer, error) {
 	}
 	args := append([]string{main, "serve", "--listen", listen, "--db", db}, extra...)
 	cmd := exec.Command("node", args...)
+	if cpus := os.Getenv("ROLLGATE_SERVER_CPUS"); cpus != "" {
+		// Benchmarks pin the server apart from the client (taskset -c 0 for the server).
+		cmd = exec.Command("taskset", append([]string{"-c", cpus, "node"}, args...)...)
+	}
 	cmd.Env = append(os.Environ(), "LOG_LEVEL=info")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

@@ -7,7 +7,7 @@ import (
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
 
-	rollgatev1 "github.com/rollgate/rollgate/clients/go/gen/rollgate/v1"
+	rollgatev1 "rollgate/clients/go/gen/rollgate/v1"
 )
 
 // HealthWatch is a running WatchHealth subscription. Receive updates from C; it is closed when
@@ -18,8 +18,11 @@ type HealthWatch struct {
 	C <-chan *rollgatev1.HealthUpdate
 
 	cancel context.CancelFunc
-	done   chan struct{}
-	err    error
+	// ended is closed once err is final, before C is closed, so that Err called after C is
+	// closed always sees it; done is closed after C.
+	ended chan struct{}
+	done  chan struct{}
+	err   error
 }
 
 // Stop ends the watch and waits until C is closed. It is safe to call more than once.
@@ -33,7 +36,7 @@ func (w *HealthWatch) Stop() {
 // UNIMPLEMENTED, …) that ended it. Call it after C is closed.
 func (w *HealthWatch) Err() error {
 	select {
-	case <-w.done:
+	case <-w.ended:
 		return w.err
 	default:
 		return nil
@@ -68,13 +71,14 @@ func (c *Client) WatchHealth(ctx context.Context, rollout string) *HealthWatch {
 	ctx, cancel := context.WithCancel(ctx)
 	stopOnClose := context.AfterFunc(c.life, cancel)
 	out := make(chan *rollgatev1.HealthUpdate)
-	w := &HealthWatch{C: out, cancel: cancel, done: make(chan struct{})}
+	w := &HealthWatch{C: out, cancel: cancel, ended: make(chan struct{}), done: make(chan struct{})}
 	c.watches.Add(1)
 	go func() {
 		defer c.watches.Done()
 		defer stopOnClose()
 		defer cancel()
 		w.err = c.runWatch(ctx, rollout, out)
+		close(w.ended)
 		close(out)
 		close(w.done)
 	}()

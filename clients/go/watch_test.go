@@ -9,8 +9,8 @@ import (
 
 	"connectrpc.com/connect"
 
-	rollgate "github.com/rollgate/rollgate/clients/go"
-	rollgatev1 "github.com/rollgate/rollgate/clients/go/gen/rollgate/v1"
+	rollgate "rollgate/clients/go"
+	rollgatev1 "rollgate/clients/go/gen/rollgate/v1"
 )
 
 // next receives the next update of a watch, failing the test when none comes in 30 s.

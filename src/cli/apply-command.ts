@@ -1,6 +1,6 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { Command } from "commander";
-import type { Rollout } from "@rollgate/client/gen/rollout_pb";
+import type { Rollout } from "rollgate-client/gen/rollout_pb";
 import { isDomainError } from "../domain/errors.js";
 import { action, type CliContext } from "./cli-context.js";
 import { changeLine, configChanges, maskOf, type Change } from "./rollout-diff.js";

@@ -1,5 +1,5 @@
 import { toJson, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
-import { createRollgateClient, type RollgateClient } from "@rollgate/client";
+import { createRollgateClient, type RollgateClient } from "rollgate-client";
 import type { Command, OptionValues } from "commander";
 import { stringify as toYaml } from "yaml";
 import { colorsWanted, palette, type Palette } from "./colors.js";

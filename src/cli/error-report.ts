@@ -1,12 +1,33 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { CommanderError } from "commander";
-import { AllowedTransitionsSchema, FieldViolationsSchema, PromotionBlockedSchema } from "@rollgate/client/gen/errors_pb";
+import { AllowedTransitionsSchema, FieldViolationsSchema, PromotionBlockedSchema } from "rollgate-client/gen/errors_pb";
+import type { Gate } from "rollgate-client/gen/rollout_pb";
 import { isDomainError } from "../domain/errors.js";
-import { codeName } from "../server/observe.js";
 import { EXIT_REFUSED, EXIT_USAGE, UsageError } from "./cli-context.js";
 import { colorsWanted, palette } from "./colors.js";
+import { codeName } from "./format.js";
 import { gatesTable } from "./health-view.js";
 
+/**
+ * Returns what to print for a promotion the gates refused, or undefined for any other error:
+ * the refusal in one line, the blocking gates once as a table, and the command that overrides.
+ * `config` (the rollout's gates, when known) lets relative thresholds read as their rule;
+ * `retry` is the command line to repeat with --force (the rollout's name from the message
+ * without it).
+ */
+export function promotionRefusal(e: ConnectError, command: string, config: readonly Gate[], retry: string | undefined): string | undefined {
+  const blocked = e.findDetails(PromotionBlockedSchema)[0];
+  if (blocked === undefined) return undefined;
+  const name = /^promotion of "([^"]+)"/.exec(e.rawMessage)?.[1];
+  const head = name === undefined ? "promotion refused" : `promotion of "${name}" refused`;
+  const again = retry ?? `rollgate promote ${name ?? "<name>"}`;
+  return [
+    `${command}: ${codeName(e.code)}: ${head}`,
+    "blocked by:",
+    gatesTable(blocked.gates, palette(colorsWanted(process.stderr)), config),
+    `to promote anyway: ${again} --force --reason "…" (the reason goes to the audit log)`,
+  ].join("\n");
+}
 
 /**
  * Returns what to print on stderr for an error and the exit status: the server's own explanation
@@ -17,10 +38,9 @@ export function reportError(e: unknown, command: string): { text: string; status
   if (e instanceof UsageError) return { text: `${command}: ${e.message}\n(see ${command} --help)`, status: EXIT_USAGE };
   if (e instanceof CommanderError) return { text: "", status: e.exitCode === 0 ? 0 : EXIT_USAGE };
   if (e instanceof ConnectError) {
+    const refusal = promotionRefusal(e, command, [], undefined);
+    if (refusal !== undefined) return { text: refusal, status: EXIT_REFUSED };
     const lines = [`${command}: ${codeName(e.code)}: ${e.rawMessage}`];
-    for (const blocked of e.findDetails(PromotionBlockedSchema)) {
-      lines.push("blocked by:", gatesTable(blocked.gates, palette(colorsWanted(process.stderr))));
-    }
     for (const allowed of e.findDetails(AllowedTransitionsSchema)) {
       if (!e.rawMessage.includes("allowed:")) lines.push(`allowed: ${allowed.allowed.join(", ") || "none"}`);
     }

@@ -1,7 +1,7 @@
-import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
+import { timestampMs as wktTimestampMs, type Duration, type Timestamp } from "@bufbuild/protobuf/wkt";
+import { Code } from "@connectrpc/connect";
 import Table from "cli-table3";
-import { Stage, Variant, type Rollout } from "@rollgate/client/gen/rollout_pb";
-import { durationToMs, timestampToMs } from "../service/convert.js";
+import { Stage, Variant, type Rollout } from "rollgate-client/gen/rollout_pb";
 import { formatWeight } from "./weight.js";
 
 /** Returns an enum value's name, e.g. "CANARY" (protobuf-es already drops the type prefix), or its number when unknown. */
@@ -21,12 +21,12 @@ export function variantName(v: Variant): string {
 
 /** Returns milliseconds since the epoch of a Timestamp, undefined when unset. */
 export function timestampMs(t: Timestamp | undefined): number | undefined {
-  return t === undefined ? undefined : timestampToMs(t);
+  return t === undefined ? undefined : wktTimestampMs(t);
 }
 
 /** Returns milliseconds of a Duration, 0 when unset. */
 export function durationMs(d: Duration | undefined): number {
-  return durationToMs(d) ?? 0;
+  return d === undefined ? 0 : Number(d.seconds) * 1000 + d.nanos / 1e6;
 }
 
 /** Returns a Timestamp as ISO 8601 text, or "-" when unset. */
@@ -60,6 +60,11 @@ export function rolloutLine(r: Rollout): string {
     `version ${r.version}`,
   ];
   return parts.filter((p) => p !== undefined).join("  ");
+}
+
+/** Returns a Connect code as the wire spells it, e.g. "failed_precondition". */
+export function codeName(code: Code): string {
+  return Code[code].replace(/[A-Z]/g, (c, i: number) => (i === 0 ? c.toLowerCase() : `_${c.toLowerCase()}`));
 }
 
 /** Returns an empty borderless table with a header row, in the style of kubectl's lists. */

@@ -1,6 +1,6 @@
 import { Command } from "commander";
 import { toJson } from "@bufbuild/protobuf";
-import { Action, MetricAggregation, RolloutSchema, type Gate, type Rollout } from "@rollgate/client/gen/rollout_pb";
+import { Action, MetricAggregation, RolloutSchema, type Gate, type Rollout } from "rollgate-client/gen/rollout_pb";
 import { action } from "./cli-context.js";
 import { durationMs, enumName, formatSpan, formatSteps, isoTime, plainTable, stageName, tableText, variantName } from "./format.js";
 import { formatGateValue } from "./health-view.js";

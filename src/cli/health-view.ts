@@ -1,5 +1,5 @@
-import { Decision, Recommendation, Verdict, type GateStatus, type RolloutHealth } from "@rollgate/client/gen/health_pb";
-import { Action, Stage, type Rollout } from "@rollgate/client/gen/rollout_pb";
+import { Decision, Recommendation, Verdict, type GateStatus, type RolloutHealth } from "rollgate-client/gen/health_pb";
+import { Action, Stage, type Gate, type Rollout } from "rollgate-client/gen/rollout_pb";
 import type { Palette } from "./colors.js";
 import { durationMs, enumName, formatSpan, plainTable, stageName, tableText, timestampMs } from "./format.js";
 import { formatWeight } from "./weight.js";
@@ -44,8 +44,36 @@ export function nextActionText(h: RolloutHealth, now: number): string {
   return at === undefined || at === 0 ? action : `${action} in ${formatSpan(at - now)}`;
 }
 
-/** Returns the gates as a table: observed, threshold, baseline, samples, verdict. */
-export function gatesTable(gates: readonly GateStatus[], colors: Palette): string {
+/**
+ * Returns a relative gate's bound in words ("stable × 1.2", "stable ± 5") when the gate has no
+ * absolute bound, or undefined for a gate that has one: such a gate's threshold is only a
+ * number once the stable has the samples, and 0 before that means "not known yet", not 0%.
+ */
+function relativeBound(gate: Gate | undefined): string | undefined {
+  const k = gate?.kind;
+  if (k?.case === "errorRate" && k.value.max === undefined && k.value.maxRatio !== undefined) return `stable × ${k.value.maxRatio}`;
+  if (k?.case === "latency" && k.value.maxMs === undefined && k.value.maxRatio !== undefined) return `stable × ${k.value.maxRatio}`;
+  if (k?.case === "metric" && k.value.max === undefined && k.value.maxDelta !== undefined) return `stable ± ${k.value.maxDelta}`;
+  return undefined;
+}
+
+/**
+ * Returns a gate's threshold in its unit. A gate judged only against the stable shows its rule
+ * (e.g. "stable × 1.2") while it is INCONCLUSIVE — the number is not known (or not final) until
+ * both variants have their samples — and its computed value otherwise. Without the gate's
+ * configuration the number is all there is.
+ */
+export function thresholdText(g: GateStatus, gate: Gate | undefined): string {
+  const rule = relativeBound(gate);
+  if (rule !== undefined && (g.verdict === Verdict.INCONCLUSIVE || g.baseline === undefined)) return rule;
+  return formatGateValue(g.kind, g.threshold);
+}
+
+/**
+ * Returns the gates as a table: observed, threshold, baseline, samples, verdict. With the
+ * rollout's gate configuration (`config`), relative thresholds read as their rule until known.
+ */
+export function gatesTable(gates: readonly GateStatus[], colors: Palette, config: readonly Gate[] = []): string {
   if (gates.length === 0) return "no gates";
   const table = plainTable(["GATE", "KIND", "OBSERVED", "THRESHOLD", "BASELINE", "SAMPLES", "VERDICT", "BREACHES", "ON BREACH"]);
   for (const g of gates) {
@@ -53,7 +81,7 @@ export function gatesTable(gates: readonly GateStatus[], colors: Palette): strin
       g.name,
       g.kind || "-",
       g.samples === 0n ? "-" : formatGateValue(g.kind, g.observed),
-      formatGateValue(g.kind, g.threshold),
+      thresholdText(g, config.find((c) => c.name === g.name)),
       formatGateValue(g.kind, g.baseline),
       String(g.samples),
       verdictText(g.verdict, colors),
@@ -87,6 +115,47 @@ export function nextStepText(h: RolloutHealth, rollout: Rollout | undefined, now
   return left > 0 ? `in ≥ ${formatSpan(left)}` : "when the gates pass";
 }
 
+/** Returns true for the stages the evaluator judges and acts on: CANARY and STAGING. */
+export function isLive(stage: Stage): boolean {
+  return stage === Stage.CANARY || stage === Stage.STAGING;
+}
+
+/**
+ * Returns what is true of a rollout the evaluator no longer judges (ROLLED_BACK, HALTED,
+ * PRODUCTION): where its keys go and what an operator can do next, instead of a score and a
+ * "next action" that nothing will take.
+ */
+export function settledLines(h: RolloutHealth, rollout: Rollout | undefined, now: number): string[] {
+  const name = h.rollout;
+  const stable = rollout === undefined ? "stable" : `stable ${rollout.stableVersion}`;
+  switch (h.stage) {
+    case Stage.ROLLED_BACK: {
+      const lines = [`rolled back: every key gets ${stable}; not judged, gates do not act`];
+      const at = timestampMs(rollout?.rolledBackAt);
+      const readyAt = at === undefined || at === 0 || rollout === undefined ? undefined : at + durationMs(rollout.analysis?.cooldown);
+      const resume = `rollgate resume ${name} --reason "…"`;
+      if (readyAt !== undefined && readyAt > now) {
+        lines.push(`next: ${resume} once the cooldown ends (in ${formatSpan(readyAt - now)}), or apply a new canaryVersion now`);
+      } else {
+        lines.push(`next: ${resume} restarts ${rollout?.canaryVersion ?? "the canary"} at step 1, or apply a new canaryVersion`);
+      }
+      return lines;
+    }
+    case Stage.HALTED:
+      return [
+        `halted (kill switch): every key gets ${stable}; automatic actions off`,
+        `next: rollgate resume ${name} --reason "…" restarts at the current step, or rollgate rollback ${name}`,
+      ];
+    case Stage.PRODUCTION:
+      return [
+        `in production: every key gets ${rollout === undefined ? "the released version" : rollout.stableVersion}; nothing left to judge`,
+        "next: apply a new canaryVersion to start the next rollout",
+      ];
+    default:
+      return [];
+  }
+}
+
 /** Returns the full health view: header, ramp, score, next action and the gate table. */
 export function healthView(h: RolloutHealth, rollout: Rollout | undefined, colors: Palette, now: number): string {
   const steps = rollout?.steps.length ?? 0;
@@ -96,6 +165,13 @@ export function healthView(h: RolloutHealth, rollout: Rollout | undefined, color
   const stepText = h.stage === Stage.CANARY && steps > 0 ? `step ${h.currentStep + 1}/${steps}` : stageName(h.stage).toLowerCase();
   const next = nextStepText(h, rollout, now);
   lines.push(`${progressBar(h.weightBp / 10_000, 30, colors)} ${formatWeight(h.weightBp)}  ${stepText}` + (next === undefined ? "" : `  next step ${next}`));
+  const gates = gatesTable(h.gates, colors, rollout?.gates);
+  if (!isLive(h.stage)) {
+    lines.push(...settledLines(h, rollout, now));
+    // After a rollback or a halt the window still tells why; in production nothing is compared.
+    if (h.gates.length > 0 && h.stage !== Stage.PRODUCTION) lines.push("gates over the current window (for the record; not acting):", gates);
+    return lines.join("\n");
+  }
   lines.push(
     `health ${h.score.toFixed(2)} ${recommendationText(h.recommendation, colors)}` +
       `  samples canary ${h.samples?.canary ?? 0n} / stable ${h.samples?.stable ?? 0n}` +
@@ -103,7 +179,7 @@ export function healthView(h: RolloutHealth, rollout: Rollout | undefined, color
   );
   lines.push(`next action: ${nextActionText(h, now)}`);
   if (h.message !== "") lines.push(h.message);
-  lines.push(gatesTable(h.gates, colors));
+  lines.push(gates);
   return lines.join("\n");
 }
 
@@ -118,9 +194,9 @@ export function healthLine(h: RolloutHealth, rollout: Rollout | undefined, now: 
     `step=${h.currentStep + 1}${steps === undefined ? "" : `/${steps}`}`,
     `weight=${formatWeight(h.weightBp)}`,
     h.paused ? "paused" : undefined,
-    `score=${h.score.toFixed(2)}`,
-    `recommendation=${enumName(Recommendation, h.recommendation)}`,
-    `next=${nextActionText(h, now).replace(/ /g, "_")}`,
+    ...(isLive(h.stage)
+      ? [`score=${h.score.toFixed(2)}`, `recommendation=${enumName(Recommendation, h.recommendation)}`, `next=${nextActionText(h, now).replace(/ /g, "_")}`]
+      : ["judged=no"]),
     `gates=${gates === "" ? "-" : gates}`,
   ]
     .filter((p) => p !== undefined)

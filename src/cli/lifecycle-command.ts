@@ -1,7 +1,10 @@
+import { ConnectError } from "@connectrpc/connect";
 import { Command, Option } from "commander";
-import { RolloutSchema, type Rollout } from "@rollgate/client/gen/rollout_pb";
-import { PromoteTarget } from "@rollgate/client/gen/rollout_service_pb";
-import { action, usageError, type CliContext } from "./cli-context.js";
+import { PromotionBlockedSchema } from "rollgate-client/gen/errors_pb";
+import { RolloutSchema, type Rollout } from "rollgate-client/gen/rollout_pb";
+import { PromoteTarget } from "rollgate-client/gen/rollout_service_pb";
+import { action, EXIT_REFUSED, usageError, type CliContext } from "./cli-context.js";
+import { promotionRefusal } from "./error-report.js";
 import { rolloutLine } from "./format.js";
 
 interface ReasonOptions {
@@ -30,7 +33,17 @@ export function promoteCommand(): Command {
     .action(
       action<PromoteOptions>(async (ctx, [name], opts) => {
         if (opts.force === true && opts.reason.trim() === "") throw usageError("--force needs --reason: say why the gates are overridden");
-        const r = await ctx.client.rollouts.promote({ name: name!, target: TARGETS[opts.to ?? "next"], force: opts.force === true, reason: opts.reason });
+        let r;
+        try {
+          r = await ctx.client.rollouts.promote({ name: name!, target: TARGETS[opts.to ?? "next"], force: opts.force === true, reason: opts.reason });
+        } catch (e) {
+          if (!(e instanceof ConnectError) || e.findDetails(PromotionBlockedSchema).length === 0) throw e;
+          // With the rollout's gate configuration the table can say what a relative threshold is.
+          const config = await ctx.client.rollouts.getRollout({ name: name! }).then((g) => g.rollout?.gates ?? [], () => []);
+          const retry = `rollgate promote ${name!}${opts.to === undefined || opts.to === "next" ? "" : ` --to ${opts.to}`}`;
+          process.stderr.write(`${promotionRefusal(e, "rollgate promote", config, retry)!}\n`);
+          return EXIT_REFUSED;
+        }
         printRollout(ctx, r.rollout);
       }),
     );

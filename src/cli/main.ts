@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { readFileSync } from "node:fs";
 import { Command, Option } from "commander";
 import { applyCommand } from "./apply-command.js";
 import { DEFAULT_SERVER, EXIT_USAGE, OUTPUT_FORMATS } from "./cli-context.js";
@@ -12,7 +13,11 @@ import { statusCommand } from "./status-command.js";
 import { featureCommand, overrideCommand, setWeightCommand } from "./traffic-command.js";
 import { watchCommand } from "./watch-command.js";
 
+/** The version of the rollgate package this CLI was built from (dist/src/cli → the package root). */
+const version = (JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version: string }).version;
+
 const program = new Command("rollgate")
+  .version(version, "-V, --version", "print the rollgate version")
   .description("rollgate: progressive-delivery decisions — canary routing, SLO gates, automatic promote and rollback")
   .addOption(new Option("--server <url>", "rollgate server: http(s)://host:port or host:port").env("ROLLGATE_SERVER").default(DEFAULT_SERVER))
   .addOption(new Option("--token <token>", "bearer token").env("ROLLGATE_TOKEN"))
@@ -31,8 +36,13 @@ const program = new Command("rollgate")
 for (const c of lifecycleCommands()) program.addCommand(c);
 program.addCommand(setWeightCommand()).addCommand(featureCommand()).addCommand(overrideCommand()).addCommand(routeCommand()).addCommand(eventsCommand());
 
-// Commander's own usage errors (unknown option, missing argument, bad choice) exit with 2, not 1.
-for (const c of [program, ...program.commands]) c.exitOverride().showHelpAfterError("(add --help for usage)");
+// Commander's own usage errors (unknown option, missing argument, bad choice) exit with 2, not 1;
+// every client command's --help lists the global options (--server, --token, --tls, -o) too
+// (not serve's: it is the server, and takes none of them).
+for (const c of [program, ...program.commands]) {
+  c.exitOverride().showHelpAfterError("(add --help for usage)");
+  if (c.name() !== "serve") c.configureHelp({ showGlobalOptions: true });
+}
 
 let ran: string | undefined;
 program.hook("preAction", (_program, command) => {

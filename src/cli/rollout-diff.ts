@@ -1,10 +1,6 @@
-import { fromBinary, toBinary, toJson, type JsonValue } from "@bufbuild/protobuf";
-import { RolloutSchema, type Rollout } from "@rollgate/client/gen/rollout_pb";
-import { validateGates } from "../domain/gates.js";
-import { createRollout } from "../domain/rollout-machine.js";
-import { normalizeSpec } from "../domain/validation.js";
-import { rolloutToProto, specInputFromProto } from "../service/convert.js";
-import { RolloutSchema as ServerRolloutSchema } from "../../gen/rollgate/v1/rollout_pb.js";
+import { toJson, type JsonValue } from "@bufbuild/protobuf";
+import { RolloutSchema, type Rollout } from "rollgate-client/gen/rollout_pb";
+import { normalizedRolloutJson } from "../service/proto-json.js";
 
 /** The configuration fields `apply` manages: JSON name → update-mask path. */
 export const CONFIG_FIELDS = {
@@ -35,9 +31,7 @@ export interface Change {
  * normalisation; throws its INVALID_ARGUMENT DomainError for a configuration it would refuse.
  */
 export function canonicalConfig(r: Rollout): Record<ConfigField, JsonValue | undefined> {
-  const server = fromBinary(ServerRolloutSchema, toBinary(RolloutSchema, r));
-  const spec = normalizeSpec(specInputFromProto(server, "rollout"), "rollout", validateGates);
-  const json = toJson(ServerRolloutSchema, rolloutToProto(createRollout(spec, { name: "", now: 0 }))) as Record<string, JsonValue>;
+  const json = normalizedRolloutJson(toJson(RolloutSchema, r));
   const out = {} as Record<ConfigField, JsonValue | undefined>;
   for (const f of Object.keys(CONFIG_FIELDS) as ConfigField[]) out[f] = json[f];
   return out;

@@ -1,6 +1,6 @@
 import { readFile } from "node:fs/promises";
 import { fromJson, type JsonValue } from "@bufbuild/protobuf";
-import { RolloutSchema, type Rollout } from "@rollgate/client/gen/rollout_pb";
+import { RolloutSchema, type Rollout } from "rollgate-client/gen/rollout_pb";
 import { parseAllDocuments } from "yaml";
 import { usageError } from "./cli-context.js";
 import { parseWeight } from "./weight.js";

@@ -1,6 +1,6 @@
 import { Command } from "commander";
-import { RouteResponseSchema } from "@rollgate/client/gen/decision_service_pb";
-import { RouteReason } from "@rollgate/client/gen/decision_service_pb";
+import { RouteResponseSchema } from "rollgate-client/gen/decision_service_pb";
+import { RouteReason } from "rollgate-client/gen/decision_service_pb";
 import { action } from "./cli-context.js";
 import { enumName, variantName } from "./format.js";
 import { formatWeight } from "./weight.js";

@@ -1,5 +1,5 @@
 import { Command } from "commander";
-import { RolloutHealthSchema } from "@rollgate/client/gen/health_pb";
+import { RolloutHealthSchema } from "rollgate-client/gen/health_pb";
 import { action } from "./cli-context.js";
 import { healthView } from "./health-view.js";
 

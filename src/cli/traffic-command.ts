@@ -1,6 +1,6 @@
 import { Command } from "commander";
-import { RolloutSchema } from "@rollgate/client/gen/rollout_pb";
-import { Variant } from "@rollgate/client/gen/rollout_pb";
+import { RolloutSchema } from "rollgate-client/gen/rollout_pb";
+import { Variant } from "rollgate-client/gen/rollout_pb";
 import { action, usageError } from "./cli-context.js";
 import { rolloutLine } from "./format.js";
 import { parseWeight } from "./weight.js";

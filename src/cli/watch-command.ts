@@ -1,9 +1,9 @@
 import { toJson } from "@bufbuild/protobuf";
 import { Command } from "commander";
 import { createLogUpdate } from "log-update";
-import { HealthUpdateSchema } from "@rollgate/client/gen/decision_service_pb";
-import type { RolloutHealth } from "@rollgate/client/gen/health_pb";
-import { Stage, type Rollout } from "@rollgate/client/gen/rollout_pb";
+import { HealthUpdateSchema } from "rollgate-client/gen/decision_service_pb";
+import type { RolloutHealth } from "rollgate-client/gen/health_pb";
+import { Stage, type Rollout } from "rollgate-client/gen/rollout_pb";
 import { action, EXIT_OK, EXIT_REFUSED, type CliContext } from "./cli-context.js";
 import { stageName } from "./format.js";
 import { healthLine, healthView } from "./health-view.js";

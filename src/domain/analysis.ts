@@ -1,15 +1,16 @@
 import { evaluateGate, type GateResult, type Verdict } from "./gates.js";
 import { healthScore, recommendationOf, type DecisionType, type GateHealth, type RolloutHealth } from "./health.js";
-import type { Action, Rollout } from "./rollout.js";
+import { ACTION_DECISION, SEVERITY, acts, isLive, policy } from "./decision.js";
+import type { Rollout } from "./rollout.js";
 import type { WindowAggregate } from "./sliding-window.js";
-import { recentAutoRollbacks } from "./rollout-machine.js";
 import { isSequential, parseSequentialAnalysis, runSequentialGates, type SequentialAnalysisState } from "./sequential-gate.js";
 
 /**
- * The evaluator (DESIGN §5 "Analysis"), pure: it takes a rollout, the aggregates of its two
+ * The evaluator (docs/design.md §5 "Analysis"), pure: it takes a rollout, the aggregates of its two
  * windows, its evaluator state and the time, and returns every gate's verdict, the decision
- * with its reason in words, the next state and the health. The engine applies the decision
- * (or, in dry run, records it); nothing here changes anything.
+ * with its reason in words, the next state and the health. What the decision then causes, and
+ * the policy rules below that shape it, live in decision.ts; the engine applies it (or, in dry
+ * run, records it); nothing here changes anything.
  *
  * Each call is one evaluation: the engine calls it once per `interval`. To preview (Health
  * between evaluations, Promote without force) call it and discard the returned state.
@@ -38,17 +39,13 @@ import { isSequential, parseSequentialAnalysis, runSequentialGates, type Sequent
  *   SCALE_DOWN → "scale_down", HOLD → "hold" and pause, NOTIFY → no action (the gate is still
  *   in `triggeredBy`, so the engine audits it). When several act, the most severe wins:
  *   emergency_stop > rollback > step_back > scale_down > hold > notify.
- * - `autoRollback: false`: breaches are reported, and rollback, halt, step back and scale down
- *   become "hold" (without pausing: the failing gate already blocks promotion).
- * - STAGING has no smaller step, so STEP_BACK and SCALE_DOWN roll back there.
- * - Paused: no automatic step changes, so step_back and scale_down become "hold" and there is
- *   no promotion; rollback and emergency_stop still act.
+ * - What the winning action then becomes under the rollout's settings — auto_rollback off,
+ *   STAGING, paused, the daily limit of automatic rollbacks — is `policy` in decision.ts, and
+ *   what it causes is `consequence` there. Paused also means no promotion.
  * - `noDataTimeoutMs` > 0: a canary with weight > 0 and no canary outcome since
  *   max(stepStartedAt, last canary outcome) for that long is held and paused, or rolled back
  *   when `onNoData` is "rollback". The last outcome time is kept in the state, so a timeout
  *   longer than the window and a restart both work.
- * - Daily limit: an automatic "rollback" when `autoRollbacks` already holds
- *   `maxAutoRollbacksPerDay` instants within the last 24 h becomes "emergency_stop".
  * - `autoPromote` (CANARY only, never paused): "promote" once the grace period is over,
  *   now − stepStartedAt >= the step's minDurationMs, the canary window holds the step's
  *   minSamples and every gate is PASS or WARN.
@@ -162,27 +159,6 @@ export interface Evaluation {
   readonly health: RolloutHealth;
 }
 
-/** Severity of decisions: the most severe of several wins. */
-const SEVERITY: Record<DecisionType, number> = {
-  continue: 0,
-  promote: 1,
-  hold: 2,
-  scale_down: 3,
-  step_back: 4,
-  rollback: 5,
-  emergency_stop: 6,
-};
-
-/** What a gate breach asks for; undefined for NOTIFY (record only). */
-const ACTION_DECISION: Record<Action, DecisionType | undefined> = {
-  rollback: "rollback",
-  halt: "emergency_stop",
-  step_back: "step_back",
-  scale_down: "scale_down",
-  hold: "hold",
-  notify: undefined,
-};
-
 /** Most counted evaluations a gate remembers for maxBreachRate (a 24 h window at 1 s would otherwise keep 86,400). */
 export const MAX_RECENT_EVALUATIONS = 360;
 
@@ -198,6 +174,15 @@ function stepKey(r: Rollout): string {
   return `${r.stage}/${r.currentStep}/${r.weightBp}/${r.stepStartedAt}`;
 }
 
+/**
+ * Returns true when a state's counts belong to the rollout's current step (stage, step, weight
+ * and stepStartedAt all as when they were counted); otherwise the next evaluation starts them
+ * afresh, and a view between evaluations must show them as 0.
+ */
+export function countsBelongTo(state: AnalysisState, r: Rollout): boolean {
+  return state.step === stepKey(r);
+}
+
 interface Acting {
   readonly gate: GateResult;
   readonly want: DecisionType | undefined;
@@ -209,10 +194,10 @@ export function evaluate(input: EvaluationInput): Evaluation {
   const { rollout: r, canary, stable, now } = input;
   const a = r.analysis;
   const step = stepKey(r);
-  const prev = input.state.step === step ? input.state : { ...input.state, step, gates: [] };
+  const prev = countsBelongTo(input.state, r) ? input.state : { ...input.state, step, gates: [] };
   const prevGates = new Map(prev.gates.map((g) => [g.name, g]));
   const lastCanaryOutcomeAt = latest(prev.lastCanaryOutcomeAt, canary.lastOutcomeAt);
-  const active = r.stage === "canary" || r.stage === "staging";
+  const active = isLive(r.stage);
   const graceLeft = r.stepStartedAt + a.gracePeriodMs - now;
   const inGrace = graceLeft > 0;
   // Sequential gates fold in the buckets closed since the last evaluation, and look outside the grace period.
@@ -273,7 +258,6 @@ export function evaluate(input: EvaluationInput): Evaluation {
   const next = nextAction(r, d.decision, results, consecutive, canary, now, graceLeft, lastCanaryOutcomeAt);
   const score = healthScore(results);
   const gates: GateHealth[] = results.map((g) => ({ ...g, consecutiveBreaches: consecutive.get(g.name) ?? 0 }));
-  const acts = d.decision !== "continue" && !(d.decision === "hold" && !d.pause);
   const health: RolloutHealth = {
     rollout: r.name,
     score,
@@ -289,7 +273,7 @@ export function evaluate(input: EvaluationInput): Evaluation {
     ...(next.at === undefined ? {} : { nextActionAt: next.at }),
     evaluatedAt: now,
     rolloutVersion: r.version,
-    message: a.dryRun && acts ? `dry run, not applied: ${d.reason}` : d.reason,
+    message: a.dryRun && acts(d) ? `dry run, not applied: ${d.reason}` : d.reason,
   };
   return {
     gates: results,
@@ -344,25 +328,7 @@ function decide(
   }
 
   if (wanted !== "continue") {
-    let decision = wanted;
-    let reason = reasons.join("; ");
-    if (!a.autoRollback && (decision === "rollback" || decision === "emergency_stop" || decision === "step_back" || decision === "scale_down")) {
-      decision = "hold";
-      reason = `auto_rollback is off, holding instead of ${wanted}: ${reason}`;
-    } else if (r.stage === "staging" && (decision === "step_back" || decision === "scale_down")) {
-      decision = "rollback";
-      reason = `STAGING has no smaller step, rolling back instead of ${wanted}: ${reason}`;
-    } else if (r.paused && (decision === "step_back" || decision === "scale_down")) {
-      decision = "hold";
-      reason = `paused, holding instead of ${wanted}: ${reason}`;
-    }
-    if (decision === "rollback") {
-      const recent = recentAutoRollbacks(r, now).length;
-      if (recent >= a.maxAutoRollbacksPerDay) {
-        decision = "emergency_stop";
-        reason = `${reason}; ${recent} automatic rollbacks in the last 24 h already (max_auto_rollbacks_per_day ${a.maxAutoRollbacksPerDay}): halting instead`;
-      }
-    }
+    const { decision, reason } = policy(r, wanted, now, reasons.join("; "));
     return { decision, pause: decision === "hold" && pause && !r.paused, reason };
   }
   if (acting.length > 0) return { decision: "continue", pause: false, reason: reasons.join("; ") };
@@ -401,21 +367,10 @@ function decide(
 /** Returns the no-data action when the timeout has passed, else undefined. */
 function noDataDue(r: Rollout, now: number, lastCanaryOutcomeAt: number | undefined): { want: DecisionType; quietMs: number } | undefined {
   const a = r.analysis;
-  if (a.noDataTimeoutMs <= 0 || r.weightBp <= 0 || (r.stage !== "canary" && r.stage !== "staging")) return undefined;
+  if (a.noDataTimeoutMs <= 0 || r.weightBp <= 0 || !isLive(r.stage)) return undefined;
   const quietMs = now - Math.max(r.stepStartedAt, lastCanaryOutcomeAt ?? -Infinity);
   if (quietMs < a.noDataTimeoutMs) return undefined;
   return { want: a.onNoData === "rollback" ? "rollback" : "hold", quietMs };
-}
-
-/** Returns what a breach asking for `want` turns into under the rollout's settings (as decide does). */
-function effective(r: Rollout, want: DecisionType, now: number): DecisionType {
-  const a = r.analysis;
-  if (!a.autoRollback && want !== "hold") return "hold";
-  let d = want;
-  if (r.stage === "staging" && (d === "step_back" || d === "scale_down")) d = "rollback";
-  if (r.paused && (d === "step_back" || d === "scale_down")) d = "hold";
-  if (d === "rollback" && recentAutoRollbacks(r, now).length >= a.maxAutoRollbacksPerDay) d = "emergency_stop";
-  return d;
 }
 
 /**
@@ -436,18 +391,18 @@ function nextAction(
 ): { action: DecisionType; at?: number } {
   const a = r.analysis;
   if (decision !== "continue") return { action: decision, at: now };
-  if (r.stage !== "canary" && r.stage !== "staging") return { action: "continue" };
+  if (!isLive(r.stage)) return { action: "continue" };
   const nextEval = now + Math.max(a.intervalMs, graceLeft);
   const candidates: { action: DecisionType; at: number }[] = [];
   for (const g of results) {
     if (g.verdict !== "fail" || (consecutive.get(g.name) ?? 0) + 1 < a.consecutiveBreaches) continue;
     const want = ACTION_DECISION[g.onBreach];
-    if (want !== undefined) candidates.push({ action: effective(r, want, now), at: nextEval });
+    if (want !== undefined) candidates.push({ action: policy(r, want, now).decision, at: nextEval });
   }
   if (a.noDataTimeoutMs > 0 && r.weightBp > 0) {
     const since = Math.max(r.stepStartedAt, lastCanaryOutcomeAt ?? -Infinity);
     const want = a.onNoData === "rollback" ? "rollback" : "hold";
-    candidates.push({ action: effective(r, want, now), at: Math.max(now, since + a.noDataTimeoutMs) });
+    candidates.push({ action: policy(r, want, now).decision, at: Math.max(now, since + a.noDataTimeoutMs) });
   }
   const s = r.steps[r.currentStep];
   if (

@@ -1,6 +1,6 @@
 import { hash } from "node:crypto";
 
-/** What an audit event records (DESIGN §6). */
+/** What an audit event records (docs/design.md §6). */
 export type EventType =
   | "created"
   | "updated"

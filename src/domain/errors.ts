@@ -3,7 +3,8 @@
  * src/service maps each kind to a wire code in one place.
  */
 
-import type { Action } from "./rollout.js";
+import type { Verdict } from "./gates.js";
+import type { Action, GateKind } from "./rollout.js";
 
 /** The kinds of domain error, one per wire code they map to. */
 export type DomainErrorKind =
@@ -23,16 +24,20 @@ export interface FieldViolation {
   readonly description: string;
 }
 
-/** A gate that blocks a promotion, for error details. */
+/**
+ * A gate that blocks a promotion, for error details: a gate's evaluation (a GateResult is one)
+ * whose verdict is FAIL or INCONCLUSIVE.
+ */
 export interface BlockingGate {
   readonly name: string;
-  /** The gate kind: error_rate, latency, success_rate, metric or invariant. */
-  readonly kind: string;
+  readonly kind: GateKind;
   /** What a breach of it does. */
   readonly onBreach: Action;
-  readonly verdict: string;
+  readonly verdict: Verdict;
   readonly observed: number;
   readonly threshold: number;
+  /** The stable's value of the same measure, when the gate compares against it. */
+  readonly baseline?: number;
   readonly samples: number;
   readonly minSamples: number;
   /** The verdict in words. */
@@ -74,6 +79,19 @@ export function rolloutNotFound(name: string): DomainError {
 export function notAllowed(what: string, allowed: readonly string[]): DomainError {
   const list = allowed.length > 0 ? allowed.join(", ") : "none";
   return new DomainError("failed_precondition", `${what}; allowed: ${list}`, { allowed });
+}
+
+/**
+ * Returns the refusal of a promotion that gates block. The message names each gate and its
+ * verdict once (the details carry the values) and says how to override.
+ */
+export function promotionBlocked(rollout: string, gates: readonly BlockingGate[]): DomainError {
+  const list = gates.map((g) => `${g.name} ${g.verdict.toUpperCase()}`).join(", ");
+  return new DomainError(
+    "failed_precondition",
+    `promotion of "${rollout}" refused by gates: ${list}; to override, promote with --force --reason "…" (force and reason in the API)`,
+    { gates },
+  );
 }
 
 /** Returns true when a value is a DomainError. */

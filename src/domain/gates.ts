@@ -1,15 +1,13 @@
 import { invalidArgument } from "./errors.js";
 import { sketchQuantile } from "./latency-sketch.js";
 import { METRIC_NAME_PATTERN, METRIC_NAME_RULE } from "./outcome.js";
-import type { Action, Gate, GateCheck, GateKind } from "./rollout.js";
+import { NAME_PATTERN, NAME_RULE, type Action, type Gate, type GateCheck, type GateKind } from "./rollout.js";
 import type { SequentialEvidence } from "./sequential-gate.js";
 import type { MetricStats, WindowAggregate } from "./sliding-window.js";
 import { rateExceedsPValue, ratioExceedsPValue } from "./statistics.js";
-// Gate names follow the rollout-name rule.
-import { NAME_PATTERN } from "./validation.js";
 
 /**
- * SLO gates (DESIGN §5): each gate holds the canary's window against a bound, absolute or
+ * SLO gates (docs/design.md §5): each gate holds the canary's window against a bound, absolute or
  * relative to the stable's window, and gives PASS, WARN, FAIL or INCONCLUSIVE.
  */
 
@@ -85,7 +83,7 @@ function worst(bounds: readonly Bound[]): Bound {
 }
 
 /**
- * Evaluates one gate against the canary's and the stable's windows (DESIGN §5).
+ * Evaluates one gate against the canary's and the stable's windows (docs/design.md §5).
  *
  * - Fewer than min_samples canary samples (at least 1) is INCONCLUSIVE, which holds and never
  *   fails; except that an invariant gate FAILs on a violation whatever the sample count: a
@@ -253,7 +251,8 @@ export function validateGates(gates: readonly Gate[], prefix: string): void {
   const names = new Set<string>();
   gates.forEach((g, i) => {
     const at = `${prefix}[${i}]`;
-    if (!NAME_PATTERN.test(g.name)) throw invalidArgument(`${at}.name`, "must match [a-z0-9][a-z0-9._-]{0,62}");
+    // Gate names follow the rollout-name rule.
+    if (!NAME_PATTERN.test(g.name)) throw invalidArgument(`${at}.name`, NAME_RULE);
     if (names.has(g.name)) throw invalidArgument(`${at}.name`, `duplicate gate name "${g.name}"`);
     names.add(g.name);
     if (!Number.isInteger(g.minSamples) || g.minSamples < 1 || g.minSamples > MAX_GATE_MIN_SAMPLES) {

@@ -2,7 +2,7 @@ import { WARN_MARGIN, type GateResult } from "./gates.js";
 import type { Stage } from "./rollout.js";
 
 /**
- * A rollout's health (DESIGN §5 RolloutHealth): a score in 0..1 from its gates' verdicts, the
+ * A rollout's health (docs/design.md §5 RolloutHealth): a score in 0..1 from its gates' verdicts, the
  * recommendation that score falls in, and what the evaluator will do next.
  *
  * The score is the lowest of the gates' scores (1.0 without gates):
@@ -18,7 +18,7 @@ import type { Stage } from "./rollout.js";
  * and in [0.8, 0.9) when none fails and some gate warns or lacks samples.
  */
 
-/** What the evaluator decides, or will decide next (DESIGN §5 decision types). */
+/** What the evaluator decides, or will decide next (docs/design.md §5 decision types). */
 export type DecisionType = "continue" | "promote" | "hold" | "step_back" | "scale_down" | "rollback" | "emergency_stop";
 
 /** The band a health score falls in: HEALTHY >= 0.9, MONITOR 0.8..0.9, ROLLBACK < 0.8. */
@@ -101,4 +101,9 @@ export function healthScore(gates: readonly GateResult[]): number {
 export function recommendationOf(score: number): Recommendation {
   if (score >= HEALTHY_SCORE) return "healthy";
   return score >= MONITOR_SCORE ? "monitor" : "rollback";
+}
+
+/** Returns a measured value rounded to 6 decimals, as messages and audit snapshots show it (non-finite values as they are). */
+export function roundValue(v: number): number {
+  return Number.isFinite(v) ? Math.round(v * 1e6) / 1e6 : v;
 }

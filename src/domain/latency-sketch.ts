@@ -5,7 +5,7 @@ import { DDSketch } from "@datadog/sketches-js";
  * logarithmic key mapping and dense store) behind a handful of functions.
  *
  * Accuracy: every quantile is within 1% (relative) of the exact order statistic
- * `sorted[floor(q·(n−1))]`, half the 2% DESIGN §5 allows, for latencies between
+ * `sorted[floor(q·(n−1))]`, half the 2% docs/design.md §5 allows, for latencies between
  * SKETCH_MIN_MS (1 µs) and SKETCH_MAX_MS (10⁸ ms, ~28 h). Latencies below 1 µs count as
  * exactly 0 (as do zeros) and latencies above 28 h as 28 h: outside that range a latency
  * is a clock artefact, not a measurement.

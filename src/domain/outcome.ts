@@ -3,7 +3,7 @@ import { invalidArgument } from "./errors.js";
 import type { Variant } from "./rollout.js";
 
 /**
- * Outcomes as the domain sees them, and the checks a RecordOutcome batch passes (DESIGN §8)
+ * Outcomes as the domain sees them, and the checks a RecordOutcome batch passes (docs/design.md §8)
  * before any of it reaches a window: a batch with one bad outcome is rejected whole.
  */
 
@@ -38,7 +38,7 @@ export interface RawOutcome {
   readonly timeMs?: number | undefined;
 }
 
-/** Limits on a RecordOutcome batch (DESIGN §8). */
+/** Limits on a RecordOutcome batch (docs/design.md §8). */
 export const OUTCOME_LIMITS = {
   /** Outcomes per call (and per StreamOutcomes message). */
   maxBatch: 10_000,

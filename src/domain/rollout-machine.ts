@@ -1,11 +1,12 @@
 import type { EventType } from "./audit-chain.js";
+import { isLive } from "./decision.js";
 import { DomainError, invalidArgument, notAllowed } from "./errors.js";
 import { fingerprintOf } from "./fingerprint.js";
 import { FULL_WEIGHT_BP, stepWeight, type Rollout, type RolloutSpec, type Stage, type Variant } from "./rollout.js";
 import { LIMITS } from "./validation.js";
 
 /**
- * The rollout state machine (DESIGN §3). Every function is pure: it takes a rollout and
+ * The rollout state machine (docs/design.md §3). Every function is pure: it takes a rollout and
  * returns the changed copy with the audit event type and a summary in words, or throws a
  * DomainError. Nothing here knows about storage, time sources or the wire.
  */
@@ -167,7 +168,7 @@ export function promote(r: Rollout, target: PromoteTarget, actor: Actor): Transi
       summary: `promoted ${r.canaryVersion} to STAGING (all traffic, all features)`,
     };
   }
-  if (r.stage !== "canary" && r.stage !== "staging") throw refuse(r, "PRODUCTION");
+  if (!isLive(r.stage)) throw refuse(r, "PRODUCTION");
   return {
     rollout: bump(r, actor, {
       stage: "production",
@@ -187,7 +188,7 @@ export function promote(r: Rollout, target: PromoteTarget, actor: Actor): Transi
  * An automatic rollback is remembered for 24 h against max_auto_rollbacks_per_day.
  */
 export function rollback(r: Rollout, actor: Actor, automatic = false): Transition {
-  if (r.stage !== "canary" && r.stage !== "staging" && r.stage !== "halted") throw refuse(r, "ROLLED_BACK");
+  if (!isLive(r.stage) && r.stage !== "halted") throw refuse(r, "ROLLED_BACK");
   const autoRollbacks = automatic ? [...recentAutoRollbacks(r, actor.now), actor.now] : recentAutoRollbacks(r, actor.now);
   return {
     rollout: bump(r, actor, { stage: "rolled_back", weightBp: 0, paused: false, rolledBackAt: actor.now, stepStartedAt: actor.now, autoRollbacks }),
@@ -231,7 +232,8 @@ export function resume(r: Rollout, actor: Actor, reason: string): Transition {
     if (actor.now < readyAt) {
       throw new DomainError(
         "failed_precondition",
-        `rollout "${r.name}" is ROLLED_BACK and in its cooldown until ${new Date(readyAt).toISOString()}; allowed: HALTED, or a new canary_version`,
+        `rollout "${r.name}" is ROLLED_BACK and in its cooldown until ${new Date(readyAt).toISOString()} (${Math.ceil((readyAt - actor.now) / 60_000)} min from now): ` +
+          "resume it then, or start over now by setting a new canary_version; until then the only stage change allowed: HALTED",
         { allowed: ["HALTED"] },
       );
     }
@@ -254,7 +256,7 @@ export function resume(r: Rollout, actor: Actor, reason: string): Transition {
 
 /** Pauses a rollout at its current weight: no automatic step changes, rollback still allowed. */
 export function pause(r: Rollout, actor: Actor): Transition {
-  if (r.stage !== "canary" && r.stage !== "staging") {
+  if (!isLive(r.stage)) {
     throw notAllowed(`rollout "${r.name}" is ${STAGE_NAMES[r.stage]}: only CANARY or STAGING can be paused`, ALLOWED[r.stage]);
   }
   if (r.paused) return { rollout: r, type: "paused", summary: "already paused", unchanged: true };

@@ -3,10 +3,19 @@
  * instants are milliseconds since the Unix epoch.
  */
 
+/**
+ * Rollout and gate names: `[a-z0-9][a-z0-9._-]{0,62}` (NAME_RULE). Here, beside the types,
+ * so that validation.ts and gates.ts both read it without importing each other.
+ */
+export const NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,62}$/;
+
+/** What NAME_PATTERN requires, as error messages say it. */
+export const NAME_RULE = "must match [a-z0-9][a-z0-9._-]{0,62}";
+
 /** The side of a rollout a key is routed to. */
 export type Variant = "stable" | "canary";
 
-/** Where a rollout is in its lifecycle (DESIGN §3). */
+/** Where a rollout is in its lifecycle (docs/design.md §3). */
 export type Stage = "canary" | "staging" | "production" | "rolled_back" | "halted";
 
 /** What a gate breach does. */
@@ -107,7 +116,7 @@ export const FULL_WEIGHT_BP = 10_000;
 /** The default traffic ramp: 5% → 25% → 50% → 100%. */
 export const DEFAULT_STEP_WEIGHTS_BP: readonly number[] = [500, 2500, 5000, 10_000];
 
-/** Defaults applied to analysis settings left unset (DESIGN §5). */
+/** Defaults applied to analysis settings left unset (docs/design.md §5). */
 export const ANALYSIS_DEFAULTS = {
   windowMs: 5 * 60_000,
   intervalMs: 10_000,
@@ -119,6 +128,9 @@ export const ANALYSIS_DEFAULTS = {
 
 /** Default minimum samples of a gate whose min_samples is unset. */
 export const DEFAULT_GATE_MIN_SAMPLES = 100;
+
+/** What a gate whose on_breach is unset does. */
+export const DEFAULT_GATE_ACTION: Action = "rollback";
 
 /** Returns the analysis settings with every unset field defaulted. */
 export function analysisWithDefaults(partial: Partial<Analysis>): Analysis {

@@ -35,7 +35,7 @@ export interface RouteTable {
 const NONE: readonly string[] = Object.freeze([]);
 
 /**
- * Returns the route table of a rollout (DESIGN §3 stage rules, §4 bucketing).
+ * Returns the route table of a rollout (docs/design.md §3 stage rules, §4 bucketing).
  *
  * A halted or rolled-back rollout sends everyone to stable with no features, overrides
  * included: the kill switch beats everything. PRODUCTION sends everyone to the new stable

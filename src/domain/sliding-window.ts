@@ -2,7 +2,7 @@ import { addLatency, createSketch, decodeSketch, encodeSketch, mergeSketch, sket
 import type { OutcomeSample } from "./outcome.js";
 
 /**
- * A per-rollout, per-variant sliding window of outcomes (DESIGN §5): a ring of time buckets,
+ * A per-rollout, per-variant sliding window of outcomes (docs/design.md §5): a ring of time buckets,
  * each with count, errors, invariant violations, a latency sketch and per-metric
  * count/sum/min/max. Recording is O(1) with no per-outcome storage.
  *
@@ -329,6 +329,23 @@ export function takeDirtyBuckets(w: SlidingWindow): BucketSnapshot[] {
   for (const b of r.slots) {
     if (b === undefined || !b.dirty) continue;
     b.dirty = false;
+    out.push({ startMs: b.index * r.bucketMs, data: encodeBucket(r, b) });
+  }
+  return out;
+}
+
+/**
+ * Returns every bucket still in the window at `now`, encoded, without marking anything clean:
+ * with other replicas' stored buckets restored beside them into a fresh window, it gives the
+ * merged window that one evaluator judges when outcomes arrive at several replicas.
+ */
+export function snapshotBuckets(w: SlidingWindow, now: number): BucketSnapshot[] {
+  const r = ring(w);
+  const out: BucketSnapshot[] = [];
+  if (r.slots === undefined) return out;
+  const oldest = Math.floor(now / r.bucketMs) - r.bucketCount;
+  for (const b of r.slots) {
+    if (b === undefined || b.index < oldest) continue;
     out.push({ startMs: b.index * r.bucketMs, data: encodeBucket(r, b) });
   }
   return out;

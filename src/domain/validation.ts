@@ -1,22 +1,26 @@
 import { keyProblem, utf8Length } from "./bucketing.js";
 import { invalidArgument } from "./errors.js";
+import { validateGates } from "./gates.js";
 import {
+  DEFAULT_GATE_ACTION,
+  DEFAULT_GATE_MIN_SAMPLES,
   DEFAULT_STEP_WEIGHTS_BP,
   FULL_WEIGHT_BP,
+  NAME_PATTERN,
+  NAME_RULE,
   analysisWithDefaults,
+  type Action,
   type Analysis,
   type Gate,
+  type GateCheck,
   type RolloutSpec,
   type Step,
 } from "./rollout.js";
 
-/** Rollout and gate names: `[a-z0-9][a-z0-9._-]{0,62}`. */
-export const NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,62}$/;
-
 /** Feature names may also use upper case: `[A-Za-z0-9][A-Za-z0-9._-]{0,62}`. */
 export const FEATURE_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 
-/** Limits on a rollout's configuration (DESIGN §8). */
+/** Limits on a rollout's configuration (docs/design.md §8). */
 export const LIMITS = {
   versionChars: 128,
   saltBytes: 256,
@@ -35,7 +39,7 @@ export const LIMITS = {
 /** Throws INVALID_ARGUMENT unless `value` is a valid rollout name. */
 export function validateName(field: string, value: string): void {
   if (value === "") throw invalidArgument(field, "must not be empty");
-  if (!NAME_PATTERN.test(value)) throw invalidArgument(field, "must match [a-z0-9][a-z0-9._-]{0,62}");
+  if (!NAME_PATTERN.test(value)) throw invalidArgument(field, NAME_RULE);
 }
 
 /** Throws INVALID_ARGUMENT unless `key` is 1..1024 bytes of UTF-8. */
@@ -62,26 +66,33 @@ export function validateFeatureName(field: string, name: string): void {
   if (!FEATURE_PATTERN.test(name)) throw invalidArgument(field, "must match [A-Za-z0-9][A-Za-z0-9._-]{0,62}");
 }
 
-/** A rollout configuration as it arrives from a caller, before defaults and validation. */
-export interface RolloutSpecInput {
-  readonly name: string;
-  readonly stableVersion: string;
-  readonly canaryVersion: string;
-  /** Empty means the default ramp. */
-  readonly steps: readonly Step[];
-  readonly features: ReadonlyMap<string, boolean>;
-  /** Empty means the rollout name. */
-  readonly salt: string;
-  readonly gates: readonly Gate[];
-  /** Unset members take their defaults; zero durations count as unset. */
+/**
+ * A rollout configuration as it arrives from a caller, before defaults and validation: empty
+ * steps mean the default ramp, an empty salt the rollout name; gates as in GateInput; unset
+ * analysis members take their defaults (a zero window, grace period or cooldown counts as
+ * unset; a zero interval is refused).
+ */
+export interface RolloutSpecInput extends Omit<RolloutSpec, "gates" | "analysis"> {
+  readonly gates: readonly GateInput[];
   readonly analysis: Partial<Analysis>;
+}
+
+/** A gate as it arrives from a caller, before defaults: an empty name, a min_samples of 0 and no on_breach are unset. */
+export interface GateInput {
+  /** Empty means the kind's name with a dash ("error-rate", "latency", "success-rate", "metric", "invariant"). */
+  readonly name: string;
+  /** 0 means DEFAULT_GATE_MIN_SAMPLES. */
+  readonly minSamples: number;
+  /** Unset means DEFAULT_GATE_ACTION. */
+  readonly onBreach?: Action;
+  readonly check: GateCheck;
 }
 
 /**
  * Returns a validated rollout configuration with defaults applied, or throws INVALID_ARGUMENT
  * naming the first bad field under `prefix` (e.g. `rollout.steps[1].weight_bp`).
  */
-export function normalizeSpec(input: RolloutSpecInput, prefix: string, validateGates: GateValidator): RolloutSpec {
+export function normalizeSpec(input: RolloutSpecInput, prefix: string): RolloutSpec {
   const f = (field: string) => (prefix === "" ? field : `${prefix}.${field}`);
   validateName(f("name"), input.name);
   validateVersion(f("stable_version"), input.stableVersion);
@@ -93,7 +104,8 @@ export function normalizeSpec(input: RolloutSpecInput, prefix: string, validateG
   const salt = input.salt === "" ? input.name : input.salt;
   if (utf8Length(salt) > LIMITS.saltBytes) throw invalidArgument(f("salt"), `must be at most ${LIMITS.saltBytes} bytes`);
   const analysis = normalizeAnalysis(f("analysis"), input.analysis);
-  validateGates(input.gates, f("gates"));
+  const gates = input.gates.map(gateWithDefaults);
+  validateGates(gates, f("gates"));
   return {
     name: input.name,
     stableVersion: input.stableVersion,
@@ -101,13 +113,20 @@ export function normalizeSpec(input: RolloutSpecInput, prefix: string, validateG
     steps,
     features: input.features,
     salt,
-    gates: input.gates,
+    gates,
     analysis,
   };
 }
 
-/** Checks a rollout's gates, throwing INVALID_ARGUMENT with a path under `prefix`. */
-export type GateValidator = (gates: readonly Gate[], prefix: string) => void;
+/** Returns a gate with its unset fields defaulted (see GateInput). */
+function gateWithDefaults(g: GateInput): Gate {
+  return {
+    name: g.name === "" ? g.check.kind.replace("_", "-") : g.name,
+    minSamples: g.minSamples === 0 ? DEFAULT_GATE_MIN_SAMPLES : g.minSamples,
+    onBreach: g.onBreach ?? DEFAULT_GATE_ACTION,
+    check: g.check,
+  };
+}
 
 function defaultSteps(): Step[] {
   return DEFAULT_STEP_WEIGHTS_BP.map((weightBp) => ({ weightBp, minDurationMs: 0, minSamples: 0 }));
@@ -137,7 +156,8 @@ function normalizeAnalysis(field: string, a: Partial<Analysis>): Analysis {
   const check = (name: string, ms: number | undefined, rule: (v: number) => boolean, text: string) => {
     if (ms !== undefined && !rule(ms)) throw invalidArgument(`${field}.${name}`, text);
   };
-  check("interval", a.intervalMs, (v) => v === 0 || (v >= LIMITS.minIntervalMs && v <= LIMITS.maxIntervalMs), "must be 1s..1h");
+  // Unset (undefined) means the default; a 0 written by hand is a mistake, not "the default".
+  check("interval", a.intervalMs, (v) => v >= LIMITS.minIntervalMs && v <= LIMITS.maxIntervalMs, "must be 1s..1h");
   check("window", a.windowMs, (v) => v >= 0 && v <= LIMITS.maxWindowMs, "must be at most 24h");
   check("grace_period", a.gracePeriodMs, (v) => v >= 0 && v <= LIMITS.maxWindowMs, "must be 0..24h");
   check("no_data_timeout", a.noDataTimeoutMs, (v) => v >= 0 && v <= LIMITS.maxWindowMs, "must be 0..24h");

@@ -17,6 +17,7 @@ export const REQUIRED_ROLE: Readonly<Record<string, Role>> = {
   "rollgate.v1.DecisionService/RouteBatch": "reader",
   "rollgate.v1.DecisionService/Health": "reader",
   "rollgate.v1.DecisionService/WatchHealth": "reader",
+  "rollgate.v1.DecisionService/WatchRoutes": "reader",
   "rollgate.v1.DecisionService/RecordOutcome": "reporter",
   "rollgate.v1.DecisionService/StreamOutcomes": "reporter",
   "rollgate.v1.RolloutService/GetRollout": "reader",
@@ -86,7 +87,12 @@ export function createAuthenticator(tokens: readonly TokenEntry[] | undefined): 
 /** The identity of callers of public methods (health, reflection) when tokens are configured. */
 const LOCAL_CALLER_PUBLIC: CallerIdentity = { name: "anonymous", role: "reader" };
 
-/** Returns a Connect interceptor that authorizes every call and records the caller in its context. */
+/**
+ * Returns a Connect interceptor that only authorizes every call and records the caller in its
+ * context, for routers served in process (the in-memory transport of service tests). The
+ * server itself admits calls with admitInterceptor (admit.ts), which authorizes through the
+ * same Authenticator.
+ */
 export function authInterceptor(auth: Authenticator): Interceptor {
   return (next) => async (req) => {
     const caller = auth.authorize(req.header.get("authorization"), `${req.service.typeName}/${req.method.name}`);

@@ -1,7 +1,9 @@
-import { readFileSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { closeSync, openSync, readFileSync, readSync, statSync } from "node:fs";
+import { hostname } from "node:os";
 import { isIP } from "node:net";
 
-/** A bearer token and who holds it (DESIGN §8). */
+/** A bearer token and who holds it (docs/design.md §8). */
 export interface TokenEntry {
   readonly name: string;
   readonly token: string;
@@ -13,6 +15,8 @@ export interface ServerConfig {
   readonly host: string;
   readonly port: number;
   readonly dbPath: string;
+  /** Where the state lives, from `dbPath`: a PostgreSQL URL, or a SQLite file path. */
+  readonly database: DatabaseSetting;
   /** Undefined when no tokens file is configured: every caller is the local admin. */
   readonly tokens?: readonly TokenEntry[];
   readonly insecure: boolean;
@@ -20,6 +24,8 @@ export interface ServerConfig {
   readonly logLevel: string;
   /** Serve Route, RouteBatch and RecordOutcome over gRPC on the raw HTTP/2 fast path (default on). */
   readonly grpcFastPath: boolean;
+  /** This process's name among replicas on one database (logs, metrics, window buckets). */
+  readonly replicaId: string;
 }
 
 /** Raw settings as flags give them (commander's camelCase option names). */
@@ -34,6 +40,7 @@ export interface ServerFlags {
   readonly logLevel?: string;
   /** commander's `--no-grpc-fast-path` gives false. */
   readonly grpcFastPath?: boolean;
+  readonly replicaId?: string;
 }
 
 /** A setting that is wrong, named the way the operator wrote it. */
@@ -56,16 +63,17 @@ export function loadConfig(flags: ServerFlags, env: NodeJS.ProcessEnv): ServerCo
   const listen = pick(flags.listen, "ROLLGATE_LISTEN") ?? DEFAULTS.listen;
   const { host, port } = parseListen(listen);
   const dbPath = pick(flags.db, "ROLLGATE_DB") ?? DEFAULTS.db;
+  const database = databaseOf(dbPath);
   const tokensFile = pick(flags.tokens, "ROLLGATE_TOKENS_FILE");
-  const insecure = flags.insecure ?? /^(1|true|yes)$/i.test(env.ROLLGATE_INSECURE ?? "");
+  // A malformed boolean is refused even when a flag overrides it: it is a mistake either way.
+  const insecureEnv = parseBoolean("ROLLGATE_INSECURE", env.ROLLGATE_INSECURE);
+  const fastPathEnv = parseBoolean("ROLLGATE_GRPC_FAST_PATH", env.ROLLGATE_GRPC_FAST_PATH);
+  const insecure = flags.insecure ?? insecureEnv ?? false;
   const logLevel = pick(flags.logLevel, "LOG_LEVEL") ?? DEFAULTS.logLevel;
   if (!LEVELS.includes(logLevel)) throw new ConfigError(`--log-level/LOG_LEVEL: "${logLevel}" must be one of ${LEVELS.join(", ")}`);
 
-  const fastPathEnv = env.ROLLGATE_GRPC_FAST_PATH;
-  if (fastPathEnv !== undefined && fastPathEnv !== "" && !/^(1|0|true|false|on|off)$/i.test(fastPathEnv)) {
-    throw new ConfigError(`ROLLGATE_GRPC_FAST_PATH: "${fastPathEnv}" must be on or off`);
-  }
-  const grpcFastPath = flags.grpcFastPath ?? !/^(0|false|off)$/i.test(fastPathEnv ?? "");
+  const grpcFastPath = flags.grpcFastPath ?? fastPathEnv ?? true;
+  if (database.kind === "sqlite") checkDatabasePath(dbPath);
 
   const tokens = tokensFile === undefined ? undefined : loadTokens(tokensFile);
   if (tokens === undefined && !isLoopback(host) && !insecure) {
@@ -97,12 +105,62 @@ export function loadConfig(flags: ServerFlags, env: NodeJS.ProcessEnv): ServerCo
     host,
     port,
     dbPath,
+    database,
     ...(tokens === undefined ? {} : { tokens }),
     insecure,
     ...(tls === undefined ? {} : { tls }),
     logLevel,
     grpcFastPath,
+    replicaId: replicaIdOf(pick(flags.replicaId, "ROLLGATE_REPLICA_ID")),
   };
+}
+
+const TRUE = /^(1|true|yes|on)$/i;
+const FALSE = /^(0|false|no|off)$/i;
+
+/**
+ * Returns the boolean an environment variable spells (1/true/yes/on or 0/false/no/off, any case),
+ * undefined when it is unset or empty, and throws a ConfigError naming it for anything else.
+ */
+export function parseBoolean(name: string, value: string | undefined): boolean | undefined {
+  if (value === undefined || value === "") return undefined;
+  if (TRUE.test(value)) return true;
+  if (FALSE.test(value)) return false;
+  throw new ConfigError(`${name}: "${value}" must be one of on, off, true, false, yes, no, 1, 0`);
+}
+
+/** The first 16 bytes of every SQLite 3 database file. */
+const SQLITE_HEADER = Buffer.from("SQLite format 3\0", "latin1");
+
+/**
+ * Throws a ConfigError naming --db/ROLLGATE_DB when the path is a directory or an existing,
+ * non-empty file that is not an SQLite database; a missing file is created at start.
+ */
+function checkDatabasePath(path: string): void {
+  if (path === ":memory:") return;
+  const setting = "--db/ROLLGATE_DB";
+  let size: number;
+  try {
+    const st = statSync(path);
+    if (st.isDirectory()) throw new ConfigError(`${setting}: ${path} is a directory; give the path of the database file, e.g. ${path.replace(/\/+$/, "")}/rollgate.db`);
+    size = st.size;
+  } catch (e) {
+    if (e instanceof ConfigError) throw e;
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return;
+    throw new ConfigError(`${setting}: cannot use ${path}: ${(e as Error).message}`);
+  }
+  if (size === 0) return; // SQLite initialises an empty file.
+  const head = Buffer.alloc(SQLITE_HEADER.length);
+  let fd: number | undefined;
+  try {
+    fd = openSync(path, "r");
+    readSync(fd, head, 0, head.length, 0);
+  } catch (e) {
+    throw new ConfigError(`${setting}: cannot read ${path}: ${(e as Error).message}`);
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+  if (!head.equals(SQLITE_HEADER)) throw new ConfigError(`${setting}: ${path} is not an SQLite database (its first bytes are not "SQLite format 3")`);
 }
 
 /** Returns host and port of a `host:port` listen address (IPv6 in brackets). */
@@ -160,4 +218,45 @@ export function loadTokens(path: string): TokenEntry[] {
     secrets.add(token);
     return { name, token, role: role as TokenEntry["role"] };
   });
+}
+
+/** The database setting: PostgreSQL for several replicas, or the embedded SQLite file. */
+export type DatabaseSetting = { readonly kind: "postgres"; readonly url: string } | { readonly kind: "sqlite"; readonly path: string };
+
+/**
+ * Returns what `--db`/`ROLLGATE_DB` names: a `postgres://` or `postgresql://` URL is PostgreSQL,
+ * any other `scheme://` (or a `postgres:` that is not a URL) is refused, everything else is a
+ * SQLite file path.
+ */
+export function databaseOf(setting: string): DatabaseSetting {
+  const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):/.exec(setting)?.[1]?.toLowerCase();
+  const isPostgres = scheme === "postgres" || scheme === "postgresql";
+  if (isPostgres || (scheme !== undefined && setting.slice(scheme.length + 1).startsWith("//"))) {
+    if (!isPostgres) {
+      throw new ConfigError(`--db/ROLLGATE_DB: "${scheme}://" is not a database rollgate can use; give a postgres:// URL or a SQLite file path`);
+    }
+    let valid = setting.slice(scheme.length + 1).startsWith("//");
+    try {
+      new URL(setting);
+    } catch {
+      valid = false;
+    }
+    if (!valid) throw new ConfigError(`--db/ROLLGATE_DB: "${redactPassword(setting)}" is not a valid URL, e.g. postgres://user@host:5432/rollgate`);
+    return { kind: "postgres", url: setting };
+  }
+  return { kind: "sqlite", path: setting };
+}
+
+/** Returns a database URL with its password, if any, replaced by `***`. */
+export function redactPassword(url: string): string {
+  return url.replace(/\/\/([^:/@]*):[^@]*@/, "//$1:***@");
+}
+
+/** Returns the replica id: as set (1..63 of [A-Za-z0-9._-]), else host name, pid and a random suffix, unique per process. */
+export function replicaIdOf(setting: string | undefined): string {
+  if (setting === undefined) return `${hostname()}-${process.pid}-${randomBytes(2).toString("hex")}`.replace(/[^A-Za-z0-9._-]/g, "-").slice(0, 63);
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(setting)) {
+    throw new ConfigError(`--replica-id/ROLLGATE_REPLICA_ID: "${setting}" must be 1..63 characters of [A-Za-z0-9._-]`);
+  }
+  return setting;
 }

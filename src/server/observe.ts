@@ -1,7 +1,5 @@
-import { randomUUID } from "node:crypto";
-import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
 import type { Logger } from "pino";
-import { callerKey, requestIdKey } from "../service/context.js";
 import type { Metrics } from "./metrics.js";
 
 /** Methods on the hot path: logged only when they fail, so a busy server logs nothing per call. */
@@ -23,11 +21,6 @@ export function rolloutOf(message: unknown): string {
   return typeof r?.name === "string" ? r.name : "";
 }
 
-/** Returns a request id from the caller's `x-request-id` header, or a new one. */
-export function requestIdOf(header: string | null | undefined): string {
-  return header !== null && header !== undefined && /^[\w.:-]{1,128}$/.test(header) ? header : randomUUID();
-}
-
 /** One finished call, as every serving path reports it. */
 export interface CallRecord {
   /** "package.Service/Method". */
@@ -45,7 +38,7 @@ export interface CallRecord {
 export type CallReporter = (call: CallRecord, error: unknown) => void;
 
 /**
- * Returns the call reporter shared by the Connect interceptor and the raw gRPC fast path, so
+ * Returns the call reporter shared by the Connect interceptor (admit.ts) and the gRPC fast path, so
  * both count, time and log calls the same way. INTERNAL errors are logged with their cause;
  * callers only ever see the request id.
  */
@@ -71,53 +64,6 @@ export function createCallReporter(logger: Logger, metrics: Metrics): CallReport
         },
         "rpc",
       );
-    }
-  };
-}
-
-/**
- * Returns an interceptor that gives every Connect-served call a request id (echoed in the
- * `x-request-id` response header) and reports it when it ends (streams: when the stream ends).
- */
-export function observeInterceptor(report: CallReporter): Interceptor {
-  return (next) => async (req) => {
-    const started = process.hrtime.bigint();
-    const requestId = requestIdOf(req.header.get("x-request-id"));
-    req.contextValues.set(requestIdKey, requestId);
-    const record = () => ({
-      procedure: `${req.service.typeName}/${req.method.name}`,
-      method: req.method.name,
-      requestId,
-      caller: req.contextValues.get(callerKey).name,
-      rollout: req.stream ? "" : rolloutOf(req.message),
-      started,
-    });
-    try {
-      const res = await next(req);
-      res.header.set("x-request-id", requestId);
-      if (!res.stream) {
-        report(record(), undefined);
-        return res;
-      }
-      const messages = res.message;
-      return {
-        ...res,
-        message: (async function* () {
-          try {
-            yield* messages;
-            report(record(), undefined);
-          } catch (e) {
-            report(record(), e);
-            throw e;
-          }
-        })(),
-      };
-    } catch (e) {
-      report(record(), e);
-      // Errors carry the request id too (a response header for Connect, a trailer for gRPC).
-      const ce = ConnectError.from(e);
-      ce.metadata.set("x-request-id", requestId);
-      throw ce;
     }
   };
 }

@@ -12,9 +12,9 @@ import {
   type ServerHttp2Stream,
 } from "node:http2";
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from "node:net";
+import { sniffProtocol } from "./protocol-sniffer.js";
 import type { TLSSocket } from "node:tls";
 import type { Duplex } from "node:stream";
-import { createContextKey, createContextValues, type ContextValues } from "@connectrpc/connect";
 
 /**
  * A request handler for node:http and node:http2 compat requests alike, such as the one
@@ -82,11 +82,8 @@ export interface OnePortListener {
   connections(): number;
 }
 
-/** The client connection preface every HTTP/2 connection starts with (RFC 9113 §3.4). */
-const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
-
 /**
- * Serves `handler` on one port for gRPC, Connect, gRPC-Web and plain HTTP (DESIGN §1).
+ * Serves `handler` on one port for gRPC, Connect, gRPC-Web and plain HTTP (docs/design.md §1).
  *
  * Cleartext: Node's `http2.createServer` speaks only h2c and `allowHTTP1` works only with TLS,
  * so a raw TCP server peeks at each connection's first bytes and hands the socket to an h2c
@@ -250,52 +247,6 @@ function secureServer(tls: OnePortTls, http1: Http1Timeouts): Http2SecureServer 
 }
 
 /**
- * Decides a cleartext socket's protocol from its first bytes and calls `dispatch` once, with
- * those bytes pushed back so the chosen server reads them as if nothing had happened.
- *
- * `readable` + `read()` + `unshift()` rather than a `data` listener: a `data` listener would
- * switch the socket to flowing mode and the bytes would be gone before the server attaches.
- */
-function sniffProtocol(socket: Socket, firstByteTimeoutMs: number, dispatch: (isH2: boolean) => void): void {
-  const chunks: Buffer[] = [];
-  let length = 0;
-  const done = () => {
-    socket.off("readable", onReadable);
-    socket.off("end", onEnd);
-    socket.off("timeout", onTimeout);
-    socket.setTimeout(0);
-  };
-  const onReadable = () => {
-    for (let chunk: Buffer | null; (chunk = socket.read() as Buffer | null) !== null; ) {
-      chunks.push(chunk);
-      length += chunk.length;
-    }
-    if (length === 0) return;
-    const head = Buffer.concat(chunks, length);
-    const n = Math.min(head.length, H2_PREFACE.length);
-    const prefaceSoFar = head.subarray(0, n).equals(H2_PREFACE.subarray(0, n));
-    // A short first chunk that still matches the preface could be either: wait for more.
-    // (Unshifting it meanwhile would re-trigger `readable` at once and spin.)
-    if (prefaceSoFar && n < H2_PREFACE.length) return;
-    done();
-    socket.unshift(head);
-    dispatch(prefaceSoFar);
-  };
-  const onEnd = () => {
-    done();
-    socket.destroy();
-  };
-  const onTimeout = () => {
-    done();
-    socket.destroy();
-  };
-  socket.on("readable", onReadable);
-  socket.once("end", onEnd);
-  socket.setTimeout(firstByteTimeoutMs);
-  socket.once("timeout", onTimeout);
-}
-
-/**
  * Wraps the handler to count HTTP/1.1 requests in flight per socket, so that shutdown closes
  * idle keep-alive sockets at once and busy ones as soon as their last response is done.
  */
@@ -346,28 +297,4 @@ function routeStreamsThroughHook(h2: Http2Server | Http2SecureServer, onStream: 
     }
     if (!handled) (toRequest as (...args: unknown[]) => void).call(h2, stream, headers, ...rest);
   });
-}
-
-/** The subject common name of a verified client certificate (mTLS), for handlers to read. */
-export const peerCommonNameKey = createContextKey<string | undefined>(undefined, { description: "mTLS peer certificate CN" });
-
-/**
- * Returns the subject CN of the client certificate the TLS handshake verified, or undefined
- * without TLS, without a client certificate, or when it was not verified.
- */
-export function peerCommonName(req: IncomingMessage | Http2ServerRequest): string | undefined {
-  // For HTTP/2 compat requests `socket` is a proxy that forwards to the session's TLS socket.
-  const socket = req.socket as Partial<TLSSocket>;
-  if (typeof socket.getPeerCertificate !== "function" || socket.authorized !== true) return undefined;
-  const cn: unknown = socket.getPeerCertificate().subject?.CN;
-  if (Array.isArray(cn)) return typeof cn[0] === "string" ? cn[0] : undefined;
-  return typeof cn === "string" && cn !== "" ? cn : undefined;
-}
-
-/**
- * Returns context values carrying the peer certificate CN under {@link peerCommonNameKey};
- * pass it as `contextValues` to `connectNodeAdapter`.
- */
-export function peerContextValues(req: IncomingMessage | Http2ServerRequest): ContextValues {
-  return createContextValues().set(peerCommonNameKey, peerCommonName(req));
 }

@@ -2,26 +2,32 @@ import type { ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { pino, type Logger } from "pino";
 import { systemClock, type Clock } from "../domain/clock.js";
-import { validateGates } from "../domain/gates.js";
-import { createDecisionHandlers, createDecisionService, watchHealthChanges } from "../service/decision-service.js";
+import { createDecisionHotMethods, createDecisionService } from "../service/decision-service.js";
 import { createEngine, type Engine } from "../service/engine.js";
 import { createRolloutService } from "../service/rollout-service.js";
+import { createRoutesFeed } from "../service/watch-routes.js";
 import { openSqliteStore } from "../store/sqlite-store.js";
+/** Thrown when the database path cannot be opened; `serve` reports it under the setting's name. */
+export { StoreOpenError } from "../store/sqlite-store.js";
+import type { PostgresStore } from "../store/postgres-store.js";
+import type { Store } from "../store/store.js";
 import { DecisionService } from "../../gen/rollgate/v1/decision_service_pb.js";
 import { RolloutService } from "../../gen/rollgate/v1/rollout_service_pb.js";
-import { authInterceptor, createAuthenticator } from "./auth.js";
-import type { ServerConfig } from "./config.js";
+import { admitInterceptor, createAdmit, type ServingState } from "./admit.js";
+import { createAuthenticator } from "./auth.js";
+import { isLoopback, redactPassword, type ServerConfig } from "./config.js";
 import { createGrpcFastPath } from "./grpc-fast-path.js";
-import { withCanonicalGrpcMessage } from "./grpc-message.js";
+import { withCanonicalGrpcMessage } from "./grpc/grpc-message.js";
 import { createHealthStatus } from "./grpc-health.js";
 import { withHttpEndpoints } from "./http-endpoints.js";
+import { withMediaTypeHint } from "./media-types.js";
 import { createMetrics, type Metrics } from "./metrics.js";
-import { createCallReporter, observeInterceptor } from "./observe.js";
+import { createCallReporter } from "./observe.js";
 import { listenOnePort } from "./one-port.js";
-import { readinessInterceptor } from "./readiness.js";
+import { withOfrep } from "./ofrep.js";
 import { registerReflection } from "./reflection.js";
 
-/** Largest request message accepted, per DESIGN §8; larger ones get RESOURCE_EXHAUSTED. */
+/** Largest request message accepted, per docs/design.md §8; larger ones get RESOURCE_EXHAUSTED. */
 export const MAX_REQUEST_BYTES = 4 * 1024 * 1024;
 
 /** How long shutdown lets in-flight calls finish before it cuts connections. */
@@ -37,6 +43,14 @@ export interface ServerDeps {
   readonly evaluationTickMs?: number;
   /** How often window buckets and evaluator state are flushed to the store (default 1 s). */
   readonly flushMs?: number;
+  /** PostgreSQL only: how often every rollout is read back from the database besides NOTIFY (default 5 s). */
+  readonly reconcileMs?: number;
+  /** PostgreSQL only: how often a replica tries for the evaluator lock (default 1 s). */
+  readonly leaderCheckMs?: number;
+  /** PostgreSQL only: how often the database is pinged for /readyz (default 1 s). */
+  readonly databasePingMs?: number;
+  /** PostgreSQL only: connection attempts at start before giving up (default 8, about 20 s). */
+  readonly dbConnectAttempts?: number;
 }
 
 /** A running rollgate server. */
@@ -55,28 +69,38 @@ export interface RunningServer {
 }
 
 /**
- * Starts rollgate on one port (DESIGN §1): listens first so that /healthz answers at once,
+ * Starts rollgate on one port (docs/design.md §1): listens first so that /healthz answers at once,
  * then opens the store and loads state; /readyz and the rollgate services answer only after.
  */
 export async function startServer(config: ServerConfig, deps: ServerDeps = {}): Promise<RunningServer> {
-  const logger = deps.logger ?? pino({ level: config.logLevel, base: { service: "rollgate" } });
+  const baseLogger = deps.logger ?? pino({ level: config.logLevel, base: { service: "rollgate" } });
+  // Several replicas share a PostgreSQL database: each log line and metric says which one.
+  const multiReplica = config.database.kind === "postgres";
+  const logger = multiReplica ? baseLogger.child({ replica: config.replicaId }) : baseLogger;
   const clock = deps.clock ?? systemClock;
-  let state: "starting" | "ready" | "draining" = "starting";
+  let state: ServingState = "starting";
 
-  const store = openSqliteStore(config.dbPath);
+  const store = await openStore(config, logger, deps);
+  // A networked store can go away while the server runs: /readyz says so (Route keeps answering
+  // from memory, and control-plane changes fail with UNAVAILABLE, changing nothing).
+  let databaseUp = true;
   const metrics = createMetrics(() => engine.list().map((r) => r.stage));
+  if (multiReplica) metrics.registry.setDefaultLabels({ replica: config.replicaId });
   const engine = createEngine({ store, clock, logger, observer: metrics.engine });
   const served = [DecisionService.typeName, RolloutService.typeName];
   const health = createHealthStatus(served);
 
   const auth = createAuthenticator(config.tokens);
+  const admit = createAdmit({ state: () => state, auth });
   const report = createCallReporter(logger, metrics);
-  const decisions = { engine, observer: metrics };
+  // One table of the hot methods: both the Connect service and the gRPC fast path are built from it.
+  const routesFeed = createRoutesFeed({ engine, ...(deps.keepaliveMs === undefined ? {} : { heartbeatMs: deps.keepaliveMs }) });
+  const hot = createDecisionHotMethods({ engine, observer: metrics, routes: routesFeed });
   const routes = (router: ConnectRouter) => {
-    router.service(DecisionService, createDecisionService(decisions));
+    router.service(DecisionService, createDecisionService({ engine, hot }));
     router.service(
       RolloutService,
-      createRolloutService({ engine, validateGates, ...(deps.keepaliveMs === undefined ? {} : { keepaliveMs: deps.keepaliveMs }) }),
+      createRolloutService({ engine, ...(deps.keepaliveMs === undefined ? {} : { keepaliveMs: deps.keepaliveMs }) }),
     );
     router.service(health.service, health.impl);
     registerReflection(router);
@@ -84,11 +108,14 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   const connectHandler = connectNodeAdapter({
     routes,
     readMaxBytes: MAX_REQUEST_BYTES,
-    interceptors: [observeInterceptor(report), readinessInterceptor(() => state), authInterceptor(auth)],
+    // Protobuf's JSON rule, not connect-es's lenient default: a misspelt field ("gate" for
+    // "gates") is INVALID_ARGUMENT naming it, never silently dropped. Binary keeps unknown fields.
+    jsonOptions: { ignoreUnknownFields: false },
+    interceptors: [admitInterceptor(admit, report)],
   });
   const handler = withHttpEndpoints(
-    { ready: () => state === "ready", registry: metrics.registry },
-    withCanonicalGrpcMessage(connectHandler),
+    { ready: () => state === "ready" && databaseUp, registry: metrics.registry },
+    withOfrep({ engine, auth, ready: () => state === "ready", routed: metrics.routed }, withMediaTypeHint(withCanonicalGrpcMessage(connectHandler))),
   );
 
   const listener = await listenOnePort({
@@ -99,11 +126,9 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     ...(config.grpcFastPath
       ? {
           onStream: createGrpcFastPath({
-            handlers: createDecisionHandlers(decisions),
-            watchHealth: (rollout, signal) => watchHealthChanges(engine, rollout, signal),
-            auth,
+            methods: Object.values(hot),
+            admit,
             report,
-            ready: () => state === "ready",
             maxBytes: MAX_REQUEST_BYTES,
             served: (procedure) => metrics.fastPathServed(procedure),
           }),
@@ -113,9 +138,14 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   const host = config.host;
   const address = host.includes(":") ? `[${host}]:${listener.port}` : `${host}:${listener.port}`;
   const url = `${config.tls === undefined ? "http" : "https"}://${address}`;
-  logger.info({ address, port: listener.port, tls: config.tls !== undefined, db: config.dbPath, grpcFastPath: config.grpcFastPath }, "listening");
+  logger.info({ address, port: listener.port, tls: config.tls !== undefined, db: describeDatabase(config), grpcFastPath: config.grpcFastPath }, "listening");
   if (config.tokens === undefined) {
-    logger.warn({ address }, "no tokens configured: every caller is the local admin; serving loopback only");
+    logger.warn(
+      { address },
+      isLoopback(host)
+        ? "no tokens configured: every caller is the local admin; serving loopback only"
+        : `no tokens configured and --insecure: serving ${host === "0.0.0.0" || host === "::" ? "every address of this host" : address} without authentication; every caller is the admin`,
+    );
   }
 
   try {
@@ -129,12 +159,89 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   health.setAll("SERVING");
   // Timers run on real time; a test clock only changes what "now" is.
   let ticking = false;
+  // One evaluator at a time among replicas: the holder of the database's evaluator lock. Every
+  // replica tries for it each second, so when the holder dies another takes over within about
+  // a second of the database noticing, and goes on from the stored evaluator state.
+  const leadership = "leadership" in store ? (store as PostgresStore).leadership() : undefined;
+  let campaigning = false;
+  let leading = false;
+  const campaign = () => {
+    if (leadership === undefined || campaigning) return;
+    campaigning = true;
+    leadership
+      .tryAcquire()
+      .then(async (held) => {
+        if (held && !leading) {
+          await engine.reconcile(true);
+          leading = true;
+          logger.info("became the evaluator");
+        } else if (!held && leading) {
+          leading = false;
+          logger.warn("no longer the evaluator");
+        }
+      })
+      .catch((err: unknown) => logger.warn({ err: (err as Error).message }, "evaluator lock check failed"))
+      .finally(() => (campaigning = false));
+  };
+  campaign();
+  const campaigner = leadership === undefined ? undefined : setInterval(campaign, deps.leaderCheckMs ?? 1000);
   const tick = setInterval(() => {
     // A slow evaluation round is never stacked behind another.
     if (ticking) return;
+    if (leadership !== undefined && !(leading && leadership.held)) return;
     ticking = true;
     engine.tick().finally(() => (ticking = false));
   }, deps.evaluationTickMs ?? 250);
+  const ping = "ping" in store && typeof store.ping === "function" ? (store.ping as () => Promise<void>).bind(store) : undefined;
+  let pinging = false;
+  const pinger =
+    ping === undefined
+      ? undefined
+      : setInterval(() => {
+          if (pinging) return;
+          pinging = true;
+          ping().then(
+            () => {
+              if (!databaseUp) logger.info("database reachable again");
+              databaseUp = true;
+            },
+            (err: unknown) => {
+              if (databaseUp) logger.error({ err: (err as Error).message }, "database unreachable");
+              databaseUp = false;
+            },
+          ).finally(() => (pinging = false));
+        }, deps.databasePingMs ?? 1000);
+  // Other replicas' changes: LISTEN/NOTIFY for speed, a periodic reconcile for anything a lost
+  // connection missed. Each reconcile reads the rollouts back and applies what changed.
+  let reconciling = false;
+  let reconcileAgain = false;
+  const reconcileNow = () => {
+    if (reconciling) {
+      reconcileAgain = true;
+      return;
+    }
+    reconciling = true;
+    engine
+      .reconcile()
+      .then((n) => {
+        if (n > 0) logger.debug({ changed: n }, "reconciled with the database");
+      })
+      .catch((err: unknown) => logger.warn({ err: (err as Error).message }, "reconcile failed"))
+      .finally(() => {
+        reconciling = false;
+        if (reconcileAgain) {
+          reconcileAgain = false;
+          reconcileNow();
+        }
+      });
+  };
+  const watcher =
+    "watchChanges" in store
+      ? (store as PostgresStore).watchChanges((c) => {
+          if (c.replica !== config.replicaId) reconcileNow();
+        }, reconcileNow)
+      : undefined;
+  const reconciler = watcher === undefined ? undefined : setInterval(reconcileNow, deps.reconcileMs ?? 5000);
   const flusher = setInterval(() => {
     engine.flush().catch((err: unknown) => logger.error({ err }, "window flush failed"));
   }, deps.flushMs ?? 1000);
@@ -155,15 +262,40 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
         logger.info("shutting down");
         clearInterval(tick);
         clearInterval(flusher);
+        if (pinger !== undefined) clearInterval(pinger);
+        if (reconciler !== undefined) clearInterval(reconciler);
+        if (campaigner !== undefined) clearInterval(campaigner);
+        await watcher?.close();
         health.shutdown();
         engine.shutdown();
         await listener.close(SHUTDOWN_GRACE_MS);
         await engine.drain();
         await engine.flush();
+        await leadership?.release();
         await store.close();
         logger.info("stopped");
       })();
       return closing;
     },
   };
+}
+
+/** Opens the configured store: PostgreSQL (with a bounded, logged retry of the first connection) or SQLite. */
+async function openStore(config: ServerConfig, logger: Logger, deps: ServerDeps): Promise<Store> {
+  const db = config.database;
+  if (db.kind === "sqlite") return openSqliteStore(db.path);
+  // Loaded only when used: every CLI command imports this module, and pg is not small.
+  const { openPostgresStore, redactUrl } = await import("../store/postgres-store.js");
+  return openPostgresStore({
+    url: db.url,
+    replicaId: config.replicaId,
+    ...(deps.dbConnectAttempts === undefined ? {} : { connectAttempts: deps.dbConnectAttempts }),
+    onRetry: (attempt, retryInMs, err) =>
+      logger.warn({ db: redactUrl(db.url), attempt, retryInMs, err: err.message }, "database not reachable; retrying"),
+    onIdleError: (err) => logger.warn({ db: redactUrl(db.url), err: err.message }, "database connection lost"),
+  });
+}
+
+function describeDatabase(config: ServerConfig): string {
+  return config.database.kind === "postgres" ? redactPassword(config.database.url) : config.database.path;
 }

@@ -1,9 +1,8 @@
 import { create } from "@bufbuild/protobuf";
 import { DurationSchema, TimestampSchema, timestampFromMs, type Duration, type Timestamp } from "@bufbuild/protobuf/wkt";
 import type { AuditEvent, EventType as DomainEventType } from "../domain/audit-chain.js";
-import { invalidArgument } from "../domain/errors.js";
+import { invalidArgument, type BlockingGate } from "../domain/errors.js";
 import {
-  DEFAULT_GATE_MIN_SAMPLES,
   type Action as DomainAction,
   type Analysis as DomainAnalysis,
   type Gate as DomainGate,
@@ -13,11 +12,11 @@ import {
   type Step as DomainStep,
   type Variant as DomainVariant,
 } from "../domain/rollout.js";
-import type { GateResult } from "../domain/gates.js";
+import type { Verdict as DomainVerdict } from "../domain/gates.js";
 import type { DecisionType, GateHealth, Recommendation as DomainRecommendation, RolloutHealth as DomainHealth } from "../domain/health.js";
 import type { RawOutcome } from "../domain/outcome.js";
 import type { RouteDecision, RouteReason as DomainRouteReason } from "../domain/routing.js";
-import type { RolloutSpecInput } from "../domain/validation.js";
+import type { GateInput, RolloutSpecInput } from "../domain/validation.js";
 import { RouteReason, RouteResponseSchema, type Outcome, type RouteResponse } from "../../gen/rollgate/v1/decision_service_pb.js";
 import {
   Decision,
@@ -42,91 +41,128 @@ import {
   type Gate,
   type Rollout,
 } from "../../gen/rollgate/v1/rollout_pb.js";
+import { protoEnumConverters, type ProtoEnumConverters } from "./proto-enum.js";
 
 /**
  * Conversions between wire messages and domain values. Proto types stop here: the domain and
  * the store only ever see the domain types.
  */
 
-const VARIANTS: Record<DomainVariant, Variant> = { stable: Variant.STABLE, canary: Variant.CANARY };
+// Each enum's one table: keyed by every proto value, so a value added to the .proto fails the
+// build until it is mapped here; the declared type fails it when the domain gains a value.
+
+const VARIANTS: ProtoEnumConverters<Variant, DomainVariant> = protoEnumConverters(Variant, {
+  [Variant.UNSPECIFIED]: undefined,
+  [Variant.STABLE]: "stable",
+  [Variant.CANARY]: "canary",
+});
+
+const STAGES: ProtoEnumConverters<Stage, DomainStage> = protoEnumConverters(Stage, {
+  [Stage.UNSPECIFIED]: undefined,
+  [Stage.CANARY]: "canary",
+  [Stage.STAGING]: "staging",
+  [Stage.PRODUCTION]: "production",
+  [Stage.ROLLED_BACK]: "rolled_back",
+  [Stage.HALTED]: "halted",
+});
+
+const ACTIONS: ProtoEnumConverters<Action, DomainAction> = protoEnumConverters(Action, {
+  [Action.UNSPECIFIED]: undefined,
+  [Action.ROLLBACK]: "rollback",
+  [Action.HALT]: "halt",
+  [Action.STEP_BACK]: "step_back",
+  [Action.SCALE_DOWN]: "scale_down",
+  [Action.HOLD]: "hold",
+  [Action.NOTIFY]: "notify",
+});
+
+const AGGREGATIONS: ProtoEnumConverters<MetricAggregation, Extract<GateCheck, { kind: "metric" }>["aggregation"]> = protoEnumConverters(MetricAggregation, {
+  [MetricAggregation.UNSPECIFIED]: undefined,
+  [MetricAggregation.MEAN]: "mean",
+  [MetricAggregation.MAX]: "max",
+});
+
+const ROUTE_REASONS: ProtoEnumConverters<RouteReason, DomainRouteReason> = protoEnumConverters(RouteReason, {
+  [RouteReason.UNSPECIFIED]: undefined,
+  [RouteReason.WEIGHT]: "weight",
+  [RouteReason.OVERRIDE]: "override",
+  [RouteReason.STAGE]: "stage",
+  [RouteReason.ROLLED_BACK]: "rolled_back",
+  [RouteReason.HALTED]: "halted",
+});
+
+const EVENT_TYPES: ProtoEnumConverters<EventType, DomainEventType> = protoEnumConverters(EventType, {
+  [EventType.UNSPECIFIED]: undefined,
+  [EventType.CREATED]: "created",
+  [EventType.UPDATED]: "updated",
+  [EventType.DELETED]: "deleted",
+  [EventType.STEP_CHANGED]: "step_changed",
+  [EventType.WEIGHT_CHANGED]: "weight_changed",
+  [EventType.PROMOTED]: "promoted",
+  [EventType.ROLLED_BACK]: "rolled_back",
+  [EventType.HALTED]: "halted",
+  [EventType.RESUMED]: "resumed",
+  [EventType.PAUSED]: "paused",
+  [EventType.FEATURE_CHANGED]: "feature_changed",
+  [EventType.OVERRIDE_CHANGED]: "override_changed",
+  [EventType.GATE_BREACH]: "gate_breach",
+  [EventType.DECISION]: "decision",
+});
+
+const VERDICTS: ProtoEnumConverters<Verdict, DomainVerdict> = protoEnumConverters(Verdict, {
+  [Verdict.UNSPECIFIED]: undefined,
+  [Verdict.PASS]: "pass",
+  [Verdict.WARN]: "warn",
+  [Verdict.FAIL]: "fail",
+  [Verdict.INCONCLUSIVE]: "inconclusive",
+});
+
+const RECOMMENDATIONS: ProtoEnumConverters<Recommendation, DomainRecommendation> = protoEnumConverters(Recommendation, {
+  [Recommendation.UNSPECIFIED]: undefined,
+  [Recommendation.HEALTHY]: "healthy",
+  [Recommendation.MONITOR]: "monitor",
+  [Recommendation.ROLLBACK]: "rollback",
+});
+
+const DECISIONS: ProtoEnumConverters<Decision, DecisionType> = protoEnumConverters(Decision, {
+  [Decision.UNSPECIFIED]: undefined,
+  [Decision.CONTINUE]: "continue",
+  [Decision.PROMOTE]: "promote",
+  [Decision.HOLD]: "hold",
+  [Decision.STEP_BACK]: "step_back",
+  [Decision.SCALE_DOWN]: "scale_down",
+  [Decision.ROLLBACK]: "rollback",
+  [Decision.EMERGENCY_STOP]: "emergency_stop",
+});
 
 /** Returns the wire enum of a variant. */
-export function variantToProto(v: DomainVariant): Variant {
-  return VARIANTS[v];
-}
+export const variantToProto: (v: DomainVariant) => Variant = VARIANTS.toProto;
 
 /** Returns the domain variant of a wire enum, or undefined for VARIANT_UNSPECIFIED and unknown values. */
-export function variantFromProto(v: Variant): DomainVariant | undefined {
-  return v === Variant.STABLE ? "stable" : v === Variant.CANARY ? "canary" : undefined;
-}
-
-const STAGES: Record<DomainStage, Stage> = {
-  canary: Stage.CANARY,
-  staging: Stage.STAGING,
-  production: Stage.PRODUCTION,
-  rolled_back: Stage.ROLLED_BACK,
-  halted: Stage.HALTED,
-};
+export const variantFromProto: (v: Variant) => DomainVariant | undefined = VARIANTS.fromProto;
 
 /** Returns the wire enum of a stage. */
-export function stageToProto(s: DomainStage): Stage {
-  return STAGES[s];
-}
-
-const ACTIONS: Record<DomainAction, Action> = {
-  rollback: Action.ROLLBACK,
-  halt: Action.HALT,
-  step_back: Action.STEP_BACK,
-  scale_down: Action.SCALE_DOWN,
-  hold: Action.HOLD,
-  notify: Action.NOTIFY,
-};
+export const stageToProto: (s: DomainStage) => Stage = STAGES.toProto;
 
 /** Returns the wire enum of a gate action. */
-export function actionToProto(a: DomainAction): Action {
-  return ACTIONS[a];
-}
+export const actionToProto: (a: DomainAction) => Action = ACTIONS.toProto;
+
+/** Returns the wire enum of a gate verdict. */
+export const verdictToProto: (v: DomainVerdict) => Verdict = VERDICTS.toProto;
 
 function actionFromProto(field: string, a: Action): DomainAction {
   if (a === Action.UNSPECIFIED) return "rollback";
-  const found = (Object.keys(ACTIONS) as DomainAction[]).find((k) => ACTIONS[k] === a);
+  const found = ACTIONS.fromProto(a);
   if (found === undefined) throw invalidArgument(field, "must be a known Action");
   return found;
 }
 
-const ROUTE_REASONS: Record<DomainRouteReason, RouteReason> = {
-  weight: RouteReason.WEIGHT,
-  override: RouteReason.OVERRIDE,
-  stage: RouteReason.STAGE,
-  rolled_back: RouteReason.ROLLED_BACK,
-  halted: RouteReason.HALTED,
-};
-
 /** Returns the wire enum of a route reason. */
-export function routeReasonToProto(r: DomainRouteReason): RouteReason {
-  return ROUTE_REASONS[r];
-}
-
-const EVENT_TYPES: Record<DomainEventType, EventType> = {
-  created: EventType.CREATED,
-  updated: EventType.UPDATED,
-  deleted: EventType.DELETED,
-  step_changed: EventType.STEP_CHANGED,
-  weight_changed: EventType.WEIGHT_CHANGED,
-  promoted: EventType.PROMOTED,
-  rolled_back: EventType.ROLLED_BACK,
-  halted: EventType.HALTED,
-  resumed: EventType.RESUMED,
-  paused: EventType.PAUSED,
-  feature_changed: EventType.FEATURE_CHANGED,
-  override_changed: EventType.OVERRIDE_CHANGED,
-  gate_breach: EventType.GATE_BREACH,
-  decision: EventType.DECISION,
-};
+export const routeReasonToProto: (r: DomainRouteReason) => RouteReason = ROUTE_REASONS.toProto;
 
 /** Returns the domain event type of a wire enum (for clients that verify the hash chain). */
 export function eventTypeFromProto(t: EventType): DomainEventType {
-  const found = (Object.keys(EVENT_TYPES) as DomainEventType[]).find((k) => EVENT_TYPES[k] === t);
+  const found = EVENT_TYPES.fromProto(t);
   if (found === undefined) throw new Error(`unknown event type ${t}`);
   return found;
 }
@@ -184,7 +220,7 @@ export function specInputFromProto(r: Rollout, prefix: string): RolloutSpecInput
   };
 }
 
-function gateFromProto(g: Gate, field: string): DomainGate {
+function gateFromProto(g: Gate, field: string): GateInput {
   let check: GateCheck;
   const k = g.kind;
   switch (k.case) {
@@ -201,7 +237,7 @@ function gateFromProto(g: Gate, field: string): DomainGate {
       check = compact<GateCheck>({
         kind: "metric",
         metric: k.value.metric,
-        aggregation: k.value.aggregation === MetricAggregation.MAX ? "max" : "mean",
+        aggregation: AGGREGATIONS.fromProto(k.value.aggregation) ?? "mean",
         max: k.value.max,
         maxDelta: k.value.maxDelta,
       });
@@ -212,10 +248,11 @@ function gateFromProto(g: Gate, field: string): DomainGate {
     default:
       throw invalidArgument(`${field}.kind`, "must set one of error_rate, latency, success_rate, metric, invariant");
   }
+  // Unset fields stay unset here; normalizeSpec applies the defaults.
   return {
-    name: g.name === "" ? check.kind.replace("_", "-") : g.name,
-    minSamples: g.minSamples === 0n ? DEFAULT_GATE_MIN_SAMPLES : Number(g.minSamples),
-    onBreach: actionFromProto(`${field}.on_breach`, g.onBreach),
+    name: g.name,
+    minSamples: Number(g.minSamples),
+    ...(g.onBreach === Action.UNSPECIFIED ? {} : { onBreach: actionFromProto(`${field}.on_breach`, g.onBreach) }),
     check,
   };
 }
@@ -261,7 +298,7 @@ function gateToProto(g: DomainGate): Gate {
         value: {
           $typeName: "rollgate.v1.MetricGate",
           metric: c.metric,
-          aggregation: c.aggregation === "max" ? MetricAggregation.MAX : MetricAggregation.MEAN,
+          aggregation: AGGREGATIONS.toProto(c.aggregation),
           ...compact({ max: c.max, maxDelta: c.maxDelta }),
         },
       };
@@ -325,7 +362,7 @@ export function eventToProto(e: AuditEvent): Event {
     seq: BigInt(e.seq),
     time: timestampFromNs(e.timeNs),
     rollout: e.rollout,
-    type: EVENT_TYPES[e.type],
+    type: EVENT_TYPES.toProto(e.type),
     actor: e.actor,
     reason: e.reason,
     fingerprint: e.fingerprint,
@@ -354,12 +391,12 @@ export function eventFromProto(e: Event): AuditEvent {
 /** Returns the wire message of a route decision. */
 export function routeToProto(d: RouteDecision): RouteResponse {
   return create(RouteResponseSchema, {
-    variant: VARIANTS[d.variant],
+    variant: VARIANTS.toProto(d.variant),
     version: d.version,
     bucket: d.bucket,
     weightBp: d.weightBp,
     features: d.features as string[],
-    reason: ROUTE_REASONS[d.reason],
+    reason: ROUTE_REASONS.toProto(d.reason),
     rolloutVersion: BigInt(d.rolloutVersion),
   });
 }
@@ -377,31 +414,8 @@ export function outcomeFromProto(o: Outcome): RawOutcome {
   };
 }
 
-const VERDICTS: Record<GateResult["verdict"], Verdict> = {
-  pass: Verdict.PASS,
-  warn: Verdict.WARN,
-  fail: Verdict.FAIL,
-  inconclusive: Verdict.INCONCLUSIVE,
-};
-
-const RECOMMENDATIONS: Record<DomainRecommendation, Recommendation> = {
-  healthy: Recommendation.HEALTHY,
-  monitor: Recommendation.MONITOR,
-  rollback: Recommendation.ROLLBACK,
-};
-
-const DECISIONS: Record<DecisionType, Decision> = {
-  continue: Decision.CONTINUE,
-  promote: Decision.PROMOTE,
-  hold: Decision.HOLD,
-  step_back: Decision.STEP_BACK,
-  scale_down: Decision.SCALE_DOWN,
-  rollback: Decision.ROLLBACK,
-  emergency_stop: Decision.EMERGENCY_STOP,
-};
-
-/** Returns the wire message of a gate's status. */
-export function gateStatusToProto(g: GateResult & Partial<Pick<GateHealth, "consecutiveBreaches">>): GateStatus {
+/** Returns the wire message of a gate's status (of a health view, or of a gate that blocks a promotion). */
+export function gateStatusToProto(g: BlockingGate & Partial<Pick<GateHealth, "consecutiveBreaches" | "sequential">>): GateStatus {
   return create(GateStatusSchema, {
     name: g.name,
     kind: g.kind,
@@ -409,7 +423,7 @@ export function gateStatusToProto(g: GateResult & Partial<Pick<GateHealth, "cons
     threshold: g.threshold,
     ...(g.baseline === undefined ? {} : { baseline: g.baseline }),
     samples: BigInt(g.samples),
-    verdict: VERDICTS[g.verdict],
+    verdict: VERDICTS.toProto(g.verdict),
     consecutiveBreaches: g.consecutiveBreaches ?? 0,
     message: g.message,
     onBreach: actionToProto(g.onBreach),
@@ -438,7 +452,7 @@ export function healthToProto(h: DomainHealth): RolloutHealth {
   return create(RolloutHealthSchema, {
     rollout: h.rollout,
     score: h.score,
-    recommendation: RECOMMENDATIONS[h.recommendation],
+    recommendation: RECOMMENDATIONS.toProto(h.recommendation),
     gates: h.gates.map(gateStatusToProto),
     consecutiveBreaches: h.consecutiveBreaches,
     samples: { stable: BigInt(h.samples.stable), canary: BigInt(h.samples.canary) },
@@ -446,7 +460,7 @@ export function healthToProto(h: DomainHealth): RolloutHealth {
     weightBp: h.weightBp,
     currentStep: h.currentStep,
     paused: h.paused,
-    nextAction: DECISIONS[h.nextAction],
+    nextAction: DECISIONS.toProto(h.nextAction),
     ...(h.nextActionAt === undefined ? {} : { nextActionAt: timestampFromMs(h.nextActionAt) }),
     evaluatedAt: timestampFromMs(h.evaluatedAt),
     rolloutVersion: BigInt(h.rolloutVersion),

@@ -1,6 +1,6 @@
 import { create, toBinary } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
-import { DomainError, invalidArgument } from "../domain/errors.js";
+import { invalidArgument } from "../domain/errors.js";
 import type { RolloutHealth as RolloutHealthDomain } from "../domain/health.js";
 import type { Variant } from "../domain/rollout.js";
 import { route, type RouteTable } from "../domain/routing.js";
@@ -9,7 +9,6 @@ import { validateKey, validateName } from "../domain/validation.js";
 import { validateOutcomes } from "../domain/outcome.js";
 import {
   DecisionService,
-  HealthUpdateSchema,
   RecordOutcomeResponseSchema,
   StreamOutcomesResponseSchema,
   type RecordOutcomeRequest,
@@ -18,13 +17,22 @@ import {
   type RouteBatchRequest,
   type RouteBatchResponse,
   type RouteRequest,
-  type RouteResponse,
+  type HealthUpdateSchema,
+  type RecordOutcomeRequestSchema,
+  type RouteBatchRequestSchema,
+  type RouteRequestSchema,
+  type RouteResponseSchema,
+  type WatchHealthRequestSchema,
+  type WatchRoutesRequestSchema,
+  type WatchRoutesResponseSchema,
 } from "../../gen/rollgate/v1/decision_service_pb.js";
 import { RolloutHealthSchema, type RolloutHealth } from "../../gen/rollgate/v1/health_pb.js";
 import { healthToProto, outcomeFromProto, routeToProto } from "./convert.js";
 import type { Engine, HealthChange } from "./engine.js";
 import { withErrorMapping } from "./errors.js";
-import { encodeRouteBatch, encodeRouteResponse, type BatchCounts } from "./wire-encoding.js";
+import { connectMethodsOf, type HotServerStream, type HotUnary } from "./hot-method.js";
+import { createRoutesFeed, encodeRoutesMessage, routesMessageToProto, type RoutesFeed, type RoutesMessage } from "./watch-routes.js";
+import { encodeHealthUpdate, encodeRouteBatch, encodeRouteResponse, type BatchCounts } from "./wire-encoding.js";
 
 /** Keys per RouteBatch call. */
 export const MAX_BATCH_KEYS = 1000;
@@ -39,6 +47,8 @@ export interface DecisionObserver {
 export interface DecisionServiceOptions {
   readonly engine: Engine;
   readonly observer?: DecisionObserver;
+  /** WatchRoutes' feed, shared with the gRPC fast path (one is made when absent). */
+  readonly routes?: RoutesFeed;
 }
 
 /**
@@ -59,14 +69,31 @@ function checkRollout(engine: Engine, rollout: string): void {
   routeTableOf(engine, rollout);
 }
 
+/** The hot methods of DecisionService: one entry each, from which every serving path is built. */
+export interface DecisionHotMethods {
+  readonly route: HotUnary<typeof RouteRequestSchema, typeof RouteResponseSchema>;
+  readonly routeBatch: HotUnary<typeof RouteBatchRequestSchema, typeof RouteBatchResponseSchema>;
+  readonly recordOutcome: HotUnary<typeof RecordOutcomeRequestSchema, typeof RecordOutcomeResponseSchema>;
+  readonly watchHealth: HotServerStream<typeof WatchHealthRequestSchema, typeof HealthUpdateSchema, NumberedHealth>;
+  readonly watchRoutes: HotServerStream<typeof WatchRoutesRequestSchema, typeof WatchRoutesResponseSchema, RoutesMessage>;
+}
+
+/** One WatchHealth message before encoding: its place in the stream (from 1) and the change. */
+export interface NumberedHealth {
+  readonly seq: number;
+  readonly change: HealthChange;
+}
+
 /**
- * The hot-path handlers as plain synchronous functions: request message in, response message
- * out, domain errors thrown. The Connect service below and the server's raw HTTP/2 gRPC fast
- * path both call these, so the two paths cannot drift apart.
+ * Returns the hot-method table of DecisionService (see hot-method.ts): Route, RouteBatch,
+ * RecordOutcome and WatchHealth. The Connect service below and the server's gRPC fast path are
+ * both built from it.
  */
-export function createDecisionHandlers(opts: DecisionServiceOptions) {
+export function createDecisionHotMethods(opts: DecisionServiceOptions): DecisionHotMethods {
   const { engine } = opts;
   const observer = opts.observer ?? { routed: () => undefined };
+  const routes = opts.routes ?? createRoutesFeed({ engine });
+  const m = DecisionService.method;
 
   /** Validates a Route request and returns its table and decision. */
   function routeOne(req: RouteRequest) {
@@ -95,51 +122,89 @@ export function createDecisionHandlers(opts: DecisionServiceOptions) {
     if (counts.canary > 0) observer.routed(rollout, "canary", counts.canary);
   }
 
+  /** RecordOutcome: a batch of outcomes into the rollout's windows, all or nothing. */
+  function recordOutcome(req: RecordOutcomeRequest): RecordOutcomeResponse {
+    checkRollout(engine, req.rollout);
+    const samples = validateOutcomes(req.outcomes.map(outcomeFromProto));
+    return create(RecordOutcomeResponseSchema, engine.recordOutcomes(req.rollout, samples));
+  }
+
   return {
     /** Route: where one key goes. */
-    route(req: RouteRequest): RouteResponse {
-      return routeToProto(routeOne(req).decision);
-    },
-
-    /** Route, answered as RouteResponse bytes (the gRPC fast path). */
-    routeBinary(req: RouteRequest): Uint8Array {
-      const { table, decision } = routeOne(req);
-      return encodeRouteResponse(table, decision);
+    route: {
+      kind: "unary",
+      method: m.route,
+      message: (req) => routeToProto(routeOne(req).decision),
+      bytes(req) {
+        const { table, decision } = routeOne(req);
+        return encodeRouteResponse(table, decision);
+      },
     },
 
     /** RouteBatch: where each of up to 1,000 keys goes, all under one rollout version. */
-    routeBatch(req: RouteBatchRequest): RouteBatchResponse {
-      const table = batchTable(req);
-      const counts: BatchCounts = { stable: 0, canary: 0 };
-      const results = req.keys.map((k) => {
-        const d = route(table, k);
-        counts[d.variant] += 1;
-        return routeToProto(d);
-      });
-      countBatch(req.rollout, counts);
-      return create(RouteBatchResponseSchema, { results });
+    routeBatch: {
+      kind: "unary",
+      method: m.routeBatch,
+      message(req): RouteBatchResponse {
+        const table = batchTable(req);
+        const counts: BatchCounts = { stable: 0, canary: 0 };
+        const results = req.keys.map((k) => {
+          const d = route(table, k);
+          counts[d.variant] += 1;
+          return routeToProto(d);
+        });
+        countBatch(req.rollout, counts);
+        return create(RouteBatchResponseSchema, { results });
+      },
+      bytes(req) {
+        const table = batchTable(req);
+        const counts: BatchCounts = { stable: 0, canary: 0 };
+        const bytes = encodeRouteBatch(table, req.keys, counts);
+        countBatch(req.rollout, counts);
+        return bytes;
+      },
     },
 
-    /** RouteBatch, answered as RouteBatchResponse bytes (the gRPC fast path). */
-    routeBatchBinary(req: RouteBatchRequest): Uint8Array {
-      const table = batchTable(req);
-      const counts: BatchCounts = { stable: 0, canary: 0 };
-      const bytes = encodeRouteBatch(table, req.keys, counts);
-      countBatch(req.rollout, counts);
-      return bytes;
+    recordOutcome: {
+      kind: "unary",
+      method: m.recordOutcome,
+      message: recordOutcome,
+      bytes: (req) => toBinary(RecordOutcomeResponseSchema, recordOutcome(req)),
     },
 
-    /** RecordOutcome: a batch of outcomes into the rollout's windows, all or nothing. */
-    recordOutcome(req: RecordOutcomeRequest): RecordOutcomeResponse {
-      checkRollout(engine, req.rollout);
-      const samples = validateOutcomes(req.outcomes.map(outcomeFromProto));
-      return create(RecordOutcomeResponseSchema, engine.recordOutcomes(req.rollout, samples));
+    /**
+     * WatchHealth: the current health first, then every change, numbered from 1 here for every
+     * path. Each health is converted and encoded once however many streams carry it, so a stream
+     * pays only for its own seq.
+     */
+    watchHealth: {
+      kind: "server_streaming",
+      method: m.watchHealth,
+      open(req, signal) {
+        // Validates at once (watchHealthChanges throws NOT_FOUND before returning).
+        const changes = watchHealthChanges(engine, req.rollout, signal);
+        return (async function* () {
+          let seq = 0;
+          for await (const change of changes) yield { seq: ++seq, change };
+        })();
+      },
+      message: ({ seq, change }) => ({ seq: BigInt(seq), health: healthOnWire(change.health), deleted: change.deleted }),
+      bytes: ({ seq, change }) => encodeHealthUpdate(seq, healthBytesOf(change.health), change.deleted),
+    },
+
+    /**
+     * WatchRoutes: a snapshot of the watched rollouts' routing state, then every committed change
+     * (see watch-routes.ts). Each RouteState is encoded once however many streams carry it.
+     */
+    watchRoutes: {
+      kind: "server_streaming",
+      method: m.watchRoutes,
+      open: (req, signal) => routes.watch(req, signal),
+      message: routesMessageToProto,
+      bytes: encodeRoutesMessage,
     },
   };
 }
-
-/** The hot-path handler functions. */
-export type DecisionHandlers = ReturnType<typeof createDecisionHandlers>;
 
 /**
  * Wire form of each published health, converted once however many WatchHealth streams carry it
@@ -188,14 +253,14 @@ export function watchHealthChanges(engine: Engine, rolloutName: string, signal: 
   })();
 }
 
-/** Returns the DecisionService implementation (DESIGN §2) over the shared handlers. */
-export function createDecisionService(opts: DecisionServiceOptions): ServiceImpl<typeof DecisionService> {
+/**
+ * Returns the DecisionService implementation (docs/design.md §2): the hot methods from their table
+ * (`hot`, or one built from `opts`), the rest written here.
+ */
+export function createDecisionService(opts: DecisionServiceOptions & { readonly hot?: DecisionHotMethods }): ServiceImpl<typeof DecisionService> {
   const { engine } = opts;
-  const h = createDecisionHandlers(opts);
   const impl: ServiceImpl<typeof DecisionService> = {
-    route: async (req) => h.route(req),
-    routeBatch: async (req) => h.routeBatch(req),
-    recordOutcome: async (req) => h.recordOutcome(req),
+    ...connectMethodsOf(opts.hot ?? createDecisionHotMethods(opts)),
 
     async streamOutcomes(messages) {
       let rollout = "";
@@ -219,19 +284,6 @@ export function createDecisionService(opts: DecisionServiceOptions): ServiceImpl
     async health(req) {
       checkRollout(engine, req.rollout);
       return { health: healthToProto(engine.health(req.rollout)) };
-    },
-
-    async *watchHealth(req, ctx) {
-      let seq = 0n;
-      for await (const c of watchHealthChanges(engine, req.rollout, ctx.signal)) {
-        yield create(HealthUpdateSchema, { seq: ++seq, health: healthOnWire(c.health), deleted: c.deleted });
-      }
-    },
-
-    // The contract is in proto/; the stream itself arrives with local evaluation (issue 11).
-    // eslint-disable-next-line require-yield
-    async *watchRoutes() {
-      throw new DomainError("unavailable", "WatchRoutes is not served yet");
     },
   };
   return withErrorMapping(DecisionService, impl);

@@ -2,9 +2,8 @@ import { create, type DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { isDomainError, type DomainErrorKind } from "../domain/errors.js";
 import { requestIdKey } from "./context.js";
-import { actionToProto } from "./convert.js";
+import { gateStatusToProto } from "./convert.js";
 import { AllowedTransitionsSchema, FieldViolationsSchema, PromotionBlockedSchema } from "../../gen/rollgate/v1/errors_pb.js";
-import { GateStatusSchema, Verdict } from "../../gen/rollgate/v1/health_pb.js";
 
 /** The wire code of each domain error kind; locked by a table test. */
 export const CODE_OF: Readonly<Record<DomainErrorKind, Code>> = {
@@ -43,18 +42,7 @@ export function toConnectError(e: unknown, requestId: string): ConnectError {
       details.push({ desc: AllowedTransitionsSchema, value: create(AllowedTransitionsSchema, { allowed: [...e.details.allowed] }) });
     }
     if (e.details.gates !== undefined) {
-      const gates = e.details.gates.map((g) =>
-        create(GateStatusSchema, {
-          name: g.name,
-          kind: g.kind,
-          onBreach: actionToProto(g.onBreach),
-          observed: g.observed,
-          threshold: g.threshold,
-          samples: BigInt(g.samples),
-          verdict: g.verdict === "FAIL" ? Verdict.FAIL : g.verdict === "INCONCLUSIVE" ? Verdict.INCONCLUSIVE : Verdict.UNSPECIFIED,
-          message: g.message,
-        }),
-      );
+      const gates = e.details.gates.map(gateStatusToProto);
       details.push({ desc: PromotionBlockedSchema, value: create(PromotionBlockedSchema, { gates }) });
     }
     return new ConnectError(e.message, CODE_OF[e.kind], undefined, details);

@@ -24,13 +24,7 @@ interface Pending<T> {
 }
 
 function pendingOf<T>(backlog: Backlog<T>): Pending<T> {
-  if (backlog.kind === "queue") {
-    const items: T[] = [];
-    return {
-      push: (item) => items.length < backlog.max && items.push(item) > 0,
-      shift: () => items.shift(),
-    };
-  }
+  if (backlog.kind === "queue") return queueOf<T>(backlog.max);
   const byKey = new Map<string, T>();
   return {
     push(item) {
@@ -45,6 +39,41 @@ function pendingOf<T>(backlog: Backlog<T>): Pending<T> {
       if (first.done === true) return undefined;
       byKey.delete(first.value[0]);
       return first.value[1];
+    },
+  };
+}
+
+/**
+ * Returns a FIFO of at most `max` items whose push and shift are O(1) however long the backlog:
+ * a ring over an array that grows by doubling up to `max`. Array.prototype.shift moves every
+ * remaining item, so draining a backlog of n cost O(n²).
+ */
+function queueOf<T>(max: number): Pending<T> {
+  let ring: (T | undefined)[] = new Array<T | undefined>(Math.min(max, 16));
+  let head = 0;
+  let size = 0;
+  return {
+    push(item) {
+      if (size >= max) return false;
+      if (size === ring.length) {
+        // Full but below max: unroll into a larger ring, oldest first.
+        const next = new Array<T | undefined>(Math.min(max, ring.length * 2));
+        for (let i = 0; i < size; i++) next[i] = ring[(head + i) % ring.length];
+        ring = next;
+        head = 0;
+      }
+      ring[(head + size) % ring.length] = item;
+      size++;
+      return true;
+    },
+    shift() {
+      if (size === 0) return undefined;
+      const item = ring[head];
+      // Drop the reference so a delivered item can be collected.
+      ring[head] = undefined;
+      head = (head + 1) % ring.length;
+      size--;
+      return item;
     },
   };
 }

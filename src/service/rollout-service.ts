@@ -10,7 +10,6 @@ import {
   validateName,
   validateReason,
   validateWeight,
-  type GateValidator,
   type RolloutSpecInput,
 } from "../domain/validation.js";
 import {
@@ -29,7 +28,6 @@ import { KEEPALIVE, withKeepalive } from "./keepalive.js";
 /** Options of the control-plane service. */
 export interface RolloutServiceOptions {
   readonly engine: Engine;
-  readonly validateGates: GateValidator;
   /** Keep-alive period of WatchEvents; at most 20 s so proxies don't cut quiet streams. */
   readonly keepaliveMs?: number;
 }
@@ -49,11 +47,11 @@ function nameOf(name: string): string {
   return name;
 }
 
-/** Returns the RolloutService implementation: the control plane (DESIGN §2). */
+/** Returns the RolloutService implementation: the control plane (docs/design.md §2). */
 export function createRolloutService(opts: RolloutServiceOptions): ServiceImpl<typeof RolloutService> {
-  const { engine, validateGates } = opts;
+  const { engine } = opts;
   const keepaliveMs = Math.min(opts.keepaliveMs ?? 15_000, 20_000);
-  const normalize = (input: RolloutSpecInput): RolloutSpec => normalizeSpec(input, "rollout", validateGates);
+  const normalize = (input: RolloutSpecInput): RolloutSpec => normalizeSpec(input, "rollout");
 
   const impl: ServiceImpl<typeof RolloutService> = {
     async createRollout(req, ctx) {

@@ -6,6 +6,7 @@ import type { Variant } from "../domain/rollout.js";
 import { MIGRATIONS } from "./migrations.js";
 import { decodeRollout, encodeRollout } from "./rollout-codec.js";
 import type { Commit, EventQuery, Store, StoredRollout, WindowBucketRow, WindowFlush } from "./store.js";
+import { checkVersion, versionRequirement } from "./version-check.js";
 
 interface EventRow {
   seq: bigint;
@@ -20,17 +21,41 @@ interface EventRow {
   hash: string;
 }
 
+/** The database file could not be opened or migrated; `path` is the file, `cause` the reason. */
+export class StoreOpenError extends Error {
+  override readonly name = "StoreOpenError";
+  constructor(
+    readonly path: string,
+    cause: unknown,
+  ) {
+    super(`cannot open the SQLite database ${path}: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+  }
+}
+
+function openDatabase(path: string): Database.Database {
+  let db: Database.Database | undefined;
+  try {
+    if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
+    db = new Database(path);
+    db.pragma("journal_mode = WAL");
+    db.pragma("synchronous = FULL");
+    db.pragma("busy_timeout = 5000");
+    migrate(db);
+    return db;
+  } catch (e) {
+    db?.close();
+    // SQLite's own words ("file is not a database") name no file: say which one.
+    throw new StoreOpenError(path, e);
+  }
+}
+
 /**
  * Opens (creating if needed) the SQLite store at `path` (":memory:" for tests): WAL journal,
- * synchronous FULL so a committed change survives power loss, migrations applied.
+ * synchronous FULL so a committed change survives power loss, migrations applied. Throws a
+ * StoreOpenError naming the path when the file cannot be opened as a database.
  */
 export function openSqliteStore(path: string): Store {
-  if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
-  const db = new Database(path);
-  db.pragma("journal_mode = WAL");
-  db.pragma("synchronous = FULL");
-  db.pragma("busy_timeout = 5000");
-  migrate(db);
+  const db = openDatabase(path);
 
   const st = {
     putRollout: db.prepare(
@@ -38,6 +63,7 @@ export function openSqliteStore(path: string): Store {
         "ON CONFLICT (name) DO UPDATE SET version = excluded.version, data = excluded.data, updated_at = excluded.updated_at",
     ),
     deleteRollout: db.prepare("DELETE FROM rollouts WHERE name = ?"),
+    rolloutVersion: db.prepare<[string], { version: number }>("SELECT version FROM rollouts WHERE name = ?"),
     deleteBuckets: db.prepare("DELETE FROM window_buckets WHERE rollout = ?"),
     deleteVariantBuckets: db.prepare("DELETE FROM window_buckets WHERE rollout = ? AND variant = ?"),
     deleteAnalysis: db.prepare("DELETE FROM analysis_state WHERE rollout = ?"),
@@ -70,6 +96,8 @@ export function openSqliteStore(path: string): Store {
   };
 
   const commitTx = db.transaction((change: Commit): AuditEvent[] => {
+    const req = versionRequirement(change);
+    if (req !== undefined) checkVersion(req, st.rolloutVersion.get(req.name)?.version);
     if (change.put !== undefined) {
       const r = change.put;
       st.putRollout.run(r.name, r.version, encodeRollout(r), r.updatedAt);

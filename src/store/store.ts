@@ -9,6 +9,16 @@ export interface Commit {
   readonly remove?: string;
   /** Events to append, in order; the store gives them sequence numbers and chain hashes. */
   readonly events: readonly NewEvent[];
+  /**
+   * The version the stored rollout must be at for the change to apply (0: it must not exist),
+   * checked by the store itself in the same transaction, so that two writers on one database
+   * cannot both apply a change to the same version. Without it a `put` must still be newer than
+   * what is stored (every change bumps the version by one, so of two writers starting from the
+   * same version only the first succeeds), and a `remove` needs the rollout to exist. A mismatch
+   * fails the commit whole with a DomainError: `already_exists`, `not_found`, or `aborted`
+   * naming the stored version.
+   */
+  readonly expectedVersion?: number;
 }
 
 /** Which events to read. */

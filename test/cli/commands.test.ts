@@ -155,6 +155,23 @@ describe("usage and connection", () => {
     }
   });
 
+  it("--version prints the package version and exits 0", async () => {
+    const { version } = JSON.parse(readFileSync(join(repoRoot, "package.json"), "utf8")) as { version: string };
+    for (const flag of ["--version", "-V"]) expect(await runCli([flag])).toMatchObject({ code: 0, stdout: `${version}\n`, stderr: "" });
+  });
+
+  it("a command's --help lists the global options too", async () => {
+    for (const c of ["status", "promote", "events", "apply"]) {
+      const r = await runCli([c, "--help"]);
+      expect(r.code).toBe(0);
+      const global = r.stdout.slice(r.stdout.indexOf("Global Options:"));
+      expect(global).toMatch(/^Global Options:$/m);
+      for (const o of [/^  --server <url> .*\n.*env:\s+ROLLGATE_SERVER/m, /^  --token <token>\s+bearer token \(env: ROLLGATE_TOKEN\)$/m, /^  -o, --output <format>/m]) {
+        expect({ c, help: global }).toEqual({ c, help: expect.stringMatching(o) });
+      }
+    }
+  });
+
   it("an unreachable server exits 1 and says so", async () => {
     const probe = await startTestServer();
     const url = probe.url;

@@ -1,5 +1,5 @@
 import { existsSync } from "node:fs";
-import { createRollgateClient, type RollgateClient } from "@rollgate/client";
+import { createRollgateClient, type RollgateClient } from "rollgate-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cliPath, startTestServer, type TestServer } from "../helpers/servers.js";
 import { runCli, startCli } from "./run-cli.js";
@@ -82,6 +82,57 @@ describe("rollgate promote against the gates", () => {
     const forced = await rollgate(["promote", "blocked", "--force", "--reason", "hotfix verified by hand", "-o", "json"]);
     expect(forced.code).toBe(0);
     expect(JSON.parse(forced.stdout)).toMatchObject({ currentStep: 1, weightBp: 2500 });
+  });
+});
+
+describe("what an operator reads when a rollout is refused or done", () => {
+  it("a refused promote: one short line, the gates once as a table (a vs-stable rule, not 0%), then the override by its flags", async () => {
+    const yaml = [
+      "name: refused",
+      "stableVersion: v1",
+      "canaryVersion: v2",
+      "gates:",
+      "  - { name: errors, minSamples: \"1000\", errorRate: { max: 0.05 } }",
+      "  - { name: vs-stable, minSamples: \"1000\", errorRate: { maxRatio: 1.2 } }",
+      "  - { name: p99, minSamples: \"1000\", latency: { quantile: 0.99, maxRatio: 1.5 } }",
+      "",
+    ].join("\n");
+    expect((await rollgate(["apply", "-f", "-"], yaml)).code).toBe(0);
+    const r = await rollgate(["promote", "refused", "--to", "staging"]);
+    expect(r).toMatchObject({ code: 1, stdout: "" });
+    const lines = r.stderr.trimEnd().split("\n");
+    expect(lines[0]).toBe('rollgate promote: failed_precondition: promotion of "refused" refused');
+    expect(lines[1]).toBe("blocked by:");
+    expect(lines[2]).toMatch(/^GATE\s+KIND\s+OBSERVED\s+THRESHOLD\s+BASELINE\s+SAMPLES\s+VERDICT\s+BREACHES\s+ON BREACH$/);
+    expect(lines[3]).toMatch(/^errors\s+error_rate\s+-\s+5%\s+-\s+0\s+INCONCLUSIVE\s+0\s+ROLLBACK$/);
+    expect(lines[4]).toMatch(/^vs-stable\s+error_rate\s+-\s+stable × 1\.2\s+-\s+0\s+INCONCLUSIVE\s+0\s+ROLLBACK$/);
+    expect(lines[5]).toMatch(/^p99\s+latency\s+-\s+stable × 1\.5\s+-\s+0\s+INCONCLUSIVE\s+0\s+ROLLBACK$/);
+    expect(lines[6]).toBe('to promote anyway: rollgate promote refused --to staging --force --reason "…" (the reason goes to the audit log)');
+    expect(lines).toHaveLength(7);
+    // Each gate once, no line of a paragraph's length.
+    for (const gate of ["errors", "vs-stable", "p99"]) expect(r.stderr.split(gate).length - 1).toBe(1);
+    expect(Math.max(...lines.map((l) => l.length))).toBeLessThan(120);
+  });
+
+  it("a rolled-back rollout shows where keys go and what can be done, not a live score or a next action; resume in the cooldown says what is possible", async () => {
+    await gated("settled");
+    expect((await rollgate(["rollback", "settled", "--reason", "pager"])).code).toBe(0);
+    const r = await rollgate(["status", "settled"]);
+    expect(r.code).toBe(0);
+    const lines = r.stdout.trimEnd().split("\n");
+    expect(lines[0]).toMatch(/^settled\s+v1 → v2\s+ROLLED_BACK$/);
+    expect(lines[1]).toMatch(/^\[░{30}\] 0%\s+rolled_back$/);
+    expect(lines[2]).toBe("rolled back: every key gets stable v1; not judged, gates do not act");
+    expect(lines[3]).toMatch(/^next: rollgate resume settled --reason "…" once the cooldown ends \(in (29m\d\ds|30m00s)\), or apply a new canaryVersion now$/);
+    expect(r.stdout).not.toMatch(/^health /m);
+    expect(r.stdout).not.toMatch(/^next action:/m);
+    expect(r.stdout).toMatch(/^gates over the current window \(for the record; not acting\):$/m);
+
+    const resume = await rollgate(["resume", "settled", "--reason", "try again"]);
+    expect(resume.code).toBe(1);
+    expect(resume.stderr).toMatch(
+      /^rollgate resume: failed_precondition: rollout "settled" is ROLLED_BACK and in its cooldown until \S+Z \((29|30) min from now\): resume it then, or start over now by setting a new canary_version; until then the only stage change allowed: HALTED\n$/,
+    );
   });
 });
 

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { analysisStateChanged, evaluate, initialAnalysisState, parseAnalysisState, type AnalysisState, type Evaluation } from "../../src/domain/analysis.js";
 import { manualClock, type ManualClock } from "../../src/domain/clock.js";
+import { consequence, startsAfresh } from "../../src/domain/decision.js";
 import * as machine from "../../src/domain/rollout-machine.js";
 import type { Analysis, Gate, Rollout, Step } from "../../src/domain/rollout.js";
 import { aggregate, clear, createWindow, type SlidingWindow } from "../../src/domain/sliding-window.js";
@@ -58,33 +59,15 @@ function tick(s: Sim, load: Load = HEALTHY): Evaluation {
   return ev;
 }
 
-/** Applies an evaluation's decision as the engine would, through the rollout state machine. */
+/** Applies what an evaluation causes (decision.ts), with the evidence reset the engine applies with it. */
 function apply(s: Sim, ev: Evaluation): void {
-  if (ev.dryRun) return;
-  const actor = { ...evaluator, now: s.clock.now() };
-  const r = s.rollout;
-  switch (ev.decision) {
-    case "promote":
-      s.rollout = machine.promote(r, "next_step", actor).rollout;
-      break;
-    case "rollback":
-      s.rollout = machine.rollback(r, actor, true).rollout;
-      clear(s.canary);
-      break;
-    case "emergency_stop":
-      s.rollout = machine.halt(r, actor).rollout;
-      break;
-    case "step_back":
-      s.rollout = machine.stepBack(r, actor).rollout;
-      break;
-    case "scale_down":
-      s.rollout = machine.scaleDown(r, actor).rollout;
-      break;
-    case "hold":
-      if (ev.pause) s.rollout = machine.pause(r, actor).rollout;
-      break;
-    case "continue":
-      break;
+  const { transition } = consequence(s.rollout, ev, { ...evaluator, now: s.clock.now() });
+  if (transition === undefined) return;
+  const prev = s.rollout;
+  s.rollout = transition.rollout;
+  if (startsAfresh(prev, s.rollout)) {
+    clear(s.canary);
+    s.state = initialAnalysisState();
   }
 }
 

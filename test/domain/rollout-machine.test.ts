@@ -72,7 +72,7 @@ describe("promote", () => {
   });
 });
 
-describe("the transition table of DESIGN §3", () => {
+describe("the transition table of docs/design.md §3", () => {
   const ops: Record<string, (r: Rollout) => m.Transition> = {
     next_step: (r) => m.promote(r, "next_step", op()),
     staging: (r) => m.promote(r, "staging", op()),

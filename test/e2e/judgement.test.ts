@@ -1,6 +1,6 @@
 import { join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import * as grpc from "@grpc/grpc-js";
+import Database from "better-sqlite3";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { DecisionService, type HealthUpdate } from "../../gen/rollgate/v1/decision_service_pb.js";
 import { Stage } from "../../gen/rollgate/v1/rollout_pb.js";
@@ -80,8 +80,14 @@ describe("judgement end to end (1 s interval)", () => {
     expect(health.health.samples).toEqual({ stable: "60", canary: "60" });
     expect(health.health.gates[0]!.verdict).toBe("VERDICT_PASS");
     expect(health.health.recommendation).toBe("RECOMMENDATION_HEALTHY");
-    // -max-time ends the stream after a couple of evaluations; the first messages are on stdout.
-    const w = await grpcurl(["-plaintext", "-max-time", "2.5", "-d", '{"rollout":"cli"}', server.address, "rollgate.v1.DecisionService/WatchHealth"]);
+    // The watch of one rollout ends after its deletion: delete it once grpcurl is subscribed,
+    // rather than cutting the stream after a guessed time.
+    await expect.poll(() => server.engine.subscribers().health, { timeout: 20_000 }).toBe(0);
+    const watching = grpcurl(["-plaintext", "-d", '{"rollout":"cli"}', server.address, "rollgate.v1.DecisionService/WatchHealth"]);
+    await expect.poll(() => server.engine.subscribers().health, { timeout: 20_000 }).toBe(1);
+    await connectJson(server.url, "rollgate.v1.RolloutService/DeleteRollout", { name: "cli", reason: "watched" });
+    const w = await watching;
+    expect(w.code).toBe(0);
     const seqs = [...w.stdout.matchAll(/"seq": "(\d+)"/g)].map((m) => Number(m[1]));
     expect(seqs.slice(0, 2)).toEqual([1, 2]);
   });
@@ -103,6 +109,20 @@ describe("judgement end to end (1 s interval)", () => {
   });
 });
 
+/**
+ * Resolves once a flush has written a rollout's window buckets, both variants, to the database
+ * file: the server's own durable state, read as the next server will read it.
+ */
+async function flushedToDisk(dbPath: string, rollout: string): Promise<void> {
+  const db = new Database(dbPath, { readonly: true, fileMustExist: true });
+  try {
+    const variants = db.prepare<[string], { n: number }>("SELECT COUNT(DISTINCT variant) AS n FROM window_buckets WHERE rollout = ?");
+    await expect.poll(() => variants.get(rollout)?.n, { timeout: 30_000, interval: 50 }).toBe(2);
+  } finally {
+    db.close();
+  }
+}
+
 describe("a restart keeps the window", () => {
   const tmp = tempDir();
   const running: ServerProcess[] = [];
@@ -118,7 +138,8 @@ describe("a restart keeps the window", () => {
     const url = `http://127.0.0.1:${first.port}`;
     await connectJson(url, "rollgate.v1.RolloutService/CreateRollout", create("kept", { analysis: { interval: "10s", window: "300s" } }));
     await connectJson(url, "rollgate.v1.DecisionService/RecordOutcome", { rollout: "kept", outcomes: [...canary(300, 0.1), ...stable(500)] });
-    await sleep(1500); // one flush
+    // One flush writes every dirty bucket in one transaction; wait for it rather than for a second.
+    await flushedToDisk(db, "kept");
     first.child.kill("SIGKILL");
     await first.exited;
     const second = await spawnServer(["--listen", "127.0.0.1:0", "--db", db]);

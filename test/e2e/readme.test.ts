@@ -1,7 +1,6 @@
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { grpcurlPath } from "../helpers/grpcurl.js";
 import { cliPath, repoRoot, startTestServer, type TestServer } from "../helpers/servers.js";
@@ -71,14 +70,17 @@ describe("README walkthroughs", () => {
     const [apply, feed] = blocksOf("Watch a bad canary roll back");
     const applied = await run(apply!);
     expect({ status: applied.status, out: applied.out }).toMatchObject({ status: 0, out: expect.stringContaining("rollout/cart created") });
+    // Wait for the rollback itself (the audit event), not for a guessed time.
+    const live = server.engine.subscribeEvents("cart");
+    const rolledBack = (async () => {
+      for await (const e of live) if (e.type === "rolled_back") return;
+    })();
     const fed = await run(feed!);
     expect(fed).toMatchObject({ status: 0 });
     expect(fed.out).toContain('{"accepted":400}');
-    let events = "";
-    for (let i = 0; i < 50 && !events.includes("rolled_back"); i++) {
-      await sleep(200);
-      events = (await run("npx rollgate events cart")).out;
-    }
+    await rolledBack;
+    live.close();
+    const events = (await run("npx rollgate events cart")).out;
     expect(events).toMatch(/gate_breach\s+evaluator\s+errors: canary error rate 0\.3 > max 0\.05/);
     expect(events).toMatch(/rolled_back\s+evaluator\s+errors: canary error rate 0\.3 > max 0\.05 for 2 consecutive evaluations/);
     const route = await run(`curl -s localhost:8080/rollgate.v1.DecisionService/Route -H 'content-type: application/json' -d '{"rollout":"cart","key":"k"}'`);

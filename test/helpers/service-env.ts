@@ -1,7 +1,6 @@
 import { createClient, createRouterTransport, type Client, type Interceptor } from "@connectrpc/connect";
 import { pino } from "pino";
 import { manualClock, type ManualClock } from "../../src/domain/clock.js";
-import { validateGates } from "../../src/domain/gates.js";
 import { authInterceptor, createAuthenticator } from "../../src/server/auth.js";
 import type { TokenEntry } from "../../src/server/config.js";
 import { createDecisionService } from "../../src/service/decision-service.js";
@@ -35,7 +34,7 @@ export async function serviceEnv(opts: { tokens?: TokenEntry[]; keepaliveMs?: nu
     createRouterTransport(
       (router) => {
         router.service(DecisionService, createDecisionService({ engine }));
-        router.service(RolloutService, createRolloutService({ engine, validateGates, keepaliveMs: opts.keepaliveMs ?? 15_000 }));
+        router.service(RolloutService, createRolloutService({ engine, keepaliveMs: opts.keepaliveMs ?? 15_000 }));
       },
       { router: { interceptors }, transport: { interceptors: extra } },
     );

@@ -1,6 +1,6 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
-import { DomainError, invalidArgument, notAllowed, type DomainErrorKind } from "../../src/domain/errors.js";
+import { DomainError, invalidArgument, notAllowed, promotionBlocked, type BlockingGate, type DomainErrorKind } from "../../src/domain/errors.js";
 import { CODE_OF, toConnectError } from "../../src/service/errors.js";
 import { AllowedTransitionsSchema, FieldViolationsSchema, PromotionBlockedSchema } from "../../gen/rollgate/v1/errors_pb.js";
 import { Verdict } from "../../gen/rollgate/v1/health_pb.js";
@@ -53,7 +53,7 @@ describe("toConnectError: the one place domain errors become wire codes", () => 
     expect(a.findDetails(AllowedTransitionsSchema)[0]!.allowed).toEqual(["HALTED", "ROLLED_BACK"]);
     const g = toConnectError(
       new DomainError("failed_precondition", "refused", {
-        gates: [{ name: "errors", kind: "error_rate", onBreach: "rollback", verdict: "FAIL", observed: 0.3, threshold: 0.05, samples: 200, minSamples: 100, message: "canary error rate 0.3 > max 0.05" }],
+        gates: [{ name: "errors", kind: "error_rate", onBreach: "rollback", verdict: "fail", observed: 0.3, threshold: 0.05, samples: 200, minSamples: 100, message: "canary error rate 0.3 > max 0.05" }],
       }),
       "r",
     );
@@ -67,5 +67,20 @@ describe("toConnectError: the one place domain errors become wire codes", () => 
       samples: 200n,
       message: "canary error rate 0.3 > max 0.05",
     });
+  });
+
+  it("refuses a blocked promotion naming each gate once, with its values in the details and the override spelt out", () => {
+    const gates: BlockingGate[] = [
+      { name: "errors", kind: "error_rate", onBreach: "rollback", verdict: "fail", observed: 0.3, threshold: 0.05, baseline: 0.01, samples: 200, minSamples: 100, message: "canary error rate 0.3 > max 0.05" },
+      { name: "p99", kind: "latency", onBreach: "hold", verdict: "inconclusive", observed: 0, threshold: 300, samples: 20, minSamples: 1000, message: "20 of 1000 samples" },
+    ];
+    const e = toConnectError(promotionBlocked("checkout", gates), "r");
+    expect(e.code).toBe(Code.FailedPrecondition);
+    expect(e.rawMessage).toBe('promotion of "checkout" refused by gates: errors FAIL, p99 INCONCLUSIVE; to override, promote with --force --reason "…" (force and reason in the API)');
+    const sent = e.findDetails(PromotionBlockedSchema)[0]!.gates;
+    expect(sent.map((g) => [g.name, g.verdict, g.onBreach, g.baseline])).toEqual([
+      ["errors", Verdict.FAIL, Action.ROLLBACK, 0.01],
+      ["p99", Verdict.INCONCLUSIVE, Action.HOLD, undefined],
+    ]);
   });
 });

@@ -33,6 +33,37 @@ describe("fan-out", () => {
     expect(f.size()).toBe(1);
   });
 
+  it("queue: keeps order through a large backlog, interleaved reads, ring growth and wrap-around", async () => {
+    const max = 40_000;
+    const f = createFanOut<number>({ kind: "queue", max });
+    const it = f.subscribe(() => true)[Symbol.asyncIterator]();
+    const expected: number[] = [];
+    let next = 0;
+    const publish = (n: number) => {
+      for (let i = 0; i < n; i++) {
+        f.publish(next);
+        expected.push(next++);
+      }
+    };
+    const got: number[] = [];
+    // Grow from empty to 30,000 pending, read some, refill past the ring's old end, drain.
+    publish(30_000);
+    got.push(...(await take(it, 7_777)));
+    publish(10_000);
+    got.push(...(await take(it, 20_000)));
+    publish(max - (next - got.length)); // exactly full again
+    got.push(...(await take(it, next - got.length)));
+    expect(got).toEqual(expected);
+    // Full means full: one more than max pending ends the subscriber, as before.
+    publish(max);
+    f.publish(-1);
+    got.length = 0;
+    got.push(...(await take(it, max)));
+    expect(got).toEqual(expected.slice(-max));
+    const err = await it.next().catch((e: unknown) => e);
+    expect((err as DomainError).kind).toBe("resource_exhausted");
+  });
+
   it("latest: keeps one pending item per key, the newest, in arrival order", async () => {
     const f = createFanOut<{ k: string; v: number }>({ kind: "latest", key: (x) => x.k });
     const it = f.subscribe(() => true)[Symbol.asyncIterator]();

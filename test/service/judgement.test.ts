@@ -63,6 +63,12 @@ async function interval(ms = 10 * SEC) {
   await env.engine.tick();
 }
 
+/** Returns how many outcomes each variant's window holds now, as Health reports them. */
+async function windowCounts(name: string): Promise<{ stable: number; canary: number }> {
+  const { health } = await env.decisions.health({ rollout: name });
+  return { stable: Number(health!.samples!.stable), canary: Number(health!.samples!.canary) };
+}
+
 async function fails(p: Promise<unknown>): Promise<ConnectError> {
   try {
     await p;
@@ -107,7 +113,7 @@ describe("RecordOutcome and StreamOutcomes", () => {
     }
     const tooMany = await fails(env.decisions.recordOutcome({ rollout: "a", outcomes: outcomes(Variant.CANARY, 10_001, 0, r) }));
     expect(tooMany.rawMessage).toBe("outcomes: must hold 1..10000 outcomes");
-    expect(env.engine.windowCounts("a")).toEqual({ stable: 0, canary: 0 });
+    expect(await windowCounts("a")).toEqual({ stable: 0, canary: 0 });
     expect((await fails(env.decisions.recordOutcome({ rollout: "ghost", outcomes: batch }))).code).toBe(Code.NotFound);
   });
 
@@ -136,7 +142,7 @@ describe("RecordOutcome and StreamOutcomes", () => {
     }
     const res = await env.decisions.streamOutcomes(messages());
     expect(res).toMatchObject({ accepted: 500n, ignored: 0n, batches: 2n });
-    expect(env.engine.windowCounts("a")).toEqual({ stable: 200, canary: 300 });
+    expect(await windowCounts("a")).toEqual({ stable: 200, canary: 300 });
     async function* bad() {
       yield { rollout: "a", outcomes: outcomes(Variant.CANARY, 5, 0, r) };
       yield { outcomes: [create(OutcomeSchema, { variant: Variant.CANARY, latencyMs: -5 })] };
@@ -156,7 +162,7 @@ describe("the evaluator through the API (simulated clock)", () => {
       await interval();
       stages.push((await env.rollouts.getRollout({ name: "bad" })).rollout!.stage);
       // The canary's window is emptied by the rollback.
-      if (stages.at(-1) === Stage.ROLLED_BACK && stages.length === 3) expect(env.engine.windowCounts("bad").canary).toBe(0);
+      if (stages.at(-1) === Stage.ROLLED_BACK && stages.length === 3) expect((await windowCounts("bad")).canary).toBe(0);
     }
     expect(stages).toEqual([Stage.CANARY, Stage.CANARY, Stage.ROLLED_BACK, Stage.ROLLED_BACK, Stage.ROLLED_BACK]);
     const route = await env.decisions.route({ rollout: "bad", key: "anyone" });
@@ -345,6 +351,25 @@ describe("Health and WatchHealth", () => {
     expect(Number(bad.nextActionAt!.seconds) * 1000).toBe(env.clock.now() + 10 * SEC);
   });
 
+  it("shows fresh breach counts right after a SetWeight, as the evaluator counts them", async () => {
+    env = await serviceEnv();
+    await env.rollouts.createRollout({ rollout: rollout("sw", { gates: [errorGate(0.05)], analysis: { consecutiveBreaches: 3 } }) });
+    const r = rng(21);
+    await env.decisions.recordOutcome({ rollout: "sw", outcomes: [...outcomes(Variant.CANARY, 200, 0.3, r), ...outcomes(Variant.STABLE, 200, 0.01, r)] });
+    await interval();
+    const before = (await env.decisions.health({ rollout: "sw" })).health!;
+    expect(before.gates[0]!.consecutiveBreaches).toBe(1);
+    // A new weight is a new step for the evaluator: its counts start afresh, and Health says so.
+    await env.rollouts.setWeight({ name: "sw", weightBp: 700, reason: "try 7%" });
+    const after = (await env.decisions.health({ rollout: "sw" })).health!;
+    expect(after).toMatchObject({ weightBp: 700, consecutiveBreaches: 0 });
+    expect(after.gates[0]).toMatchObject({ verdict: Verdict.FAIL, consecutiveBreaches: 0 });
+    await interval();
+    const next = (await env.decisions.health({ rollout: "sw" })).health!;
+    expect(next.gates[0]!.consecutiveBreaches).toBe(1);
+    expect((await env.rollouts.getRollout({ name: "sw" })).rollout!.stage).toBe(Stage.CANARY);
+  });
+
   it("streams the current health first, then every evaluation, with seq", async () => {
     env = await serviceEnv();
     await env.rollouts.createRollout({ rollout: rollout("w", { gates: [errorGate(0.05)], analysis: { consecutiveBreaches: 1 } }) });
@@ -485,7 +510,7 @@ describe("restart", () => {
       const r = rng(15);
       await env.decisions.recordOutcome({ rollout: "r", outcomes: [...outcomes(Variant.CANARY, 100, 0.4, r), ...outcomes(Variant.STABLE, 300, 0, r)] });
       await interval();
-      const before = env.engine.windowCounts("r");
+      const before = await windowCounts("r");
       const health = env.engine.health("r");
       expect(health.gates[0]!.consecutiveBreaches).toBe(1);
       await env.engine.flush();
@@ -494,7 +519,7 @@ describe("restart", () => {
 
       env = await serviceEnv({ store: openSqliteStore(path) });
       env.clock.set(now);
-      expect(env.engine.windowCounts("r")).toEqual(before);
+      expect(await windowCounts("r")).toEqual(before);
       expect((await env.rollouts.getRollout({ name: "r" })).rollout!).toMatchObject({ currentStep: 1, weightBp: 2500 });
       expect(env.engine.health("r").gates[0]!.consecutiveBreaches).toBe(1);
       // One more failing evaluation completes the breach begun before the restart.

@@ -71,6 +71,7 @@ describe("validation: INVALID_ARGUMENT naming the field, and nothing changes", (
     ["weight over 10000", { steps: [{ weightBp: 10001 }] }, "rollout.steps[0].weight_bp"],
     ["steps not increasing", { steps: [{ weightBp: 500 }, { weightBp: 500 }] }, "rollout.steps[1].weight_bp"],
     ["interval under 1s", { analysis: { interval: durationFromMs(500) } }, "rollout.analysis.interval"],
+    ["interval of 0s", { analysis: { interval: durationFromMs(0) } }, "rollout.analysis.interval"],
     ["window under one interval", { analysis: { interval: durationFromMs(10_000), window: durationFromMs(5000) } }, "rollout.analysis.window"],
     ["bad feature name", { features: { "no spaces": true } }, 'rollout.features["no spaces"]'],
   ];
@@ -82,6 +83,12 @@ describe("validation: INVALID_ARGUMENT naming the field, and nothing changes", (
     expect(violations!.violations[0]!.field).toBe(field);
     expect((await env.rollouts.listRollouts({})).rollouts).toEqual([]);
     expect(await env.store.lastSeq()).toBe(0);
+  });
+
+  it("takes the default interval when the analysis leaves it out, unlike an explicit 0s", async () => {
+    const { rollout: r } = await env.rollouts.createRollout({ rollout: rollout({ analysis: { window: durationFromMs(60_000) } }) });
+    expect(r!.analysis!.interval!.seconds).toBe(10n);
+    expect(r!.analysis!.window!.seconds).toBe(60n);
   });
 
   it("refuses a missing rollout", async () => {

@@ -158,3 +158,103 @@ def test_flush_requeues_while_unavailable() -> None:
     with pytest.raises(rollgate.OutcomeDeliveryError) as on_close:
         c.close()
     assert on_close.value.failures[0].code == grpc.StatusCode.UNAVAILABLE
+
+
+class Concurrency(grpc.UnaryUnaryClientInterceptor):
+    """Tracks how many unary calls run at once, from the moment it is armed."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.armed = False
+        self.now = self.max = self.n = 0
+
+    def intercept_unary_unary(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
+        with self.lock:
+            self.now += 1
+            if self.armed:
+                self.n += 1
+                self.max = max(self.max, self.now)
+        try:
+            return continuation(client_call_details, request)
+        finally:
+            with self.lock:
+                self.now -= 1
+
+
+def test_outage_probes_one_batch_at_a_time_then_delivers_everything(
+    server: RollgateServer, client: rollgate.Client, make_client: Callable[..., rollgate.Client]
+) -> None:
+    """After an UNAVAILABLE batch: one probe at a time, none sent as batches fill; the first through sends everything."""
+    from test_route import Forwarder
+
+    name = unique_name("outage")
+    create_rollout(client, name, analysis=fast_analysis())
+    port = free_port()
+    calls = Concurrency()
+    c = make_client(f"http://127.0.0.1:{port}", retry=rollgate.RetryPolicy(max_attempts=1), flush_interval=0.02, max_batch=10, interceptors=[calls])
+
+    def record(n: int) -> None:
+        for _ in range(n):
+            c.record_outcome(name, variant=rollgate.Variant.CANARY, success=True, latency_ms=1)
+
+    record(10)
+    eventually("the outage", lambda: (lambda s: s.outage and s.in_flight == 0)(c.outcome_stats()))
+    with calls.lock:
+        calls.armed = True
+    record(990)  # 99 batches' worth: none is sent as it fills
+    eventually("ten probes", lambda: calls.n >= 10)
+    assert calls.max == 1, f"{calls.max} calls at once during the outage, want one probe at a time"
+    s = c.outcome_stats()
+    assert (s.buffered + s.in_flight, s.sent, s.dropped) == (1000, 0, 0)
+
+    forwarder = Forwarder(port, server.port)
+    try:
+        eventually("everything delivered", lambda: sent_or_fail(c) == 1000)
+        s = c.outcome_stats()
+        assert (s.outage, s.buffered, s.accepted) == (False, 0, 1000)
+        wait_for_samples(client, name, 0, 1000)
+    finally:
+        forwarder.close()
+
+
+class Gate(grpc.UnaryUnaryClientInterceptor):
+    """Holds the first call made once armed until released."""
+
+    def __init__(self) -> None:
+        self.armed = False
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self._once = threading.Lock()
+
+    def intercept_unary_unary(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
+        if self.armed and self._once.acquire(blocking=False):
+            self.entered.set()
+            self.release.wait(30)
+        return continuation(client_call_details, request)
+
+
+def test_flush_waits_for_what_the_end_of_an_outage_sends(server: RollgateServer, client: rollgate.Client, make_client: Callable[..., rollgate.Client]) -> None:
+    """A flush that starts while the probe is on the wire returns once the batches its success sent are done."""
+    from test_route import Forwarder
+
+    name = unique_name("flush-outage")
+    create_rollout(client, name, analysis=fast_analysis())
+    port = free_port()
+    gate = Gate()
+    c = make_client(f"http://127.0.0.1:{port}", retry=rollgate.RetryPolicy(max_attempts=1), flush_interval=0.02, max_batch=10, interceptors=[gate])
+    for _ in range(1000):
+        c.record_outcome(name, variant=rollgate.Variant.CANARY, success=True, latency_ms=1)
+    eventually("the outage", lambda: (lambda s: s.outage and s.in_flight == 0)(c.outcome_stats()))
+    forwarder = Forwarder(port, server.port)
+    try:
+        gate.armed = True
+        assert gate.entered.wait(30), "no probe"
+        done = threading.Event()
+        threading.Thread(target=lambda: (c.flush(timeout=30), done.set()), daemon=True).start()
+        threading.Event().wait(0.1)  # let flush start waiting for the probe
+        gate.release.set()
+        assert done.wait(60), "flush did not return"
+        s = c.outcome_stats()
+        assert (s.sent, s.in_flight, s.buffered) == (1000, 0, 0), s
+    finally:
+        forwarder.close()

@@ -1,7 +1,7 @@
 /**
  * Returns the bucket 0..9999 of a key under a salt (bucketing spec v1) with WebCrypto.
  *
- * The same function as `bucket` from `@rollgate/client`, for browsers and other runtimes without
+ * The same function as `bucket` from `rollgate-client`, for browsers and other runtimes without
  * node:crypto; asynchronous because `crypto.subtle.digest` is.
  */
 export async function bucketAsync(salt: string, key: string): Promise<number> {

@@ -1,4 +1,5 @@
 import { create, equals } from "@bufbuild/protobuf";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { HealthUpdateSchema, type HealthUpdate } from "./gen/rollgate/v1/decision_service_pb.js";
 import { RolloutHealthSchema } from "./gen/rollgate/v1/health_pb.js";
@@ -42,8 +43,10 @@ export function isReconnectable(error: ConnectError): boolean {
  *
  * When a stream ends (cleanly, e.g. on a server restart, or with a transient error) it is
  * reopened after a backoff. WatchHealth starts each stream with the current health, so the
- * watch resumes where it was; an update identical to the last one seen for that rollout is
- * skipped, and `seq` is renumbered to stay strictly increasing across reconnects.
+ * watch resumes where it was. An update that is not newer than the last one delivered for its
+ * rollout is dropped (see `isNewer`): an older one (a stream that lagged behind, a server that
+ * restarted from an earlier state) or a repeat. `seq` is renumbered to stay strictly increasing
+ * across reconnects. The Go and Python clients drop the same updates.
  */
 export async function* watchHealthStream(open: OpenHealthStream, options: WatchHealthOptions = {}): AsyncGenerator<HealthUpdate> {
   const policy: RetryPolicy = {
@@ -65,7 +68,7 @@ export async function* watchHealthStream(open: OpenHealthStream, options: WatchH
           failures = 0;
           const name = update.health?.rollout ?? "";
           const previous = last.get(name);
-          if (previous !== undefined && sameState(previous, update)) continue;
+          if (!isNewer(previous, update)) continue;
           last.set(name, update);
           seq++;
           yield create(HealthUpdateSchema, { seq, deleted: update.deleted, ...(update.health === undefined ? {} : { health: update.health }) });
@@ -89,8 +92,24 @@ export async function* watchHealthStream(open: OpenHealthStream, options: WatchH
   }
 }
 
-function sameState(a: HealthUpdate, b: HealthUpdate): boolean {
-  if (a.deleted !== b.deleted) return false;
-  if (a.health === undefined || b.health === undefined) return a.health === b.health;
-  return equals(RolloutHealthSchema, a.health, b.health);
+/**
+ * Returns whether `next` should be delivered after `previous`, the last update delivered for its
+ * rollout: always when there is none or the deleted flag changed; otherwise when
+ * `health.evaluated_at` is later, or the same with different content (a state change, such as a
+ * promotion, without a new evaluation).
+ */
+export function isNewer(previous: HealthUpdate | undefined, next: HealthUpdate): boolean {
+  if (previous === undefined || previous.deleted !== next.deleted) return true;
+  const order = compareTimestamps(previous.health?.evaluatedAt, next.health?.evaluatedAt);
+  if (order !== 0) return order < 0;
+  if (previous.health === undefined || next.health === undefined) return previous.health !== next.health;
+  return !equals(RolloutHealthSchema, previous.health, next.health);
+}
+
+/** Returns a negative number when `a` is earlier than `b`, positive when later, 0 when equal (unset is the epoch). */
+function compareTimestamps(a: Timestamp | undefined, b: Timestamp | undefined): number {
+  const as = a?.seconds ?? 0n;
+  const bs = b?.seconds ?? 0n;
+  if (as !== bs) return as < bs ? -1 : 1;
+  return (a?.nanos ?? 0) - (b?.nanos ?? 0);
 }

@@ -3,6 +3,7 @@ import type { SecureClientSessionOptions } from "node:http2";
 import { DEFAULT_TIMEOUT_MS, interceptorsOf, type CommonClientOptions } from "./client-options.js";
 import { createClientFromTransport, type RollgateClient } from "./client.js";
 import { createFetchTransport } from "./fetch-transport.js";
+import { createLocalMode, type LocalModeOptions, type LocalRollgateClient } from "./local-client.js";
 
 /** Options of a rollgate client in Node. */
 export interface RollgateClientOptions extends CommonClientOptions {
@@ -36,6 +37,27 @@ export function createRollgateClient(options: RollgateClientOptions): RollgateCl
   return createClientFromTransport({ ...coreOf(options), transport, closeTransport: () => sessions.abort() });
 }
 
+/** Options of a client in local mode. */
+export interface LocalRollgateClientOptions extends RollgateClientOptions {
+  readonly local?: LocalModeOptions;
+}
+
+/**
+ * Returns a rollgate client in local mode: it holds the routing state of rollouts from a
+ * WatchRoutes stream and answers `route` in process, synchronously (see the README's "Local
+ * mode" for start-up, fallback and outage behaviour).
+ *
+ * ```ts
+ * const rollgate = createLocalRollgateClient({ baseUrl: "http://127.0.0.1:8080", token: process.env.ROLLGATE_TOKEN });
+ * await rollgate.ready();
+ * const { variant, version } = rollgate.route("checkout", userId);
+ * ```
+ */
+export function createLocalRollgateClient(options: LocalRollgateClientOptions): LocalRollgateClient {
+  const remote = createRollgateClient(options);
+  return createLocalMode(remote, (req, signal) => remote.decisions.watchRoutes(req, { signal, timeoutMs: 0 }), options.local);
+}
+
 function coreOf(options: RollgateClientOptions) {
   return {
     ...(options.outcomes === undefined ? {} : { outcomes: options.outcomes }),
@@ -60,3 +82,7 @@ export { DEFAULT_RETRY_POLICY } from "./retry.js";
 export type { RetryPolicy } from "./retry.js";
 export type { TokenSource } from "./bearer-token.js";
 export type { RouteReasonName, RouteResult, VariantName } from "./route-result.js";
+export { applyRoutesMessage, createLocalMode } from "./local-client.js";
+export type { LocalListener, LocalLogger, LocalModeOptions, LocalRollgateClient, LocalStats, OpenRoutesStream } from "./local-client.js";
+export { bucketFast, compileRouteState, MalformedStateError, routeTable } from "./local-routing.js";
+export type { LocalTable } from "./local-routing.js";

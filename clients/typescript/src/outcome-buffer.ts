@@ -24,7 +24,10 @@ export interface OutcomeBufferOptions {
   readonly flushIntervalMs?: number;
   /** Flush a rollout's outcomes as soon as this many are buffered; also the batch size. Default 500. */
   readonly maxBatch?: number;
-  /** Outcomes held at most (while the server is unreachable); past it the oldest are dropped. Default 100,000. */
+  /**
+   * Outcomes held at most, buffered and on the wire together (while the server is unreachable);
+   * past it the oldest buffered are dropped and counted in `dropped`. Default 100,000.
+   */
   readonly maxBuffered?: number;
   /** Told about every batch that failed in the background (flush() and close() reject instead). */
   readonly onError?: (error: ConnectError, batch: FailedBatch) => void;
@@ -103,12 +106,14 @@ export function createOutcomeBuffer(send: SendBatch, options: OutcomeBufferOptio
     inFlightCount += batch.length;
     const p = send(rollout, batch).then(
       (r) => {
+        inFlightCount -= batch.length;
         counters.sent += batch.length;
         counters.accepted += r.accepted;
         counters.ignored += r.ignored;
         counters.batches++;
       },
       (e: unknown) => {
+        inFlightCount -= batch.length;
         const error = ConnectError.from(e);
         const requeued = REQUEUE_CODES.has(error.code);
         if (requeued) {
@@ -126,7 +131,6 @@ export function createOutcomeBuffer(send: SendBatch, options: OutcomeBufferOptio
     const tracked = p
       .catch(() => undefined)
       .finally(() => {
-        inFlightCount -= batch.length;
         inFlight.delete(tracked);
         arm();
       });
@@ -134,11 +138,14 @@ export function createOutcomeBuffer(send: SendBatch, options: OutcomeBufferOptio
     return p;
   }
 
-  /** Drops the oldest outcomes while more than maxBuffered are held. */
+  /**
+   * Drops the oldest buffered outcomes while more than maxBuffered are held, counting those on
+   * the wire: through an outage the whole buffer stays within the bound.
+   */
   function trim(): void {
     for (const [rollout, queue] of queues) {
-      if (buffered <= maxBuffered) return;
-      const excess = Math.min(queue.length, buffered - maxBuffered);
+      if (buffered + inFlightCount <= maxBuffered) return;
+      const excess = Math.min(queue.length, buffered + inFlightCount - maxBuffered);
       queue.splice(0, excess);
       buffered -= excess;
       counters.dropped += excess;
@@ -186,7 +193,7 @@ export function createOutcomeBuffer(send: SendBatch, options: OutcomeBufferOptio
       if (queue === undefined) queues.set(rollout, (queue = []));
       queue.push(outcome);
       buffered++;
-      if (buffered > maxBuffered) trim();
+      if (buffered + inFlightCount > maxBuffered) trim();
       if (queue.length >= maxBatch) {
         queues.set(rollout, queue.slice(maxBatch));
         buffered -= maxBatch;

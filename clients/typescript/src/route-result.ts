@@ -4,8 +4,12 @@ import { Variant } from "./gen/rollgate/v1/rollout_pb.js";
 /** The side of a rollout a key goes to. */
 export type VariantName = "stable" | "canary";
 
-/** Why a key went where it did. */
-export type RouteReasonName = "weight" | "override" | "stage" | "rolled_back" | "halted" | "unspecified";
+/**
+ * Why a key went where it did. "fallback" only comes from local mode: it had no state for the
+ * rollout (not ready yet, or a rollout it does not know) or the key was invalid, and answered
+ * the configured fallback variant instead (see LocalStats.fallbacks).
+ */
+export type RouteReasonName = "weight" | "override" | "stage" | "rolled_back" | "halted" | "unspecified" | "fallback";
 
 /** Where a key goes, in plain values. */
 export interface RouteResult {

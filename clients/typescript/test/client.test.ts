@@ -213,7 +213,7 @@ describe("bearer tokens", () => {
   });
 });
 
-describe("the browser entry (@rollgate/client/web)", () => {
+describe("the browser entry (rollgate-client/web)", () => {
   it("routes over Connect with fetch only", async () => {
     const web = createWebClient({ baseUrl: server.url });
     try {

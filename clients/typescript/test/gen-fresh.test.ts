@@ -13,7 +13,7 @@ function listFiles(dir: string): string[] {
 }
 
 describe("generated code", () => {
-  it("src/gen is what buf generates from proto/rollgate today (run `npm run generate -w @rollgate/client`)", () => {
+  it("src/gen is what buf generates from proto/rollgate today (run `npm run generate -w rollgate-client`)", () => {
     const tmp = mkdtempSync(join(tmpdir(), "rollgate-client-gen-"));
     try {
       const template = readFileSync(join(root, "clients/typescript/buf.gen.yaml"), "utf8").replace(

@@ -3,7 +3,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
 import { HealthUpdateSchema, type HealthUpdate } from "../src/gen/rollgate/v1/decision_service_pb.js";
 import { RolloutHealthSchema } from "../src/gen/rollgate/v1/health_pb.js";
-import { watchHealthStream } from "../src/health-watch.js";
+import { isNewer, watchHealthStream } from "../src/health-watch.js";
 
 const update = (seq: number, score: number, rollout = "r"): HealthUpdate =>
   create(HealthUpdateSchema, { seq: BigInt(seq), health: create(RolloutHealthSchema, { rollout, score }) });
@@ -24,6 +24,13 @@ function scripted(connections: { updates: HealthUpdate[]; end?: ConnectError }[]
     })();
   return { open, opened: () => opened };
 }
+
+/** An update of rollout "r" evaluated at `second` (since the epoch), in `stage` (1 canary, 4 rolled back). */
+const at = (seq: number, second: number, score: number, stage = 1): HealthUpdate =>
+  create(HealthUpdateSchema, {
+    seq: BigInt(seq),
+    health: create(RolloutHealthSchema, { rollout: "r", score, stage, evaluatedAt: { seconds: BigInt(second), nanos: 0 } }),
+  });
 
 const fast = { reconnect: { initialBackoffMs: 1, maxBackoffMs: 2 } };
 
@@ -75,5 +82,34 @@ describe("watchHealthStream", () => {
       if (got.length === 3) break;
     }
     expect(got).toEqual(["1:a:1", "2:b:1", "3:a:0.2"]);
+  });
+
+  it("drops updates older than the last one delivered, not only repeats (as the Go and Python clients do)", async () => {
+    const s = scripted([
+      { updates: [at(1, 100, 1), at(2, 110, 0.85)], end: new ConnectError("gone", Code.Unavailable) },
+      // The next stream comes from a replica (or a restarted server) that is behind: its first
+      // update was evaluated before the last one delivered, then it catches up.
+      { updates: [at(1, 105, 1), at(2, 110, 0.85), at(3, 110, 0.85, 4), at(4, 120, 0.3, 4)] },
+    ]);
+    const got: string[] = [];
+    for await (const u of watchHealthStream(s.open, fast)) {
+      got.push(`${u.seq}:${u.health!.evaluatedAt!.seconds}:${u.health!.score}:${u.health!.stage}`);
+      if (got.length === 4) break;
+    }
+    // 105 is older than 110: dropped; the second 110 is a repeat: dropped; the same time with
+    // another state (rolled back without a new evaluation) and a later one come through.
+    expect(got).toEqual(["1:100:1:1", "2:110:0.85:1", "3:110:0.85:4", "4:120:0.3:4"]);
+  });
+
+  it("isNewer orders by evaluated_at to the nanosecond, then by content; a change of the deleted flag always counts", () => {
+    const u = (seconds: number, nanos: number, score = 1, deleted = false) =>
+      create(HealthUpdateSchema, { deleted, health: create(RolloutHealthSchema, { rollout: "r", score, evaluatedAt: { seconds: BigInt(seconds), nanos } }) });
+    expect(isNewer(undefined, u(5, 0))).toBe(true);
+    expect(isNewer(u(5, 2), u(5, 1))).toBe(false);
+    expect(isNewer(u(5, 1), u(5, 2))).toBe(true);
+    expect(isNewer(u(6, 0), u(5, 999_999_999))).toBe(false);
+    expect(isNewer(u(5, 1), u(5, 1))).toBe(false);
+    expect(isNewer(u(5, 1), u(5, 1, 0.5))).toBe(true);
+    expect(isNewer(u(6, 0), u(5, 0, 1, true))).toBe(true);
   });
 });

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 import grpc
 
+from ._local import LocalRouter
 from ._outcomes import BatchError, OutcomeBuffer, make_outcome
 from ._retry import Backoff, RetryInterceptor, RetryPolicy, TokenInterceptor
 from ._types import OutcomeStats, RouteReason, RouteResult, Variant
@@ -92,6 +93,7 @@ class Client:
         self._watch_backoff = watch_backoff
         self._on_reconnect = on_reconnect
         self._watches: "weakref.WeakSet[HealthWatch]" = weakref.WeakSet()
+        self._routers: "weakref.WeakSet[LocalRouter]" = weakref.WeakSet()
         self._lock = threading.Lock()
         self._closed = False
         self._outcomes = OutcomeBuffer(self._send_batch, flush_interval, max_batch, max_buffered, on_error)
@@ -171,6 +173,47 @@ class Client:
             self._watches.add(watch)
         return watch
 
+    def start_local(
+        self,
+        rollouts: Sequence[str] = (),
+        *,
+        startup_timeout: float = 5.0,
+        fallback: Variant = Variant.STABLE,
+        state_file: Optional[str] = None,
+        stale_after: float = 30.0,
+        idle_timeout: float = 20.0,
+        backoff: Optional[Backoff] = None,
+    ) -> LocalRouter:
+        """Starts local evaluation: a WatchRoutes subscription whose state the router routes from, in process.
+
+        ``rollouts`` are the names to watch (at most 1,000, each of which must exist; empty: every
+        rollout, those created later too). It waits up to ``startup_timeout`` seconds (0: not at
+        all) for the first snapshot; then, if none has arrived and ``state_file`` holds a state,
+        it routes from that.
+        Until there is a state, ``route`` answers ``fallback``. ``stale_after``: seconds without
+        hearing from the server before one warning is logged; ``idle_timeout``: seconds of silence
+        (not even a heartbeat) after which the stream is taken as dead and reconnected;
+        ``backoff``: between reconnects (default ``watch_backoff``). Raises ValueError for bad
+        options and RuntimeError after close().
+        """
+        if self._closed:
+            raise RuntimeError("the rollgate client is closed: start_local after close()")
+        router = LocalRouter(
+            self._open_watch_routes,
+            self._outcomes,
+            self._forget_router,
+            rollouts=list(rollouts),
+            startup_timeout=startup_timeout,
+            fallback=fallback,
+            state_file=state_file,
+            stale_after=stale_after,
+            idle_timeout=idle_timeout,
+            backoff=backoff or self._watch_backoff,
+        )
+        with self._lock:
+            self._routers.add(router)
+        return router
+
     def close(self, *, timeout: Optional[float] = None) -> None:
         """Flushes every buffered outcome, stops the flush timer, ends every watch and closes the channel.
 
@@ -188,10 +231,21 @@ class Client:
                 watches = list(self._watches)
             for watch in watches:
                 watch.close()
+            with self._lock:
+                routers = list(self._routers)
+            for router in routers:
+                router.close()
             self._channel.close()
 
     def _open_watch(self, rollout: str) -> Any:
         return self.decisions.WatchHealth(pb.WatchHealthRequest(rollout=rollout))
+
+    def _open_watch_routes(self, request: pb.WatchRoutesRequest) -> Any:
+        return self.decisions.WatchRoutes(request)
+
+    def _forget_router(self, router: LocalRouter) -> None:
+        with self._lock:
+            self._routers.discard(router)
 
     def _forget_watch(self, watch: HealthWatch) -> None:
         with self._lock:

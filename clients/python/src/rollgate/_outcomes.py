@@ -116,6 +116,12 @@ class OutcomeBuffer:
     goes out ``flush_interval`` seconds after the first outcome was buffered, whichever comes
     first. A batch still UNAVAILABLE after the client's retries goes back to the front of its
     queue; any other failure drops it (the server refuses a batch as a whole).
+
+    After an UNAVAILABLE batch the buffer is in an outage: batches are no longer sent as they
+    fill; one batch at a time probes the server every ``flush_interval`` (or at once when a local
+    router hears from the server again, ``server_back``), and the first delivered sends
+    everything held. Meanwhile at most ``max_buffered`` outcomes wait (plus the one probe on the
+    wire); past that the oldest are dropped and counted (``overflow``).
     """
 
     def __init__(
@@ -142,7 +148,8 @@ class OutcomeBuffer:
         self._due: Optional[float] = None
         self._closed = False
         self._in_flight: Dict[int, _Batch] = {}
-        self._counters = {"sent": 0, "accepted": 0, "ignored": 0, "dropped": 0, "batches": 0}
+        self._outage = False
+        self._counters = {"sent": 0, "accepted": 0, "ignored": 0, "dropped": 0, "batches": 0, "overflow": 0}
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="rollgate-outcomes")
         self._timer = threading.Thread(target=self._timer_loop, name="rollgate-outcome-timer", daemon=True)
         self._timer.start()
@@ -155,7 +162,7 @@ class OutcomeBuffer:
             queue = self._queues.setdefault(rollout, [])
             queue.append(outcome)
             self._buffered += 1
-            if len(queue) >= self._max_batch:
+            if len(queue) >= self._max_batch and not self._outage:
                 batch = self._start(rollout, queue[: self._max_batch])
                 del queue[: self._max_batch]
                 if not queue:
@@ -172,16 +179,25 @@ class OutcomeBuffer:
         """
         with self._cond:
             self._due = None
-            waiting = list(self._in_flight.values())
-        for batch in waiting:
-            batch.done.wait()
+        self._wait_in_flight()
         with self._cond:
             batches = self._take_all()
         failures = [e for e in (self._dispatch(b, False, timeout) for b in batches) if e is not None]
+        self._wait_in_flight()
         with self._cond:
             self._arm()
         if failures:
             raise OutcomeDeliveryError(failures)
+
+    def _wait_in_flight(self) -> None:
+        """Waits until no batch is on the wire (the end of an outage sends everything held from the background)."""
+        while True:
+            with self._cond:
+                waiting = list(self._in_flight.values())
+            if not waiting:
+                return
+            for batch in waiting:
+                batch.done.wait()
 
     def close(self, timeout: Optional[float] = None) -> None:
         """Refuses new outcomes, stops the timer and flushes; raises like flush()."""
@@ -202,6 +218,7 @@ class OutcomeBuffer:
             return OutcomeStats(
                 buffered=self._buffered,
                 in_flight=sum(len(b.outcomes) for b in self._in_flight.values()),
+                outage=self._outage,
                 **self._counters,
             )
 
@@ -221,6 +238,26 @@ class OutcomeBuffer:
         self._queues.clear()
         return batches
 
+    def server_back(self) -> None:
+        """Told that the server answers again: during an outage the probe goes now, not at the next tick."""
+        with self._cond:
+            if not self._outage or self._closed:
+                return
+            for batch in self._probe():
+                self._executor.submit(self._dispatch, batch, True, None)
+
+    def _probe(self) -> List[_Batch]:
+        """Takes one batch out to probe the server during an outage, unless one is on the wire."""
+        if self._in_flight:
+            return []
+        for rollout, queue in self._queues.items():
+            batch = self._start(rollout, queue[: self._max_batch])
+            del queue[: self._max_batch]
+            if not queue:
+                del self._queues[rollout]
+            return [batch]
+        return []
+
     def _arm(self) -> None:
         if self._due is None and not self._closed and self._buffered > 0:
             self._due = time.monotonic() + self._interval
@@ -236,6 +273,7 @@ class OutcomeBuffer:
             del queue[:n]
             self._buffered -= n
             self._counters["dropped"] += n
+            self._counters["overflow"] += n
             if not queue:
                 del self._queues[rollout]
             overflow = RuntimeError(f"outcome buffer full ({self._max_buffered}): oldest outcomes dropped")
@@ -253,7 +291,7 @@ class OutcomeBuffer:
                     self._cond.wait(remaining)
                     continue
                 self._due = None
-                for batch in self._take_all():
+                for batch in self._probe() if self._outage else self._take_all():
                     self._executor.submit(self._dispatch, batch, True, None)
 
     def _dispatch(self, batch: _Batch, background: bool, timeout: Optional[float]) -> Optional[BatchError]:
@@ -267,28 +305,39 @@ class OutcomeBuffer:
             response = None
         with self._cond:
             del self._in_flight[id(batch)]
+            # A probe failing again during an outage is logged at debug level (on_error hears of each).
+            again = error is not None and error.requeued and self._outage
             if response is not None:
                 self._counters["sent"] += len(batch.outcomes)
                 self._counters["accepted"] += response.accepted
                 self._counters["ignored"] += response.ignored
                 self._counters["batches"] += 1
+                if self._outage:
+                    # The server is back: send everything held now, not at the next tick.
+                    self._outage = False
+                    if background and not self._closed:
+                        self._due = None
+                        for b in self._take_all():
+                            self._executor.submit(self._dispatch, b, True, None)
             elif error is not None and error.requeued:
+                self._outage = True
                 self._queues[batch.rollout] = batch.outcomes + self._queues.get(batch.rollout, [])
                 self._buffered += len(batch.outcomes)
                 dropped = self._trim()
             else:
                 self._counters["dropped"] += len(batch.outcomes)
             self._arm()
-            batch.done.set()
         self._report(dropped)
         if error is not None and background:
-            self._report([error])
+            self._report([error], logging.DEBUG if again else logging.WARNING)
+        # Done only once reported: flush(), waiting for it, returns after on_error heard of it.
+        batch.done.set()
         return error
 
-    def _report(self, errors: List[BatchError]) -> None:
+    def _report(self, errors: List[BatchError], level: int = logging.WARNING) -> None:
         for error in errors:
             if self._on_error is None:
-                _log.warning("rollgate: %s", error)
+                _log.log(level, "rollgate: %s", error)
                 continue
             try:
                 self._on_error(error)

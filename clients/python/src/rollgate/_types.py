@@ -24,6 +24,19 @@ class RouteReason(enum.IntEnum):
     HALTED = 5
 
 
+class FallbackReason(enum.IntEnum):
+    """Why a local answer is the configured fallback rather than the rollout's routing."""
+
+    NONE = 0
+    """The answer was routed from the rollout's state (and every remote answer)."""
+    NOT_READY = 1
+    """No state yet: no snapshot from the server, no state file."""
+    UNKNOWN_ROLLOUT = 2
+    """The state holds no rollout of that name (not watched, not created yet, or deleted); remote route raises NOT_FOUND."""
+    INVALID_KEY = 3
+    """An empty key, one over 1024 bytes of UTF-8, or not a str of valid Unicode; remote route raises INVALID_ARGUMENT."""
+
+
 @dataclass(frozen=True)
 class RouteResult:
     """Where one key goes."""
@@ -42,6 +55,8 @@ class RouteResult:
     """Why: weight, override, stage, rolled back or halted."""
     rollout_version: int
     """The rollout version the answer rests on."""
+    fallback: FallbackReason = FallbackReason.NONE
+    """Set on a local answer that is the configured fallback, and says why; NONE otherwise."""
 
 
 @dataclass(frozen=True)
@@ -62,3 +77,7 @@ class OutcomeStats:
     """Outcomes given up on: refused by the server, or over ``max_buffered``."""
     batches: int
     """RecordOutcome calls that succeeded."""
+    overflow: int = 0
+    """Of ``dropped``, the outcomes that went because ``max_buffered`` were waiting."""
+    outage: bool = False
+    """True while the last batch came back UNAVAILABLE: one batch at a time probes the server, and the first through sends everything."""

@@ -1187,8 +1187,8 @@ const file_rollgate_v1_decision_service_proto_rawDesc = "" +
 	"\x0eStreamOutcomes\x12\".rollgate.v1.StreamOutcomesRequest\x1a#.rollgate.v1.StreamOutcomesResponse(\x01\x12F\n" +
 	"\x06Health\x12\x1a.rollgate.v1.HealthRequest\x1a\x1b.rollgate.v1.HealthResponse\"\x03\x90\x02\x01\x12K\n" +
 	"\vWatchHealth\x12\x1f.rollgate.v1.WatchHealthRequest\x1a\x19.rollgate.v1.HealthUpdate0\x01\x12W\n" +
-	"\vWatchRoutes\x12\x1f.rollgate.v1.WatchRoutesRequest\x1a .rollgate.v1.WatchRoutesResponse\"\x03\x90\x02\x010\x01B\xb8\x01\n" +
-	"\x0fcom.rollgate.v1B\x14DecisionServiceProtoP\x01ZBgithub.com/rollgate/rollgate/clients/go/gen/rollgate/v1;rollgatev1\xa2\x02\x03RXX\xaa\x02\vRollgate.V1\xca\x02\vRollgate\\V1\xe2\x02\x17Rollgate\\V1\\GPBMetadata\xea\x02\fRollgate::V1b\x06proto3"
+	"\vWatchRoutes\x12\x1f.rollgate.v1.WatchRoutesRequest\x1a .rollgate.v1.WatchRoutesResponse\"\x03\x90\x02\x010\x01B\xa4\x01\n" +
+	"\x0fcom.rollgate.v1B\x14DecisionServiceProtoP\x01Z.rollgate/clients/go/gen/rollgate/v1;rollgatev1\xa2\x02\x03RXX\xaa\x02\vRollgate.V1\xca\x02\vRollgate\\V1\xe2\x02\x17Rollgate\\V1\\GPBMetadata\xea\x02\fRollgate::V1b\x06proto3"
 
 var (
 	file_rollgate_v1_decision_service_proto_rawDescOnce sync.Once

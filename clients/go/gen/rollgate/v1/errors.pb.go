@@ -228,8 +228,8 @@ const file_rollgate_v1_errors_proto_rawDesc = "" +
 	"\x12AllowedTransitions\x12\x18\n" +
 	"\aallowed\x18\x01 \x03(\tR\aallowed\"A\n" +
 	"\x10PromotionBlocked\x12-\n" +
-	"\x05gates\x18\x01 \x03(\v2\x17.rollgate.v1.GateStatusR\x05gatesB\xaf\x01\n" +
-	"\x0fcom.rollgate.v1B\vErrorsProtoP\x01ZBgithub.com/rollgate/rollgate/clients/go/gen/rollgate/v1;rollgatev1\xa2\x02\x03RXX\xaa\x02\vRollgate.V1\xca\x02\vRollgate\\V1\xe2\x02\x17Rollgate\\V1\\GPBMetadata\xea\x02\fRollgate::V1b\x06proto3"
+	"\x05gates\x18\x01 \x03(\v2\x17.rollgate.v1.GateStatusR\x05gatesB\x9b\x01\n" +
+	"\x0fcom.rollgate.v1B\vErrorsProtoP\x01Z.rollgate/clients/go/gen/rollgate/v1;rollgatev1\xa2\x02\x03RXX\xaa\x02\vRollgate.V1\xca\x02\vRollgate\\V1\xe2\x02\x17Rollgate\\V1\\GPBMetadata\xea\x02\fRollgate::V1b\x06proto3"
 
 var (
 	file_rollgate_v1_errors_proto_rawDescOnce sync.Once

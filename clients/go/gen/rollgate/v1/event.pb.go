@@ -266,9 +266,9 @@ const file_rollgate_v1_event_proto_rawDesc = "" +
 	"\x1aEVENT_TYPE_FEATURE_CHANGED\x10\v\x12\x1f\n" +
 	"\x1bEVENT_TYPE_OVERRIDE_CHANGED\x10\f\x12\x1a\n" +
 	"\x16EVENT_TYPE_GATE_BREACH\x10\r\x12\x17\n" +
-	"\x13EVENT_TYPE_DECISION\x10\x0eB\xae\x01\n" +
+	"\x13EVENT_TYPE_DECISION\x10\x0eB\x9a\x01\n" +
 	"\x0fcom.rollgate.v1B\n" +
-	"EventProtoP\x01ZBgithub.com/rollgate/rollgate/clients/go/gen/rollgate/v1;rollgatev1\xa2\x02\x03RXX\xaa\x02\vRollgate.V1\xca\x02\vRollgate\\V1\xe2\x02\x17Rollgate\\V1\\GPBMetadata\xea\x02\fRollgate::V1b\x06proto3"
+	"EventProtoP\x01Z.rollgate/clients/go/gen/rollgate/v1;rollgatev1\xa2\x02\x03RXX\xaa\x02\vRollgate.V1\xca\x02\vRollgate\\V1\xe2\x02\x17Rollgate\\V1\\GPBMetadata\xea\x02\fRollgate::V1b\x06proto3"
 
 var (
 	file_rollgate_v1_event_proto_rawDescOnce sync.Once

@@ -769,8 +769,8 @@ const file_rollgate_v1_health_proto_rawDesc = "" +
 	"\x12DECISION_STEP_BACK\x10\x04\x12\x17\n" +
 	"\x13DECISION_SCALE_DOWN\x10\x05\x12\x15\n" +
 	"\x11DECISION_ROLLBACK\x10\x06\x12\x1b\n" +
-	"\x17DECISION_EMERGENCY_STOP\x10\aB\xaf\x01\n" +
-	"\x0fcom.rollgate.v1B\vHealthProtoP\x01ZBgithub.com/rollgate/rollgate/clients/go/gen/rollgate/v1;rollgatev1\xa2\x02\x03RXX\xaa\x02\vRollgate.V1\xca\x02\vRollgate\\V1\xe2\x02\x17Rollgate\\V1\\GPBMetadata\xea\x02\fRollgate::V1b\x06proto3"
+	"\x17DECISION_EMERGENCY_STOP\x10\aB\x9b\x01\n" +
+	"\x0fcom.rollgate.v1B\vHealthProtoP\x01Z.rollgate/clients/go/gen/rollgate/v1;rollgatev1\xa2\x02\x03RXX\xaa\x02\vRollgate.V1\xca\x02\vRollgate\\V1\xe2\x02\x17Rollgate\\V1\\GPBMetadata\xea\x02\fRollgate::V1b\x06proto3"
 
 var (
 	file_rollgate_v1_health_proto_rawDescOnce sync.Once

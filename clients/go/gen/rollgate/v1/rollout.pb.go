@@ -1269,8 +1269,8 @@ const file_rollgate_v1_rollout_proto_rawDesc = "" +
 	"\x11MetricAggregation\x12\"\n" +
 	"\x1eMETRIC_AGGREGATION_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17METRIC_AGGREGATION_MEAN\x10\x01\x12\x1a\n" +
-	"\x16METRIC_AGGREGATION_MAX\x10\x02B\xb0\x01\n" +
-	"\x0fcom.rollgate.v1B\fRolloutProtoP\x01ZBgithub.com/rollgate/rollgate/clients/go/gen/rollgate/v1;rollgatev1\xa2\x02\x03RXX\xaa\x02\vRollgate.V1\xca\x02\vRollgate\\V1\xe2\x02\x17Rollgate\\V1\\GPBMetadata\xea\x02\fRollgate::V1b\x06proto3"
+	"\x16METRIC_AGGREGATION_MAX\x10\x02B\x9c\x01\n" +
+	"\x0fcom.rollgate.v1B\fRolloutProtoP\x01Z.rollgate/clients/go/gen/rollgate/v1;rollgatev1\xa2\x02\x03RXX\xaa\x02\vRollgate.V1\xca\x02\vRollgate\\V1\xe2\x02\x17Rollgate\\V1\\GPBMetadata\xea\x02\fRollgate::V1b\x06proto3"
 
 var (
 	file_rollgate_v1_rollout_proto_rawDescOnce sync.Once

@@ -1849,8 +1849,8 @@ const file_rollgate_v1_rollout_service_proto_rawDesc = "" +
 	"\rClearOverride\x12!.rollgate.v1.ClearOverrideRequest\x1a\".rollgate.v1.ClearOverrideResponse\x12R\n" +
 	"\n" +
 	"ListEvents\x12\x1e.rollgate.v1.ListEventsRequest\x1a\x1f.rollgate.v1.ListEventsResponse\"\x03\x90\x02\x01\x12R\n" +
-	"\vWatchEvents\x12\x1f.rollgate.v1.WatchEventsRequest\x1a .rollgate.v1.WatchEventsResponse0\x01B\xb7\x01\n" +
-	"\x0fcom.rollgate.v1B\x13RolloutServiceProtoP\x01ZBgithub.com/rollgate/rollgate/clients/go/gen/rollgate/v1;rollgatev1\xa2\x02\x03RXX\xaa\x02\vRollgate.V1\xca\x02\vRollgate\\V1\xe2\x02\x17Rollgate\\V1\\GPBMetadata\xea\x02\fRollgate::V1b\x06proto3"
+	"\vWatchEvents\x12\x1f.rollgate.v1.WatchEventsRequest\x1a .rollgate.v1.WatchEventsResponse0\x01B\xa3\x01\n" +
+	"\x0fcom.rollgate.v1B\x13RolloutServiceProtoP\x01Z.rollgate/clients/go/gen/rollgate/v1;rollgatev1\xa2\x02\x03RXX\xaa\x02\vRollgate.V1\xca\x02\vRollgate\\V1\xe2\x02\x17Rollgate\\V1\\GPBMetadata\xea\x02\fRollgate::V1b\x06proto3"
 
 var (
 	file_rollgate_v1_rollout_service_proto_rawDescOnce sync.Once

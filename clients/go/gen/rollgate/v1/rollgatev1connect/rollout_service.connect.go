@@ -8,8 +8,8 @@ import (
 	connect "connectrpc.com/connect"
 	context "context"
 	errors "errors"
-	v1 "github.com/rollgate/rollgate/clients/go/gen/rollgate/v1"
 	http "net/http"
+	v1 "rollgate/clients/go/gen/rollgate/v1"
 	strings "strings"
 )
 

@@ -1,5 +1,5 @@
 import type { OutgoingHttpHeaders } from "node:http";
-import type { RequestHandler } from "./http-endpoints.js";
+import type { RequestHandler } from "../http-endpoints.js";
 
 /**
  * Returns a status message percent-encoded as the gRPC spec asks for `grpc-message`: bytes of

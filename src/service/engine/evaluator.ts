@@ -1,0 +1,133 @@
+import { analysisStateChanged } from "../../domain/analysis.js";
+import { consequence, isLive } from "../../domain/decision.js";
+import type { Variant } from "../../domain/rollout.js";
+import { createWindow, restoreBuckets, snapshotBuckets, type BucketSnapshot, type SlidingWindow } from "../../domain/sliding-window.js";
+import type { Store, WindowBucketRow } from "../../store/store.js";
+import type { Caller } from "../engine.js";
+import { auditEvent } from "./audit-snapshots.js";
+import { commit, type ChangeQueue } from "./commands.js";
+import type { EngineState, Entry } from "./entries.js";
+import { healthView, preview } from "./health-view.js";
+
+/**
+ * The evaluator loop: every interval, each live rollout is evaluated (domain/analysis.ts) and
+ * what the evaluation causes (domain/decision.ts `consequence`) is applied here — the
+ * transition committed with its gate_breach and decision events, the log lines written, the
+ * new health published. It decides nothing itself.
+ */
+
+/** The actor recorded for automatic decisions. */
+export const EVALUATOR = "evaluator";
+
+/** Evaluations between two yields to the event loop in one evaluator round. */
+const YIELD_EVERY = 16;
+
+/** Other replicas' stored window buckets, by `variant\0rollout`. */
+type PeerBuckets = Map<string, BucketSnapshot[]>;
+
+/** Reads the other replicas' buckets when the store has several writers (PostgreSQL); undefined otherwise. */
+async function loadPeerBuckets(store: Store): Promise<PeerBuckets | undefined> {
+  const peers = store as Store & { loadPeerWindowBuckets?: () => Promise<readonly WindowBucketRow[]> };
+  if (typeof peers.loadPeerWindowBuckets !== "function") return undefined;
+  const byWindow: PeerBuckets = new Map();
+  for (const row of await peers.loadPeerWindowBuckets()) {
+    const k = `${row.variant}\u0000${row.rollout}`;
+    let list = byWindow.get(k);
+    if (list === undefined) byWindow.set(k, (list = []));
+    list.push({ startMs: row.startMs, data: row.data });
+  }
+  return byWindow;
+}
+
+/** Returns the entry with its windows merged with the other replicas' (exactly: buckets and sketches merge). */
+function mergedEntry(e: Entry, peers: PeerBuckets, now: number): Entry {
+  const merge = (variant: Variant): SlidingWindow => {
+    const theirs = peers.get(`${variant}\u0000${e.rollout.name}`);
+    if (theirs === undefined || theirs.length === 0) return e.windows[variant];
+    const w = createWindow(e.rollout.analysis.windowMs, e.rollout.analysis.intervalMs);
+    restoreBuckets(w, [...snapshotBuckets(e.windows[variant], now), ...theirs], now);
+    return w;
+  };
+  return { ...e, windows: { stable: merge("stable"), canary: merge("canary") } };
+}
+
+/** Evaluates one rollout at `now` and applies (or, in dry run, records) what it causes. */
+async function evaluateEntry(state: EngineState, e: Entry, now: number, peers?: PeerBuckets): Promise<void> {
+  const { store, clock, logger, observer, feeds } = state;
+  const r = e.rollout;
+  const ev = preview(peers === undefined ? e : mergedEntry(e, peers, now), now);
+  if (analysisStateChanged(e.analysis, ev.state)) {
+    e.analysisDirty = true;
+    state.unflushed.add(e);
+  }
+  e.analysis = ev.state;
+  e.nextEvalAt = now + r.analysis.intervalMs;
+  // Every gate's values for the log lines; built only when a line is written.
+  const gates = () => ev.gates.map((g) => ({ gate: g.name, verdict: g.verdict, observed: g.observed, threshold: g.threshold, baseline: g.baseline, samples: g.samples }));
+  if (logger.isLevelEnabled("debug")) logger.debug({ rollout: r.name, decision: ev.decision, score: ev.health.score, gates: gates(), reason: ev.reason }, "evaluated");
+
+  const evaluator = (reason: string): Caller => ({ actor: EVALUATOR, reason });
+  const breachEvents = ev.newBreaches.map((name) => {
+    const g = ev.gates.find((x) => x.name === name)!;
+    return auditEvent(r, "gate_breach", evaluator(`${name}: ${g.message}`), `gate ${name} failed`, ev.health, clock.now());
+  });
+  const { transition, audit, decided } = consequence(r, ev, { name: EVALUATOR, now });
+  const decisionEvents = audit === undefined ? [] : [auditEvent(r, "decision", evaluator(audit), `decision ${ev.decision}`, ev.health, clock.now())];
+  if (decided) observer.decided?.(r.name, ev.decision, ev.dryRun);
+
+  if (transition !== undefined) {
+    const next = transition.rollout;
+    // The event shows the new state with the gate values that caused it.
+    const changeEvent = auditEvent(next, transition.type, evaluator(ev.reason), transition.summary, ev.health, clock.now());
+    await commit(state, e, next, [...breachEvents, changeEvent]);
+    const level = ev.decision === "promote" ? "info" : "warn";
+    logger[level]({ rollout: r.name, decision: ev.decision, reason: ev.reason, gates: gates(), version: next.version }, transition.summary);
+    feeds.publishHealth({ ...healthView(e, now), message: `${ev.decision}: ${ev.reason}` });
+    return;
+  }
+  if (breachEvents.length > 0 || decisionEvents.length > 0) {
+    const appended = await store.commit({ events: [...breachEvents, ...decisionEvents] });
+    feeds.publishEvents(appended);
+    for (const b of ev.newBreaches) logger.warn({ rollout: r.name, gate: b, reason: ev.reason, gates: gates() }, "gate breach");
+  }
+  feeds.publishHealth(ev.health);
+}
+
+/**
+ * Evaluates every live rollout whose interval has come round at the clock's now, applying what
+ * each evaluation causes, inside the change queue.
+ */
+export function tick(state: EngineState, queue: ChangeQueue): Promise<void> {
+  return queue.serial(async () => {
+    const now = state.clock.now();
+    // Collect the due entries in a plain loop first: the loop below awaits, so it resumes in
+    // the interpreter each time, and scanning 10,000 idle rollouts there cost ~1 µs apiece.
+    const due: Entry[] = [];
+    for (const e of state.entries.values()) {
+      if (now >= e.nextEvalAt && isLive(e.rollout.stage)) due.push(e);
+    }
+    let evaluated = 0;
+    // Several replicas: the evaluation sees every replica's flushed buckets beside this one's.
+    let peers: PeerBuckets | undefined;
+    if (due.length > 0) {
+      try {
+        peers = await loadPeerBuckets(state.store);
+      } catch (err) {
+        // Judging on partial data would be wrong: skip this round, the next one tries again.
+        state.logger.warn({ err: (err as Error).message }, "evaluation paused: cannot read the other replicas' windows");
+        return;
+      }
+    }
+    for (const e of due) {
+      if (state.entries.get(e.rollout.name) !== e) continue;
+      try {
+        await evaluateEntry(state, e, now, peers);
+      } catch (err) {
+        state.logger.error({ rollout: e.rollout.name, err }, "evaluation failed");
+      }
+      // Let the health already published go out to WatchHealth streams (and other calls be
+      // served) rather than waiting for the whole round.
+      if (++evaluated % YIELD_EVERY === 0) await new Promise((resolve) => setImmediate(resolve));
+    }
+  });
+}

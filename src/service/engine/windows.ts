@@ -1,0 +1,106 @@
+import type { OutcomeSample } from "../../domain/outcome.js";
+import type { Variant } from "../../domain/rollout.js";
+import { record, restoreBuckets, takeCleared, takeDirtyBuckets, windowStartMs, type BucketSnapshot } from "../../domain/sliding-window.js";
+import type { WindowBucketRow } from "../../store/store.js";
+import { entryOf, type EngineState } from "./entries.js";
+
+/**
+ * The sliding windows of every rollout: outcomes go straight in (O(1) each); changed buckets
+ * and evaluator state are flushed to the store (every second, by the server) and restored
+ * from it at start.
+ */
+
+/**
+ * Buckets older than this are dropped from the store whatever the rollout (the longest window is
+ * 24 h), by a sweep every SWEEP_EVERY_MS; each flush drops the expired buckets of the windows it
+ * writes, so only idle windows wait for the sweep.
+ */
+const STORE_RETENTION_MS = 25 * 3_600_000;
+const SWEEP_EVERY_MS = 3_600_000;
+
+/** The window operations (see Engine for recordOutcomes and flush). */
+export interface Windows {
+  /** Restores every loaded rollout's window buckets from the store; returns how many were kept. */
+  restore(): Promise<number>;
+  recordOutcomes(name: string, samples: readonly OutcomeSample[]): { accepted: number; ignored: number };
+  flush(): Promise<void>;
+}
+
+/** Returns the window operations over the engine's state. */
+export function createWindows(state: EngineState): Windows {
+  const { store, clock, observer, entries, unflushed } = state;
+  let lastSweepAt = Number.NEGATIVE_INFINITY;
+  return {
+    async restore() {
+      const now = clock.now();
+      const byWindow = new Map<string, BucketSnapshot[]>();
+      for (const row of await store.loadWindowBuckets()) {
+        const k = `${row.variant}\u0000${row.rollout}`;
+        let list = byWindow.get(k);
+        if (list === undefined) byWindow.set(k, (list = []));
+        list.push({ startMs: row.startMs, data: row.data });
+      }
+      let restored = 0;
+      for (const [k, snaps] of byWindow) {
+        const [variant, name] = k.split("\u0000") as [Variant, string];
+        const e = entries.get(name);
+        if (e === undefined) continue;
+        restored += restoreBuckets(e.windows[variant], snaps, now).restored;
+        unflushed.add(e);
+      }
+      return restored;
+    },
+
+    recordOutcomes(name, samples) {
+      const e = entryOf(state, name);
+      const now = clock.now();
+      let stableIn = 0;
+      let stableOut = 0;
+      let canaryIn = 0;
+      let canaryOut = 0;
+      const { stable, canary } = e.windows;
+      for (const s of samples) {
+        if (s.variant === "canary") {
+          if (record(canary, s, now)) canaryIn++;
+          else canaryOut++;
+        } else if (record(stable, s, now)) stableIn++;
+        else stableOut++;
+      }
+      if (stableIn + stableOut > 0) observer.outcomes?.(name, "stable", stableIn, stableOut);
+      if (canaryIn + canaryOut > 0) observer.outcomes?.(name, "canary", canaryIn, canaryOut);
+      if (stableIn + canaryIn > 0) unflushed.add(e);
+      return { accepted: stableIn + canaryIn, ignored: stableOut + canaryOut };
+    },
+
+    async flush() {
+      const now = clock.now();
+      const buckets: WindowBucketRow[] = [];
+      const cleared: { rollout: string; variant: Variant }[] = [];
+      const analysis: { rollout: string; state: string }[] = [];
+      const expired: { rollout: string; variant: Variant; beforeMs: number }[] = [];
+      // Only rollouts whose windows or evaluator state changed since the last flush: an idle
+      // rollout costs nothing here.
+      const todo = [...unflushed];
+      unflushed.clear();
+      for (const e of todo) {
+        const name = e.rollout.name;
+        for (const variant of ["stable", "canary"] as const) {
+          const w = e.windows[variant];
+          if (takeCleared(w)) cleared.push({ rollout: name, variant });
+          const dirty = takeDirtyBuckets(w);
+          if (dirty.length === 0) continue;
+          for (const b of dirty) buckets.push({ rollout: name, variant, startMs: b.startMs, data: b.data });
+          expired.push({ rollout: name, variant, beforeMs: windowStartMs(w, now) });
+        }
+        if (e.analysisDirty) {
+          e.analysisDirty = false;
+          analysis.push({ rollout: name, state: JSON.stringify(e.analysis) });
+        }
+      }
+      if (buckets.length === 0 && cleared.length === 0 && analysis.length === 0) return;
+      const sweep = now - lastSweepAt >= SWEEP_EVERY_MS;
+      if (sweep) lastSweepAt = now;
+      await store.flushWindows({ buckets, cleared, analysis, expired, ...(sweep ? { expireBeforeMs: now - STORE_RETENTION_MS } : {}) });
+    },
+  };
+}

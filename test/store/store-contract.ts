@@ -1,0 +1,166 @@
+// The Store contract, run against every implementation (SQLite and PostgreSQL): what the engine
+// relies on, whatever is underneath.
+import { describe, expect, it } from "vitest";
+import { verifyChain, type NewEvent } from "../../src/domain/audit-chain.js";
+import { DomainError } from "../../src/domain/errors.js";
+import { setFeature, setOverride, setWeight } from "../../src/domain/rollout-machine.js";
+import type { Store } from "../../src/store/store.js";
+import { rolloutFixture } from "../helpers/rollouts.js";
+
+/** An event of `rollout` with `reason`, as the engine would append it. */
+export const event = (rollout: string, reason: string): NewEvent => ({
+  timeNs: 1_767_225_600_123_456_789n,
+  rollout,
+  type: "updated",
+  actor: "op",
+  reason,
+  fingerprint: "f".repeat(64),
+  snapshot: "{}",
+});
+
+const actor = { name: "op", now: 1 };
+
+/** Resolves with the DomainError kind a promise rejects with. */
+async function kindOf(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+  } catch (e) {
+    if (e instanceof DomainError) return e.kind;
+    throw e;
+  }
+  throw new Error("expected a DomainError");
+}
+
+/** Registers the contract tests; `open` returns a new, empty store each time. */
+export function storeContract(name: string, open: () => Promise<Store>): void {
+  describe(`${name} store contract`, () => {
+    it("round-trips a rollout with its maps and appends chained events", async () => {
+      const store = await open();
+      const r = setOverride(setFeature(rolloutFixture(), "ui", true, actor).rollout, "k€y", "canary", actor).rollout;
+      const appended = await store.commit({ put: r, events: [event("checkout", "one"), event("checkout", "two")] });
+      expect(appended.map((e) => e.seq)).toEqual([1, 2]);
+      expect(appended[1]!.prevHash).toBe(appended[0]!.hash);
+      const [loaded] = await store.loadRollouts();
+      expect(loaded!.rollout).toEqual(r);
+      expect(loaded!.rollout.features.get("ui")).toBe(true);
+      expect(loaded!.rollout.overrides.get("k€y")).toBe("canary");
+      const events = await store.listEvents({ afterSeq: 0, limit: 10 });
+      expect(events).toEqual(appended);
+      expect(events[0]!.timeNs).toBe(1_767_225_600_123_456_789n);
+      expect(verifyChain(events).ok).toBe(true);
+      expect(await store.lastSeq()).toBe(2);
+      await store.close();
+    });
+
+    it("keeps one chain per rollout and filters and pages events", async () => {
+      const store = await open();
+      await store.commit({ events: [event("a", "1"), event("b", "2"), event("a", "3")] });
+      const a = await store.listEvents({ rollout: "a", afterSeq: 0, limit: 10 });
+      expect(a.map((e) => e.seq)).toEqual([1, 3]);
+      expect(a[1]!.prevHash).toBe(a[0]!.hash);
+      expect((await store.listEvents({ afterSeq: 1, limit: 1 })).map((e) => e.seq)).toEqual([2]);
+      await store.commit({ events: [event("a", "4")] });
+      const all = await store.listEvents({ afterSeq: 0, limit: 10 });
+      expect(all.map((e) => e.seq)).toEqual([1, 2, 3, 4]);
+      expect(verifyChain(all).ok).toBe(true);
+      await store.close();
+    });
+
+    it("deletes a rollout but keeps its events", async () => {
+      const store = await open();
+      await store.commit({ put: rolloutFixture(), events: [event("checkout", "c")] });
+      await store.commit({ remove: "checkout", events: [event("checkout", "d")] });
+      expect(await store.loadRollouts()).toEqual([]);
+      expect((await store.listEvents({ rollout: "checkout", afterSeq: 0, limit: 10 })).length).toBe(2);
+      await store.close();
+    });
+
+    it("rolls back a failed commit whole", async () => {
+      const store = await open();
+      const bad = { ...event("checkout", "x"), snapshot: null as unknown as string };
+      await expect(store.commit({ put: rolloutFixture(), events: [event("checkout", "ok"), bad] })).rejects.toThrow();
+      expect(await store.loadRollouts()).toEqual([]);
+      expect(await store.lastSeq()).toBe(0);
+      await store.close();
+    });
+
+    it("refuses a change to a version that is not the stored one, and changes nothing", async () => {
+      const store = await open();
+      const v1 = rolloutFixture();
+      await store.commit({ put: v1, events: [event("checkout", "created")] });
+      const v2 = setWeight(v1, 1000, actor).rollout;
+      const v2b = setWeight(v1, 2000, actor).rollout;
+      await store.commit({ put: v2, events: [event("checkout", "to 1000")] });
+      // A second writer that started from version 1 too.
+      expect(await kindOf(store.commit({ put: v2b, events: [event("checkout", "to 2000")] }))).toBe("aborted");
+      expect(await kindOf(store.commit({ put: rolloutFixture(), events: [event("checkout", "again")] }))).toBe("already_exists");
+      expect(await kindOf(store.commit({ put: setWeight(v2, 3000, actor).rollout, expectedVersion: 1, events: [] }))).toBe("aborted");
+      expect(await kindOf(store.commit({ remove: "checkout", expectedVersion: 1, events: [event("checkout", "gone")] }))).toBe(
+        "aborted",
+      );
+      expect(await kindOf(store.commit({ remove: "nothing", events: [event("nothing", "gone")] }))).toBe("not_found");
+      const [loaded] = await store.loadRollouts();
+      expect(loaded!.rollout).toEqual(v2);
+      expect(await store.lastSeq()).toBe(2);
+      // The expected version, when given, is what counts.
+      await store.commit({ put: setWeight(v2, 3000, actor).rollout, expectedVersion: 2, events: [] });
+      await store.commit({ remove: "checkout", expectedVersion: 3, events: [event("checkout", "gone")] });
+      expect(await store.loadRollouts()).toEqual([]);
+      // A rollout deleted and created again starts at version 1 and continues its chain.
+      await store.commit({ put: v1, expectedVersion: 0, events: [event("checkout", "created again")] });
+      const chain = await store.listEvents({ rollout: "checkout", afterSeq: 0, limit: 10 });
+      expect(chain.map((e) => e.reason)).toEqual(["created", "to 1000", "gone", "created again"]);
+      expect(verifyChain(chain).ok).toBe(true);
+      await store.close();
+    });
+
+    it("stores window buckets and evaluator state, clears and expires them", async () => {
+      const store = await open();
+      await store.commit({ put: rolloutFixture(), events: [] });
+      const data = new Uint8Array([1, 2, 3]);
+      await store.flushWindows({
+        buckets: [
+          { rollout: "checkout", variant: "canary", startMs: 1000, data },
+          { rollout: "checkout", variant: "stable", startMs: 1000, data },
+          { rollout: "checkout", variant: "canary", startMs: 5000, data: new Uint8Array([9]) },
+        ],
+        cleared: [],
+        analysis: [{ rollout: "checkout", state: '{"n":1}' }],
+      });
+      expect((await store.loadWindowBuckets()).length).toBe(3);
+      expect((await store.loadRollouts())[0]!.analysis).toBe('{"n":1}');
+      await store.flushWindows({ buckets: [], cleared: [{ rollout: "checkout", variant: "canary" }], analysis: [], expireBeforeMs: 2000 });
+      const left = await store.loadWindowBuckets();
+      expect(left).toEqual([]);
+      await store.close();
+    });
+
+    it("overwrites a bucket, drops a window's expired buckets, and a deleted rollout's windows and state", async () => {
+      const store = await open();
+      await store.commit({ put: rolloutFixture(), events: [] });
+      const at = (startMs: number, byte: number) => ({ rollout: "checkout", variant: "stable" as const, startMs, data: new Uint8Array([byte]) });
+      await store.flushWindows({ buckets: [at(1000, 1), at(2000, 2), at(3000, 3)], cleared: [], analysis: [{ rollout: "checkout", state: "{}" }] });
+      await store.flushWindows({
+        buckets: [at(3000, 4)],
+        cleared: [],
+        analysis: [{ rollout: "checkout", state: '{"n":2}' }],
+        expired: [{ rollout: "checkout", variant: "stable", beforeMs: 2500 }],
+      });
+      const rows = await store.loadWindowBuckets();
+      expect(rows.map((b) => [b.startMs, [...b.data]])).toEqual([[3000, [4]]]);
+      expect((await store.loadRollouts())[0]!.analysis).toBe('{"n":2}');
+      await store.commit({ remove: "checkout", events: [] });
+      expect(await store.loadWindowBuckets()).toEqual([]);
+      await store.commit({ put: rolloutFixture(), events: [] });
+      expect((await store.loadRollouts())[0]!.analysis).toBeUndefined();
+      await store.close();
+    });
+
+    it("fails every call once closed", async () => {
+      const store = await open();
+      await store.close();
+      await expect(store.loadRollouts()).rejects.toThrow(/closed/);
+      await expect(store.commit({ events: [event("a", "1")] })).rejects.toThrow(/closed/);
+    });
+  });
+}
