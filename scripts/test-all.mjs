@@ -149,9 +149,11 @@ console.log(`=== rollgate tests: build, then ${["ts", "go", "python", "artifacts
 if (!(await run("build", "npx", ["tsc", "-b"]))) {
   record("build", { failed: 1 }, false);
 } else {
+  // The venv first: vitest runs the README's Python snippets with it, and pytest and the
+  // artifacts suite need it too.
+  const venvOk = hasPython ? await python() : false;
   if (want("ts")) await vitest();
   if (want("go") && hasGo) await goTest();
-  const venvOk = (want("python") || want("artifacts")) && hasPython ? await python() : false;
   if (want("python") && hasPython) await pytest(venvOk);
   if (want("artifacts")) {
     if (venvOk || !hasPython) await artifacts();
