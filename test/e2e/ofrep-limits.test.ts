@@ -1,15 +1,6 @@
-import { createServer, type Server } from "node:http";
 import * as http2 from "node:http2";
 import { connect, type Socket } from "node:net";
-import { Writable } from "node:stream";
-import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createAdmit } from "../../src/server/admit.js";
-import { createAuthenticator } from "../../src/server/auth.js";
-import { createMetrics } from "../../src/server/metrics.js";
-import { createCallReporter } from "../../src/server/observe.js";
-import { withOfrep } from "../../src/server/ofrep.js";
-import type { Engine } from "../../src/service/engine.js";
 import { TEST_TOKENS, startTestServer, type TestServer } from "../helpers/servers.js";
 
 const OPERATOR = "operator-token-0123456789";
