@@ -200,8 +200,8 @@ function bodyPending(req: IncomingMessage | Http2ServerRequest): boolean {
  * with `connection: close` (set by the caller) and the socket is destroyed once the answer is
  * flushed — never read to the end to keep the connection; HTTP/2 closes the stream with
  * RST_STREAM NO_ERROR once the answer is sent (RFC 9113 §8.1: the client stops sending, the
- * answer stands). Until then at most `budget` more body bytes are read; past it the connection
- * (or stream) goes at once.
+ * answer stands). Until then at most `budget` more body bytes are read (checked per chunk the
+ * socket delivers); past it the connection (or stream) goes at once.
  */
 function stopReading(req: IncomingMessage | Http2ServerRequest, res: ServerResponse, budget: number): void {
   const cut = () => {
@@ -292,11 +292,16 @@ export function withOfrep(opts: OfrepOptions, next: RequestHandler): RequestHand
       r.writeHead(status, { "content-type": "application/json", "cache-control": "no-store", "x-request-id": requestId, ...headers });
       r.end(text);
     };
-    /** Answers a refusal before (or while) the body is read, and stops reading the rest of it. */
+    /** Body bytes read so far (readBody counts them). */
+    const read = { bytes: 0 };
+    /**
+     * Answers a refusal before (or while) the body is read, and stops reading the rest of it:
+     * no more than `max` body bytes in all (to the chunk the socket delivered).
+     */
     const refuse = (status: number, body: unknown, headers: Record<string, string> = {}) => {
       const pending = bodyPending(req);
       send(status, body, pending && !http2 ? { ...headers, connection: "close" } : headers);
-      if (pending) stopReading(req, r, max);
+      if (pending) stopReading(req, r, Math.max(0, max - read.bytes));
     };
     const fail = (e: unknown) => {
       if (e instanceof OfrepError) {
@@ -317,7 +322,7 @@ export function withOfrep(opts: OfrepOptions, next: RequestHandler): RequestHand
       report(new ConnectError("OFREP evaluation takes POST", Code.Unimplemented));
       return refuse(405, { errorDetails: "OFREP evaluation takes POST" }, { allow: "POST" });
     }
-    readBody(req, max).then(
+    readBody(req, max, read).then(
       (body) => {
         try {
           const key = targetingKeyOf(body);
@@ -353,7 +358,7 @@ export function withOfrep(opts: OfrepOptions, next: RequestHandler): RequestHand
  * over `max` before reading anything, else as soon as the count passes `max` — and then reads
  * no more (the 413 is answered by `refuse`, which stops the rest).
  */
-function readBody(req: IncomingMessage | Http2ServerRequest, max: number): Promise<string> {
+function readBody(req: IncomingMessage | Http2ServerRequest, max: number, read: { bytes: number }): Promise<string> {
   return new Promise((resolve, reject) => {
     const declared = Number(req.headers["content-length"] ?? 0);
     if (declared > max) {
@@ -364,6 +369,7 @@ function readBody(req: IncomingMessage | Http2ServerRequest, max: number): Promi
     let size = 0;
     const onData = (c: Buffer) => {
       size += c.length;
+      read.bytes = size;
       if (size > max) {
         req.off("data", onData);
         req.pause();

@@ -1,6 +1,14 @@
+import { createServer, type Server } from "node:http";
 import * as http2 from "node:http2";
 import { connect, type Socket } from "node:net";
+import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createAdmit } from "../../src/server/admit.js";
+import { createAuthenticator } from "../../src/server/auth.js";
+import { createMetrics } from "../../src/server/metrics.js";
+import { createCallReporter } from "../../src/server/observe.js";
+import { OFREP_MAX_BODY_BYTES, withOfrep } from "../../src/server/ofrep.js";
+import type { Engine } from "../../src/service/engine.js";
 import { TEST_TOKENS, startTestServer, type TestServer } from "../helpers/servers.js";
 
 const OPERATOR = "operator-token-0123456789";
@@ -153,4 +161,46 @@ describe("OFREP: refused and oversized bodies are not read", () => {
       session.close();
     }
   });
+});
+
+describe("OFREP: the server reads no more than the limit of a refused body (measured on the server's socket)", () => {
+  let http: Server;
+  let port: number;
+  const sockets: Socket[] = [];
+
+  beforeAll(async () => {
+    const handler = withOfrep(
+      {
+        engine: { list: () => [], routeTable: () => undefined } as unknown as Engine,
+        admit: createAdmit({ state: () => "ready", auth: createAuthenticator(TEST_TOKENS) }),
+        report: createCallReporter(pino({ level: "silent" }), createMetrics(() => [])),
+      },
+      (_req, res) => {
+        res.writeHead(404);
+        res.end();
+      },
+    );
+    http = createServer((req, res) => handler(req, res));
+    http.on("connection", (s: Socket) => sockets.push(s));
+    await new Promise<void>((resolve) => http.listen(0, "127.0.0.1", resolve));
+    port = (http.address() as { port: number }).port;
+  });
+  afterAll(async () => {
+    await new Promise<void>((resolve) => http.close(() => resolve()));
+  });
+
+  for (const [name, head, chunked] of [
+    ["401", `POST /ofrep/v1/evaluate/flags/x HTTP/1.1\r\nhost: x\r\ncontent-length: ${FIVE_MIB}\r\n\r\n`, false],
+    ["413, chunked", `POST /ofrep/v1/evaluate/flags/x HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${READER}\r\ntransfer-encoding: chunked\r\n\r\n`, true],
+  ] as const) {
+    it(`${name}: at most 64 KiB of body (and one socket read) is read of a 5 MiB upload`, async () => {
+      const n = sockets.length;
+      const got = await sendLarge(port, head, chunked);
+      expect(got.closed).toBe(true);
+      expect(sockets.length).toBe(n + 1);
+      const server = sockets[n]!;
+      // One socket read is at most 64 KiB: the limit, one read past it, the head and chunk framing.
+      expect(server.bytesRead).toBeLessThanOrEqual(OFREP_MAX_BODY_BYTES + 64 * 1024 + 4096);
+    });
+  }
 });
