@@ -3,7 +3,7 @@ import type { Logger } from "pino";
 import type { Metrics } from "./metrics.js";
 
 /** Methods on the hot path: logged only when they fail, so a busy server logs nothing per call. */
-const HOT = new Set(["Route", "RouteBatch", "RecordOutcome", "StreamOutcomes", "Health"]);
+const HOT = new Set(["Route", "RouteBatch", "RecordOutcome", "StreamOutcomes", "Health", "EvaluateFlag", "EvaluateFlags"]);
 
 /** Returns the snake_case name of a status code ("ok", "invalid_argument", …). */
 export function codeName(code: Code | undefined): string {

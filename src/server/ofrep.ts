@@ -1,14 +1,15 @@
 import { createHash } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import type { Http2ServerRequest } from "node:http2";
+import { constants as http2constants, type Http2ServerRequest } from "node:http2";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { keyProblem } from "../domain/bucketing.js";
 import { DomainError } from "../domain/errors.js";
 import type { Variant } from "../domain/rollout.js";
 import { route, type RouteDecision, type RouteReason, type RouteTable } from "../domain/routing.js";
 import type { Engine } from "../service/engine.js";
-import type { Authenticator } from "./auth.js";
+import type { Admit } from "./admit.js";
 import type { RequestHandler } from "./http-endpoints.js";
+import type { CallReporter } from "./observe.js";
 
 /**
  * OFREP (OpenFeature Remote Evaluation Protocol) on the server's own port: docs/ofrep.md says
@@ -30,7 +31,7 @@ export const OFREP_MAX_BODY_BYTES = 64 * 1024;
  */
 export const FEATURE_SEPARATOR = "/";
 
-/** The RPC whose role OFREP callers need: evaluating a flag is reading a route. */
+/** The RPC OFREP calls are admitted as (role, readiness): evaluating a flag is reading a route. */
 const OFREP_PROCEDURE = "rollgate.v1.DecisionService/Route";
 
 /** The OpenFeature reason of each routing reason. */
@@ -45,10 +46,14 @@ export const OFREP_REASON: Readonly<Record<RouteReason, string>> = {
 /** What the OFREP endpoints need from the server. */
 export interface OfrepOptions {
   readonly engine: Engine;
-  readonly auth: Authenticator;
-  /** True once state is loaded, until shutdown begins. */
-  ready(): boolean;
-  /** Counts routed keys, as Route does (metrics). */
+  /** The admission step every serving path shares (admit.ts): request id, readiness, authorization. */
+  readonly admit: Admit;
+  /** Reports each finished call (observe.ts): RPC metrics, and a log line when it fails. */
+  readonly report: CallReporter;
+  /**
+   * Counts routed keys, as Route does (metrics): one per single-flag evaluation. A bulk
+   * evaluation is not counted here (see docs/design.md §9).
+   */
   routed?(rollout: string, variant: Variant, count: number): void;
   /** Overrides OFREP_MAX_BODY_BYTES. */
   readonly maxBodyBytes?: number;
@@ -155,14 +160,17 @@ export function evaluateFlag(engine: Engine, flagKey: string, targetingKey: stri
   return { table, decision, flag: feature === undefined ? rolloutFlag(table, decision) : featureFlag(table, decision, feature) };
 }
 
-/** Evaluates every flag (every rollout and each of its features) for a routing key, in key order. */
-export function evaluateAll(engine: Engine, targetingKey: string, routed?: OfrepOptions["routed"]): OfrepEvaluation[] {
+/**
+ * Evaluates every flag (every rollout and each of its features) for a routing key, in key order.
+ * Not counted as routed keys: a bulk evaluation is what OFREP providers poll and cache, not a
+ * request for any one rollout (docs/design.md §9).
+ */
+export function evaluateAll(engine: Engine, targetingKey: string): OfrepEvaluation[] {
   const flags: OfrepEvaluation[] = [];
   for (const r of engine.list()) {
     const table = tableOf(engine, r.name);
     if (table === undefined) continue;
     const d = route(table, targetingKey);
-    routed?.(r.name, d.variant, 1);
     flags.push(rolloutFlag(table, d));
     for (const feature of [...table.rollout.features.keys()].sort()) flags.push(featureFlag(table, d, feature));
   }
@@ -179,30 +187,200 @@ function etagMatches(ifNoneMatch: string | undefined, etag: string): boolean {
   });
 }
 
-/** Reads a request body up to `max` bytes; rejects with 413 beyond. */
-function readBody(req: IncomingMessage | Http2ServerRequest, max: number): Promise<string> {
+/** A request with a body still (possibly) on the wire: a declared length or a chunked body, not yet all read. */
+function bodyPending(req: IncomingMessage | Http2ServerRequest): boolean {
+  if (req.complete) return false;
+  if ("stream" in req) return !req.stream.readableEnded;
+  const length = req.headers["content-length"];
+  return (length !== undefined && length !== "0") || req.headers["transfer-encoding"] !== undefined;
+}
+
+/**
+ * After a refusal answered while the body is still coming: stop reading it. HTTP/1.1 answers
+ * with `connection: close` (set by the caller) and the socket is destroyed once the answer is
+ * flushed — never read to the end to keep the connection; HTTP/2 closes the stream with
+ * RST_STREAM NO_ERROR once the answer is sent (RFC 9113 §8.1: the client stops sending, the
+ * answer stands). Until then at most `budget` more body bytes are read (checked per chunk the
+ * socket delivers); past it the connection (or stream) goes at once.
+ */
+function stopReading(req: IncomingMessage | Http2ServerRequest, res: ServerResponse, budget: number): void {
+  const cut = () => {
+    if ("stream" in req) {
+      if (!req.stream.closed) req.stream.close(http2constants.NGHTTP2_NO_ERROR);
+    } else {
+      req.socket.destroy();
+    }
+  };
+  let read = 0;
+  req.on("data", (c: Buffer) => {
+    read += c.length;
+    if (read > budget) cut();
+  });
+  res.once("finish", () => {
+    if (!req.complete) cut();
+  });
+}
+
+/** The HTTP status of an admission refusal or a Connect code (403 cannot occur today: every role may read). */
+function statusOfRefusal(code: Code): number {
+  switch (code) {
+    case Code.Unavailable:
+      return 503;
+    case Code.Unauthenticated:
+      return 401;
+    case Code.PermissionDenied:
+      return 403;
+    default:
+      return 500;
+  }
+}
+
+/** The Connect code an OFREP answer is counted under in the RPC metrics (`rollgate_rpc_requests_total{code}`). */
+function codeOfStatus(status: number): Code {
+  switch (status) {
+    case 400:
+      return Code.InvalidArgument;
+    case 404:
+      return Code.NotFound;
+    case 405:
+      return Code.Unimplemented;
+    case 413:
+      return Code.ResourceExhausted;
+    default:
+      return Code.Internal;
+  }
+}
+
+/** The procedure names OFREP calls are reported under (metrics, logs): one per endpoint. */
+export const OFREP_PROCEDURES = { single: "ofrep/EvaluateFlag", bulk: "ofrep/EvaluateFlags" } as const;
+
+/**
+ * Returns a handler that answers OFREP's `POST /ofrep/v1/evaluate/flags/{key}` and
+ * `POST /ofrep/v1/evaluate/flags` and passes every other request to `next`. Every call goes
+ * through the shared admission step (request id, then readiness, then authorization, with the
+ * same refusal wording as the RPCs) and is reported by the call reporter (metrics; a log line on
+ * failure, with the cause for a 500).
+ */
+export function withOfrep(opts: OfrepOptions, next: RequestHandler): RequestHandler {
+  const max = opts.maxBodyBytes ?? OFREP_MAX_BODY_BYTES;
+  return (req, res) => {
+    const url = req.url ?? "/";
+    if (!url.startsWith(BULK_PATH)) return next(req, res);
+    const path = url.split("?", 1)[0]!;
+    const single = path.startsWith(SINGLE_PREFIX);
+    if (!single && path !== BULK_PATH) return next(req, res);
+    const started = process.hrtime.bigint();
+    // The two response types share this surface but not a declared type.
+    const r = res as ServerResponse;
+    let flagKey: string | undefined;
+    if (single) {
+      try {
+        flagKey = decodeURIComponent(path.slice(SINGLE_PREFIX.length));
+      } catch {
+        flagKey = path.slice(SINGLE_PREFIX.length);
+      }
+    }
+    const procedure = single ? OFREP_PROCEDURES.single : OFREP_PROCEDURES.bulk;
+    const rid = req.headers["x-request-id"];
+    const a = opts.admit(OFREP_PROCEDURE, authorizationOf(req), Array.isArray(rid) ? rid[0] : rid);
+    const requestId = a.requestId;
+    const report = (error: unknown) =>
+      opts.report({ procedure, method: procedure.slice(procedure.indexOf("/") + 1), requestId, caller: a.caller.name, rollout: "", started }, error);
+    const http2 = "stream" in req;
+    const send = (status: number, body: unknown, headers: Record<string, string> = {}) => {
+      const text = body === undefined ? "" : JSON.stringify(body);
+      r.writeHead(status, { "content-type": "application/json", "cache-control": "no-store", "x-request-id": requestId, ...headers });
+      r.end(text);
+    };
+    /** Body bytes read so far (readBody counts them). */
+    const read = { bytes: 0 };
+    /**
+     * Answers a refusal before (or while) the body is read, and stops reading the rest of it:
+     * no more than `max` body bytes in all (to the chunk the socket delivered).
+     */
+    const refuse = (status: number, body: unknown, headers: Record<string, string> = {}) => {
+      const pending = bodyPending(req);
+      send(status, body, pending && !http2 ? { ...headers, connection: "close" } : headers);
+      if (pending) stopReading(req, r, Math.max(0, max - read.bytes));
+    };
+    const fail = (e: unknown) => {
+      if (e instanceof OfrepError) {
+        report(new ConnectError(e.message, codeOfStatus(e.status)));
+        if (e.status === 413) return refuse(413, { errorDetails: e.message });
+        if (e.errorCode === undefined) return send(e.status, { errorDetails: e.message });
+        return send(e.status, { ...(flagKey === undefined ? {} : { key: flagKey }), errorCode: e.errorCode, errorDetails: e.message });
+      }
+      // The reporter logs an INTERNAL error with its cause; the caller sees the request id only.
+      report(new ConnectError("internal error", Code.Internal, undefined, undefined, e));
+      return send(500, { errorDetails: `internal error (request id ${requestId})` });
+    };
+    if (a.refusal !== undefined) {
+      report(a.refusal);
+      return refuse(statusOfRefusal(a.refusal.code), { errorDetails: a.refusal.rawMessage });
+    }
+    if (req.method !== "POST") {
+      report(new ConnectError("OFREP evaluation takes POST", Code.Unimplemented));
+      return refuse(405, { errorDetails: "OFREP evaluation takes POST" }, { allow: "POST" });
+    }
+    readBody(req, max, read).then(
+      (body) => {
+        try {
+          const key = targetingKeyOf(body);
+          if (flagKey !== undefined) {
+            const found = evaluateFlag(opts.engine, flagKey, key);
+            if (found === undefined) throw new OfrepError(404, "FLAG_NOT_FOUND", `no flag "${flagKey}": flags are rollout names and rollout/feature`);
+            opts.routed?.(found.table.rollout.name, found.decision.variant, 1);
+            send(200, found.flag);
+            return report(undefined);
+          }
+          const text = JSON.stringify({ flags: evaluateAll(opts.engine, key) });
+          const etag = `"${createHash("sha256").update(text).digest("base64url").slice(0, 27)}"`;
+          const inm = req.headers["if-none-match"];
+          if (etagMatches(Array.isArray(inm) ? inm.join(",") : inm, etag)) {
+            r.writeHead(304, { etag, "cache-control": "no-cache", "x-request-id": requestId });
+            r.end();
+          } else {
+            r.writeHead(200, { "content-type": "application/json", "cache-control": "no-cache", etag, "x-request-id": requestId });
+            r.end(text);
+          }
+          return report(undefined);
+        } catch (e) {
+          return fail(e);
+        }
+      },
+      (e: unknown) => fail(e),
+    );
+  };
+}
+
+/**
+ * Reads a request body up to `max` bytes; rejects with 413 beyond — a declared Content-Length
+ * over `max` before reading anything, else as soon as the count passes `max` — and then reads
+ * no more (the 413 is answered by `refuse`, which stops the rest).
+ */
+function readBody(req: IncomingMessage | Http2ServerRequest, max: number, read: { bytes: number }): Promise<string> {
   return new Promise((resolve, reject) => {
     const declared = Number(req.headers["content-length"] ?? 0);
     if (declared > max) {
-      req.resume();
       reject(new OfrepError(413, undefined, `request body exceeds ${max} bytes`));
       return;
     }
     const chunks: Buffer[] = [];
     let size = 0;
-    let over = false;
-    req.on("data", (c: Buffer) => {
-      if (over) return;
+    const onData = (c: Buffer) => {
       size += c.length;
+      read.bytes = size;
       if (size > max) {
-        over = true;
+        req.off("data", onData);
+        req.pause();
         reject(new OfrepError(413, undefined, `request body exceeds ${max} bytes`));
         return;
       }
       chunks.push(c);
-    });
+    };
+    req.on("data", onData);
     req.on("end", () => {
-      if (!over) resolve(Buffer.concat(chunks).toString("utf8"));
+      if (size <= max) resolve(Buffer.concat(chunks).toString("utf8"));
     });
     req.on("error", reject);
   });
@@ -215,81 +393,4 @@ function authorizationOf(req: IncomingMessage | Http2ServerRequest): string | un
   const apiKey = req.headers["x-api-key"];
   const key = Array.isArray(apiKey) ? apiKey[0] : apiKey;
   return key === undefined || key === "" ? undefined : `Bearer ${key}`;
-}
-
-/**
- * Returns a handler that answers OFREP's `POST /ofrep/v1/evaluate/flags/{key}` and
- * `POST /ofrep/v1/evaluate/flags` and passes every other request to `next`.
- */
-export function withOfrep(opts: OfrepOptions, next: RequestHandler): RequestHandler {
-  const max = opts.maxBodyBytes ?? OFREP_MAX_BODY_BYTES;
-  return (req, res) => {
-    const url = req.url ?? "/";
-    if (!url.startsWith(BULK_PATH)) return next(req, res);
-    const path = url.split("?", 1)[0]!;
-    const single = path.startsWith(SINGLE_PREFIX);
-    if (!single && path !== BULK_PATH) return next(req, res);
-    // The two response types share this surface but not a declared type.
-    const r = res as ServerResponse;
-    const send = (status: number, body: unknown, headers: Record<string, string> = {}) => {
-      const text = body === undefined ? "" : JSON.stringify(body);
-      r.writeHead(status, { "content-type": "application/json", "cache-control": "no-store", ...headers });
-      r.end(text);
-    };
-    const fail = (e: unknown, flagKey: string | undefined) => {
-      if (e instanceof OfrepError) {
-        if (e.errorCode === undefined) return send(e.status, { errorDetails: e.message });
-        return send(e.status, { ...(flagKey === undefined ? {} : { key: flagKey }), errorCode: e.errorCode, errorDetails: e.message });
-      }
-      return send(500, { errorDetails: "internal error" });
-    };
-    let flagKey: string | undefined;
-    if (single) {
-      try {
-        flagKey = decodeURIComponent(path.slice(SINGLE_PREFIX.length));
-      } catch {
-        flagKey = path.slice(SINGLE_PREFIX.length);
-      }
-    }
-    if (req.method !== "POST") {
-      req.resume();
-      return send(405, { errorDetails: "OFREP evaluation takes POST" }, { allow: "POST" });
-    }
-    try {
-      opts.auth.authorize(authorizationOf(req), OFREP_PROCEDURE);
-    } catch (e) {
-      req.resume();
-      const denied = e instanceof ConnectError && e.code === Code.PermissionDenied;
-      return send(denied ? 403 : 401, { errorDetails: e instanceof Error ? e.message : "unauthenticated" });
-    }
-    if (!opts.ready()) {
-      req.resume();
-      return send(503, { errorDetails: "rollgate is not ready" });
-    }
-    readBody(req, max).then(
-      (body) => {
-        try {
-          const key = targetingKeyOf(body);
-          if (flagKey !== undefined) {
-            const found = evaluateFlag(opts.engine, flagKey, key);
-            if (found === undefined) throw new OfrepError(404, "FLAG_NOT_FOUND", `no flag "${flagKey}": flags are rollout names and rollout/feature`);
-            opts.routed?.(found.table.rollout.name, found.decision.variant, 1);
-            return send(200, found.flag);
-          }
-          const text = JSON.stringify({ flags: evaluateAll(opts.engine, key, opts.routed) });
-          const etag = `"${createHash("sha256").update(text).digest("base64url").slice(0, 27)}"`;
-          const inm = req.headers["if-none-match"];
-          if (etagMatches(Array.isArray(inm) ? inm.join(",") : inm, etag)) {
-            r.writeHead(304, { etag, "cache-control": "no-cache" });
-            return r.end();
-          }
-          r.writeHead(200, { "content-type": "application/json", "cache-control": "no-cache", etag });
-          return r.end(text);
-        } catch (e) {
-          return fail(e, flagKey);
-        }
-      },
-      (e: unknown) => fail(e, flagKey),
-    );
-  };
 }

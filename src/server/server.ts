@@ -115,7 +115,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   });
   const handler = withHttpEndpoints(
     { ready: () => state === "ready" && databaseUp, registry: metrics.registry },
-    withOfrep({ engine, auth, ready: () => state === "ready", routed: metrics.routed }, withMediaTypeHint(withCanonicalGrpcMessage(connectHandler))),
+    withOfrep({ engine, admit, report, routed: metrics.routed }, withMediaTypeHint(withCanonicalGrpcMessage(connectHandler))),
   );
 
   const listener = await listenOnePort({

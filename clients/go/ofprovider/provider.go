@@ -55,8 +55,9 @@ type Options struct {
 // waits for the first state (the SDK then reports READY); the provider emits STALE while the
 // stream is down, READY when it answers again, and CONFIGURATION_CHANGED with the changed flag
 // keys on every update. Track(flagKey, ctx, details) buffers an outcome, through the client's
-// outcome buffer, for the variant the context's key is routed to: details.Value() is the
-// latency in milliseconds, the attribute "success" (bool, default true) the result.
+// outcome buffer, for the variant the context's key is routed to: the latency in milliseconds
+// is the attribute "latencyMs" when given, else details.Value() (TrackLatencyMS); the attribute
+// "success" (bool, default true) is the result.
 // Shutdown closes the router, not the client.
 type Provider struct {
 	client *rollgate.Client
@@ -358,9 +359,43 @@ func (p *Provider) TrackOutcome(name string, ec openfeature.EvaluationContext, d
 		}
 		success = b
 	}
+	latency, err := TrackLatencyMS(details)
+	if err != nil {
+		return err
+	}
 	r := router.Route(rollout, key)
 	if r.Fallback != rollgate.FallbackNone {
 		return fmt.Errorf("%w: key not routable (%v)", ErrNotTracked, r.Fallback)
 	}
-	return p.client.RecordOutcome(rollout, rollgate.Outcome{Variant: r.Variant, Success: success, LatencyMS: details.Value(), Key: key})
+	return p.client.RecordOutcome(rollout, rollgate.Outcome{Variant: r.Variant, Success: success, LatencyMS: latency, Key: key})
+}
+
+// TrackLatencyMS returns the latency, in milliseconds, a tracking event records: the attribute
+// "latencyMs" (any Go number) when given, else the event's value — the same order as the
+// TypeScript and Python providers.
+func TrackLatencyMS(details openfeature.TrackingEventDetails) (float64, error) {
+	v := details.Attribute("latencyMs")
+	if v == nil {
+		return details.Value(), nil
+	}
+	switch n := v.(type) {
+	case float64:
+		return n, nil
+	case float32:
+		return float64(n), nil
+	case int:
+		return float64(n), nil
+	case int64:
+		return float64(n), nil
+	case int32:
+		return float64(n), nil
+	case uint:
+		return float64(n), nil
+	case uint64:
+		return float64(n), nil
+	case uint32:
+		return float64(n), nil
+	default:
+		return 0, fmt.Errorf("%w: the attribute latencyMs must be a number of milliseconds", ErrNotTracked)
+	}
 }

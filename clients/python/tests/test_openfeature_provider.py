@@ -102,3 +102,32 @@ def test_provider_through_the_sdk(start_server: Callable[..., RollgateServer], m
         ]
     finally:
         api.shutdown()
+
+
+def test_track_latency_order(start_server: Callable[..., RollgateServer], make_client: Callable[..., rollgate.Client]) -> None:
+    """track's latency is the attribute latencyMs when given, else details.value: the order of every rollgate provider."""
+    s = start_server()
+    admin = make_client(s.url)
+    name = unique_name("of-track")
+    create_rollout(admin, name, stable_version="s1", canary_version="s2")
+    app = make_client(s.url, flush_interval=0.05)
+    recorded: List[float] = []
+    real = app.record_outcome
+
+    def spy(rollout: str, **kw):  # type: ignore[no-untyped-def]
+        recorded.append(kw["latency_ms"])
+        return real(rollout, **kw)
+
+    app.record_outcome = spy  # type: ignore[method-assign]
+    domain = unique_name("of-track-domain")
+    provider = RollgateProvider(app, startup_timeout=20)
+    api.set_provider_and_wait(provider, domain=domain)
+    try:
+        client = api.get_client(domain)
+        ctx = EvaluationContext(targeting_key="k-1")
+        client.track(name, ctx, TrackingEventDetails(value=99.0, attributes={"latencyMs": 12.5}))
+        client.track(name, ctx, TrackingEventDetails(value=7.0))
+        client.track(name, ctx, TrackingEventDetails(attributes={"latencyMs": 3}))
+        assert recorded == [12.5, 7.0, 3.0]
+    finally:
+        provider.shutdown()

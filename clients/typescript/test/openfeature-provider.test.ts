@@ -14,6 +14,7 @@ describe("the in-process OpenFeature provider through @openfeature/server-sdk", 
   let admin: RollgateClient;
   let proxy: TcpProxy;
   let client: Client;
+  let local: ReturnType<typeof createLocalRollgateClient>;
   const changes: string[][] = [];
   const events: string[] = [];
 
@@ -28,7 +29,7 @@ describe("the in-process OpenFeature provider through @openfeature/server-sdk", 
     await admin.rollouts.setOverride({ name: "checkout", key: "vip", variant: Variant.CANARY });
     await admin.rollouts.createRollout({ rollout: { name: "search", stableVersion: "s1", canaryVersion: "s2" }, reason: "test" });
     proxy = await startTcpProxy("127.0.0.1", server.port);
-    const local = createLocalRollgateClient({
+    local = createLocalRollgateClient({
       baseUrl: proxy.url,
       outcomes: { flushIntervalMs: 50 },
       local: { logger: quiet, reconnect: { initialBackoffMs: 50, maxBackoffMs: 200 } },
@@ -107,7 +108,24 @@ describe("the in-process OpenFeature provider through @openfeature/server-sdk", 
     await expect.poll(async () => (await admin.health("search")).samples, { timeout: 15_000 }).toMatchObject(want);
   });
 
-  it("emits STALE when the stream drops and READY when it answers again", async () => {
+  it("track's latency is the latencyMs attribute when given, else value: the order of every rollgate provider", () => {
+    const recorded: number[] = [];
+    const real = local.recordOutcome.bind(local);
+    local.recordOutcome = (rollout, outcome) => {
+      recorded.push(outcome.latencyMs ?? Number.NaN);
+      return real(rollout, outcome);
+    };
+    try {
+      client.track("search", { targetingKey: "k-1" }, { value: 99, latencyMs: 12.5 });
+      client.track("search", { targetingKey: "k-1" }, { value: 7 });
+      client.track("search", { targetingKey: "k-1" }, { latencyMs: 3 });
+      expect(recorded).toEqual([12.5, 7, 3]);
+    } finally {
+      local.recordOutcome = real;
+    }
+  });
+
+    it("emits STALE when the stream drops and READY when it answers again", async () => {
     events.length = 0;
     proxy.cut();
     await expect.poll(() => events, { timeout: 10_000 }).toEqual([ProviderEvents.Stale, ProviderEvents.Ready]);

@@ -199,7 +199,7 @@ class RollgateProvider(AbstractProvider):
     ) -> None:
         """Buffers an outcome of the event's rollout for the variant the context's key goes to.
 
-        The latency is ``details.value`` (or the attribute ``latencyMs``), in milliseconds;
+        The latency, in milliseconds, is the attribute ``latencyMs`` when given, else ``details.value``;
         ``success`` is the attribute of that name (default True). Raises ValueError for a
         missing key, an unknown rollout or a missing latency.
         """
@@ -211,11 +211,12 @@ class RollgateProvider(AbstractProvider):
         if router is None or router.rollout_state(rollout) is None:
             raise ValueError(f'track: no rollout "{rollout}"')
         attributes: Mapping[str, Any] = tracking_event_details.attributes if tracking_event_details is not None else {}
-        latency = tracking_event_details.value if tracking_event_details is not None else None
-        if latency is None:
-            latency = attributes.get("latencyMs")
+        # The same order in every rollgate provider: the attribute latencyMs when given, else value.
+        latency = attributes.get("latencyMs")
+        if latency is None and tracking_event_details is not None:
+            latency = tracking_event_details.value
         if not isinstance(latency, (int, float)) or isinstance(latency, bool):
-            raise ValueError("track: details.value (or the attribute latencyMs) must be a latency in milliseconds")
+            raise ValueError("track: the attribute latencyMs (or details.value) must be a latency in milliseconds")
         success = attributes.get("success", True)
         if not isinstance(success, bool):
             raise ValueError("track: the attribute success must be a boolean")
