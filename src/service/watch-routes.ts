@@ -174,8 +174,10 @@ export function createRoutesFeed(opts: RoutesFeedOptions) {
       }
       for (let i = 0; i < req.rollouts.length; i++) validateName(`rollouts[${i}]`, req.rollouts[i]!);
       const names = req.rollouts.length === 0 ? undefined : new Set(req.rollouts);
-      if (names !== undefined) for (const n of names) engine.get(n);
       const after = req.afterRevision;
+      // A fresh subscription must name existing rollouts; a resume may name deleted ones (the
+      // client was sent them in `removed`, or gets them so in the replay, or absent from a reset).
+      if (names !== undefined && after === 0n) for (const n of names) engine.get(n);
       const w: Watcher = { accept: names === undefined ? () => true : (n) => names.has(n), dirty: new Set(), reset: false, ended: false, beat: false, sentAt: performance.now(), wake: undefined };
 
       const snapshot = (): RoutesMessage => {

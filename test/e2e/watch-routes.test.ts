@@ -339,6 +339,29 @@ describe("WatchRoutes feed", () => {
     await it.return?.();
   });
 
+  it("resuming, a name that no longer exists is not refused; a fresh subscription naming it is", async () => {
+    await server.engine.create(specFixture({ name: "feed-gone", salt: "feed-gone" }), { actor: "test", reason: "" });
+    const feed = createRoutesFeed({ engine: server.engine, heartbeatMs: 60_000 });
+    const head = BigInt(await server.engine.lastSeq());
+    await server.engine.delete("feed-gone", { actor: "test", reason: "" });
+    const ac = new AbortController();
+    const req = (afterRevision: bigint) => create(WatchRoutesRequestSchema, { rollouts: ["feed", "feed-gone"], afterRevision });
+    // The replay carries the deletion.
+    const it = feed.watch(req(head), ac.signal)[Symbol.asyncIterator]();
+    const first = (await it.next()).value as RoutesMessage;
+    expect(first).toMatchObject({ reset: false, removed: ["feed-gone"] });
+    await it.return?.();
+    // Resuming after the deletion: nothing to send, and later changes to the other arrive.
+    const it2 = feed.watch(req(BigInt(first.revision)), ac.signal)[Symbol.asyncIterator]();
+    expect((await it2.next()).value).toMatchObject({ reset: false, routes: [], removed: [], revision: first.revision });
+    await change(3100);
+    const next = (await it2.next()).value as RoutesMessage;
+    expect(next.routes.map((r) => [r.name, r.weightBp])).toEqual([["feed", 3100]]);
+    ac.abort();
+    await it2.return?.();
+    expect(() => feed.watch(req(0n), new AbortController().signal)).toThrow('rollout "feed-gone" not found');
+  });
+
   it("encodes on the fast path exactly what toBinary writes", () => {
     const r = server.engine.get("feed");
     for (const m of [
