@@ -266,8 +266,10 @@ export function createRoutesFeed(opts: RoutesFeedOptions) {
           });
         },
         return() {
+          // Finished first, so that a next() still waiting is woken into the end.
+          const done = finish();
           w.wake?.();
-          return Promise.resolve(finish());
+          return Promise.resolve(done);
         },
       };
       return { [Symbol.asyncIterator]: () => iterator };

@@ -362,6 +362,16 @@ describe("WatchRoutes feed", () => {
     expect(() => feed.watch(req(0n), new AbortController().signal)).toThrow('rollout "feed-gone" not found');
   });
 
+  it("return() ends a next() that is still waiting", async () => {
+    const feed = createRoutesFeed({ engine: server.engine, heartbeatMs: 60_000 });
+    const it = feed.watch(create(WatchRoutesRequestSchema, {}), new AbortController().signal)[Symbol.asyncIterator]();
+    expect(((await it.next()).value as RoutesMessage).reset).toBe(true);
+    const waiting = it.next();
+    expect(await it.return!()).toEqual({ value: undefined, done: true });
+    expect(await waiting).toEqual({ value: undefined, done: true });
+    expect(feed.watchers()).toBe(0);
+  });
+
   it("encodes on the fast path exactly what toBinary writes", () => {
     const r = server.engine.get("feed");
     for (const m of [
