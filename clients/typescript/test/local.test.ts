@@ -290,3 +290,38 @@ describe("local mode against a live server", () => {
     }
   });
 });
+
+describe("local mode over a connection that goes silent without closing", () => {
+  it("aborts the stream after idleTimeoutMs, reports disconnected, and reconnects on a new connection", async () => {
+    // Heartbeats every 200 ms, so that a healthy stream is never idle for 1.5 s.
+    const server = await startTestServer({}, { keepaliveMs: 200 });
+    const admin = createRollgateClient({ baseUrl: server.url });
+    const proxy = await startTcpProxy("127.0.0.1", server.port);
+    const warnings: string[] = [];
+    const connection: boolean[] = [];
+    const local = createLocalRollgateClient({
+      baseUrl: proxy.url,
+      local: { idleTimeoutMs: 1500, logger: { warn: (m) => warnings.push(m) }, reconnect: { initialBackoffMs: 50, maxBackoffMs: 200 } },
+    });
+    local.subscribe({ connection: (up) => connection.push(up) });
+    try {
+      await admin.rollouts.createRollout({ rollout: { name: "silent", stableVersion: "a", canaryVersion: "b" }, reason: "idle test" });
+      expect(await local.ready(10_000)).toBe(true);
+      await expect.poll(() => local.route("silent", "user-1").reason, { timeout: 10_000 }).toBe("weight");
+      expect(local.stats().connected).toBe(true);
+      const connections = proxy.connections();
+      proxy.stall();
+      await expect.poll(() => connection.includes(false), { timeout: 15_000 }).toBe(true);
+      expect(warnings.some((w) => w.includes("no message from the server"))).toBe(true);
+      await admin.rollouts.setWeight({ name: "silent", weightBp: 4200 });
+      await expect.poll(() => local.route("silent", "user-1").weightBp, { timeout: 15_000 }).toBe(4200);
+      expect(proxy.connections()).toBeGreaterThan(connections);
+      expect(local.stats()).toMatchObject({ connected: true });
+    } finally {
+      await local.close();
+      await proxy.close();
+      await admin.close();
+      await server.stop();
+    }
+  });
+});
