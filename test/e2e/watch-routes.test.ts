@@ -372,6 +372,35 @@ describe("WatchRoutes feed", () => {
     expect(feed.watchers()).toBe(0);
   });
 
+  it("resuming from a revision in the log that this replica has not applied yet: waits for it, else a snapshot", async () => {
+    // The log's head as another replica's writes would make it: `ahead` past what this one applied.
+    let ahead = 0;
+    const engine = { ...server.engine, lastSeq: async () => (await server.engine.lastSeq()) + ahead };
+    const feed = createRoutesFeed({ engine, heartbeatMs: 60_000, catchUpWaitMs: 300 });
+    const ac = new AbortController();
+    const all = feed.watch(create(WatchRoutesRequestSchema, {}), ac.signal)[Symbol.asyncIterator]();
+    const head = ((await all.next()).value as RoutesMessage).revision;
+    ahead = 2;
+    // Caught up while waiting: answered from the log, no reset.
+    const caught = feed.watch(create(WatchRoutesRequestSchema, { afterRevision: BigInt(head + 2) }), ac.signal)[Symbol.asyncIterator]();
+    const answer = caught.next();
+    await change(3201);
+    await change(3202);
+    expect((await answer).value).toMatchObject({ reset: false, revision: head + 2 });
+    await caught.return?.();
+    // Never caught up within catchUpWaitMs: a snapshot of what this replica has.
+    const behind = feed.watch(create(WatchRoutesRequestSchema, { afterRevision: BigInt(head + 3) }), ac.signal)[Symbol.asyncIterator]();
+    const reset = (await behind.next()).value as RoutesMessage;
+    expect(reset).toMatchObject({ reset: true, revision: head + 2 });
+    expect(reset.routes.map((r) => [r.name, r.weightBp])).toEqual([["feed", 3202]]);
+    await behind.return?.();
+    // Beyond the log itself: refused as before.
+    const beyond = feed.watch(create(WatchRoutesRequestSchema, { afterRevision: BigInt(head + 100) }), ac.signal)[Symbol.asyncIterator]();
+    await expect(beyond.next()).rejects.toThrow("after_revision");
+    ac.abort();
+    await all.return?.();
+  });
+
   it("encodes on the fast path exactly what toBinary writes", () => {
     const r = server.engine.get("feed");
     for (const m of [

@@ -292,8 +292,9 @@ export function createLocalMode(remote: RollgateClient, open: OpenRoutesStream, 
       if (signal.aborted) break;
       if (!heardOnce) useFile();
       if (ended?.code === Code.InvalidArgument && revision !== 0n && ended.rawMessage.includes("after_revision")) {
-        // A server on another database: its revisions are not ours; start over from a snapshot.
-        logger.warn("the server cannot resume from our revision; asking for a snapshot", { revision: String(revision) });
+        // A server on another database (its revisions are not ours), or one whose log has not
+        // caught up with our revision yet: start over from a snapshot.
+        logger.warn("the server cannot resume from our revision (it is on another database, or has not caught up yet); asking for a snapshot", { revision: String(revision) });
         revision = 0n;
       } else if (ended !== undefined && ended.code !== Code.Unavailable && ended.code !== Code.Canceled) {
         logger.warn("WatchRoutes ended with an error; reconnecting", { code: Code[ended.code], error: ended.rawMessage });
