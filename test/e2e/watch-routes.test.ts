@@ -315,7 +315,9 @@ describe("WatchRoutes feed", () => {
     const first = (await it.next()).value as RoutesMessage;
     expect(first.reset).toBe(true);
     for (let i = 1; i <= 50; i++) await change(1000 + i);
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    // Every change has reached the feed (and marked the stream) before it reads again.
+    const head = await server.engine.lastSeq();
+    await expect.poll(() => feed.revision()).toBe(head);
     const next = (await it.next()).value as RoutesMessage;
     expect(next.reset).toBe(false);
     expect(next.routes.map((r) => [r.name, r.weightBp])).toEqual([["feed", 1050]]);
