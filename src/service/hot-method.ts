@@ -1,5 +1,6 @@
 import type { DescMessage, DescMethodServerStreaming, DescMethodUnary, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
 import type { HandlerContext } from "@connectrpc/connect";
+import { abortedStreamError } from "./errors.js";
 
 /**
  * One description of a hot RPC, from which every serving path is built: connect-node's
@@ -78,6 +79,9 @@ export function connectMethodsOf<T extends { readonly [K in keyof T]: HotMethod 
         ? async (req: never) => m.message(req)
         : async function* (req: never, ctx: HandlerContext) {
             for await (const item of m.open(req, ctx.signal)) yield m.message(item);
+            // Ended by the client or the deadline: the status the fast path reports, not OK.
+            const end = abortedStreamError(ctx.signal);
+            if (end !== undefined) throw end;
           };
   }
   return out as { [K in keyof T]: ConnectImpl<T[K]> };

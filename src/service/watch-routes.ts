@@ -50,6 +50,11 @@ export interface RoutesFeedOptions {
   readonly engine: Engine;
   readonly heartbeatMs?: number;
   readonly maxReplay?: number;
+  /**
+   * How long a resume from a revision that is in the log but not yet applied here (another
+   * replica wrote it) waits for this replica to catch up before it is answered with a snapshot.
+   */
+  readonly catchUpWaitMs?: number;
 }
 
 interface Watcher {
@@ -71,6 +76,29 @@ export function createRoutesFeed(opts: RoutesFeedOptions) {
   const { engine } = opts;
   const heartbeatMs = opts.heartbeatMs ?? ROUTES_HEARTBEAT_MS;
   const maxReplay = opts.maxReplay ?? MAX_ROUTES_REPLAY;
+  const catchUpWaitMs = opts.catchUpWaitMs ?? 5000;
+  /** Resumes waiting for `revision` to reach their `at`. */
+  const waiting = new Set<{ readonly at: number; readonly done: () => void }>();
+  const release = () => {
+    for (const x of waiting) if (revision >= x.at) x.done();
+  };
+  /** Resolves true once `revision` reaches `at`, false after `ms` or when `signal` aborts. */
+  const reach = (at: number, ms: number, signal: AbortSignal) =>
+    new Promise<boolean>((resolve) => {
+      const x = {
+        at,
+        done: () => {
+          clearTimeout(timer);
+          signal.removeEventListener("abort", x.done);
+          waiting.delete(x);
+          resolve(revision >= at);
+        },
+      };
+      if (signal.aborted || revision >= at) return resolve(revision >= at);
+      const timer = setTimeout(x.done, ms);
+      signal.addEventListener("abort", x.done);
+      waiting.add(x);
+    });
   const watchers = new Set<Watcher>();
   /** The highest audit seq processed (or in the log when the feed started). Only rises. */
   let revision = 0;
@@ -123,7 +151,10 @@ export function createRoutesFeed(opts: RoutesFeedOptions) {
   async function pump(s: Subscription<AuditEvent>): Promise<void> {
     try {
       for await (const e of s) {
-        if (e.seq > revision) revision = e.seq;
+        if (e.seq > revision) {
+          revision = e.seq;
+          if (waiting.size > 0) release();
+        }
         const name = e.rollout;
         const now = current(name);
         // Gate breaches, decisions in dry run and the like change no routing state.
@@ -174,8 +205,10 @@ export function createRoutesFeed(opts: RoutesFeedOptions) {
       }
       for (let i = 0; i < req.rollouts.length; i++) validateName(`rollouts[${i}]`, req.rollouts[i]!);
       const names = req.rollouts.length === 0 ? undefined : new Set(req.rollouts);
-      if (names !== undefined) for (const n of names) engine.get(n);
       const after = req.afterRevision;
+      // A fresh subscription must name existing rollouts; a resume may name deleted ones (the
+      // client was sent them in `removed`, or gets them so in the replay, or absent from a reset).
+      if (names !== undefined && after === 0n) for (const n of names) engine.get(n);
       const w: Watcher = { accept: names === undefined ? () => true : (n) => names.has(n), dirty: new Set(), reset: false, ended: false, beat: false, sentAt: performance.now(), wake: undefined };
 
       const snapshot = (): RoutesMessage => {
@@ -239,10 +272,17 @@ export function createRoutesFeed(opts: RoutesFeedOptions) {
         signal.addEventListener("abort", onAbort);
         try {
           await (started ??= start());
+          let replay = after !== 0n;
           if (after > BigInt(revision)) {
-            throw invalidArgument("after_revision", `${after} is ahead of the server's revision ${revision}; resume from a revision this server sent, or 0 for a snapshot`);
+            // Either beyond the log (a server on another database), or written by another
+            // replica that this one has not caught up with yet: wait for it, then a snapshot.
+            const head = await engine.lastSeq();
+            if (after > BigInt(head)) {
+              throw invalidArgument("after_revision", `${after} is ahead of the server's revision ${head}; resume from a revision this server sent, or 0 for a snapshot`);
+            }
+            replay = await reach(Number(after), catchUpWaitMs, signal);
           }
-          const m = (after === 0n ? undefined : await resume(Number(after))) ?? snapshot();
+          const m = (replay ? await resume(Number(after)) : undefined) ?? snapshot();
           return aborted ? finish() : sent(m);
         } catch (e) {
           finish();
@@ -264,8 +304,10 @@ export function createRoutesFeed(opts: RoutesFeedOptions) {
           });
         },
         return() {
+          // Finished first, so that a next() still waiting is woken into the end.
+          const done = finish();
           w.wake?.();
-          return Promise.resolve(finish());
+          return Promise.resolve(done);
         },
       };
       return { [Symbol.asyncIterator]: () => iterator };

@@ -8,6 +8,7 @@ import {
   RouteRequestSchema,
   RouteResponseSchema,
   WatchHealthRequestSchema,
+  WatchRoutesRequestSchema,
   type HealthUpdate,
   type RouteBatchResponse,
   type RouteResponse,
@@ -247,6 +248,9 @@ for (const fast of [true, false]) {
       const health = await rawCall(server.address, "/rollgate.v1.DecisionService/WatchHealth", frame(toBinary(WatchHealthRequestSchema, create(WatchHealthRequestSchema, { rollout: "conf" }))), auth);
       expect(health.body.length).toBeGreaterThan(5); // the current health came first
       expect(health.trailers?.["grpc-status"]).toBe("4");
+      const routes = await rawCall(server.address, "/rollgate.v1.DecisionService/WatchRoutes", frame(toBinary(WatchRoutesRequestSchema, create(WatchRoutesRequestSchema, {}))), auth);
+      expect(routes.body.length).toBeGreaterThan(5); // the snapshot came first
+      expect(routes.trailers?.["grpc-status"]).toBe("4");
       const events = await rawCall(server.address, "/rollgate.v1.RolloutService/WatchEvents", frame(toBinary(WatchEventsRequestSchema, create(WatchEventsRequestSchema, { name: "conf" }))), auth);
       expect(events.trailers?.["grpc-status"]).toBe("4");
       // grpc.health.v1 Watch: a HealthCheckRequest for the whole server is an empty message.

@@ -126,6 +126,12 @@ describe("a request with an unsupported content type", () => {
     expect(r.body).toMatch(/^content-type "text\/plain" is not supported; rollgate accepts application\/json/);
   });
 
+  it("a GET with an unknown encoding still gets the hint", async () => {
+    const r = await curl([`${server.url}/rollgate.v1.DecisionService/Route?connect=v1&encoding=xml&message=x`]);
+    expect(r.status).toBe(415);
+    expect(r.body).toMatch(/^no content-type was sent; rollgate accepts application\/json/);
+  });
+
   it("with an accepted type and parameters is served as before", async () => {
     const r = await curl(["-X", "POST", `${server.url}/rollgate.v1.DecisionService/Route`, "-H", "content-type: application/json; charset=utf-8", "-d", '{"rollout":"fine","key":"k"}']);
     expect(r.status).toBe(200);

@@ -1,6 +1,9 @@
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { createLocalRollgateClient, createRollgateClient, type RouteResult } from "../../clients/typescript/src/index.js";
+import { ANALYSIS_DEFAULTS } from "../../src/domain/rollout.js";
+import { aggregate, createWindow, restoreBuckets } from "../../src/domain/sliding-window.js";
+import { openSqliteStore } from "../../src/store/sqlite-store.js";
 import { spawnServer, tempDir, type ServerProcess } from "../helpers/servers.js";
 
 /**
@@ -24,6 +27,23 @@ afterAll(() => {
 });
 
 const plain = (r: RouteResult) => ({ ...r, features: [...r.features] });
+
+/** Outcomes of a rollout in the windows the server has flushed to the database (read beside it). */
+async function flushedSamples(path: string, rollout: string): Promise<number> {
+  const store = openSqliteStore(path);
+  try {
+    const rows = (await store.loadWindowBuckets()).filter((r) => r.rollout === rollout);
+    let count = 0;
+    for (const variant of new Set(rows.map((r) => r.variant))) {
+      const w = createWindow(ANALYSIS_DEFAULTS.windowMs, ANALYSIS_DEFAULTS.intervalMs);
+      restoreBuckets(w, rows.filter((r) => r.variant === variant), Date.now());
+      count += aggregate(w, Date.now()).count;
+    }
+    return count;
+  } finally {
+    await store.close();
+  }
+}
 
 describe("local mode through a server crash", () => {
   it("answers the same decisions through kill -9, keeps outcomes, and picks up changes after the restart", { timeout: 58_000 }, async () => {
@@ -57,7 +77,8 @@ describe("local mode through a server crash", () => {
       // Outcomes before the outage, delivered and flushed to the database (every second).
       for (let i = 0; i < 200; i++) local.recordOutcome("resilient", { variant: before[i]!.variant, success: true, latencyMs: 5 });
       await local.flush();
-      await new Promise((resolve) => setTimeout(resolve, 2500));
+      // The server writes its windows to the database every second: wait until all 200 are there.
+      await expect.poll(() => flushedSamples(db, "resilient"), { timeout: 15_000, interval: 100 }).toBe(200);
       const samplesBefore = (await admin.health("resilient")).samples!;
       const sentBefore = local.stats().outcomes.sent;
       expect(sentBefore).toBe(200);

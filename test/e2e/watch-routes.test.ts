@@ -315,7 +315,9 @@ describe("WatchRoutes feed", () => {
     const first = (await it.next()).value as RoutesMessage;
     expect(first.reset).toBe(true);
     for (let i = 1; i <= 50; i++) await change(1000 + i);
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    // Every change has reached the feed (and marked the stream) before it reads again.
+    const head = await server.engine.lastSeq();
+    await expect.poll(() => feed.revision()).toBe(head);
     const next = (await it.next()).value as RoutesMessage;
     expect(next.reset).toBe(false);
     expect(next.routes.map((r) => [r.name, r.weightBp])).toEqual([["feed", 1050]]);
@@ -337,6 +339,68 @@ describe("WatchRoutes feed", () => {
     expect(first.routes.map((r) => [r.name, r.weightBp])).toEqual([["feed", 2005]]);
     ac.abort();
     await it.return?.();
+  });
+
+  it("resuming, a name that no longer exists is not refused; a fresh subscription naming it is", async () => {
+    await server.engine.create(specFixture({ name: "feed-gone", salt: "feed-gone" }), { actor: "test", reason: "" });
+    const feed = createRoutesFeed({ engine: server.engine, heartbeatMs: 60_000 });
+    const head = BigInt(await server.engine.lastSeq());
+    await server.engine.delete("feed-gone", { actor: "test", reason: "" });
+    const ac = new AbortController();
+    const req = (afterRevision: bigint) => create(WatchRoutesRequestSchema, { rollouts: ["feed", "feed-gone"], afterRevision });
+    // The replay carries the deletion.
+    const it = feed.watch(req(head), ac.signal)[Symbol.asyncIterator]();
+    const first = (await it.next()).value as RoutesMessage;
+    expect(first).toMatchObject({ reset: false, removed: ["feed-gone"] });
+    await it.return?.();
+    // Resuming after the deletion: nothing to send, and later changes to the other arrive.
+    const it2 = feed.watch(req(BigInt(first.revision)), ac.signal)[Symbol.asyncIterator]();
+    expect((await it2.next()).value).toMatchObject({ reset: false, routes: [], removed: [], revision: first.revision });
+    await change(3100);
+    const next = (await it2.next()).value as RoutesMessage;
+    expect(next.routes.map((r) => [r.name, r.weightBp])).toEqual([["feed", 3100]]);
+    ac.abort();
+    await it2.return?.();
+    expect(() => feed.watch(req(0n), new AbortController().signal)).toThrow('rollout "feed-gone" not found');
+  });
+
+  it("return() ends a next() that is still waiting", async () => {
+    const feed = createRoutesFeed({ engine: server.engine, heartbeatMs: 60_000 });
+    const it = feed.watch(create(WatchRoutesRequestSchema, {}), new AbortController().signal)[Symbol.asyncIterator]();
+    expect(((await it.next()).value as RoutesMessage).reset).toBe(true);
+    const waiting = it.next();
+    expect(await it.return!()).toEqual({ value: undefined, done: true });
+    expect(await waiting).toEqual({ value: undefined, done: true });
+    expect(feed.watchers()).toBe(0);
+  });
+
+  it("resuming from a revision in the log that this replica has not applied yet: waits for it, else a snapshot", async () => {
+    // The log's head as another replica's writes would make it: `ahead` past what this one applied.
+    let ahead = 0;
+    const engine = { ...server.engine, lastSeq: async () => (await server.engine.lastSeq()) + ahead };
+    const feed = createRoutesFeed({ engine, heartbeatMs: 60_000, catchUpWaitMs: 300 });
+    const ac = new AbortController();
+    const all = feed.watch(create(WatchRoutesRequestSchema, {}), ac.signal)[Symbol.asyncIterator]();
+    const head = ((await all.next()).value as RoutesMessage).revision;
+    ahead = 2;
+    // Caught up while waiting: answered from the log, no reset.
+    const caught = feed.watch(create(WatchRoutesRequestSchema, { afterRevision: BigInt(head + 2) }), ac.signal)[Symbol.asyncIterator]();
+    const answer = caught.next();
+    await change(3201);
+    await change(3202);
+    expect((await answer).value).toMatchObject({ reset: false, revision: head + 2 });
+    await caught.return?.();
+    // Never caught up within catchUpWaitMs: a snapshot of what this replica has.
+    const behind = feed.watch(create(WatchRoutesRequestSchema, { afterRevision: BigInt(head + 3) }), ac.signal)[Symbol.asyncIterator]();
+    const reset = (await behind.next()).value as RoutesMessage;
+    expect(reset).toMatchObject({ reset: true, revision: head + 2 });
+    expect(reset.routes.map((r) => [r.name, r.weightBp])).toEqual([["feed", 3202]]);
+    await behind.return?.();
+    // Beyond the log itself: refused as before.
+    const beyond = feed.watch(create(WatchRoutesRequestSchema, { afterRevision: BigInt(head + 100) }), ac.signal)[Symbol.asyncIterator]();
+    await expect(beyond.next()).rejects.toThrow("after_revision");
+    ac.abort();
+    await all.return?.();
   });
 
   it("encodes on the fast path exactly what toBinary writes", () => {

@@ -97,3 +97,36 @@ function captured(fn: () => unknown): string {
   }
   throw new Error("did not throw");
 }
+
+describe("connectMethodsOf: a server stream ended by its signal", () => {
+  it("throws CANCELED or the deadline's error, as the fast path reports, instead of ending OK", async () => {
+    const { ConnectError, Code, createHandlerContext } = await import("@connectrpc/connect");
+    const env = await serviceEnv();
+    try {
+      const impl = connectMethodsOf({ watchHealth: createDecisionHotMethods({ engine: env.engine }).watchHealth });
+      await env.rollouts.createRollout({ rollout: { name: "ends", stableVersion: "v1", canaryVersion: "v2" }, reason: "test" });
+      // The client going away (the request's signal), then the deadline (the context's own timer).
+      for (const deadline of [false, true]) {
+        const ac = new AbortController();
+        const ctx = createHandlerContext({
+          service: DecisionService,
+          method: DecisionService.method.watchHealth,
+          protocolName: "connect",
+          requestMethod: "POST",
+          url: "http://127.0.0.1/",
+          requestSignal: ac.signal,
+          ...(deadline ? { timeoutMs: 200 } : {}),
+        });
+        const stream = impl.watchHealth(create(WatchHealthRequestSchema, { rollout: "ends" }), ctx)[Symbol.asyncIterator]();
+        expect((await stream.next()).done).toBe(false);
+        const pending = stream.next();
+        if (!deadline) ac.abort();
+        const err = await pending.then(() => undefined, (e: unknown) => e);
+        expect(err).toBeInstanceOf(ConnectError);
+        expect((err as InstanceType<typeof ConnectError>).code).toBe(deadline ? Code.DeadlineExceeded : Code.Canceled);
+      }
+    } finally {
+      await env.close();
+    }
+  });
+});

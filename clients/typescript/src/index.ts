@@ -24,8 +24,13 @@ export interface RollgateClientOptions extends CommonClientOptions {
  * ```
  */
 export function createRollgateClient(options: RollgateClientOptions): RollgateClient {
+  return clientWithSessions(options).client;
+}
+
+/** The client, and its HTTP/2 connection when it speaks gRPC (local mode drops it when it goes silent). */
+function clientWithSessions(options: RollgateClientOptions): { client: RollgateClient; sessions?: Http2SessionManager } {
   if ((options.protocol ?? "grpc") === "connect") {
-    return createClientFromTransport({ ...coreOf(options), transport: createFetchTransport(options) });
+    return { client: createClientFromTransport({ ...coreOf(options), transport: createFetchTransport(options) }) };
   }
   const sessions = new Http2SessionManager(options.baseUrl, { idleConnectionTimeoutMs: 60_000 }, options.tls ?? {});
   const transport = createGrpcTransport({
@@ -34,7 +39,7 @@ export function createRollgateClient(options: RollgateClientOptions): RollgateCl
     defaultTimeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
     interceptors: interceptorsOf(options),
   });
-  return createClientFromTransport({ ...coreOf(options), transport, closeTransport: () => sessions.abort() });
+  return { client: createClientFromTransport({ ...coreOf(options), transport, closeTransport: () => sessions.abort() }), sessions };
 }
 
 /** Options of a client in local mode. */
@@ -54,8 +59,11 @@ export interface LocalRollgateClientOptions extends RollgateClientOptions {
  * ```
  */
 export function createLocalRollgateClient(options: LocalRollgateClientOptions): LocalRollgateClient {
-  const remote = createRollgateClient(options);
-  return createLocalMode(remote, (req, signal) => remote.decisions.watchRoutes(req, { signal, timeoutMs: 0 }), options.local);
+  const { client: remote, sessions } = clientWithSessions(options);
+  // A stream silent past the idle timeout is on a connection that may be dead without closing:
+  // drop the connection so that the reconnect opens a new one.
+  const onIdle = sessions === undefined ? undefined : () => sessions.abort();
+  return createLocalMode(remote, (req, signal) => remote.decisions.watchRoutes(req, { signal, timeoutMs: 0 }), options.local, onIdle);
 }
 
 function coreOf(options: RollgateClientOptions) {

@@ -36,6 +36,11 @@ export interface LocalModeOptions {
   readonly staleAfterMs?: number;
   /** Called when the state becomes stale, and again when it is fresh. Default: a log line. */
   readonly onStaleChange?: (stale: boolean, stats: LocalStats) => void;
+  /**
+   * A stream that sends nothing for this long (the server sends a heartbeat every 5 s) is taken
+   * for a dead connection that never closed: it is aborted and reopened. Default 20,000 ms.
+   */
+  readonly idleTimeoutMs?: number;
   /** Backoff between reconnects. Default 250 ms doubling up to 10 s. */
   readonly reconnect?: Partial<Omit<RetryPolicy, "maxAttempts">>;
   readonly logger?: LocalLogger;
@@ -121,10 +126,15 @@ export function applyRoutesMessage(tables: Map<string, LocalTable>, m: WatchRout
 }
 
 /** Returns local mode over a remote client and a way to open WatchRoutes. */
-export function createLocalMode(remote: RollgateClient, open: OpenRoutesStream, options: LocalModeOptions = {}): LocalRollgateClient {
+/**
+ * Returns local mode over `remote` and a WatchRoutes stream opener; `onIdle` is called when a
+ * stream is aborted for silence (past `idleTimeoutMs`), to drop the connection under it.
+ */
+export function createLocalMode(remote: RollgateClient, open: OpenRoutesStream, options: LocalModeOptions = {}, onIdle?: () => void): LocalRollgateClient {
   const startupTimeoutMs = options.startupTimeoutMs ?? 5000;
   const fallback = options.fallback ?? "stable";
   const staleAfterMs = options.staleAfterMs ?? 30_000;
+  const idleTimeoutMs = options.idleTimeoutMs ?? 20_000;
   const logger = options.logger ?? { warn: (msg, details) => console.warn(`rollgate: ${msg}`, details ?? "") };
   const policy: RetryPolicy = {
     maxAttempts: Number.POSITIVE_INFINITY,
@@ -250,22 +260,41 @@ export function createLocalMode(remote: RollgateClient, open: OpenRoutesStream, 
     const signal = closing.signal;
     while (!signal.aborted) {
       let ended: ConnectError | undefined;
+      // Aborted at close, or when the stream has been silent for idleTimeoutMs.
+      const stream = new AbortController();
+      const onClose = () => stream.abort();
+      signal.addEventListener("abort", onClose, { once: true });
+      let idle = false;
+      const idleTimer = setTimeout(() => {
+        idle = true;
+        stream.abort();
+      }, idleTimeoutMs);
+      idleTimer.unref?.();
       try {
-        for await (const m of open({ rollouts, afterRevision: revision }, signal)) {
+        for await (const m of open({ rollouts, afterRevision: revision }, stream.signal)) {
+          idleTimer.refresh();
           failures = 0;
           apply(m);
         }
       } catch (e) {
         if (signal.aborted) break;
-        ended = ConnectError.from(e);
+        if (!idle) ended = ConnectError.from(e);
+      } finally {
+        clearTimeout(idleTimer);
+        signal.removeEventListener("abort", onClose);
+      }
+      if (idle) {
+        logger.warn(`no message from the server for ${idleTimeoutMs} ms; reconnecting`, { revision: String(revision) });
+        onIdle?.();
       }
       if (connected) for (const l of listeners) l.connection?.(false);
       connected = false;
       if (signal.aborted) break;
       if (!heardOnce) useFile();
       if (ended?.code === Code.InvalidArgument && revision !== 0n && ended.rawMessage.includes("after_revision")) {
-        // A server on another database: its revisions are not ours; start over from a snapshot.
-        logger.warn("the server cannot resume from our revision; asking for a snapshot", { revision: String(revision) });
+        // A server on another database (its revisions are not ours), or one whose log has not
+        // caught up with our revision yet: start over from a snapshot.
+        logger.warn("the server cannot resume from our revision (it is on another database, or has not caught up yet); asking for a snapshot", { revision: String(revision) });
         revision = 0n;
       } else if (ended !== undefined && ended.code !== Code.Unavailable && ended.code !== Code.Canceled) {
         logger.warn("WatchRoutes ended with an error; reconnecting", { code: Code[ended.code], error: ended.rawMessage });

@@ -226,6 +226,33 @@ describe("local mode against a live server", () => {
     }
   });
 
+  it("watching two rollouts, one deleted: a reconnect still resumes and the other's changes arrive", async () => {
+    await admin.rollouts.createRollout({ rollout: { name: "local-doomed", stableVersion: "a", canaryVersion: "b" }, reason: "to delete" });
+    const proxy = await startTcpProxy("127.0.0.1", server.port);
+    const warnings: string[] = [];
+    const local = createLocalRollgateClient({
+      baseUrl: proxy.url,
+      local: { rollouts: ["local-canary", "local-doomed"], logger: { warn: (m) => warnings.push(m) }, reconnect: { initialBackoffMs: 50, maxBackoffMs: 200 } },
+    });
+    try {
+      await local.ready();
+      expect(local.stats().rollouts).toBe(2);
+      await admin.rollouts.deleteRollout({ name: "local-doomed", reason: "gone" });
+      await expect.poll(() => local.route("local-doomed", "user-1").reason, { timeout: 10_000 }).toBe("fallback");
+      const connections = proxy.connections();
+      proxy.cut();
+      await admin.rollouts.setWeight({ name: "local-canary", weightBp: 8100 });
+      await expect.poll(() => local.route("local-canary", "user-42").weightBp, { timeout: 10_000 }).toBe(8100);
+      expect(proxy.connections()).toBeGreaterThan(connections);
+      expect(local.stats()).toMatchObject({ connected: true, rollouts: 1 });
+      expect(warnings).toEqual([]);
+      await admin.rollouts.setWeight({ name: "local-canary", weightBp: 3300 });
+    } finally {
+      await local.close();
+      await proxy.close();
+    }
+  });
+
   it("before any state: answers the fallback (counted), and ready() resolves false at its timeout", async () => {
     const local = createLocalRollgateClient({ baseUrl: await closedPortUrl(), local: { logger: quiet, fallback: "canary", startupTimeoutMs: 300 } });
     try {
@@ -260,6 +287,41 @@ describe("local mode against a live server", () => {
     } finally {
       await offline.close();
       tmp.cleanup();
+    }
+  });
+});
+
+describe("local mode over a connection that goes silent without closing", () => {
+  it("aborts the stream after idleTimeoutMs, reports disconnected, and reconnects on a new connection", async () => {
+    // Heartbeats every 200 ms, so that a healthy stream is never idle for 1.5 s.
+    const server = await startTestServer({}, { keepaliveMs: 200 });
+    const admin = createRollgateClient({ baseUrl: server.url });
+    const proxy = await startTcpProxy("127.0.0.1", server.port);
+    const warnings: string[] = [];
+    const connection: boolean[] = [];
+    const local = createLocalRollgateClient({
+      baseUrl: proxy.url,
+      local: { idleTimeoutMs: 1500, logger: { warn: (m) => warnings.push(m) }, reconnect: { initialBackoffMs: 50, maxBackoffMs: 200 } },
+    });
+    local.subscribe({ connection: (up) => connection.push(up) });
+    try {
+      await admin.rollouts.createRollout({ rollout: { name: "silent", stableVersion: "a", canaryVersion: "b" }, reason: "idle test" });
+      expect(await local.ready(10_000)).toBe(true);
+      await expect.poll(() => local.route("silent", "user-1").reason, { timeout: 10_000 }).toBe("weight");
+      expect(local.stats().connected).toBe(true);
+      const connections = proxy.connections();
+      proxy.stall();
+      await expect.poll(() => connection.includes(false), { timeout: 15_000 }).toBe(true);
+      expect(warnings.some((w) => w.includes("no message from the server"))).toBe(true);
+      await admin.rollouts.setWeight({ name: "silent", weightBp: 4200 });
+      await expect.poll(() => local.route("silent", "user-1").weightBp, { timeout: 15_000 }).toBe(4200);
+      expect(proxy.connections()).toBeGreaterThan(connections);
+      expect(local.stats()).toMatchObject({ connected: true });
+    } finally {
+      await local.close();
+      await proxy.close();
+      await admin.close();
+      await server.stop();
     }
   });
 });

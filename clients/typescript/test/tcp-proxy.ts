@@ -7,19 +7,27 @@ export interface TcpProxy {
   connections(): number;
   /** Destroys every open connection (both sides), as a network failure would. */
   cut(): void;
+  /** Stops forwarding on every open connection without closing it (a dead link); new connections work. */
+  stall(): void;
   close(): Promise<void>;
 }
 
 /** Starts a TCP proxy to `host:port` on a free port. */
 export async function startTcpProxy(host: string, port: number): Promise<TcpProxy> {
   const open = new Set<Socket>();
+  const pairs = new Set<[Socket, Socket]>();
   let accepted = 0;
   const server = createServer((client) => {
     accepted++;
     const upstream = connect(port, host);
-    for (const s of [client, upstream]) {
+    const pair: [Socket, Socket] = [client, upstream];
+    pairs.add(pair);
+    for (const s of pair) {
       open.add(s);
-      s.on("close", () => open.delete(s));
+      s.on("close", () => {
+        open.delete(s);
+        pairs.delete(pair);
+      });
       s.on("error", () => undefined);
     }
     client.pipe(upstream).pipe(client);
@@ -34,6 +42,16 @@ export async function startTcpProxy(host: string, port: number): Promise<TcpProx
     connections: () => accepted,
     cut() {
       for (const s of open) s.destroy();
+    },
+    stall() {
+      for (const [client, upstream] of pairs) {
+        client.unpipe(upstream);
+        upstream.unpipe(client);
+        // Read and discard, so that neither side sees back-pressure or a close.
+        client.on("data", () => undefined);
+        upstream.on("data", () => undefined);
+      }
+      pairs.clear();
     },
     close() {
       for (const s of open) s.destroy();

@@ -35,40 +35,60 @@ export interface Feeds {
   subscribeEvents(rollout: string | undefined, signal?: AbortSignal): Subscription<AuditEvent>;
   subscribeHealth(rollout: string | undefined, signal?: AbortSignal): Subscription<HealthChange>;
   subscribers(): { events: number; health: number };
+  /** How many of this replica's own events above the watermark are remembered for `catchUp` (diagnostics). */
+  ownPending(): number;
   closeAll(): void;
 }
 
-/** Returns the feeds, reporting health and deletions to `observer`. */
 /** Events read per query when catching up with other writers. */
 export const CATCH_UP_PAGE = 500;
 
+/** Returns the feeds, reporting health and deletions to `observer`. */
 export function createFeeds(observer: EngineObserver): Feeds {
   // Events: every one, in order (a subscriber too far behind is ended and resumes by seq).
   const events = createFanOut<AuditEvent>({ kind: "queue", max: MAX_EVENT_BACKLOG });
   // Health: the latest per rollout; a slow WatchHealth reader skips intermediate states.
   const health = createFanOut<HealthChange>({ kind: "latest", key: (c) => c.health.rollout });
   let watermark = 0;
+  // Own events above the watermark, so that catchUp does not publish them twice. An own event
+  // right above the watermark moves it instead: then nothing is remembered while this replica
+  // is the only writer (SQLite, whose seqs have no gaps, never calls catchUp at all), and only
+  // the events after another writer's gap wait here for the next catchUp.
   const ownSinceWatermark = new Set<number>();
+  const advance = () => {
+    while (ownSinceWatermark.delete(watermark + 1)) watermark += 1;
+  };
   return {
     publishEvents(appended) {
-      for (const e of appended) if (e.seq > watermark) ownSinceWatermark.add(e.seq);
+      for (const e of appended) {
+        if (e.seq === watermark + 1) {
+          watermark = e.seq;
+          advance();
+        } else if (e.seq > watermark) ownSinceWatermark.add(e.seq);
+      }
       events.publish(...appended);
     },
     setWatermark(seq) {
       watermark = seq;
+      for (const s of ownSinceWatermark) if (s <= seq) ownSinceWatermark.delete(s);
+      advance();
     },
     async catchUp(list) {
       let published = 0;
       for (;;) {
         const page = await list(watermark);
-        const theirs = page.filter((e) => !ownSinceWatermark.has(e.seq));
+        // At or below the watermark: published already (an own event may have moved it meanwhile).
+        const theirs = page.filter((e) => e.seq > watermark && !ownSinceWatermark.has(e.seq));
         if (theirs.length > 0) events.publish(...theirs);
         published += theirs.length;
         for (const e of page) {
           ownSinceWatermark.delete(e.seq);
           watermark = Math.max(watermark, e.seq);
         }
-        if (page.length < CATCH_UP_PAGE) return published;
+        if (page.length < CATCH_UP_PAGE) {
+          advance();
+          return published;
+        }
       }
     },
     publishHealth(h) {
@@ -88,6 +108,7 @@ export function createFeeds(observer: EngineObserver): Feeds {
     subscribers() {
       return { events: events.size(), health: health.size() };
     },
+    ownPending: () => ownSinceWatermark.size,
     closeAll() {
       events.closeAll();
       health.closeAll();
