@@ -86,6 +86,21 @@ export function applyCommitted(state: EngineState, e: Entry, next: Rollout): voi
  * rollouts changed.
  */
 export async function reconcile(state: EngineState, withAnalysis = false): Promise<number> {
+  let changed = 0;
+  // The other replicas' events up to now are read before the rollouts and published only once
+  // the state read after them is applied: a watcher (WatchEvents, WatchRoutes) told of an event
+  // always finds its change here. Events committed after the read come with the next reconcile.
+  await state.feeds.catchUp(
+    (afterSeq) => state.store.listEvents({ afterSeq, limit: CATCH_UP_PAGE }),
+    async () => {
+      changed = await applyStored(state, withAnalysis);
+    },
+  );
+  return changed;
+}
+
+/** Reads every rollout back and applies what changed (see reconcile); returns how many changed. */
+async function applyStored(state: EngineState, withAnalysis: boolean): Promise<number> {
   const { entries, clock, feeds } = state;
   const stored = await state.store.loadRollouts();
   const seen = new Set<string>();
@@ -117,8 +132,6 @@ export async function reconcile(state: EngineState, withAnalysis = false): Promi
     feeds.publishDeleted(last);
     changed++;
   }
-  // WatchEvents on this replica carries the other replicas' events too.
-  await feeds.catchUp((afterSeq) => state.store.listEvents({ afterSeq, limit: CATCH_UP_PAGE }));
   return changed;
 }
 

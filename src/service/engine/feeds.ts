@@ -26,8 +26,10 @@ export interface Feeds {
   /**
    * Publishes the events other writers appended since the watermark (several replicas on one
    * database), read with `list`, skipping those this replica published itself; moves the watermark.
+   * The events are read first, then `apply` runs (it makes at least the state they describe
+   * visible), and only then are they published: a watcher told of an event finds its change.
    */
-  catchUp(list: (afterSeq: number) => Promise<AuditEvent[]>): Promise<number>;
+  catchUp(list: (afterSeq: number) => Promise<AuditEvent[]>, apply?: () => Promise<void>): Promise<number>;
   /** Sends a rollout's health after an evaluation or a change. */
   publishHealth(health: RolloutHealth): void;
   /** Sends a rollout's last health as deleted, and tells the observer to forget it. */
@@ -57,19 +59,22 @@ export function createFeeds(observer: EngineObserver): Feeds {
     setWatermark(seq) {
       watermark = seq;
     },
-    async catchUp(list) {
-      let published = 0;
-      for (;;) {
-        const page = await list(watermark);
-        const theirs = page.filter((e) => !ownSinceWatermark.has(e.seq));
-        if (theirs.length > 0) events.publish(...theirs);
-        published += theirs.length;
-        for (const e of page) {
-          ownSinceWatermark.delete(e.seq);
-          watermark = Math.max(watermark, e.seq);
-        }
-        if (page.length < CATCH_UP_PAGE) return published;
+    async catchUp(list, apply) {
+      const read: AuditEvent[] = [];
+      for (let after = watermark; ; ) {
+        const page = await list(after);
+        read.push(...page);
+        if (page.length > 0) after = page[page.length - 1]!.seq;
+        if (page.length < CATCH_UP_PAGE) break;
       }
+      await apply?.();
+      const theirs = read.filter((e) => !ownSinceWatermark.has(e.seq));
+      if (theirs.length > 0) events.publish(...theirs);
+      for (const e of read) {
+        ownSinceWatermark.delete(e.seq);
+        watermark = Math.max(watermark, e.seq);
+      }
+      return theirs.length;
     },
     publishHealth(h) {
       observer.health?.(h);

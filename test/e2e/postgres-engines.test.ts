@@ -1,0 +1,84 @@
+// Several engines on one real PostgreSQL (started by this file), in one process so that the
+// order of their reads and commits can be forced: what the replicas' feeds, windows and
+// evaluator state do when another replica commits at the worst moment.
+import { pino } from "pino";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { AuditEvent } from "../../src/domain/audit-chain.js";
+import { systemClock } from "../../src/domain/clock.js";
+import { setWeight } from "../../src/domain/rollout-machine.js";
+import { createEngine, type Engine } from "../../src/service/engine.js";
+import { openPostgresStore, type PostgresStore } from "../../src/store/postgres-store.js";
+import type { Store } from "../../src/store/store.js";
+import { startPostgres, type PostgresCluster } from "../helpers/postgres.js";
+import { specFixture } from "../helpers/rollouts.js";
+
+let cluster: PostgresCluster;
+beforeAll(async () => {
+  cluster = await startPostgres();
+});
+afterAll(() => cluster?.stop());
+
+const logger = pino({ level: "silent" });
+const caller = { actor: "tester", reason: "test" };
+const stores: PostgresStore[] = [];
+afterAll(async () => {
+  for (const s of stores) await s.close().catch(() => undefined);
+});
+
+async function replica(url: string, id: string, wrap: (s: PostgresStore) => Store = (s) => s): Promise<{ engine: Engine; store: PostgresStore }> {
+  const store = await openPostgresStore({ url, replicaId: id });
+  stores.push(store);
+  const engine = createEngine({ store: wrap(store), clock: systemClock, logger });
+  await engine.load();
+  return { engine, store };
+}
+
+/** Collects every event a subscription delivers, as it arrives. */
+function collect(engine: Engine): AuditEvent[] {
+  const got: AuditEvent[] = [];
+  void (async () => {
+    for await (const e of engine.subscribeEvents(undefined)) got.push(e);
+  })();
+  return got;
+}
+
+const settle = () => new Promise((r) => setTimeout(r, 50));
+
+describe("replicas on one PostgreSQL", () => {
+  it("publishes another replica's event only once its change is applied, even when it commits between the reads", async () => {
+    const url = await cluster.createDatabase();
+    const a = await replica(url, "a");
+    await a.engine.create(specFixture(), caller);
+    // B's store commits A's change right after B has read the rollouts (the worst moment).
+    let hook: (() => Promise<void>) | undefined;
+    const b = await replica(url, "b", (s) => ({
+      ...s,
+      loadRollouts: async () => {
+        const rows = await s.loadRollouts();
+        const h = hook;
+        hook = undefined;
+        if (h !== undefined) await h();
+        return rows;
+      },
+    }));
+    const seen = collect(b.engine);
+    // Every event B publishes finds its change already routed on B.
+    const weightWhenPublished: number[] = [];
+    void (async () => {
+      for await (const e of b.engine.subscribeEvents(undefined)) {
+        if (e.type === "weight_changed" || e.reason === "to 3000") weightWhenPublished.push(b.engine.get("checkout").weightBp);
+      }
+    })();
+    hook = async () => {
+      await a.engine.change("checkout", { actor: "tester", reason: "to 3000" }, (r, actor) => setWeight(r, 3000, actor));
+    };
+    await b.engine.reconcile();
+    await settle();
+    for (const e of seen) expect(e.reason).not.toBe("to 3000");
+    await b.engine.reconcile();
+    await settle();
+    expect(seen.map((e) => e.reason)).toContain("to 3000");
+    expect(b.engine.get("checkout").weightBp).toBe(3000);
+    expect(weightWhenPublished).toEqual([3000]);
+  }, 60_000);
+});
