@@ -86,7 +86,15 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   let databaseUp = true;
   const metrics = createMetrics(() => engine.list().map((r) => r.stage));
   if (multiReplica) metrics.registry.setDefaultLabels({ replica: config.replicaId });
-  const engine = createEngine({ store, clock, logger, observer: metrics.engine });
+  // Several replicas: an own event held behind another replica's unread one asks for a reconcile.
+  let fillEventGap: (() => void) | undefined;
+  const engine = createEngine({
+    store,
+    clock,
+    logger,
+    observer: metrics.engine,
+    ...(multiReplica ? { onEventGap: () => fillEventGap?.() } : {}),
+  });
   const served = [DecisionService.typeName, RolloutService.typeName];
   const health = createHealthStatus(served);
 
@@ -235,6 +243,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
         }
       });
   };
+  fillEventGap = reconcileNow;
   const watcher =
     "watchChanges" in store
       ? (store as PostgresStore).watchChanges((c) => {

@@ -43,6 +43,11 @@ export interface EngineOptions {
   readonly clock: Clock;
   readonly logger: Logger;
   readonly observer?: EngineObserver;
+  /**
+   * Several writers on one store: called when this engine holds back its own events behind
+   * other writers' events it has not read yet; the caller should `reconcile` soon.
+   */
+  readonly onEventGap?: () => void;
 }
 
 /**
@@ -130,7 +135,7 @@ export function createEngine(opts: EngineOptions): Engine {
     observer,
     entries: new Map(),
     unflushed: new Set(),
-    feeds: createFeeds(observer),
+    feeds: createFeeds(observer, opts.onEventGap),
   };
   const { store, clock, logger, feeds } = state;
   const queue = createChangeQueue();

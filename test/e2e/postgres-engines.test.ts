@@ -25,10 +25,15 @@ afterAll(async () => {
   for (const s of stores) await s.close().catch(() => undefined);
 });
 
-async function replica(url: string, id: string, wrap: (s: PostgresStore) => Store = (s) => s): Promise<{ engine: Engine; store: PostgresStore }> {
+async function replica(
+  url: string,
+  id: string,
+  wrap: (s: PostgresStore) => Store = (s) => s,
+  onEventGap: () => void = () => undefined,
+): Promise<{ engine: Engine; store: PostgresStore }> {
   const store = await openPostgresStore({ url, replicaId: id });
   stores.push(store);
-  const engine = createEngine({ store: wrap(store), clock: systemClock, logger });
+  const engine = createEngine({ store: wrap(store), clock: systemClock, logger, onEventGap });
   await engine.load();
   return { engine, store };
 }
@@ -80,5 +85,33 @@ describe("replicas on one PostgreSQL", () => {
     expect(seen.map((e) => e.reason)).toContain("to 3000");
     expect(b.engine.get("checkout").weightBp).toBe(3000);
     expect(weightWhenPublished).toEqual([3000]);
+  }, 60_000);
+
+  it("publishes events in seq order: an own event above another replica's unread one waits for the reconcile it asks for", async () => {
+    const url = await cluster.createDatabase();
+    const a = await replica(url, "a");
+    await a.engine.create(specFixture({ name: "x", salt: "x" }), caller);
+    await a.engine.create(specFixture({ name: "y", salt: "y" }), caller);
+    let gaps = 0;
+    const b = await replica(url, "b", undefined, () => gaps++);
+    const seen = collect(b.engine);
+    await a.engine.change("x", { actor: "tester", reason: "x on a" }, (r, actor) => setWeight(r, 2000, actor));
+    await b.engine.change("y", { actor: "tester", reason: "y on b" }, (r, actor) => setWeight(r, 3000, actor));
+    await settle();
+    // Seq 4 (B's own) is not told before seq 3 (A's): a watcher resuming after 4 would miss 3.
+    expect(seen.map((e) => e.seq)).toEqual([]);
+    expect(gaps).toBe(1);
+    await b.engine.reconcile();
+    await settle();
+    expect(seen.map((e) => [e.seq, e.reason])).toEqual([
+      [3, "x on a"],
+      [4, "y on b"],
+    ]);
+    expect(b.engine.get("x").weightBp).toBe(2000);
+    // No gap: B's next own event goes out at once.
+    await b.engine.change("y", { actor: "tester", reason: "again" }, (r, actor) => setWeight(r, 4000, actor));
+    await settle();
+    expect(seen.map((e) => e.seq)).toEqual([3, 4, 5]);
+    expect(gaps).toBe(1);
   }, 60_000);
 });

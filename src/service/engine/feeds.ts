@@ -19,13 +19,14 @@ export const MAX_EVENT_BACKLOG = 10_000;
 
 /** The engine's feeds (see the module comment). */
 export interface Feeds {
-  /** Sends newly appended events to their subscribers. */
+  /** Sends newly appended events to their subscribers (in seq order, see createFeeds). */
   publishEvents(appended: readonly AuditEvent[]): void;
   /** Marks every event up to `seq` as already known (at load). */
   setWatermark(seq: number): void;
   /**
    * Publishes the events other writers appended since the watermark (several replicas on one
-   * database), read with `list`, skipping those this replica published itself; moves the watermark.
+   * database), read with `list`, with any own events held behind them, in seq order; moves the
+   * watermark.
    * The events are read first, then `apply` runs (it makes at least the state they describe
    * visible), and only then are they published: a watcher told of an event finds its change.
    */
@@ -40,21 +41,53 @@ export interface Feeds {
   closeAll(): void;
 }
 
-/** Returns the feeds, reporting health and deletions to `observer`. */
 /** Events read per query when catching up with other writers. */
 export const CATCH_UP_PAGE = 500;
 
-export function createFeeds(observer: EngineObserver): Feeds {
+/**
+ * Returns the feeds, reporting health and deletions to `observer`. `onGap` (several writers on
+ * one store) is called when an own event is held back behind other writers' unread events: the
+ * caller should reconcile soon, which fills the gap.
+ */
+
+export function createFeeds(observer: EngineObserver, onGap?: () => void): Feeds {
   // Events: every one, in order (a subscriber too far behind is ended and resumes by seq).
   const events = createFanOut<AuditEvent>({ kind: "queue", max: MAX_EVENT_BACKLOG });
   // Health: the latest per rollout; a slow WatchHealth reader skips intermediate states.
   const health = createFanOut<HealthChange>({ kind: "latest", key: (c) => c.health.rollout });
+  // Every event up to `watermark` has been published, in seq order. With other writers
+  // (`onGap` given: several replicas) an own event above a gap — another replica's earlier
+  // event not read yet — is held until catchUp fills the gap, so that no watcher is told a seq
+  // (a WatchRoutes revision) before every change below it. The chain's seqs are consecutive.
   let watermark = 0;
-  const ownSinceWatermark = new Set<number>();
+  const held = new Map<number, AuditEvent>();
+  const advance = (e: AuditEvent) => {
+    events.publish(e);
+    watermark = e.seq;
+    for (let next = held.get(watermark + 1); next !== undefined; next = held.get(watermark + 1)) {
+      held.delete(next.seq);
+      events.publish(next);
+      watermark = next.seq;
+    }
+  };
   return {
     publishEvents(appended) {
-      for (const e of appended) if (e.seq > watermark) ownSinceWatermark.add(e.seq);
-      events.publish(...appended);
+      if (onGap === undefined) {
+        // One writer: every event is the next one.
+        if (appended.length > 0) events.publish(...appended);
+        for (const e of appended) watermark = Math.max(watermark, e.seq);
+        return;
+      }
+      let gap = false;
+      for (const e of appended) {
+        if (e.seq <= watermark) continue;
+        if (e.seq === watermark + 1) advance(e);
+        else {
+          held.set(e.seq, e);
+          gap = true;
+        }
+      }
+      if (gap) onGap();
     },
     setWatermark(seq) {
       watermark = seq;
@@ -68,13 +101,16 @@ export function createFeeds(observer: EngineObserver): Feeds {
         if (page.length < CATCH_UP_PAGE) break;
       }
       await apply?.();
-      const theirs = read.filter((e) => !ownSinceWatermark.has(e.seq));
-      if (theirs.length > 0) events.publish(...theirs);
+      let published = 0;
       for (const e of read) {
-        ownSinceWatermark.delete(e.seq);
-        watermark = Math.max(watermark, e.seq);
+        if (e.seq <= watermark) continue;
+        const own = held.get(e.seq);
+        if (own !== undefined) held.delete(e.seq);
+        else published++;
+        if (e.seq === watermark + 1) advance(own ?? e);
+        else held.set(e.seq, own ?? e);
       }
-      return theirs.length;
+      return published;
     },
     publishHealth(h) {
       observer.health?.(h);
