@@ -1,6 +1,7 @@
 // Several engines on one real PostgreSQL (started by this file), in one process so that the
 // order of their reads and commits can be forced: what the replicas' feeds, windows and
 // evaluator state do when another replica commits at the worst moment.
+import pg from "pg";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { AuditEvent } from "../../src/domain/audit-chain.js";
@@ -113,5 +114,42 @@ describe("replicas on one PostgreSQL", () => {
     await settle();
     expect(seen.map((e) => e.seq)).toEqual([3, 4, 5]);
     expect(gaps).toBe(1);
+  }, 60_000);
+
+  it("keeps the window buckets a flush could not write while PostgreSQL was down, and writes them once it is back", async () => {
+    const url = await cluster.createDatabase();
+    const a = await replica(url, "a");
+    await a.engine.create(specFixture(), caller);
+    const now = Date.now();
+    const outcome = (variant: "stable" | "canary", success: boolean) => ({ variant, success, latencyMs: 10, invariantViolations: 0, metrics: new Map(), key: "", timeMs: now });
+    expect(a.engine.recordOutcomes("checkout", [outcome("canary", true), outcome("stable", true)]).accepted).toBe(2);
+    cluster.kill();
+    try {
+      expect(a.engine.recordOutcomes("checkout", [outcome("canary", false)]).accepted).toBe(1);
+      await expect(a.engine.flush()).rejects.toThrow();
+      expect(a.engine.recordOutcomes("checkout", [outcome("canary", true)]).accepted).toBe(1);
+      await expect(a.engine.flush()).rejects.toThrow();
+    } finally {
+      cluster.start();
+    }
+    for (let i = 0; i < 50; i++) {
+      try {
+        await a.engine.flush();
+        break;
+      } catch {
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    }
+    // A fresh replica "a" (a restart) restores what was flushed: every outcome, none twice.
+    const again = await replica(url, "a");
+    const h = again.engine.health("checkout");
+    expect(h.samples).toEqual({ stable: 1, canary: 3 });
+    const c = new pg.Client({ connectionString: url });
+    await c.connect();
+    try {
+      expect(Number((await c.query("SELECT count(*) AS n FROM window_buckets")).rows[0].n)).toBeGreaterThan(0);
+    } finally {
+      await c.end();
+    }
   }, 60_000);
 });
