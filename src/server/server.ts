@@ -251,8 +251,16 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
         }, reconcileNow)
       : undefined;
   const reconciler = watcher === undefined ? undefined : setInterval(reconcileNow, deps.reconcileMs ?? 5000);
+  // A flush slower than the period (a slow or lost database) is not stacked behind another; the
+  // engine runs flushes one at a time anyway, so shutdown's last one waits for a running one.
+  let flushing = false;
   const flusher = setInterval(() => {
-    engine.flush().catch((err: unknown) => logger.error({ err }, "window flush failed"));
+    if (flushing) return;
+    flushing = true;
+    engine
+      .flush()
+      .catch((err: unknown) => logger.error({ err }, "window flush failed"))
+      .finally(() => (flushing = false));
   }, deps.flushMs ?? 1000);
   logger.info({ rollouts: engine.list().length }, "ready");
 

@@ -152,4 +152,38 @@ describe("replicas on one PostgreSQL", () => {
       await c.end();
     }
   }, 60_000);
+
+  it("runs one flush at a time: the timer's and shutdown's never overlap", async () => {
+    const url = await cluster.createDatabase();
+    let running = 0;
+    let most = 0;
+    let calls = 0;
+    const a = await replica(url, "a", (s) => ({
+      ...s,
+      flushWindows: async (f) => {
+        calls++;
+        most = Math.max(most, ++running);
+        try {
+          await new Promise((r) => setTimeout(r, 100));
+          await s.flushWindows(f);
+        } finally {
+          running--;
+        }
+      },
+    }));
+    await a.engine.create(specFixture(), caller);
+    const outcome = { variant: "canary" as const, success: true, latencyMs: 10, invariantViolations: 0, metrics: new Map(), key: "" };
+    const flushes: Promise<void>[] = [];
+    for (let i = 0; i < 5; i++) {
+      a.engine.recordOutcomes("checkout", [outcome]);
+      flushes.push(a.engine.flush());
+      // The next outcome arrives while this flush is still writing.
+      await new Promise((r) => setTimeout(r, 30));
+    }
+    await Promise.all(flushes);
+    expect(calls).toBeGreaterThan(1);
+    expect(most).toBe(1);
+    const again = await replica(url, "a");
+    expect(again.engine.health("checkout").samples.canary).toBe(5);
+  }, 60_000);
 });
