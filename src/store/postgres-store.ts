@@ -252,14 +252,30 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
     });
   }
 
+  // The evaluator's lock of this store, once asked for (see evaluates).
+  let claim: Leadership | undefined;
+  /**
+   * True when this replica owns the state all replicas share — the evaluator state, every
+   * replica's windows: it holds the evaluator lock, or it never asked for it (a lone writer).
+   * A replica that is not the evaluator writes only its own buckets, so that applying a change
+   * that starts the canary afresh neither empties the others' windows nor overwrites the
+   * evaluator's analysis state with its own fresh one.
+   */
+  const evaluates = () => claim === undefined || claim.held;
+
   async function flushTx(flush: WindowFlush): Promise<void> {
+    const shared = evaluates();
     await transaction(async (c) => {
-      // A cleared window (a rollback, a new canary version) is cleared for every replica.
+      // A cleared window (a rollback, a new canary version): each replica deletes its own rows
+      // when it applies the change; the evaluator deletes every replica's (those of a replica
+      // that died or has not applied the change yet included).
       if (flush.cleared.length > 0) {
         await c.query({
           name: "clear-windows",
-          text: "DELETE FROM window_buckets w USING unnest($1::text[], $2::text[]) AS x(rollout, variant) WHERE w.rollout = x.rollout AND w.variant = x.variant",
-          values: [flush.cleared.map((x) => x.rollout), flush.cleared.map((x) => x.variant)],
+          text:
+            "DELETE FROM window_buckets w USING unnest($1::text[], $2::text[]) AS x(rollout, variant) " +
+            "WHERE w.rollout = x.rollout AND w.variant = x.variant AND ($3 OR w.replica = $4)",
+          values: [flush.cleared.map((x) => x.rollout), flush.cleared.map((x) => x.variant), shared, replica],
         });
       }
       if (flush.buckets.length > 0) {
@@ -278,7 +294,7 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
           ],
         });
       }
-      if (flush.analysis.length > 0) {
+      if (flush.analysis.length > 0 && shared) {
         await c.query({
           name: "put-analysis",
           text:
@@ -383,6 +399,12 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
   }
 
   function leadership(): Leadership {
+    const l = createLeadership();
+    claim = l;
+    return l;
+  }
+
+  function createLeadership(): Leadership {
     let client: pg.Client | undefined;
     let held = false;
     const drop = (c: pg.Client) => {
