@@ -3,7 +3,7 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { pino, type Logger } from "pino";
 import { systemClock, type Clock } from "../domain/clock.js";
 import { createDecisionHotMethods, createDecisionService } from "../service/decision-service.js";
-import { createEngine, type Engine } from "../service/engine.js";
+import { createEngine, DATABASE_PAUSE, type Engine } from "../service/engine.js";
 import { createRolloutService } from "../service/rollout-service.js";
 import { createRoutesFeed } from "../service/watch-routes.js";
 import { openSqliteStore } from "../store/sqlite-store.js";
@@ -210,12 +210,17 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
           pinging = true;
           ping().then(
             () => {
-              if (!databaseUp) logger.info("database reachable again");
+              if (!databaseUp) {
+                logger.info("database reachable again");
+                engine.pauseEvaluation(undefined);
+              }
               databaseUp = true;
             },
             (err: unknown) => {
               if (databaseUp) logger.error({ err: (err as Error).message }, "database unreachable");
               databaseUp = false;
+              // Every replica says so, the evaluator's standby included: no one judges meanwhile.
+              engine.pauseEvaluation(DATABASE_PAUSE);
             },
           ).finally(() => (pinging = false));
         }, deps.databasePingMs ?? 1000);

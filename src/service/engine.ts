@@ -9,13 +9,13 @@ import type { RouteTable } from "../domain/routing.js";
 import type { Store } from "../store/store.js";
 import { createChangeQueue, createRolloutCommands, reconcile, type TransitionFn } from "./engine/commands.js";
 import { entryOf, loadEntries, sortedEntries, type EngineState } from "./engine/entries.js";
-import { tick } from "./engine/evaluator.js";
+import { pauseEvaluation, tick } from "./engine/evaluator.js";
 import { createFeeds, type HealthChange } from "./engine/feeds.js";
 import { healthView, preview } from "./engine/health-view.js";
 import { createWindows } from "./engine/windows.js";
 import type { Subscription } from "./fan-out.js";
 
-export { EVALUATOR } from "./engine/evaluator.js";
+export { DATABASE_PAUSE, EVALUATOR } from "./engine/evaluator.js";
 export { MAX_EVENT_BACKLOG, type HealthChange } from "./engine/feeds.js";
 
 /** Who asks for a change and why. */
@@ -86,6 +86,12 @@ export interface Engine {
    * accepted and how many ignored for falling outside the window.
    */
   recordOutcomes(name: string, samples: readonly OutcomeSample[]): { accepted: number; ignored: number };
+  /**
+   * Says in every rollout's Health (and WatchHealth) that the evaluator is paused, with the
+   * reason, or (undefined) no longer; several replicas: the server calls it while the database
+   * is unreachable.
+   */
+  pauseEvaluation(reason: string | undefined): void;
   /** Returns a rollout's health now: the one health view (engine/health-view.ts). */
   health(name: string): RolloutHealth;
   /** Returns the health of every rollout, by name: `health` of each. */
@@ -156,8 +162,9 @@ export function createEngine(opts: EngineOptions): Engine {
     change: commands.change,
     delete: commands.delete,
     recordOutcomes: windows.recordOutcomes,
-    health: (name) => healthView(entryOf(state, name), clock.now()),
-    allHealth: () => sortedEntries(state).map((e) => healthView(e, clock.now())),
+    health: (name) => feeds.withPause(healthView(entryOf(state, name), clock.now())),
+    allHealth: () => sortedEntries(state).map((e) => feeds.withPause(healthView(e, clock.now()))),
+    pauseEvaluation: (reason) => pauseEvaluation(state, reason),
     checkPromotion(name) {
       const e = entryOf(state, name);
       checkPromotion(e.rollout, preview(e, clock.now()).gates);

@@ -186,4 +186,35 @@ describe("replicas on one PostgreSQL", () => {
     const again = await replica(url, "a");
     expect(again.engine.health("checkout").samples.canary).toBe(5);
   }, 60_000);
+
+  it("the evaluator pauses while it cannot read the other replicas' windows, and says so in Health", async () => {
+    const url = await cluster.createDatabase();
+    const a = await replica(url, "a");
+    await a.engine.create(specFixture({ analysis: { ...specFixture().analysis, intervalMs: 200 } }), caller);
+    const seen: string[] = [];
+    void (async () => {
+      for await (const c of a.engine.subscribeHealth("checkout")) seen.push(c.health.message);
+    })();
+    await new Promise((r) => setTimeout(r, 300));
+    await a.engine.tick();
+    expect(a.engine.health("checkout").message).not.toContain("paused");
+    cluster.kill();
+    try {
+      await new Promise((r) => setTimeout(r, 300));
+      await a.engine.tick();
+      expect(a.engine.health("checkout").message).toMatch(/^evaluation paused: the database is unreachable; /);
+      expect(a.engine.allHealth()[0]?.message).toMatch(/^evaluation paused/);
+      await settle();
+      expect(seen.at(-1)).toMatch(/^evaluation paused/);
+    } finally {
+      cluster.start();
+    }
+    for (let i = 0; i < 50 && a.engine.health("checkout").message.includes("paused"); i++) {
+      await new Promise((r) => setTimeout(r, 250));
+      await a.engine.tick();
+    }
+    expect(a.engine.health("checkout").message).not.toContain("paused");
+    await settle();
+    expect(seen.at(-1)).not.toContain("paused");
+  }, 60_000);
 });

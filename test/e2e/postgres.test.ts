@@ -179,11 +179,16 @@ describe("the server on PostgreSQL", () => {
       expect(refused.json).toMatchObject({ code: "unavailable" });
       await rollout(2000);
       expect(p.logs.some((l) => l.msg === "database unreachable")).toBe(true);
+      // Health says the evaluator is paused.
+      const health = await connectJson(p.url, "rollgate.v1.DecisionService/Health", { rollout: "checkout" });
+      expect((health.json as { health: { message: string } }).health.message).toMatch(/^evaluation paused: the database is unreachable; /);
     } finally {
       cluster.start();
     }
     await waitFor(200);
     expect(p.logs.some((l) => l.msg === "database reachable again")).toBe(true);
+    const resumed = await connectJson(p.url, "rollgate.v1.DecisionService/Health", { rollout: "checkout" });
+    expect((resumed.json as { health: { message: string } }).health.message).not.toContain("paused");
     expect((await connectJson(p.url, "rollgate.v1.RolloutService/SetWeight", { name: "checkout", weightBp: 3000, reason: "back" })).status).toBe(200);
     await rollout(3000);
     const events = await connectJson(p.url, "rollgate.v1.RolloutService/ListEvents", { name: "checkout" });

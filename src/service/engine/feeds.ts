@@ -31,8 +31,15 @@ export interface Feeds {
    * visible), and only then are they published: a watcher told of an event finds its change.
    */
   catchUp(list: (afterSeq: number) => Promise<AuditEvent[]>, apply?: () => Promise<void>): Promise<number>;
-  /** Sends a rollout's health after an evaluation or a change. */
+  /** Sends a rollout's health after an evaluation or a change (with the pause, if any, in its message). */
   publishHealth(health: RolloutHealth): void;
+  /**
+   * Says (a reason) or stops saying (undefined) that the evaluator is paused; every health this
+   * engine shows says so in its message meanwhile. Returns whether it changed.
+   */
+  setPaused(reason: string | undefined): boolean;
+  /** Returns `health` with the pause, if any, at the start of its message. */
+  withPause(health: RolloutHealth): RolloutHealth;
   /** Sends a rollout's last health as deleted, and tells the observer to forget it. */
   publishDeleted(last: RolloutHealth): void;
   subscribeEvents(rollout: string | undefined, signal?: AbortSignal): Subscription<AuditEvent>;
@@ -61,6 +68,8 @@ export function createFeeds(observer: EngineObserver, onGap?: () => void): Feeds
   // (a WatchRoutes revision) before every change below it. The chain's seqs are consecutive.
   let watermark = 0;
   const held = new Map<number, AuditEvent>();
+  let paused: string | undefined;
+  const withPause = (h: RolloutHealth): RolloutHealth => (paused === undefined ? h : { ...h, message: `${paused}; ${h.message}` });
   const advance = (e: AuditEvent) => {
     events.publish(e);
     watermark = e.seq;
@@ -113,9 +122,16 @@ export function createFeeds(observer: EngineObserver, onGap?: () => void): Feeds
       return published;
     },
     publishHealth(h) {
-      observer.health?.(h);
-      health.publish({ health: h, deleted: false });
+      const shown = withPause(h);
+      observer.health?.(shown);
+      health.publish({ health: shown, deleted: false });
     },
+    setPaused(reason) {
+      if (reason === paused) return false;
+      paused = reason;
+      return true;
+    },
+    withPause,
     publishDeleted(last) {
       health.publish({ health: last, deleted: true });
       observer.deleted?.(last.rollout);
