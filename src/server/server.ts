@@ -10,12 +10,13 @@ import { openSqliteStore } from "../store/sqlite-store.js";
 /** Thrown when the database path cannot be opened; `serve` reports it under the setting's name. */
 export { StoreOpenError } from "../store/sqlite-store.js";
 import type { PostgresStore } from "../store/postgres-store.js";
+import { redactUrl } from "../store/redact-url.js";
 import type { Store } from "../store/store.js";
 import { DecisionService } from "../../gen/rollgate/v1/decision_service_pb.js";
 import { RolloutService } from "../../gen/rollgate/v1/rollout_service_pb.js";
 import { admitInterceptor, createAdmit, type ServingState } from "./admit.js";
 import { createAuthenticator } from "./auth.js";
-import { isLoopback, redactPassword, type ServerConfig } from "./config.js";
+import { isLoopback, type ServerConfig } from "./config.js";
 import { createGrpcFastPath } from "./grpc-fast-path.js";
 import { withCanonicalGrpcMessage } from "./grpc/grpc-message.js";
 import { createHealthStatus } from "./grpc-health.js";
@@ -307,7 +308,7 @@ async function openStore(config: ServerConfig, logger: Logger, deps: ServerDeps)
   const db = config.database;
   if (db.kind === "sqlite") return openSqliteStore(db.path);
   // Loaded only when used: every CLI command imports this module, and pg is not small.
-  const { openPostgresStore, redactUrl } = await import("../store/postgres-store.js");
+  const { openPostgresStore } = await import("../store/postgres-store.js");
   return openPostgresStore({
     url: db.url,
     replicaId: config.replicaId,
@@ -319,5 +320,5 @@ async function openStore(config: ServerConfig, logger: Logger, deps: ServerDeps)
 }
 
 function describeDatabase(config: ServerConfig): string {
-  return config.database.kind === "postgres" ? redactPassword(config.database.url) : config.database.path;
+  return config.database.kind === "postgres" ? redactUrl(config.database.url) : config.database.path;
 }

@@ -3,9 +3,12 @@ import { chainEvent, type AuditEvent, type EventType } from "../domain/audit-cha
 import { DomainError } from "../domain/errors.js";
 import type { Variant } from "../domain/rollout.js";
 import { POSTGRES_MIGRATIONS } from "./postgres-migrations.js";
+import { redactUrl } from "./redact-url.js";
 import { decodeRollout, encodeRollout } from "./rollout-codec.js";
 import type { Commit, EventQuery, Store, StoredRollout, WindowBucketRow, WindowFlush } from "./store.js";
 import { checkVersion, versionRequirement } from "./version-check.js";
+
+export { redactUrl } from "./redact-url.js";
 
 /** Where and how to open the PostgreSQL store. */
 export interface PostgresStoreOptions {
@@ -608,17 +611,6 @@ export function isConnectionError(err: unknown): boolean {
 function asUnavailable(e: unknown): unknown {
   if (e instanceof DomainError || !isConnectionError(e)) return e;
   return new DomainError("unavailable", `the database is unavailable: ${(e as Error).message}`);
-}
-
-/** Returns a database URL without its password, for logs and errors. */
-export function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password !== "") u.password = "***";
-    return u.toString();
-  } catch {
-    return url.replace(/\/\/([^:/@]*):[^@]*@/, "//$1:***@");
-  }
 }
 
 function toEvent(row: EventRow): AuditEvent {

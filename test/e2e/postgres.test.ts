@@ -138,6 +138,28 @@ describe("the server on PostgreSQL", () => {
     expect(JSON.stringify(lines)).not.toContain("hunter2");
   });
 
+  it("never logs a password given as a query parameter", async () => {
+    const port = await freePort();
+    const lines: string[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        lines.push(chunk.toString());
+        done();
+      },
+    });
+    const url = `postgres://rollgate@127.0.0.1:${port}/rollgate?password=hunter3&sslmode=disable`;
+    const config = loadConfig({ listen: "127.0.0.1:0", db: url }, {});
+    const started = startServer(config, { logger: pino({ level: "info" }, sink), dbConnectAttempts: 2 });
+    const err = await started.then(
+      () => undefined,
+      (e: Error) => e,
+    );
+    expect(err?.message).toContain("password=***");
+    expect(err?.message).not.toContain("hunter3");
+    expect(lines.some((l) => l.includes("database not reachable; retrying"))).toBe(true);
+    expect(lines.join("")).not.toContain("hunter3");
+  });
+
   it("exits 1 with the reason when PostgreSQL cannot be reached at start", async () => {
     const port = await freePort();
     // A stopped cluster's port: the server retries, logs each attempt, then gives up.

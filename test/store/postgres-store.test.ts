@@ -214,6 +214,10 @@ describe("postgres store", () => {
     expect(err?.message).not.toContain("s3cret");
     expect(retries).toEqual([1, 2]);
     expect(redactUrl("postgres://u:p@h/d")).toBe("postgres://u:***@h/d");
+    expect(redactUrl("postgres://u@h:5432/d?sslmode=disable&password=s3cret&x=1")).toBe("postgres://u@h:5432/d?sslmode=disable&password=***&x=1");
+    expect(redactUrl("postgresql://u:p@h/d?PASSWORD=a&sslpassword=b")).toBe("postgresql://u:***@h/d?PASSWORD=***&sslpassword=***");
+    // The port is not taken for a password.
+    expect(redactUrl("postgres://h:5432/d?application_name=a@b")).toBe("postgres://h:5432/d?application_name=a@b");
   });
 
   it("answers unavailable while the database is down and works again once it is back, without reopening", async () => {
