@@ -126,27 +126,7 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
     throw e;
   }
 
-  /** Runs `fn` in one transaction on one connection; a failure rolls it back whole. */
-  async function transaction<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
-    const client = await pool.connect();
-    let broken: Error | undefined;
-    // A connection that breaks while checked out emits "error" on the client (the pool only
-    // listens on idle ones); the failed query reports it, this keeps it from being uncaught.
-    const onError = (err: Error) => (broken = err);
-    client.on("error", onError);
-    try {
-      await client.query("BEGIN");
-      const result = await fn(client);
-      await client.query("COMMIT");
-      return result;
-    } catch (e) {
-      if (broken === undefined) await client.query("ROLLBACK").catch((err: Error) => (broken = err));
-      throw e;
-    } finally {
-      client.off("error", onError);
-      client.release(broken);
-    }
-  }
+  const transaction = <T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> => inTransaction(pool, fn);
 
   async function commitTx(change: Commit): Promise<AuditEvent[]> {
     return transaction(async (c) => {
@@ -554,14 +534,32 @@ async function connectWithRetry(pool: pg.Pool, options: PostgresStoreOptions): P
   }
 }
 
+/** Runs `fn` in one transaction on one connection of `pool`; a failure rolls it back whole. */
+async function inTransaction<T>(pool: pg.Pool, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  let broken: Error | undefined;
+  // A connection that breaks while checked out emits "error" on the client (the pool only
+  // listens on idle ones); the failed query reports it, this keeps it from being uncaught.
+  const onError = (err: Error) => (broken = err);
+  client.on("error", onError);
+  try {
+    await client.query("BEGIN");
+    const result = await fn(client);
+    await client.query("COMMIT");
+    return result;
+  } catch (e) {
+    if (broken === undefined) await client.query("ROLLBACK").catch((err: Error) => (broken = err));
+    throw e;
+  } finally {
+    client.off("error", onError);
+    // A broken connection is discarded, not returned to the pool.
+    client.release(broken);
+  }
+}
+
 /** Applies the pending migrations in one transaction, under an advisory lock held until it ends. */
 async function migrate(pool: pg.Pool): Promise<void> {
-  const c = await pool.connect();
-  let broken: Error | undefined;
-  const onError = (err: Error) => (broken = err);
-  c.on("error", onError);
-  try {
-    await c.query("BEGIN");
+  await inTransaction(pool, async (c) => {
     await c.query("SELECT pg_advisory_xact_lock($1, $2)", [LOCK_NAMESPACE, LOCK_MIGRATIONS]);
     await c.query("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)");
     const row = await c.query<{ version: number }>("SELECT version FROM schema_version");
@@ -579,14 +577,7 @@ async function migrate(pool: pg.Pool): Promise<void> {
       await c.query(POSTGRES_MIGRATIONS[v] ?? "");
       await c.query("UPDATE schema_version SET version = $1", [v + 1]);
     }
-    await c.query("COMMIT");
-  } catch (e) {
-    if (broken === undefined) await c.query("ROLLBACK").catch((err: Error) => (broken = err));
-    throw e;
-  } finally {
-    c.off("error", onError);
-    c.release(broken);
-  }
+  });
 }
 
 /** Returns the stored version of a rollout, undefined when there is none. */
