@@ -226,34 +226,43 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
           ).finally(() => (pinging = false));
         }, deps.databasePingMs ?? 1000);
   // Other replicas' changes: LISTEN/NOTIFY for speed, a periodic reconcile for anything a lost
-  // connection missed. Each reconcile reads the rollouts back and applies what changed.
+  // connection missed. A notification reads back only the rollout it names (and any the new
+  // events name); the periodic one, a reconnect and an event gap read every rollout. Requests
+  // arriving while one runs are merged into the next.
   let reconciling = false;
-  let reconcileAgain = false;
-  const reconcileNow = () => {
-    if (reconciling) {
-      reconcileAgain = true;
-      return;
-    }
+  let wantAll = false;
+  const wanted = new Set<string>();
+  const runReconcile = () => {
+    if (reconciling || (!wantAll && wanted.size === 0)) return;
     reconciling = true;
+    const only = wantAll ? undefined : new Set(wanted);
+    wantAll = false;
+    wanted.clear();
     engine
-      .reconcile()
+      .reconcile(false, only)
       .then((n) => {
         if (n > 0) logger.debug({ changed: n }, "reconciled with the database");
       })
+      // The periodic reconcile (every rollout) catches up with what a failed one missed.
       .catch((err: unknown) => logger.warn({ err: (err as Error).message }, "reconcile failed"))
       .finally(() => {
         reconciling = false;
-        if (reconcileAgain) {
-          reconcileAgain = false;
-          reconcileNow();
-        }
+        runReconcile();
       });
+  };
+  const reconcileNow = () => {
+    wantAll = true;
+    runReconcile();
+  };
+  const reconcileOne = (name: string) => {
+    wanted.add(name);
+    runReconcile();
   };
   fillEventGap = reconcileNow;
   const watcher =
     "watchChanges" in store
       ? (store as PostgresStore).watchChanges((c) => {
-          if (c.replica !== config.replicaId) reconcileNow();
+          if (c.replica !== config.replicaId) reconcileOne(c.rollout);
         }, reconcileNow)
       : undefined;
   const reconciler = watcher === undefined ? undefined : setInterval(reconcileNow, deps.reconcileMs ?? 5000);

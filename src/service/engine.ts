@@ -112,9 +112,10 @@ export interface Engine {
    * Reads every rollout back from the store and makes other writers' changes visible here
    * (several replicas on one database); in the change queue. With `withAnalysis` (a replica
    * taking over as the evaluator) the stored evaluator state replaces the local one. Returns how
-   * many rollouts changed.
+   * many rollouts changed. With `only`, just those rollouts (and any the new events name) are
+   * read back: another replica's NOTIFY names the rollout it changed.
    */
-  reconcile(withAnalysis?: boolean): Promise<number>;
+  reconcile(withAnalysis?: boolean, only?: ReadonlySet<string>): Promise<number>;
   /** Returns events after a sequence number, oldest first, of one rollout or (undefined) all. */
   listEvents(rollout: string | undefined, afterSeq: number, limit: number): Promise<AuditEvent[]>;
   /** Returns the highest audit seq in the log (0 when empty). */
@@ -171,7 +172,7 @@ export function createEngine(opts: EngineOptions): Engine {
     },
     tick: () => tick(state, queue),
     flush: windows.flush,
-    reconcile: (withAnalysis = false) => queue.serial(() => reconcile(state, withAnalysis)),
+    reconcile: (withAnalysis = false, only) => queue.serial(() => reconcile(state, withAnalysis, only)),
     listEvents: (rollout, afterSeq, limit) => store.listEvents(rollout === undefined ? { afterSeq, limit } : { rollout, afterSeq, limit }),
     lastSeq: () => store.lastSeq(),
     subscribeEvents: feeds.subscribeEvents,

@@ -33,6 +33,8 @@ export interface PostgresStore extends Store {
   readonly replicaId: string;
   /** Resolves when the database answers; rejects (`unavailable`) when it does not. For /readyz. */
   ping(): Promise<void>;
+  /** Returns one rollout with its evaluator state, undefined when there is none (a NOTIFY's reconcile). */
+  loadRollout(name: string): Promise<StoredRollout | undefined>;
   /** Returns the window buckets every other replica has flushed, for a merged evaluation. */
   loadPeerWindowBuckets(): Promise<PeerBucketRow[]>;
   /**
@@ -468,6 +470,17 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
           (row): StoredRollout =>
             row.analysis === null ? { rollout: decodeRollout(row.data) } : { rollout: decodeRollout(row.data), analysis: row.analysis },
         );
+      }),
+    loadRollout: (name) =>
+      call(async () => {
+        const res = await pool.query<{ data: string; analysis: string | null }>({
+          name: "load-rollout",
+          text: "SELECT r.data, a.data AS analysis FROM rollouts r LEFT JOIN analysis_state a ON a.rollout = r.name WHERE r.name = $1",
+          values: [name],
+        });
+        const row = res.rows[0];
+        if (row === undefined) return undefined;
+        return row.analysis === null ? { rollout: decodeRollout(row.data) } : { rollout: decodeRollout(row.data), analysis: row.analysis };
       }),
     commit: (change) => call(() => commitTx(change)),
     listEvents: (q: EventQuery) =>

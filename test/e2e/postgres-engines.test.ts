@@ -217,4 +217,43 @@ describe("replicas on one PostgreSQL", () => {
     await settle();
     expect(seen.at(-1)).not.toContain("paused");
   }, 60_000);
+
+  it("a notification's reconcile reads back only the rollout it names, and any the new events name", async () => {
+    const url = await cluster.createDatabase();
+    const a = await replica(url, "a");
+    for (const name of ["x", "y", "z"]) await a.engine.create(specFixture({ name, salt: name }), caller);
+    const reads = { all: 0, one: [] as string[] };
+    const b = await replica(url, "b", (s) => ({
+      ...s,
+      loadRollouts: () => {
+        reads.all++;
+        return s.loadRollouts();
+      },
+      loadRollout: (name: string) => {
+        reads.one.push(name);
+        return s.loadRollout(name);
+      },
+    }));
+    const seen = collect(b.engine);
+    reads.all = 0;
+    await a.engine.change("x", { actor: "tester", reason: "x" }, (r, actor) => setWeight(r, 2000, actor));
+    expect(await b.engine.reconcile(false, new Set(["x"]))).toBe(1);
+    expect(reads).toEqual({ all: 0, one: ["x"] });
+    expect(b.engine.get("x").weightBp).toBe(2000);
+    // y changed too, its notification not here yet: its event is read, so y is read back with x.
+    await a.engine.change("y", { actor: "tester", reason: "y" }, (r, actor) => setWeight(r, 3000, actor));
+    await a.engine.delete("x", { actor: "tester", reason: "gone" });
+    reads.one = [];
+    expect(await b.engine.reconcile(false, new Set(["x"]))).toBe(2);
+    expect(reads.all).toBe(0);
+    expect(reads.one.sort()).toEqual(["x", "y"]);
+    expect(b.engine.get("y").weightBp).toBe(3000);
+    expect(() => b.engine.get("x")).toThrow();
+    expect(b.engine.get("z").weightBp).toBe(500);
+    await settle();
+    expect(seen.map((e) => e.reason)).toEqual(["x", "y", "gone"]);
+    // The full reconcile (the periodic safety net) still reads every rollout.
+    await b.engine.reconcile();
+    expect(reads.all).toBe(1);
+  }, 60_000);
 });

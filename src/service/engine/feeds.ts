@@ -27,10 +27,10 @@ export interface Feeds {
    * Publishes the events other writers appended since the watermark (several replicas on one
    * database), read with `list`, with any own events held behind them, in seq order; moves the
    * watermark.
-   * The events are read first, then `apply` runs (it makes at least the state they describe
-   * visible), and only then are they published: a watcher told of an event finds its change.
+   * The events are read first, then `apply` runs with them (it makes at least the state they
+   * describe visible), and only then are they published: a watcher told of an event finds its change.
    */
-  catchUp(list: (afterSeq: number) => Promise<AuditEvent[]>, apply?: () => Promise<void>): Promise<number>;
+  catchUp(list: (afterSeq: number) => Promise<AuditEvent[]>, apply?: (read: readonly AuditEvent[]) => Promise<void>): Promise<number>;
   /** Sends a rollout's health after an evaluation or a change (with the pause, if any, in its message). */
   publishHealth(health: RolloutHealth): void;
   /**
@@ -109,7 +109,7 @@ export function createFeeds(observer: EngineObserver, onGap?: () => void): Feeds
         if (page.length > 0) after = page[page.length - 1]!.seq;
         if (page.length < CATCH_UP_PAGE) break;
       }
-      await apply?.();
+      await apply?.(read);
       let published = 0;
       for (const e of read) {
         if (e.seq <= watermark) continue;
