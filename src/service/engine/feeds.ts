@@ -56,7 +56,6 @@ export const CATCH_UP_PAGE = 500;
  * one store) is called when an own event is held back behind other writers' unread events: the
  * caller should reconcile soon, which fills the gap.
  */
-
 export function createFeeds(observer: EngineObserver, onGap?: () => void): Feeds {
   // Events: every one, in order (a subscriber too far behind is ended and resumes by seq).
   const events = createFanOut<AuditEvent>({ kind: "queue", max: MAX_EVENT_BACKLOG });
