@@ -335,6 +335,19 @@ export function takeDirtyBuckets(w: SlidingWindow): BucketSnapshot[] {
 }
 
 /**
+ * Undoes takeCleared and takeDirtyBuckets after the store failed to write what they returned:
+ * the window is marked cleared again when `cleared`, and each bucket of `startMs` still in it
+ * dirty again (its data now includes anything recorded since), so the next flush writes them.
+ */
+export function flushFailed(w: SlidingWindow, cleared: boolean, startMs: readonly number[]): void {
+  const r = ring(w);
+  if (cleared) r.cleared = true;
+  if (r.slots === undefined || startMs.length === 0) return;
+  const wanted = new Set(startMs);
+  for (const b of r.slots) if (b !== undefined && wanted.has(b.index * r.bucketMs)) b.dirty = true;
+}
+
+/**
  * Returns every bucket still in the window at `now`, encoded, without marking anything clean:
  * with other replicas' stored buckets restored beside them into a fresh window, it gives the
  * merged window that one evaluator judges when outcomes arrive at several replicas.

@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import { closeSync, openSync, readFileSync, readSync, statSync } from "node:fs";
 import { hostname } from "node:os";
 import { isIP } from "node:net";
+import { redactUrl } from "../store/redact-url.js";
 
 /** A bearer token and who holds it (docs/design.md §8). */
 export interface TokenEntry {
@@ -241,15 +242,10 @@ export function databaseOf(setting: string): DatabaseSetting {
     } catch {
       valid = false;
     }
-    if (!valid) throw new ConfigError(`--db/ROLLGATE_DB: "${redactPassword(setting)}" is not a valid URL, e.g. postgres://user@host:5432/rollgate`);
+    if (!valid) throw new ConfigError(`--db/ROLLGATE_DB: "${redactUrl(setting)}" is not a valid URL, e.g. postgres://user@host:5432/rollgate`);
     return { kind: "postgres", url: setting };
   }
   return { kind: "sqlite", path: setting };
-}
-
-/** Returns a database URL with its password, if any, replaced by `***`. */
-export function redactPassword(url: string): string {
-  return url.replace(/\/\/([^:/@]*):[^@]*@/, "//$1:***@");
 }
 
 /** Returns the replica id: as set (1..63 of [A-Za-z0-9._-]), else host name, pid and a random suffix, unique per process. */

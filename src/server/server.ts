@@ -3,19 +3,20 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { pino, type Logger } from "pino";
 import { systemClock, type Clock } from "../domain/clock.js";
 import { createDecisionHotMethods, createDecisionService } from "../service/decision-service.js";
-import { createEngine, type Engine } from "../service/engine.js";
+import { createEngine, DATABASE_PAUSE, type Engine } from "../service/engine.js";
 import { createRolloutService } from "../service/rollout-service.js";
 import { createRoutesFeed } from "../service/watch-routes.js";
 import { openSqliteStore } from "../store/sqlite-store.js";
 /** Thrown when the database path cannot be opened; `serve` reports it under the setting's name. */
 export { StoreOpenError } from "../store/sqlite-store.js";
 import type { PostgresStore } from "../store/postgres-store.js";
+import { redactUrl } from "../store/redact-url.js";
 import type { Store } from "../store/store.js";
 import { DecisionService } from "../../gen/rollgate/v1/decision_service_pb.js";
 import { RolloutService } from "../../gen/rollgate/v1/rollout_service_pb.js";
 import { admitInterceptor, createAdmit, type ServingState } from "./admit.js";
 import { createAuthenticator } from "./auth.js";
-import { isLoopback, redactPassword, type ServerConfig } from "./config.js";
+import { isLoopback, type ServerConfig } from "./config.js";
 import { createGrpcFastPath } from "./grpc-fast-path.js";
 import { withCanonicalGrpcMessage } from "./grpc/grpc-message.js";
 import { createHealthStatus } from "./grpc-health.js";
@@ -86,7 +87,15 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   let databaseUp = true;
   const metrics = createMetrics(() => engine.list().map((r) => r.stage));
   if (multiReplica) metrics.registry.setDefaultLabels({ replica: config.replicaId });
-  const engine = createEngine({ store, clock, logger, observer: metrics.engine });
+  // Several replicas: an own event held behind another replica's unread one asks for a reconcile.
+  let fillEventGap: (() => void) | undefined;
+  const engine = createEngine({
+    store,
+    clock,
+    logger,
+    observer: metrics.engine,
+    ...(multiReplica ? { onEventGap: () => fillEventGap?.() } : {}),
+  });
   const served = [DecisionService.typeName, RolloutService.typeName];
   const health = createHealthStatus(served);
 
@@ -202,48 +211,71 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
           pinging = true;
           ping().then(
             () => {
-              if (!databaseUp) logger.info("database reachable again");
+              if (!databaseUp) {
+                logger.info("database reachable again");
+                engine.pauseEvaluation(undefined);
+              }
               databaseUp = true;
             },
             (err: unknown) => {
               if (databaseUp) logger.error({ err: (err as Error).message }, "database unreachable");
               databaseUp = false;
+              // Every replica says so, the evaluator's standby included: no one judges meanwhile.
+              engine.pauseEvaluation(DATABASE_PAUSE);
             },
           ).finally(() => (pinging = false));
         }, deps.databasePingMs ?? 1000);
   // Other replicas' changes: LISTEN/NOTIFY for speed, a periodic reconcile for anything a lost
-  // connection missed. Each reconcile reads the rollouts back and applies what changed.
+  // connection missed. A notification reads back only the rollout it names (and any the new
+  // events name); the periodic one, a reconnect and an event gap read every rollout. Requests
+  // arriving while one runs are merged into the next.
   let reconciling = false;
-  let reconcileAgain = false;
-  const reconcileNow = () => {
-    if (reconciling) {
-      reconcileAgain = true;
-      return;
-    }
+  let wantAll = false;
+  const wanted = new Set<string>();
+  const runReconcile = () => {
+    if (reconciling || (!wantAll && wanted.size === 0)) return;
     reconciling = true;
+    const only = wantAll ? undefined : new Set(wanted);
+    wantAll = false;
+    wanted.clear();
     engine
-      .reconcile()
+      .reconcile(false, only)
       .then((n) => {
         if (n > 0) logger.debug({ changed: n }, "reconciled with the database");
       })
+      // The periodic reconcile (every rollout) catches up with what a failed one missed.
       .catch((err: unknown) => logger.warn({ err: (err as Error).message }, "reconcile failed"))
       .finally(() => {
         reconciling = false;
-        if (reconcileAgain) {
-          reconcileAgain = false;
-          reconcileNow();
-        }
+        runReconcile();
       });
   };
+  const reconcileNow = () => {
+    wantAll = true;
+    runReconcile();
+  };
+  const reconcileOne = (name: string) => {
+    wanted.add(name);
+    runReconcile();
+  };
+  fillEventGap = reconcileNow;
   const watcher =
     "watchChanges" in store
       ? (store as PostgresStore).watchChanges((c) => {
-          if (c.replica !== config.replicaId) reconcileNow();
+          if (c.replica !== config.replicaId) reconcileOne(c.rollout);
         }, reconcileNow)
       : undefined;
   const reconciler = watcher === undefined ? undefined : setInterval(reconcileNow, deps.reconcileMs ?? 5000);
+  // A flush slower than the period (a slow or lost database) is not stacked behind another; the
+  // engine runs flushes one at a time anyway, so shutdown's last one waits for a running one.
+  let flushing = false;
   const flusher = setInterval(() => {
-    engine.flush().catch((err: unknown) => logger.error({ err }, "window flush failed"));
+    if (flushing) return;
+    flushing = true;
+    engine
+      .flush()
+      .catch((err: unknown) => logger.error({ err }, "window flush failed"))
+      .finally(() => (flushing = false));
   }, deps.flushMs ?? 1000);
   logger.info({ rollouts: engine.list().length }, "ready");
 
@@ -285,7 +317,7 @@ async function openStore(config: ServerConfig, logger: Logger, deps: ServerDeps)
   const db = config.database;
   if (db.kind === "sqlite") return openSqliteStore(db.path);
   // Loaded only when used: every CLI command imports this module, and pg is not small.
-  const { openPostgresStore, redactUrl } = await import("../store/postgres-store.js");
+  const { openPostgresStore } = await import("../store/postgres-store.js");
   return openPostgresStore({
     url: db.url,
     replicaId: config.replicaId,
@@ -297,5 +329,5 @@ async function openStore(config: ServerConfig, logger: Logger, deps: ServerDeps)
 }
 
 function describeDatabase(config: ServerConfig): string {
-  return config.database.kind === "postgres" ? redactPassword(config.database.url) : config.database.path;
+  return config.database.kind === "postgres" ? redactUrl(config.database.url) : config.database.path;
 }

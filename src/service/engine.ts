@@ -9,13 +9,13 @@ import type { RouteTable } from "../domain/routing.js";
 import type { Store } from "../store/store.js";
 import { createChangeQueue, createRolloutCommands, reconcile, type TransitionFn } from "./engine/commands.js";
 import { entryOf, loadEntries, sortedEntries, type EngineState } from "./engine/entries.js";
-import { tick } from "./engine/evaluator.js";
+import { pauseEvaluation, tick } from "./engine/evaluator.js";
 import { createFeeds, type HealthChange } from "./engine/feeds.js";
 import { healthView, preview } from "./engine/health-view.js";
 import { createWindows } from "./engine/windows.js";
 import type { Subscription } from "./fan-out.js";
 
-export { EVALUATOR } from "./engine/evaluator.js";
+export { DATABASE_PAUSE, EVALUATOR } from "./engine/evaluator.js";
 export { MAX_EVENT_BACKLOG, type HealthChange } from "./engine/feeds.js";
 
 /** Who asks for a change and why. */
@@ -43,6 +43,11 @@ export interface EngineOptions {
   readonly clock: Clock;
   readonly logger: Logger;
   readonly observer?: EngineObserver;
+  /**
+   * Several writers on one store: called when this engine holds back its own events behind
+   * other writers' events it has not read yet; the caller should `reconcile` soon.
+   */
+  readonly onEventGap?: () => void;
 }
 
 /**
@@ -81,6 +86,12 @@ export interface Engine {
    * accepted and how many ignored for falling outside the window.
    */
   recordOutcomes(name: string, samples: readonly OutcomeSample[]): { accepted: number; ignored: number };
+  /**
+   * Says in every rollout's Health (and WatchHealth) that the evaluator is paused, with the
+   * reason, or (undefined) no longer; several replicas: the server calls it while the database
+   * is unreachable.
+   */
+  pauseEvaluation(reason: string | undefined): void;
   /** Returns a rollout's health now: the one health view (engine/health-view.ts). */
   health(name: string): RolloutHealth;
   /** Returns the health of every rollout, by name: `health` of each. */
@@ -101,9 +112,10 @@ export interface Engine {
    * Reads every rollout back from the store and makes other writers' changes visible here
    * (several replicas on one database); in the change queue. With `withAnalysis` (a replica
    * taking over as the evaluator) the stored evaluator state replaces the local one. Returns how
-   * many rollouts changed.
+   * many rollouts changed. With `only`, just those rollouts (and any the new events name) are
+   * read back: another replica's NOTIFY names the rollout it changed.
    */
-  reconcile(withAnalysis?: boolean): Promise<number>;
+  reconcile(withAnalysis?: boolean, only?: ReadonlySet<string>): Promise<number>;
   /** Returns events after a sequence number, oldest first, of one rollout or (undefined) all. */
   listEvents(rollout: string | undefined, afterSeq: number, limit: number): Promise<AuditEvent[]>;
   /** Returns the highest audit seq in the log (0 when empty). */
@@ -130,7 +142,7 @@ export function createEngine(opts: EngineOptions): Engine {
     observer,
     entries: new Map(),
     unflushed: new Set(),
-    feeds: createFeeds(observer),
+    feeds: createFeeds(observer, opts.onEventGap),
   };
   const { store, clock, logger, feeds } = state;
   const queue = createChangeQueue();
@@ -151,15 +163,16 @@ export function createEngine(opts: EngineOptions): Engine {
     change: commands.change,
     delete: commands.delete,
     recordOutcomes: windows.recordOutcomes,
-    health: (name) => healthView(entryOf(state, name), clock.now()),
-    allHealth: () => sortedEntries(state).map((e) => healthView(e, clock.now())),
+    health: (name) => feeds.withPause(healthView(entryOf(state, name), clock.now())),
+    allHealth: () => sortedEntries(state).map((e) => feeds.withPause(healthView(e, clock.now()))),
+    pauseEvaluation: (reason) => pauseEvaluation(state, reason),
     checkPromotion(name) {
       const e = entryOf(state, name);
       checkPromotion(e.rollout, preview(e, clock.now()).gates);
     },
     tick: () => tick(state, queue),
     flush: windows.flush,
-    reconcile: (withAnalysis = false) => queue.serial(() => reconcile(state, withAnalysis)),
+    reconcile: (withAnalysis = false, only) => queue.serial(() => reconcile(state, withAnalysis, only)),
     listEvents: (rollout, afterSeq, limit) => store.listEvents(rollout === undefined ? { afterSeq, limit } : { rollout, afterSeq, limit }),
     lastSeq: () => store.lastSeq(),
     subscribeEvents: feeds.subscribeEvents,

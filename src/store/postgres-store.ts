@@ -3,9 +3,12 @@ import { chainEvent, type AuditEvent, type EventType } from "../domain/audit-cha
 import { DomainError } from "../domain/errors.js";
 import type { Variant } from "../domain/rollout.js";
 import { POSTGRES_MIGRATIONS } from "./postgres-migrations.js";
+import { redactUrl } from "./redact-url.js";
 import { decodeRollout, encodeRollout } from "./rollout-codec.js";
 import type { Commit, EventQuery, Store, StoredRollout, WindowBucketRow, WindowFlush } from "./store.js";
 import { checkVersion, versionRequirement } from "./version-check.js";
+
+export { redactUrl } from "./redact-url.js";
 
 /** Where and how to open the PostgreSQL store. */
 export interface PostgresStoreOptions {
@@ -30,6 +33,8 @@ export interface PostgresStore extends Store {
   readonly replicaId: string;
   /** Resolves when the database answers; rejects (`unavailable`) when it does not. For /readyz. */
   ping(): Promise<void>;
+  /** Returns one rollout with its evaluator state, undefined when there is none (a NOTIFY's reconcile). */
+  loadRollout(name: string): Promise<StoredRollout | undefined>;
   /** Returns the window buckets every other replica has flushed, for a merged evaluation. */
   loadPeerWindowBuckets(): Promise<PeerBucketRow[]>;
   /**
@@ -123,27 +128,7 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
     throw e;
   }
 
-  /** Runs `fn` in one transaction on one connection; a failure rolls it back whole. */
-  async function transaction<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
-    const client = await pool.connect();
-    let broken: Error | undefined;
-    // A connection that breaks while checked out emits "error" on the client (the pool only
-    // listens on idle ones); the failed query reports it, this keeps it from being uncaught.
-    const onError = (err: Error) => (broken = err);
-    client.on("error", onError);
-    try {
-      await client.query("BEGIN");
-      const result = await fn(client);
-      await client.query("COMMIT");
-      return result;
-    } catch (e) {
-      if (broken === undefined) await client.query("ROLLBACK").catch((err: Error) => (broken = err));
-      throw e;
-    } finally {
-      client.off("error", onError);
-      client.release(broken);
-    }
-  }
+  const transaction = <T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> => inTransaction(pool, fn);
 
   async function commitTx(change: Commit): Promise<AuditEvent[]> {
     return transaction(async (c) => {
@@ -252,14 +237,30 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
     });
   }
 
+  // The evaluator's lock of this store, once asked for (see evaluates).
+  let claim: Leadership | undefined;
+  /**
+   * True when this replica owns the state all replicas share — the evaluator state, every
+   * replica's windows: it holds the evaluator lock, or it never asked for it (a lone writer).
+   * A replica that is not the evaluator writes only its own buckets, so that applying a change
+   * that starts the canary afresh neither empties the others' windows nor overwrites the
+   * evaluator's analysis state with its own fresh one.
+   */
+  const evaluates = () => claim === undefined || claim.held;
+
   async function flushTx(flush: WindowFlush): Promise<void> {
+    const shared = evaluates();
     await transaction(async (c) => {
-      // A cleared window (a rollback, a new canary version) is cleared for every replica.
+      // A cleared window (a rollback, a new canary version): each replica deletes its own rows
+      // when it applies the change; the evaluator deletes every replica's (those of a replica
+      // that died or has not applied the change yet included).
       if (flush.cleared.length > 0) {
         await c.query({
           name: "clear-windows",
-          text: "DELETE FROM window_buckets w USING unnest($1::text[], $2::text[]) AS x(rollout, variant) WHERE w.rollout = x.rollout AND w.variant = x.variant",
-          values: [flush.cleared.map((x) => x.rollout), flush.cleared.map((x) => x.variant)],
+          text:
+            "DELETE FROM window_buckets w USING unnest($1::text[], $2::text[]) AS x(rollout, variant) " +
+            "WHERE w.rollout = x.rollout AND w.variant = x.variant AND ($3 OR w.replica = $4)",
+          values: [flush.cleared.map((x) => x.rollout), flush.cleared.map((x) => x.variant), shared, replica],
         });
       }
       if (flush.buckets.length > 0) {
@@ -278,7 +279,7 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
           ],
         });
       }
-      if (flush.analysis.length > 0) {
+      if (flush.analysis.length > 0 && shared) {
         await c.query({
           name: "put-analysis",
           text:
@@ -383,6 +384,12 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
   }
 
   function leadership(): Leadership {
+    const l = createLeadership();
+    claim = l;
+    return l;
+  }
+
+  function createLeadership(): Leadership {
     let client: pg.Client | undefined;
     let held = false;
     const drop = (c: pg.Client) => {
@@ -464,6 +471,17 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
             row.analysis === null ? { rollout: decodeRollout(row.data) } : { rollout: decodeRollout(row.data), analysis: row.analysis },
         );
       }),
+    loadRollout: (name) =>
+      call(async () => {
+        const res = await pool.query<{ data: string; analysis: string | null }>({
+          name: "load-rollout",
+          text: "SELECT r.data, a.data AS analysis FROM rollouts r LEFT JOIN analysis_state a ON a.rollout = r.name WHERE r.name = $1",
+          values: [name],
+        });
+        const row = res.rows[0];
+        if (row === undefined) return undefined;
+        return row.analysis === null ? { rollout: decodeRollout(row.data) } : { rollout: decodeRollout(row.data), analysis: row.analysis };
+      }),
     commit: (change) => call(() => commitTx(change)),
     listEvents: (q: EventQuery) =>
       call(async () => {
@@ -529,14 +547,32 @@ async function connectWithRetry(pool: pg.Pool, options: PostgresStoreOptions): P
   }
 }
 
+/** Runs `fn` in one transaction on one connection of `pool`; a failure rolls it back whole. */
+async function inTransaction<T>(pool: pg.Pool, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  let broken: Error | undefined;
+  // A connection that breaks while checked out emits "error" on the client (the pool only
+  // listens on idle ones); the failed query reports it, this keeps it from being uncaught.
+  const onError = (err: Error) => (broken = err);
+  client.on("error", onError);
+  try {
+    await client.query("BEGIN");
+    const result = await fn(client);
+    await client.query("COMMIT");
+    return result;
+  } catch (e) {
+    if (broken === undefined) await client.query("ROLLBACK").catch((err: Error) => (broken = err));
+    throw e;
+  } finally {
+    client.off("error", onError);
+    // A broken connection is discarded, not returned to the pool.
+    client.release(broken);
+  }
+}
+
 /** Applies the pending migrations in one transaction, under an advisory lock held until it ends. */
 async function migrate(pool: pg.Pool): Promise<void> {
-  const c = await pool.connect();
-  let broken: Error | undefined;
-  const onError = (err: Error) => (broken = err);
-  c.on("error", onError);
-  try {
-    await c.query("BEGIN");
+  await inTransaction(pool, async (c) => {
     await c.query("SELECT pg_advisory_xact_lock($1, $2)", [LOCK_NAMESPACE, LOCK_MIGRATIONS]);
     await c.query("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)");
     const row = await c.query<{ version: number }>("SELECT version FROM schema_version");
@@ -554,14 +590,7 @@ async function migrate(pool: pg.Pool): Promise<void> {
       await c.query(POSTGRES_MIGRATIONS[v] ?? "");
       await c.query("UPDATE schema_version SET version = $1", [v + 1]);
     }
-    await c.query("COMMIT");
-  } catch (e) {
-    if (broken === undefined) await c.query("ROLLBACK").catch((err: Error) => (broken = err));
-    throw e;
-  } finally {
-    c.off("error", onError);
-    c.release(broken);
-  }
+  });
 }
 
 /** Returns the stored version of a rollout, undefined when there is none. */
@@ -586,17 +615,6 @@ export function isConnectionError(err: unknown): boolean {
 function asUnavailable(e: unknown): unknown {
   if (e instanceof DomainError || !isConnectionError(e)) return e;
   return new DomainError("unavailable", `the database is unavailable: ${(e as Error).message}`);
-}
-
-/** Returns a database URL without its password, for logs and errors. */
-export function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password !== "") u.password = "***";
-    return u.toString();
-  } catch {
-    return url.replace(/\/\/([^:/@]*):[^@]*@/, "//$1:***@");
-  }
 }
 
 function toEvent(row: EventRow): AuditEvent {

@@ -138,6 +138,28 @@ describe("the server on PostgreSQL", () => {
     expect(JSON.stringify(lines)).not.toContain("hunter2");
   });
 
+  it("never logs a password given as a query parameter", async () => {
+    const port = await freePort();
+    const lines: string[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        lines.push(chunk.toString());
+        done();
+      },
+    });
+    const url = `postgres://rollgate@127.0.0.1:${port}/rollgate?password=hunter3&sslmode=disable`;
+    const config = loadConfig({ listen: "127.0.0.1:0", db: url }, {});
+    const started = startServer(config, { logger: pino({ level: "info" }, sink), dbConnectAttempts: 2 });
+    const err = await started.then(
+      () => undefined,
+      (e: Error) => e,
+    );
+    expect(err?.message).toContain("password=***");
+    expect(err?.message).not.toContain("hunter3");
+    expect(lines.some((l) => l.includes("database not reachable; retrying"))).toBe(true);
+    expect(lines.join("")).not.toContain("hunter3");
+  });
+
   it("exits 1 with the reason when PostgreSQL cannot be reached at start", async () => {
     const port = await freePort();
     // A stopped cluster's port: the server retries, logs each attempt, then gives up.
@@ -179,11 +201,16 @@ describe("the server on PostgreSQL", () => {
       expect(refused.json).toMatchObject({ code: "unavailable" });
       await rollout(2000);
       expect(p.logs.some((l) => l.msg === "database unreachable")).toBe(true);
+      // Health says the evaluator is paused.
+      const health = await connectJson(p.url, "rollgate.v1.DecisionService/Health", { rollout: "checkout" });
+      expect((health.json as { health: { message: string } }).health.message).toMatch(/^evaluation paused: the database is unreachable; /);
     } finally {
       cluster.start();
     }
     await waitFor(200);
     expect(p.logs.some((l) => l.msg === "database reachable again")).toBe(true);
+    const resumed = await connectJson(p.url, "rollgate.v1.DecisionService/Health", { rollout: "checkout" });
+    expect((resumed.json as { health: { message: string } }).health.message).not.toContain("paused");
     expect((await connectJson(p.url, "rollgate.v1.RolloutService/SetWeight", { name: "checkout", weightBp: 3000, reason: "back" })).status).toBe(200);
     await rollout(3000);
     const events = await connectJson(p.url, "rollgate.v1.RolloutService/ListEvents", { name: "checkout" });
@@ -336,4 +363,87 @@ describe("the server on PostgreSQL", () => {
     expect(types.filter((t) => t === "EVENT_TYPE_ROLLED_BACK").length).toBe(1);
     for (const p of replicas) expect((await runCli(["--server", p.url, "events", "--verify"])).code).toBe(0);
   }, 180_000);
+
+  it("three replicas: a kill -9 in the middle of a burst of SetWeight calls loses no acknowledged change", async () => {
+    const db = await cluster.createDatabase();
+    const replicas = await Promise.all(["k1", "k2", "k3"].map((id) => serve(db, ["--replica-id", id])));
+    expect((await connectJson(replicas[0]!.url, "rollgate.v1.RolloutService/CreateRollout", { rollout: { name: "burst", stableVersion: "v1", canaryVersion: "v2" } })).status).toBe(200);
+    for (const p of replicas) {
+      await expect.poll(async () => (await connectJson(p.url, "rollgate.v1.RolloutService/GetRollout", { name: "burst" })).status, { timeout: 15_000, interval: 50 }).toBe(200);
+    }
+    const victim = replicas[1]!;
+    const acknowledged: string[] = [];
+    let sent = 0;
+    // Four callers per replica, each sending SetWeight after SetWeight; the victim dies mid-way.
+    const caller = async (p: (typeof replicas)[number], c: number) => {
+      for (let i = 0; i < 15; i++) {
+        const reason = `${p.port}-${c}-${i}`;
+        sent++;
+        const r = await connectJson(p.url, "rollgate.v1.RolloutService/SetWeight", { name: "burst", weightBp: 100 + ((sent * 37) % 9000), reason }).catch(() => undefined);
+        if (r?.status === 200) acknowledged.push(reason);
+      }
+    };
+    const burst = replicas.flatMap((p) => [0, 1, 2, 3].map((c) => caller(p, c)));
+    await expect.poll(() => acknowledged.filter((r) => r.startsWith(`${victim.port}-`)).length, { timeout: 30_000, interval: 5 }).toBeGreaterThan(3);
+    victim.child.kill("SIGKILL");
+    await Promise.all(burst);
+    await victim.exited;
+    const survivor = replicas[0]!;
+    const events = await connectJson(survivor.url, "rollgate.v1.RolloutService/ListEvents", { name: "burst", limit: 1000 });
+    const logged = new Set((events.json as { events: { reason: string }[] }).events.map((e) => e.reason));
+    const lost = acknowledged.filter((r) => !logged.has(r));
+    expect(lost).toEqual([]);
+    expect(acknowledged.length).toBeGreaterThan(10);
+    // The rollout's version counts every change in the log, and both survivors agree on it.
+    const version = async (p: (typeof replicas)[number]) =>
+      Number(((await connectJson(p.url, "rollgate.v1.RolloutService/GetRollout", { name: "burst" })).json as { rollout: { version: string } }).rollout.version);
+    await expect.poll(() => version(replicas[2]!), { timeout: 15_000, interval: 50 }).toBe(await version(survivor));
+    expect(await version(survivor)).toBe(logged.size);
+    expect((await runCli(["--server", survivor.url, "events", "--verify"])).code).toBe(0);
+  }, 180_000);
+
+  it("three replicas: kill -9 each in turn, the evaluator included, and the others still roll a bad canary back", async () => {
+    const db = await cluster.createDatabase();
+    const ids = ["t1", "t2", "t3"];
+    const replicas = await Promise.all(ids.map((id) => serve(db, ["--replica-id", id])));
+    // The evaluator first, then the others.
+    await expect.poll(() => replicas.filter((p) => p.logs.some((l) => l.msg === "became the evaluator")).length, { timeout: 15_000, interval: 20 }).toBe(1);
+    const leader = replicas.findIndex((p) => p.logs.some((l) => l.msg === "became the evaluator"));
+    const order = [leader, ...[0, 1, 2].filter((i) => i !== leader)];
+    for (const round of order) {
+      const victim = replicas[round]!;
+      victim.child.kill("SIGKILL");
+      await victim.exited;
+      const alive = replicas.filter((p) => p !== victim);
+      const name = `bad-${round}`;
+      const created = await connectJson(alive[0]!.url, "rollgate.v1.RolloutService/CreateRollout", {
+        rollout: {
+          name,
+          stableVersion: "v1",
+          canaryVersion: "v2",
+          gates: [{ name: "errors", minSamples: "40", errorRate: { max: 0.05 } }],
+          analysis: { interval: "1s", window: "60s", consecutiveBreaches: 2 },
+        },
+      });
+      expect(created.status).toBe(200);
+      for (const p of alive) {
+        await expect.poll(async () => (await connectJson(p.url, "rollgate.v1.RolloutService/GetRollout", { name })).status, { timeout: 15_000, interval: 50 }).toBe(200);
+      }
+      const canary = Array.from({ length: 25 }, (_, i) => ({ variant: "VARIANT_CANARY", success: i >= 8, latencyMs: 20 }));
+      const stable = Array.from({ length: 25 }, () => ({ variant: "VARIANT_STABLE", success: true, latencyMs: 18 }));
+      for (const p of alive) expect((await connectJson(p.url, "rollgate.v1.DecisionService/RecordOutcome", { rollout: name, outcomes: [...canary, ...stable] })).json).toEqual({ accepted: 50 });
+      for (const p of alive) {
+        await expect
+          .poll(async () => ((await connectJson(p.url, "rollgate.v1.RolloutService/GetRollout", { name })).json as { rollout: { stage: string } }).rollout.stage, {
+            timeout: 30_000,
+            interval: 100,
+          })
+          .toBe("STAGE_ROLLED_BACK");
+      }
+      const events = await connectJson(alive[0]!.url, "rollgate.v1.RolloutService/ListEvents", { name });
+      expect((events.json as { events: { type: string }[] }).events.filter((e) => e.type === "EVENT_TYPE_ROLLED_BACK").length).toBe(1);
+      // The victim comes back (same replica id) before the next round.
+      replicas[round] = await serve(db, ["--replica-id", ids[round]!]);
+    }
+  }, 300_000);
 });

@@ -145,6 +145,37 @@ describe("postgres store", () => {
     await Promise.all([a.close(), b.close()]);
   });
 
+  it("a replica that is not the evaluator clears only its own buckets and never writes the evaluator state", async () => {
+    const url = await cluster.createDatabase();
+    const [a, b] = [await open(url, "a"), await open(url, "b")];
+    await a.commit({ put: rolloutFixture(), events: [] });
+    const [la, lb] = [a.leadership(), b.leadership()];
+    expect(await la.tryAcquire()).toBe(true);
+    expect(await lb.tryAcquire()).toBe(false);
+    const bucket = (startMs: number, byte: number) => ({ rollout: "checkout", variant: "canary" as const, startMs, data: new Uint8Array([byte]) });
+    await a.flushWindows({ buckets: [bucket(1000, 1)], cleared: [], analysis: [{ rollout: "checkout", state: '{"by":"a"}' }] });
+    await b.flushWindows({ buckets: [bucket(1000, 2)], cleared: [], analysis: [] });
+    const bytes = async (s: PostgresStore) => (await s.loadWindowBuckets()).map((r) => `${r.startMs}=${r.data[0]}`);
+    const analysis = async () => (await a.loadRollouts())[0]?.analysis;
+    // B applies a change that starts the canary afresh: its own window, its own fresh state.
+    await b.flushWindows({ buckets: [bucket(2000, 3)], cleared: [{ rollout: "checkout", variant: "canary" }], analysis: [{ rollout: "checkout", state: '{"by":"b"}' }] });
+    expect(await bytes(a)).toEqual(["1000=1"]);
+    expect(await bytes(b)).toEqual(["2000=3"]);
+    expect(await analysis()).toBe('{"by":"a"}');
+    // The evaluator's clear empties every replica's window.
+    await a.flushWindows({ buckets: [], cleared: [{ rollout: "checkout", variant: "canary" }], analysis: [{ rollout: "checkout", state: '{"by":"a2"}' }] });
+    expect(await bytes(a)).toEqual([]);
+    expect(await bytes(b)).toEqual([]);
+    expect(await analysis()).toBe('{"by":"a2"}');
+    // When B becomes the evaluator it writes them.
+    await la.release();
+    expect(await lb.tryAcquire()).toBe(true);
+    await b.flushWindows({ buckets: [], cleared: [], analysis: [{ rollout: "checkout", state: '{"by":"b"}' }] });
+    expect(await analysis()).toBe('{"by":"b"}');
+    await lb.release();
+    await Promise.all([a.close(), b.close()]);
+  });
+
   it("applies the migrations once when several processes open a new database at once", async () => {
     const module = join(repoRoot, "dist", "src", "store", "postgres-store.js");
     expect(existsSync(module), `${module} is missing: run npx tsc -b first (npm test does)`).toBe(true);
@@ -183,6 +214,10 @@ describe("postgres store", () => {
     expect(err?.message).not.toContain("s3cret");
     expect(retries).toEqual([1, 2]);
     expect(redactUrl("postgres://u:p@h/d")).toBe("postgres://u:***@h/d");
+    expect(redactUrl("postgres://u@h:5432/d?sslmode=disable&password=s3cret&x=1")).toBe("postgres://u@h:5432/d?sslmode=disable&password=***&x=1");
+    expect(redactUrl("postgresql://u:p@h/d?PASSWORD=a&sslpassword=b")).toBe("postgresql://u:***@h/d?PASSWORD=***&sslpassword=***");
+    // The port is not taken for a password.
+    expect(redactUrl("postgres://h:5432/d?application_name=a@b")).toBe("postgres://h:5432/d?application_name=a@b");
   });
 
   it("answers unavailable while the database is down and works again once it is back, without reopening", async () => {

@@ -6,6 +6,7 @@ import * as machine from "../../domain/rollout-machine.js";
 import type { Rollout, RolloutSpec } from "../../domain/rollout.js";
 import { compileRoutes } from "../../domain/routing.js";
 import { clear, resizeWindow } from "../../domain/sliding-window.js";
+import type { Store, StoredRollout } from "../../store/store.js";
 import type { Caller } from "../engine.js";
 import { auditEvent } from "./audit-snapshots.js";
 import { entryOf, newEntry, type EngineState, type Entry } from "./entries.js";
@@ -82,44 +83,79 @@ export function applyCommitted(state: EngineState, e: Entry, next: Rollout): voi
 /**
  * Brings the registry level with the store after other writers' changes (several replicas on
  * one database): rollouts created, changed (another version) or deleted elsewhere become
- * visible here, with their health published. Runs inside the change queue; returns how many
+ * visible here, with their health published. With `only` (the rollouts another replica's
+ * NOTIFY named), just those are read back, with any other rollout the events read name; without
+ * it, every rollout (the periodic safety net). Runs inside the change queue; returns how many
  * rollouts changed.
  */
-export async function reconcile(state: EngineState, withAnalysis = false): Promise<number> {
-  const { entries, clock, feeds } = state;
+export async function reconcile(state: EngineState, withAnalysis = false, only?: ReadonlySet<string>): Promise<number> {
+  let changed = 0;
+  const one = (state.store as Store & { loadRollout?: (name: string) => Promise<StoredRollout | undefined> }).loadRollout;
+  // The other replicas' events up to now are read before the rollouts and published only once
+  // the state read after them is applied: a watcher (WatchEvents, WatchRoutes) told of an event
+  // always finds its change here. Events committed after the read come with the next reconcile.
+  await state.feeds.catchUp(
+    (afterSeq) => state.store.listEvents({ afterSeq, limit: CATCH_UP_PAGE }),
+    async (read) => {
+      if (only === undefined || withAnalysis || one === undefined) {
+        changed = await applyStored(state, withAnalysis);
+        return;
+      }
+      const names = new Set(only);
+      for (const e of read) names.add(e.rollout);
+      for (const name of names) {
+        if (applyOne(state, name, await one.call(state.store, name), false)) changed++;
+      }
+    },
+  );
+  return changed;
+}
+
+/** Reads every rollout back and applies what changed (see reconcile); returns how many changed. */
+async function applyStored(state: EngineState, withAnalysis: boolean): Promise<number> {
   const stored = await state.store.loadRollouts();
   const seen = new Set<string>();
   let changed = 0;
-  for (const { rollout, analysis } of stored) {
-    seen.add(rollout.name);
-    const e = entries.get(rollout.name);
-    // A replica taking over as the evaluator goes on from the stored evaluator state.
-    if (withAnalysis && e !== undefined && analysis !== undefined) {
-      e.analysis = parseAnalysisState(analysis);
-      e.analysisDirty = false;
-    }
-    if (e === undefined) {
-      const created = newEntry(clock, rollout);
-      entries.set(rollout.name, created);
-      feeds.publishHealth(healthView(created, clock.now()));
-      changed++;
-    } else if (e.rollout.version !== rollout.version || e.rollout.updatedAt !== rollout.updatedAt) {
-      applyCommitted(state, e, rollout);
-      feeds.publishHealth(healthView(e, clock.now()));
-      changed++;
-    }
+  for (const s of stored) {
+    seen.add(s.rollout.name);
+    if (applyOne(state, s.rollout.name, s, withAnalysis)) changed++;
   }
-  for (const [name, e] of entries) {
-    if (seen.has(name)) continue;
+  for (const name of [...state.entries.keys()]) {
+    if (!seen.has(name) && applyOne(state, name, undefined, false)) changed++;
+  }
+  return changed;
+}
+
+/** Applies one rollout as stored (undefined: there is none); returns whether it changed here. */
+function applyOne(state: EngineState, name: string, stored: StoredRollout | undefined, withAnalysis: boolean): boolean {
+  const { entries, clock, feeds } = state;
+  const e = entries.get(name);
+  if (stored === undefined) {
+    if (e === undefined) return false;
     const last = healthView(e, clock.now());
     entries.delete(name);
     state.unflushed.delete(e);
     feeds.publishDeleted(last);
-    changed++;
+    return true;
   }
-  // WatchEvents on this replica carries the other replicas' events too.
-  await feeds.catchUp((afterSeq) => state.store.listEvents({ afterSeq, limit: CATCH_UP_PAGE }));
-  return changed;
+  const { rollout, analysis } = stored;
+  // A replica taking over as the evaluator goes on from the stored evaluator state.
+  if (withAnalysis && e !== undefined && analysis !== undefined) {
+    e.analysis = parseAnalysisState(analysis);
+    e.analysisDirty = false;
+  }
+  if (e === undefined) {
+    const created = newEntry(clock, rollout);
+    entries.set(rollout.name, created);
+    feeds.publishHealth(healthView(created, clock.now()));
+    return true;
+  }
+  if (e.rollout.version !== rollout.version || e.rollout.updatedAt !== rollout.updatedAt) {
+    applyCommitted(state, e, rollout);
+    feeds.publishHealth(healthView(e, clock.now()));
+    return true;
+  }
+  return false;
 }
 
 /** A change to a rollout, as the state machine makes it (see Engine.change). */

@@ -93,6 +93,21 @@ async function evaluateEntry(state: EngineState, e: Entry, now: number, peers?: 
   feeds.publishHealth(ev.health);
 }
 
+/** What Health says while the evaluator cannot read the database. */
+export const DATABASE_PAUSE = "evaluation paused: the database is unreachable";
+
+function publishAll(state: EngineState): void {
+  const now = state.clock.now();
+  for (const e of state.entries.values()) state.feeds.publishHealth(healthView(e, now));
+}
+
+/** Sets or clears the evaluator's pause (see Engine.pauseEvaluation); a change is published to every WatchHealth. */
+export function pauseEvaluation(state: EngineState, reason: string | undefined): void {
+  if (!state.feeds.setPaused(reason)) return;
+  if (reason === undefined) state.logger.info("evaluation resumed");
+  publishAll(state);
+}
+
 /**
  * Evaluates every live rollout whose interval has come round at the clock's now, applying what
  * each evaluation causes, inside the change queue.
@@ -114,9 +129,13 @@ export function tick(state: EngineState, queue: ChangeQueue): Promise<void> {
         peers = await loadPeerBuckets(state.store);
       } catch (err) {
         // Judging on partial data would be wrong: skip this round, the next one tries again.
-        state.logger.warn({ err: (err as Error).message }, "evaluation paused: cannot read the other replicas' windows");
+        if (state.feeds.setPaused(DATABASE_PAUSE)) {
+          state.logger.warn({ err: (err as Error).message }, "evaluation paused: cannot read the other replicas' windows");
+          publishAll(state);
+        }
         return;
       }
+      if (peers !== undefined) pauseEvaluation(state, undefined);
     }
     for (const e of due) {
       if (state.entries.get(e.rollout.name) !== e) continue;

@@ -1,8 +1,8 @@
 import type { OutcomeSample } from "../../domain/outcome.js";
 import type { Variant } from "../../domain/rollout.js";
-import { record, restoreBuckets, takeCleared, takeDirtyBuckets, windowStartMs, type BucketSnapshot } from "../../domain/sliding-window.js";
+import { flushFailed, record, restoreBuckets, takeCleared, takeDirtyBuckets, windowStartMs, type BucketSnapshot } from "../../domain/sliding-window.js";
 import type { WindowBucketRow } from "../../store/store.js";
-import { entryOf, type EngineState } from "./entries.js";
+import { entryOf, type EngineState, type Entry } from "./entries.js";
 
 /**
  * The sliding windows of every rollout: outcomes go straight in (O(1) each); changed buckets
@@ -30,6 +30,9 @@ export interface Windows {
 export function createWindows(state: EngineState): Windows {
   const { store, clock, observer, entries, unflushed } = state;
   let lastSweepAt = Number.NEGATIVE_INFINITY;
+  // One flush at a time: a second (the timer's next, shutdown's last) waits for the one running,
+  // so that two never take the same buckets or write them out of order.
+  let flushing: Promise<void> | undefined;
   return {
     async restore() {
       const now = clock.now();
@@ -72,35 +75,60 @@ export function createWindows(state: EngineState): Windows {
       return { accepted: stableIn + canaryIn, ignored: stableOut + canaryOut };
     },
 
-    async flush() {
-      const now = clock.now();
-      const buckets: WindowBucketRow[] = [];
-      const cleared: { rollout: string; variant: Variant }[] = [];
-      const analysis: { rollout: string; state: string }[] = [];
-      const expired: { rollout: string; variant: Variant; beforeMs: number }[] = [];
-      // Only rollouts whose windows or evaluator state changed since the last flush: an idle
-      // rollout costs nothing here.
-      const todo = [...unflushed];
-      unflushed.clear();
-      for (const e of todo) {
-        const name = e.rollout.name;
-        for (const variant of ["stable", "canary"] as const) {
-          const w = e.windows[variant];
-          if (takeCleared(w)) cleared.push({ rollout: name, variant });
-          const dirty = takeDirtyBuckets(w);
-          if (dirty.length === 0) continue;
-          for (const b of dirty) buckets.push({ rollout: name, variant, startMs: b.startMs, data: b.data });
-          expired.push({ rollout: name, variant, beforeMs: windowStartMs(w, now) });
-        }
-        if (e.analysisDirty) {
-          e.analysisDirty = false;
-          analysis.push({ rollout: name, state: JSON.stringify(e.analysis) });
-        }
-      }
-      if (buckets.length === 0 && cleared.length === 0 && analysis.length === 0) return;
-      const sweep = now - lastSweepAt >= SWEEP_EVERY_MS;
-      if (sweep) lastSweepAt = now;
-      await store.flushWindows({ buckets, cleared, analysis, expired, ...(sweep ? { expireBeforeMs: now - STORE_RETENTION_MS } : {}) });
+    flush() {
+      const run = (flushing ?? Promise.resolve()).catch(() => undefined).then(flushOnce);
+      flushing = run;
+      void run.finally(() => {
+        if (flushing === run) flushing = undefined;
+      }).catch(() => undefined);
+      return run;
     },
   };
+
+  async function flushOnce(): Promise<void> {
+    const now = clock.now();
+    const buckets: WindowBucketRow[] = [];
+    const cleared: { rollout: string; variant: Variant }[] = [];
+    const analysis: { rollout: string; state: string }[] = [];
+    const expired: { rollout: string; variant: Variant; beforeMs: number }[] = [];
+    // Only rollouts whose windows or evaluator state changed since the last flush: an idle
+    // rollout costs nothing here.
+    const todo = [...unflushed];
+    unflushed.clear();
+    // What was taken from each entry, to give back if the write fails.
+    const taken: { e: Entry; variant: Variant; cleared: boolean; starts: number[] }[] = [];
+    const analysed: Entry[] = [];
+    for (const e of todo) {
+      const name = e.rollout.name;
+      for (const variant of ["stable", "canary"] as const) {
+        const w = e.windows[variant];
+        const wasCleared = takeCleared(w);
+        if (wasCleared) cleared.push({ rollout: name, variant });
+        const dirty = takeDirtyBuckets(w);
+        if (wasCleared || dirty.length > 0) taken.push({ e, variant, cleared: wasCleared, starts: dirty.map((b) => b.startMs) });
+        if (dirty.length === 0) continue;
+        for (const b of dirty) buckets.push({ rollout: name, variant, startMs: b.startMs, data: b.data });
+        expired.push({ rollout: name, variant, beforeMs: windowStartMs(w, now) });
+      }
+      if (e.analysisDirty) {
+        e.analysisDirty = false;
+        analysed.push(e);
+        analysis.push({ rollout: name, state: JSON.stringify(e.analysis) });
+      }
+    }
+    if (buckets.length === 0 && cleared.length === 0 && analysis.length === 0) return;
+    const sweep = now - lastSweepAt >= SWEEP_EVERY_MS;
+    try {
+      await store.flushWindows({ buckets, cleared, analysis, expired, ...(sweep ? { expireBeforeMs: now - STORE_RETENTION_MS } : {}) });
+      if (sweep) lastSweepAt = now;
+    } catch (err) {
+      // Nothing was written (one transaction): mark it all unflushed again, so that the next
+      // flush once the store is back writes it, with whatever was recorded since.
+      const live = (e: Entry) => entries.get(e.rollout.name) === e;
+      for (const t of taken) if (live(t.e)) flushFailed(t.e.windows[t.variant], t.cleared, t.starts);
+      for (const e of analysed) if (live(e)) e.analysisDirty = true;
+      for (const e of todo) if (live(e)) unflushed.add(e);
+      throw err;
+    }
+  }
 }
