@@ -587,10 +587,7 @@ func (l *LocalRouter) apply(m *rollgatev1.WatchRoutesResponse) error {
 		for _, r := range compiled {
 			next.rollouts[r.state.GetRollout()] = r
 		}
-		l.state.Store(next)
-		l.resets.Add(1)
-		l.persist(next)
-		l.readyOnce.Do(func() { close(l.ready) })
+		l.install(next, &l.resets)
 		return nil
 	}
 	if cur == nil {
@@ -617,11 +614,17 @@ func (l *LocalRouter) apply(m *rollgatev1.WatchRoutesResponse) error {
 	for _, r := range compiled {
 		next.rollouts[r.state.GetRollout()] = r
 	}
+	l.install(next, &l.changes)
+	return nil
+}
+
+// install makes next the state Route answers from, counts it, saves it to the state file (when
+// one is configured) and marks the router ready.
+func (l *LocalRouter) install(next *localState, counter *atomic.Uint64) {
 	l.state.Store(next)
-	l.changes.Add(1)
+	counter.Add(1)
 	l.persist(next)
 	l.readyOnce.Do(func() { close(l.ready) })
-	return nil
 }
 
 // compileRoute checks a RouteState and prepares its answers (routing spec v1, vectors/README.md).
