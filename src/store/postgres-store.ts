@@ -90,6 +90,24 @@ export const LOCK_LEADER = 2;
 /** The NOTIFY channel every commit signals on, with `{"rollout": name, "seq": last seq}`. */
 export const CHANGES_CHANNEL = "rollgate_changes";
 
+/** A window_buckets row as node-postgres returns it (BIGINT as a string, BYTEA as a Buffer). */
+interface BucketDbRow {
+  rollout: string;
+  variant: string;
+  start_ms: string;
+  data: Buffer;
+}
+
+/** Returns the store's form of a window_buckets row (the data viewed, not copied). */
+function bucketRowOf(b: BucketDbRow): WindowBucketRow {
+  return {
+    rollout: b.rollout,
+    variant: b.variant as Variant,
+    startMs: Number(b.start_ms),
+    data: new Uint8Array(b.data.buffer, b.data.byteOffset, b.data.byteLength),
+  };
+}
+
 interface EventRow {
   seq: string;
   time_ns: string;
@@ -445,19 +463,11 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
       }),
     loadPeerWindowBuckets: () =>
       call(async () => {
-        const res = await pool.query<{ rollout: string; variant: string; start_ms: string; replica: string; data: Buffer }>(
+        const res = await pool.query<BucketDbRow & { replica: string }>(
           "SELECT rollout, variant, start_ms, replica, data FROM window_buckets WHERE replica <> $1",
           [replica],
         );
-        return res.rows.map(
-          (b): PeerBucketRow => ({
-            rollout: b.rollout,
-            variant: b.variant as Variant,
-            startMs: Number(b.start_ms),
-            replica: b.replica,
-            data: new Uint8Array(b.data.buffer, b.data.byteOffset, b.data.byteLength),
-          }),
-        );
+        return res.rows.map((b): PeerBucketRow => ({ ...bucketRowOf(b), replica: b.replica }));
       }),
     watchChanges,
     leadership,
@@ -506,18 +516,11 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
       }),
     loadWindowBuckets: () =>
       call(async () => {
-        const res = await pool.query<{ rollout: string; variant: string; start_ms: string; data: Buffer }>(
+        const res = await pool.query<BucketDbRow>(
           "SELECT rollout, variant, start_ms, data FROM window_buckets WHERE replica = $1",
           [replica],
         );
-        return res.rows.map(
-          (b): WindowBucketRow => ({
-            rollout: b.rollout,
-            variant: b.variant as Variant,
-            startMs: Number(b.start_ms),
-            data: new Uint8Array(b.data.buffer, b.data.byteOffset, b.data.byteLength),
-          }),
-        );
+        return res.rows.map(bucketRowOf);
       }),
     flushWindows: (flush) => call(() => flushTx(flush)),
     async close() {
