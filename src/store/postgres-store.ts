@@ -37,6 +37,8 @@ export interface PostgresStore extends Store {
   loadRollout(name: string): Promise<StoredRollout | undefined>;
   /** Returns the window buckets every other replica has flushed, for a merged evaluation. */
   loadPeerWindowBuckets(): Promise<PeerBucketRow[]>;
+  /** Returns every rollout's stored evaluator state (JSON), by rollout name: what a replica that is not the evaluator shows. */
+  loadAnalysisStates(): Promise<Map<string, string>>;
   /**
    * Subscribes to the changes every writer commits (LISTEN on `CHANGES_CHANNEL`, its own
    * connection). A lost connection is reopened with backoff; `onReconnect` is called after each
@@ -468,6 +470,11 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
           [replica],
         );
         return res.rows.map((b): PeerBucketRow => ({ ...bucketRowOf(b), replica: b.replica }));
+      }),
+    loadAnalysisStates: () =>
+      call(async () => {
+        const res = await pool.query<{ rollout: string; data: string }>({ name: "load-analysis-states", text: "SELECT rollout, data FROM analysis_state" });
+        return new Map(res.rows.map((r) => [r.rollout, r.data]));
       }),
     watchChanges,
     leadership,
