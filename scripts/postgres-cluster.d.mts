@@ -23,4 +23,9 @@ export function freePort(): Promise<number>;
  * Starts a fresh PostgreSQL cluster on a free loopback port (fsync off: a process crash loses
  * nothing committed, only a power cut would); `stop()` it when done.
  */
-export function startPostgres(): Promise<PostgresCluster>;
+export function startPostgres(opts?: {
+  /** More addresses to listen on beside 127.0.0.1 (a network namespace's side of a veth pair). */
+  readonly listen?: readonly string[];
+  /** pg_hba.conf lines to add, e.g. `host all all 10.0.0.0/30 trust`. */
+  readonly hba?: readonly string[];
+}): Promise<PostgresCluster>;

@@ -4,7 +4,7 @@
 // directory. Nothing is mocked. One initdb'd cluster is kept as a template in .cache and copied
 // for each start, so a process pays for initdb once per machine, not once per run.
 import { execFileSync, spawnSync } from "node:child_process";
-import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync } from "node:fs";
+import { appendFileSync, chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -87,8 +87,12 @@ process.once("exit", () => {
  * server runs with fsync off (a test machine's disk is not what is being tested): a process
  * crash (`kill`) still loses nothing committed, only a power cut would.
  */
-/** @returns {Promise<PostgresCluster>} */
-export async function startPostgres() {
+/**
+ * @param {{ listen?: readonly string[], hba?: readonly string[] }} [opts] more addresses to listen
+ *   on beside 127.0.0.1, and pg_hba.conf lines to add for them (a network namespace's subnet)
+ * @returns {Promise<PostgresCluster>}
+ */
+export async function startPostgres(opts = {}) {
   const bin = postgresBin();
   const dir = mkdtempSync(join(tmpdir(), "rollgate-pg-"));
   const data = join(dir, "data");
@@ -97,7 +101,9 @@ export async function startPostgres() {
   chownToPostgres(dir);
   const port = await freePort();
   const logFile = join(dir, "postgres.log");
-  const options = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200`;
+  if (opts.hba !== undefined && opts.hba.length > 0) appendFileSync(join(data, "pg_hba.conf"), `\n${opts.hba.join("\n")}\n`);
+  const listen = ["127.0.0.1", ...(opts.listen ?? [])].join(",");
+  const options = `-p ${port} -k ${dir} -c listen_addresses=${listen} -c fsync=off -c max_connections=200`;
   const start = () => runPg(bin, "pg_ctl", ["-D", data, "-l", logFile, "-w", "-t", "60", "-o", options, "start"]);
   const kill = () => {
     if (existsSync(join(data, "postmaster.pid"))) runPg(bin, "pg_ctl", ["-D", data, "-m", "immediate", "-w", "stop"]);
