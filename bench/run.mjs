@@ -5,7 +5,7 @@
 // and rewrites bench/RESULTS.md, bench/results.json and bench/route-throughput.svg.
 //
 // Flags: --quick   one short round of everything, printed only (RESULTS.md left alone)
-//        --only=route,bucketing,batch,ingest,watch,scale,local,ofrep   a subset, printed only
+//        --only=route,bucketing,batch,ingest,watch,scale,local,ofrep,replicas   a subset, printed only
 import { execFileSync, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, release, tmpdir, totalmem } from "node:os";
@@ -14,6 +14,7 @@ import { bucketingCase } from "./cases/bucketing.mjs";
 import { ingestCase } from "./cases/ingest.mjs";
 import { localMemoryCase, localRouteCase, propagationCase } from "./cases/local.mjs";
 import { ofrepCase } from "./cases/ofrep.mjs";
+import { replicasCase } from "./cases/replicas.mjs";
 import { LEVELS, routeBatchCase, routeCase, SERVERS } from "./cases/route.mjs";
 import { scaleCase, windowBoundCase } from "./cases/scale.mjs";
 import { watchCase } from "./cases/watch.mjs";
@@ -90,6 +91,8 @@ const meta = {
 log(`rollgate bench: ${meta.commit}, ${meta.cpu}, ${meta.cores} cores, Node ${meta.node}, load ${meta.loadStart}${quick ? " (quick)" : ""}`);
 
 const R = {};
+/** In RESULTS.md, the line after which the sections of partial runs begin; a full run keeps them. */
+const PARTIAL_MARKER = "<!-- Sections below come from partial runs (--only=…), each with its own date, commit and commands; a full run keeps them. -->";
 async function runCase(key, title, fn) {
   if (only !== undefined && !only.has(key) && !(key === "windowBound" && only.has("scale")) && !(key.startsWith("local") && only.has("local")) && !(key === "routeBatch" && only.has("batch"))) return;
   log(`\n== ${title}`);
@@ -125,11 +128,13 @@ await runCase("localPropagation", "8. Local evaluation: WatchRoutes propagation"
 
 // Issue 14: reported, no target; only with --only=ofrep (the full run and its tables stay as they were).
 if (only?.has("ofrep")) await runCase("ofrep", "9. OFREP vs Route", () => ofrepCase({ dir, seconds: config.routeSeconds, rounds, log }));
+// Issue 12: reported, no target; only with --only=replicas (starts its own PostgreSQL).
+if (only?.has("replicas")) await runCase("replicas", "10. Several replicas on PostgreSQL", () => replicasCase({ dir, seconds: config.routeSeconds, rounds, log }));
 
 const rows = targets(R);
 log("\n== profiles");
 // A run of the local-evaluation cases only profiles nothing: the other targets were not measured.
-const localOnly = only !== undefined && [...only].every((k) => k.startsWith("local") || k === "ofrep");
+const localOnly = only !== undefined && [...only].every((k) => k.startsWith("local") || k === "ofrep" || k === "replicas");
 const profiles = localOnly ? [] : await runProfiles({ R, rows, dir, log, quick });
 
 meta.loadEnd = loadavg().map((x) => x.toFixed(2)).join(" ");
@@ -157,7 +162,11 @@ if (partial) {
     writeFileSync(join(benchDir, "route-throughput.svg"), svg);
   }
   writeFileSync(join(benchDir, "results.json"), JSON.stringify({ meta, config, results: R, targets: rows }, null, 1) + "\n");
-  writeFileSync(join(benchDir, "RESULTS.md"), renderResults({ R, meta, rows, profiles, SERVERS, LEVELS, config }));
+  // The sections partial runs added (below the marker) are kept: a full run does not measure them.
+  const old = exists(join(benchDir, "RESULTS.md")) ? readFileSync(join(benchDir, "RESULTS.md"), "utf8") : "";
+  const at = old.indexOf(PARTIAL_MARKER);
+  const kept = at < 0 ? "" : `\n${old.slice(at)}`;
+  writeFileSync(join(benchDir, "RESULTS.md"), renderResults({ R, meta, rows, profiles, SERVERS, LEVELS, config }) + kept);
   log("wrote bench/RESULTS.md, bench/results.json, bench/route-throughput.svg");
 }
 process.exit(meta.errors.length > 0 ? 1 : 0);

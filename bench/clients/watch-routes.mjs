@@ -4,13 +4,16 @@
 // (the rollout's updated_at in the SetWeight answer: set just before the transaction commits,
 // same machine and clock), and arrival - the SetWeight call's start. Cut into `segments` periods.
 // 20 untimed changes first warm the path up.
-// Usage: node watch-routes.mjs <port> <prefix> <rollouts> <subscribers> <connections> <seconds> <segments> <rate>
+// With <writePort> the SetWeight calls go to that server instead (another replica on the same
+// database: propagation across replicas).
+// Usage: node watch-routes.mjs <port> <prefix> <rollouts> <subscribers> <connections> <seconds> <segments> <rate> [writePort]
 // Prints {"segments": [{"arrivals", "p50Ms", "p99Ms", "maxMs"}], "all": {...}, "fromCall": {...}, "changes", "missing", ...}.
 import { connect } from "node:http2";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { WatchRoutesRequestSchema, WatchRoutesResponseSchema } from "../../dist/gen/rollgate/v1/decision_service_pb.js";
 
-const [port, prefix, rolloutsArg, subsArg, connsArg, secondsArg, segmentsArg, rateArg] = process.argv.slice(2);
+const [port, prefix, rolloutsArg, subsArg, connsArg, secondsArg, segmentsArg, rateArg, writePortArg] = process.argv.slice(2);
+const writePort = writePortArg ?? port;
 const rollouts = Number(rolloutsArg);
 const subscribers = Number(subsArg);
 const connections = Number(connsArg);
@@ -85,7 +88,7 @@ async function change(n, rollout, weightBp, segment, measured) {
   const key = `${rollout}:${weightBp}`;
   const c = { callMs: nowMs(), commitMs: undefined, segment, seen: 0, measured };
   changes.set(key, c);
-  const res = await fetch(`http://127.0.0.1:${port}/rollgate.v1.RolloutService/SetWeight`, {
+  const res = await fetch(`http://127.0.0.1:${writePort}/rollgate.v1.RolloutService/SetWeight`, {
     method: "POST",
     headers: { "content-type": "application/json" },
     body: JSON.stringify({ name: rollout, weightBp }),

@@ -121,10 +121,10 @@ export async function runClient(script, args, opts = {}) {
 
 /**
  * Starts a server script that prints one JSON line with its `port` on stdout, pinned to the
- * server core, and resolves with { child, port, pid }.
+ * server core (or `core`), and resolves with { child, port, pid }.
  */
-export function startPortServer(cmd, args, { env, readyMsg } = {}) {
-  const child = spawnPinned(SERVER_CORE, cmd, args, env === undefined ? {} : { env: { ...process.env, ...env } });
+export function startPortServer(cmd, args, { env, readyMsg, core = SERVER_CORE } = {}) {
+  const child = spawnPinned(core, cmd, args, env === undefined ? {} : { env: { ...process.env, ...env } });
   let err = "";
   child.stderr.setEncoding("utf8").on("data", (s) => (err = (err + s).slice(-4000)));
   const logs = [];

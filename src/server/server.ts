@@ -197,9 +197,10 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   const tick = setInterval(() => {
     // A slow evaluation round is never stacked behind another.
     if (ticking) return;
-    if (leadership !== undefined && !(leading && leadership.held)) return;
     ticking = true;
-    engine.tick().finally(() => (ticking = false));
+    // Not the evaluator: show the evaluator's judgement of every replica's outcomes instead.
+    const round = leadership !== undefined && !(leading && leadership.held) ? engine.follow() : engine.tick();
+    round.finally(() => (ticking = false));
   }, deps.evaluationTickMs ?? 250);
   const ping = "ping" in store && typeof store.ping === "function" ? (store.ping as () => Promise<void>).bind(store) : undefined;
   let pinging = false;

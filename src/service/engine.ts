@@ -9,7 +9,7 @@ import type { RouteTable } from "../domain/routing.js";
 import type { Store } from "../store/store.js";
 import { createChangeQueue, createRolloutCommands, reconcile, type TransitionFn } from "./engine/commands.js";
 import { entryOf, loadEntries, sortedEntries, type EngineState } from "./engine/entries.js";
-import { pauseEvaluation, tick } from "./engine/evaluator.js";
+import { follow, pauseEvaluation, tick } from "./engine/evaluator.js";
 import { createFeeds, type HealthChange } from "./engine/feeds.js";
 import { healthView, preview } from "./engine/health-view.js";
 import { createWindows } from "./engine/windows.js";
@@ -106,6 +106,13 @@ export interface Engine {
    * evaluation causes. Called by a timer; tests call it after moving a manual clock.
    */
   tick(): Promise<void>;
+  /**
+   * On a replica that is not the evaluator (several replicas on one database): for every live
+   * rollout whose interval has come round, reads the other replicas' windows and the evaluator's
+   * stored state and publishes the health the evaluator sees, deciding nothing. Called by the
+   * same timer as `tick` while another replica holds the evaluator lock.
+   */
+  follow(): Promise<void>;
   /** Writes changed window buckets and evaluator state to the store. */
   flush(): Promise<void>;
   /**
@@ -171,6 +178,7 @@ export function createEngine(opts: EngineOptions): Engine {
       checkPromotion(e.rollout, preview(e, clock.now()).gates);
     },
     tick: () => tick(state, queue),
+    follow: () => follow(state, queue),
     flush: windows.flush,
     reconcile: (withAnalysis = false, only) => queue.serial(() => reconcile(state, withAnalysis, only)),
     listEvents: (rollout, afterSeq, limit) => store.listEvents(rollout === undefined ? { afterSeq, limit } : { rollout, afterSeq, limit }),

@@ -37,6 +37,8 @@ export interface PostgresStore extends Store {
   loadRollout(name: string): Promise<StoredRollout | undefined>;
   /** Returns the window buckets every other replica has flushed, for a merged evaluation. */
   loadPeerWindowBuckets(): Promise<PeerBucketRow[]>;
+  /** Returns every rollout's stored evaluator state (JSON), by rollout name: what a replica that is not the evaluator shows. */
+  loadAnalysisStates(): Promise<Map<string, string>>;
   /**
    * Subscribes to the changes every writer commits (LISTEN on `CHANGES_CHANNEL`, its own
    * connection). A lost connection is reopened with backoff; `onReconnect` is called after each
@@ -81,6 +83,15 @@ export interface Leadership {
   /** Gives the lock up and closes its connection. */
   release(): Promise<void>;
 }
+
+/**
+ * How long the evaluator's lock outlives its holder's last sign of life when the holder vanishes
+ * without closing its connection (a host lost, a network partition): PostgreSQL ends the session
+ * after this (TCP keepalives and user timeout on the lock's session), and the holder itself stops
+ * judging when its once-a-second check on that session takes longer. Another replica takes over
+ * within about this plus its one-second campaign.
+ */
+export const LEASE_MS = 3000;
 
 /** The advisory-lock namespace of rollgate ("roll"), with one key per purpose. */
 export const LOCK_NAMESPACE = 0x726f6c6c;
@@ -422,14 +433,27 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
       },
       async tryAcquire() {
         if (!open) return false;
-        if (held && client !== undefined) return true;
         if (client === undefined) {
-          const c = new pg.Client({ connectionString: options.url, connectionTimeoutMillis: 5000, application_name: `rollgate ${replica} leader`.slice(0, 63) });
+          // A holder that vanishes without closing its socket (its host lost, a partition) must
+          // not keep the lock for the kernel's default hours: TCP keepalives both ways, and on
+          // the server's side of this session a user timeout, so that PostgreSQL ends the
+          // session (releasing the lock) within about LEASE_MS of the last sign of life.
+          const c = new pg.Client({
+            connectionString: options.url,
+            connectionTimeoutMillis: 5000,
+            query_timeout: LEASE_MS,
+            keepAlive: true,
+            keepAliveInitialDelayMillis: 1000,
+            application_name: `rollgate ${replica} leader`.slice(0, 63),
+          });
           c.on("error", () => drop(c));
           c.on("end", () => drop(c));
           client = c;
           try {
             await c.connect();
+            await c.query(
+              `SET tcp_keepalives_idle = 1; SET tcp_keepalives_interval = 1; SET tcp_keepalives_count = ${Math.max(1, Math.round(LEASE_MS / 1000) - 1)}; SET tcp_user_timeout = ${LEASE_MS}`,
+            );
           } catch {
             drop(c);
             return false;
@@ -437,7 +461,11 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
         }
         const c = client;
         try {
-          const res = await c.query<{ ok: boolean }>("SELECT pg_try_advisory_lock($1, $2) AS ok", [LOCK_NAMESPACE, LOCK_LEADER]);
+          // Held already: a round trip on the lock's own session proves it is still alive (a
+          // holder cut off from the database stops judging once this times out).
+          const res = held
+            ? await c.query<{ ok: boolean }>("SELECT true AS ok")
+            : await c.query<{ ok: boolean }>("SELECT pg_try_advisory_lock($1, $2) AS ok", [LOCK_NAMESPACE, LOCK_LEADER]);
           held = res.rows[0]?.ok === true && client === c;
         } catch {
           drop(c);
@@ -468,6 +496,11 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
           [replica],
         );
         return res.rows.map((b): PeerBucketRow => ({ ...bucketRowOf(b), replica: b.replica }));
+      }),
+    loadAnalysisStates: () =>
+      call(async () => {
+        const res = await pool.query<{ rollout: string; data: string }>({ name: "load-analysis-states", text: "SELECT rollout, data FROM analysis_state" });
+        return new Map(res.rows.map((r) => [r.rollout, r.data]));
       }),
     watchChanges,
     leadership,

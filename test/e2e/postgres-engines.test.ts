@@ -153,6 +153,51 @@ describe("replicas on one PostgreSQL", () => {
     }
   }, 60_000);
 
+  it("a replica that is not the evaluator shows the evaluator's judgement of every replica's outcomes in Health and WatchHealth", async () => {
+    const url = await cluster.createDatabase();
+    const a = await replica(url, "a"); // the evaluator: its tick judges
+    const b = await replica(url, "b"); // not the evaluator: its follow() only shows
+    await a.engine.create(
+      specFixture({
+        gates: [{ name: "errors", minSamples: 10, onBreach: "rollback", check: { kind: "error_rate", max: 0.05 } }],
+        analysis: { ...specFixture().analysis, intervalMs: 200, gracePeriodMs: 0, consecutiveBreaches: 3 },
+      }),
+      caller,
+    );
+    await b.engine.reconcile();
+    const now = Date.now();
+    const outcome = (variant: "stable" | "canary", success: boolean) => ({ variant, success, latencyMs: 10, invariantViolations: 0, metrics: new Map(), key: "", timeMs: now });
+    // 20 canary outcomes (30% errors) and 20 stable ones at each replica: 40 of each in all.
+    const batch = [...Array.from({ length: 20 }, (_, i) => outcome("canary", i >= 6)), ...Array.from({ length: 20 }, () => outcome("stable", true))];
+    for (const r of [a, b]) expect(r.engine.recordOutcomes("checkout", batch).accepted).toBe(40);
+    await Promise.all([a.engine.flush(), b.engine.flush()]);
+    const seen: { canary: number; breaches: number }[] = [];
+    void (async () => {
+      for await (const c of b.engine.subscribeHealth("checkout")) seen.push({ canary: c.health.samples.canary, breaches: c.health.consecutiveBreaches });
+    })();
+    await new Promise((r) => setTimeout(r, 250));
+    await a.engine.tick();
+    await a.engine.flush(); // the evaluator's state (one breach recorded) is stored
+    expect(a.engine.health("checkout").consecutiveBreaches).toBe(1);
+    // Before b's round it knows only its own outcomes and none of the evaluator's counts.
+    expect(b.engine.health("checkout").samples.canary).toBe(20);
+    expect(b.engine.health("checkout").consecutiveBreaches).toBe(0);
+    const logBefore = (await b.engine.listEvents("checkout", 0, 100)).map((e) => e.type);
+    expect(logBefore).toEqual(["created", "gate_breach"]);
+    await b.engine.follow();
+    const h = b.engine.health("checkout");
+    expect(h.samples).toEqual({ stable: 40, canary: 40 });
+    expect(h.consecutiveBreaches).toBe(1);
+    expect(h.gates.find((g) => g.name === "errors")).toMatchObject({ verdict: "fail", samples: 40, consecutiveBreaches: 1 });
+    await settle();
+    expect(seen.at(-1)).toEqual({ canary: 40, breaches: 1 });
+    // Following decides nothing and writes nothing: the rollout and its log are as the evaluator left them.
+    expect(b.engine.get("checkout").stage).toBe("canary");
+    expect((await b.engine.listEvents("checkout", 0, 100)).map((e) => e.type)).toEqual(logBefore);
+    // And the evaluator's Health merges b's outcomes too, not only at its tick.
+    expect(a.engine.health("checkout").samples).toEqual({ stable: 40, canary: 40 });
+  }, 60_000);
+
   it("runs one flush at a time: the timer's and shutdown's never overlap", async () => {
     const url = await cluster.createDatabase();
     let running = 0;

@@ -364,6 +364,61 @@ describe("the server on PostgreSQL", () => {
     for (const p of replicas) expect((await runCli(["--server", p.url, "events", "--verify"])).code).toBe(0);
   }, 180_000);
 
+  it("three replicas: Health and WatchHealth on every one show every replica's outcomes and the evaluator's breach count", async () => {
+    const db = await cluster.createDatabase();
+    const replicas = await Promise.all(["h1", "h2", "h3"].map((id) => serve(db, ["--replica-id", id])));
+    const [a] = replicas as [ServerProcess & { url: string }];
+    // Never rolled back within the test: breaches are counted, one per evaluation.
+    const created = await connectJson(a.url, "rollgate.v1.RolloutService/CreateRollout", {
+      rollout: {
+        name: "seen",
+        stableVersion: "v1",
+        canaryVersion: "v2",
+        gates: [{ name: "errors", minSamples: "50", errorRate: { max: 0.05 } }],
+        analysis: { interval: "1s", window: "120s", consecutiveBreaches: 100 },
+      },
+    });
+    expect(created.status).toBe(200);
+    for (const p of replicas) {
+      await expect.poll(async () => (await connectJson(p.url, "rollgate.v1.RolloutService/GetRollout", { name: "seen" })).status, { timeout: 15_000, interval: 50 }).toBe(200);
+    }
+    // WatchHealth on every replica, over gRPC.
+    const seen = replicas.map(() => [] as { canary: number; breaches: number }[]);
+    const clients = replicas.map((p) => grpcJsClient(DecisionService, p.address));
+    const calls = clients.map((c, i) => {
+      type Update = { health?: { samples?: { canary?: string }; consecutiveBreaches?: number } };
+      const call = (c.watchHealth as (req: unknown) => grpc.ClientReadableStream<Update>)({ rollout: "seen" });
+      call.on("data", (u) => seen[i]!.push({ canary: Number(u.health?.samples?.canary ?? 0), breaches: u.health?.consecutiveBreaches ?? 0 }));
+      call.on("error", () => undefined);
+      return call;
+    });
+    try {
+      // 20 canary outcomes (30% errors) and 20 stable ones per replica: 60 of each in all.
+      const canary = Array.from({ length: 20 }, (_, i) => ({ variant: "VARIANT_CANARY", success: i >= 6, latencyMs: 20 }));
+      const stable = Array.from({ length: 20 }, () => ({ variant: "VARIANT_STABLE", success: true, latencyMs: 18 }));
+      for (const p of replicas) {
+        expect((await connectJson(p.url, "rollgate.v1.DecisionService/RecordOutcome", { rollout: "seen", outcomes: [...canary, ...stable] })).json).toEqual({ accepted: 40 });
+      }
+      // Every replica, the two that are not the evaluator included, shows the merged window and
+      // the breaches the evaluator has recorded (it alone counts them).
+      for (const p of replicas) {
+        await expect
+          .poll(
+            async () => {
+              const h = (await connectJson(p.url, "rollgate.v1.DecisionService/Health", { rollout: "seen" })).json as { health: { samples: { canary: string }; consecutiveBreaches?: number } };
+              return Number(h.health.samples.canary) === 60 && (h.health.consecutiveBreaches ?? 0) >= 2;
+            },
+            { timeout: 30_000, interval: 200 },
+          )
+          .toBe(true);
+      }
+      for (const s of seen) await expect.poll(() => s.some((u) => u.canary === 60 && u.breaches >= 2), { timeout: 15_000, interval: 100 }).toBe(true);
+    } finally {
+      for (const c of calls) c.cancel();
+      for (const c of clients) c.close();
+    }
+  }, 120_000);
+
   it("three replicas: a kill -9 in the middle of a burst of SetWeight calls loses no acknowledged change", async () => {
     const db = await cluster.createDatabase();
     const replicas = await Promise.all(["k1", "k2", "k3"].map((id) => serve(db, ["--replica-id", id])));

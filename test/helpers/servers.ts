@@ -79,9 +79,11 @@ export const cliPath = join(repoRoot, "dist", "src", "cli", "main.js");
  * Spawns the built server on 127.0.0.1:0 (unless `args` says otherwise) and resolves once it
  * logs "ready", reading the real port from its "listening" line.
  */
-export async function spawnServer(args: string[], env: NodeJS.ProcessEnv = {}): Promise<ServerProcess> {
+export async function spawnServer(args: string[], env: NodeJS.ProcessEnv = {}, prefix: readonly string[] = []): Promise<ServerProcess> {
   if (!existsSync(cliPath)) throw new Error(`${cliPath} is missing: run \`npm run build\` first (npm test does)`);
-  const child = spawn(process.execPath, [cliPath, "serve", ...args], {
+  // `prefix` runs it through another command that execs it (`ip netns exec NS`), same pid.
+  const [cmd, ...argv] = [...prefix, process.execPath, cliPath, "serve", ...args] as [string, ...string[]];
+  const child = spawn(cmd, argv, {
     env: { ...process.env, LOG_LEVEL: "info", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });

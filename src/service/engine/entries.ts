@@ -4,7 +4,7 @@ import type { Clock } from "../../domain/clock.js";
 import { rolloutNotFound } from "../../domain/errors.js";
 import type { Rollout, Variant } from "../../domain/rollout.js";
 import { compileRoutes, type RouteTable } from "../../domain/routing.js";
-import { createWindow, type SlidingWindow } from "../../domain/sliding-window.js";
+import { createWindow, type BucketSnapshot, type SlidingWindow } from "../../domain/sliding-window.js";
 import type { Store } from "../../store/store.js";
 import type { EngineObserver } from "../engine.js";
 import type { Feeds } from "./feeds.js";
@@ -24,6 +24,12 @@ export interface Entry {
   analysisDirty: boolean;
   /** When the evaluator next looks at it. */
   nextEvalAt: number;
+  /**
+   * The other replicas' window buckets as last read from the store (several replicas on one
+   * database; undefined with one writer, or when they have none): every view of the rollout's
+   * health merges them with this replica's own windows.
+   */
+  peers?: Readonly<Record<Variant, readonly BucketSnapshot[]>>;
 }
 
 /** What every part of the engine shares: its dependencies and the live state of every rollout. */

@@ -1,7 +1,6 @@
-import { analysisStateChanged } from "../../domain/analysis.js";
+import { analysisStateChanged, parseAnalysisState } from "../../domain/analysis.js";
 import { consequence, isLive } from "../../domain/decision.js";
-import type { Variant } from "../../domain/rollout.js";
-import { createWindow, restoreBuckets, snapshotBuckets, type BucketSnapshot, type SlidingWindow } from "../../domain/sliding-window.js";
+import type { BucketSnapshot } from "../../domain/sliding-window.js";
 import type { Store, WindowBucketRow } from "../../store/store.js";
 import type { Caller } from "../engine.js";
 import { auditEvent } from "./audit-snapshots.js";
@@ -25,9 +24,15 @@ const YIELD_EVERY = 16;
 /** Other replicas' stored window buckets, by `variant\0rollout`. */
 type PeerBuckets = Map<string, BucketSnapshot[]>;
 
+/** What a store with several writers (PostgreSQL) offers beyond Store. */
+type SharedStore = Store & {
+  loadPeerWindowBuckets?: () => Promise<readonly WindowBucketRow[]>;
+  loadAnalysisStates?: () => Promise<ReadonlyMap<string, string>>;
+};
+
 /** Reads the other replicas' buckets when the store has several writers (PostgreSQL); undefined otherwise. */
 async function loadPeerBuckets(store: Store): Promise<PeerBuckets | undefined> {
-  const peers = store as Store & { loadPeerWindowBuckets?: () => Promise<readonly WindowBucketRow[]> };
+  const peers = store as SharedStore;
   if (typeof peers.loadPeerWindowBuckets !== "function") return undefined;
   const byWindow: PeerBuckets = new Map();
   for (const row of await peers.loadPeerWindowBuckets()) {
@@ -39,23 +44,24 @@ async function loadPeerBuckets(store: Store): Promise<PeerBuckets | undefined> {
   return byWindow;
 }
 
-/** Returns the entry with its windows merged with the other replicas' (exactly: buckets and sketches merge). */
-function mergedEntry(e: Entry, peers: PeerBuckets, now: number): Entry {
-  const merge = (variant: Variant): SlidingWindow => {
-    const theirs = peers.get(`${variant}\u0000${e.rollout.name}`);
-    if (theirs === undefined || theirs.length === 0) return e.windows[variant];
-    const w = createWindow(e.rollout.analysis.windowMs, e.rollout.analysis.intervalMs);
-    restoreBuckets(w, [...snapshotBuckets(e.windows[variant], now), ...theirs], now);
-    return w;
-  };
-  return { ...e, windows: { stable: merge("stable"), canary: merge("canary") } };
+/**
+ * Gives every entry the other replicas' buckets just read, so that its health — the evaluation,
+ * Health, WatchHealth, a promotion's check — is the merge of every replica's windows.
+ */
+function assignPeers(state: EngineState, peers: PeerBuckets): void {
+  for (const e of state.entries.values()) {
+    const stable = peers.get(`stable\u0000${e.rollout.name}`);
+    const canary = peers.get(`canary\u0000${e.rollout.name}`);
+    if (stable === undefined && canary === undefined) delete e.peers;
+    else e.peers = { stable: stable ?? [], canary: canary ?? [] };
+  }
 }
 
 /** Evaluates one rollout at `now` and applies (or, in dry run, records) what it causes. */
-async function evaluateEntry(state: EngineState, e: Entry, now: number, peers?: PeerBuckets): Promise<void> {
+async function evaluateEntry(state: EngineState, e: Entry, now: number): Promise<void> {
   const { store, clock, logger, observer, feeds } = state;
   const r = e.rollout;
-  const ev = preview(peers === undefined ? e : mergedEntry(e, peers, now), now);
+  const ev = preview(e, now);
   if (analysisStateChanged(e.analysis, ev.state)) {
     e.analysisDirty = true;
     state.unflushed.add(e);
@@ -135,18 +141,65 @@ export function tick(state: EngineState, queue: ChangeQueue): Promise<void> {
         }
         return;
       }
-      if (peers !== undefined) pauseEvaluation(state, undefined);
+      if (peers !== undefined) {
+        assignPeers(state, peers);
+        pauseEvaluation(state, undefined);
+      }
     }
     for (const e of due) {
       if (state.entries.get(e.rollout.name) !== e) continue;
       try {
-        await evaluateEntry(state, e, now, peers);
+        await evaluateEntry(state, e, now);
       } catch (err) {
         state.logger.error({ rollout: e.rollout.name, err }, "evaluation failed");
       }
       // Let the health already published go out to WatchHealth streams (and other calls be
       // served) rather than waiting for the whole round.
       if (++evaluated % YIELD_EVERY === 0) await new Promise((resolve) => setImmediate(resolve));
+    }
+  });
+}
+
+/**
+ * What a replica that is not the evaluator does when the evaluator's interval comes round for a
+ * rollout (several replicas on one database): it reads the other replicas' window buckets and
+ * the evaluator state the evaluator stored, and publishes the same health the evaluator sees —
+ * every replica's outcomes, the evaluator's breach counts and sequential evidence — so that
+ * Health and WatchHealth on any replica show the evaluator's judgement, a flush (≤ 1 s) behind
+ * it. It decides nothing and writes nothing. Runs inside the change queue.
+ */
+export function follow(state: EngineState, queue: ChangeQueue): Promise<void> {
+  return queue.serial(async () => {
+    const store = state.store as SharedStore;
+    if (typeof store.loadPeerWindowBuckets !== "function" || typeof store.loadAnalysisStates !== "function") return;
+    const now = state.clock.now();
+    const due: Entry[] = [];
+    for (const e of state.entries.values()) {
+      if (now >= e.nextEvalAt && isLive(e.rollout.stage)) due.push(e);
+    }
+    if (due.length === 0) return;
+    let peers: PeerBuckets | undefined;
+    let stored: ReadonlyMap<string, string>;
+    try {
+      [peers, stored] = await Promise.all([loadPeerBuckets(store), store.loadAnalysisStates()]);
+    } catch (err) {
+      // The database ping pauses every replica's health when it is unreachable; try next round.
+      state.logger.debug({ err: (err as Error).message }, "follower round skipped: cannot read the database");
+      return;
+    }
+    if (peers !== undefined) assignPeers(state, peers);
+    for (const e of due) {
+      if (state.entries.get(e.rollout.name) !== e) continue;
+      const s = stored.get(e.rollout.name);
+      if (s !== undefined) {
+        try {
+          e.analysis = parseAnalysisState(s);
+        } catch (err) {
+          state.logger.warn({ rollout: e.rollout.name, err: (err as Error).message }, "stored evaluator state unreadable; keeping the last one");
+        }
+      }
+      e.nextEvalAt = now + e.rollout.analysis.intervalMs;
+      state.feeds.publishHealth(healthView(e, now));
     }
   });
 }

@@ -1,7 +1,8 @@
 import { countsBelongTo, evaluate, type Evaluation } from "../../domain/analysis.js";
 import { acts } from "../../domain/decision.js";
 import type { RolloutHealth } from "../../domain/health.js";
-import { aggregate } from "../../domain/sliding-window.js";
+import type { Variant } from "../../domain/rollout.js";
+import { aggregate, createWindow, restoreBuckets, snapshotBuckets, type SlidingWindow } from "../../domain/sliding-window.js";
 import type { Entry } from "./entries.js";
 
 /**
@@ -10,12 +11,26 @@ import type { Entry } from "./entries.js";
  * what a Promote without force is checked against).
  */
 
+/**
+ * Returns the window of one variant as every replica sees it together: this replica's own, merged
+ * with the other replicas' last-read buckets when there are any (exactly: buckets and latency
+ * sketches merge).
+ */
+function windowOf(e: Entry, variant: Variant, now: number): SlidingWindow {
+  const own = e.windows[variant];
+  const theirs = e.peers?.[variant];
+  if (theirs === undefined || theirs.length === 0) return own;
+  const w = createWindow(e.rollout.analysis.windowMs, e.rollout.analysis.intervalMs);
+  restoreBuckets(w, [...snapshotBuckets(own, now), ...theirs], now);
+  return w;
+}
+
 /** Returns the evaluation of an entry at `now`, without keeping its state: a preview. */
 export function preview(e: Entry, now: number): Evaluation {
   return evaluate({
     rollout: e.rollout,
-    canary: aggregate(e.windows.canary, now),
-    stable: aggregate(e.windows.stable, now),
+    canary: aggregate(windowOf(e, "canary", now), now),
+    stable: aggregate(windowOf(e, "stable", now), now),
     state: e.analysis,
     now,
   });
