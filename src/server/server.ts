@@ -15,6 +15,7 @@ import type { Store } from "../store/store.js";
 import { DecisionService } from "../../gen/rollgate/v1/decision_service_pb.js";
 import { RolloutService } from "../../gen/rollgate/v1/rollout_service_pb.js";
 import { admitInterceptor, createAdmit, type ServingState } from "./admit.js";
+import { withAlertmanager } from "./alertmanager.js";
 import { createAuthenticator } from "./auth.js";
 import { isLoopback, type ServerConfig } from "./config.js";
 import { createGrpcFastPath } from "./grpc-fast-path.js";
@@ -124,7 +125,10 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   });
   const handler = withHttpEndpoints(
     { ready: () => state === "ready" && databaseUp, registry: metrics.registry },
-    withOfrep({ engine, admit, report, routed: metrics.routed }, withMediaTypeHint(withCanonicalGrpcMessage(connectHandler))),
+    withAlertmanager(
+      { engine, admit, report, logger, registry: metrics.registry, databaseUp: () => databaseUp },
+      withOfrep({ engine, admit, report, routed: metrics.routed }, withMediaTypeHint(withCanonicalGrpcMessage(connectHandler))),
+    ),
   );
 
   const listener = await listenOnePort({
