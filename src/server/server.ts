@@ -24,6 +24,8 @@ import { createHealthStatus } from "./grpc-health.js";
 import { withHttpEndpoints } from "./http-endpoints.js";
 import { withMediaTypeHint } from "./media-types.js";
 import { createMetrics, type Metrics } from "./metrics.js";
+import { createNotifyMetrics } from "./notify-metrics.js";
+import { createNotifier, type Notifier } from "../service/notify.js";
 import { createCallReporter } from "./observe.js";
 import { listenOnePort } from "./one-port.js";
 import { withOfrep } from "./ofrep.js";
@@ -66,6 +68,8 @@ export interface RunningServer {
   readonly engine: Engine;
   readonly metrics: Metrics;
   readonly logger: Logger;
+  /** The outbound notifier, when `--notify` configures webhooks. */
+  readonly notifier: Notifier | undefined;
   /** Graceful shutdown: stop accepting, end streams cleanly, flush state, close the store. */
   close(): Promise<void>;
 }
@@ -167,6 +171,13 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     await listener.close(0);
     await store.close();
     throw e;
+  }
+  // Outbound notifications follow the audit log from here on, off the command path.
+  let notifier: Notifier | undefined;
+  if (config.notify !== undefined) {
+    const observer = createNotifyMetrics(metrics.registry, () => notifier);
+    notifier = createNotifier({ engine, webhooks: config.notify, publicUrl: config.publicUrl ?? url, logger, observer });
+    notifier.start();
   }
   state = "ready";
   health.setAll("SERVING");
@@ -292,6 +303,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     engine,
     metrics,
     logger,
+    notifier,
     close() {
       closing ??= (async () => {
         state = "draining";
@@ -302,6 +314,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
         if (reconciler !== undefined) clearInterval(reconciler);
         if (campaigner !== undefined) clearInterval(campaigner);
         await watcher?.close();
+        await notifier?.close();
         health.shutdown();
         engine.shutdown();
         await listener.close(SHUTDOWN_GRACE_MS);
