@@ -1,5 +1,8 @@
 // The Alertmanager receiver end to end: a real server on a real port, real HTTP POSTs of
 // Alertmanager's webhook payload (version 4), the changes read back over the API.
+import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { verifyChain } from "../../src/domain/audit-chain.js";
@@ -7,7 +10,7 @@ import { ALERTMANAGER_MAX_ALERTS, ALERTMANAGER_MAX_BODY_BYTES, ALERTMANAGER_PATH
 import { loadConfig } from "../../src/server/config.js";
 import { startServer } from "../../src/server/server.js";
 import { startPostgres, type PostgresCluster } from "../helpers/postgres.js";
-import { TEST_TOKENS, startTestServer, type TestServer } from "../helpers/servers.js";
+import { TEST_TOKENS, repoRoot, startTestServer, type TestServer } from "../helpers/servers.js";
 
 const OPERATOR = "operator-token-0123456789";
 const READER = "reader-token-01234567890";
@@ -238,6 +241,33 @@ describe("POST /webhooks/alertmanager", () => {
     else expect(String(chunked)).toMatch(/fetch failed|terminated|socket/i);
     const r = await rollout("untouched");
     expect([r.stage, r.version]).toEqual(["STAGE_CANARY", "1"]);
+  });
+});
+
+describe("the README's Alertmanager example", () => {
+  it("halts checkout as written", async () => {
+    const server = await startTestServer();
+    try {
+      await rpc(server.url, "CreateRollout", { rollout: { name: "checkout", stableVersion: "v1.4.2", canaryVersion: "v1.5.0" } });
+      const readme = readFileSync(join(repoRoot, "README.md"), "utf8");
+      const start = readme.indexOf("### Halting on an Alertmanager alert");
+      const block = /```sh\n([\s\S]*?)```/.exec(readme.slice(start, readme.indexOf("### Outbound notifications")))![1]!;
+      // Not spawnSync: the server answering it runs in this process.
+      const r = await new Promise<{ status: number | null; stdout: string }>((resolve) => {
+        const child = spawn("bash", ["-e", "-c", block.replaceAll("localhost:8080", server.address)], { timeout: 20_000 });
+        let stdout = "";
+        child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
+        child.on("close", (status) => resolve({ status, stdout }));
+      });
+      expect(r.status).toBe(0);
+      expect(JSON.parse(r.stdout).alerts).toEqual([
+        { alertname: "CheckoutCanaryErrors", fingerprint: "5f3c1a9b2d4e6f70", rollout: "checkout", action: "halt", outcome: "applied", stage: "halted" },
+      ]);
+      const last = (await rpc(server.url, "ListEvents", { name: "checkout" })).events.at(-1);
+      expect(last).toMatchObject({ type: "EVENT_TYPE_HALTED", actor: "alertmanager", reason: "checkout canary 5xx ratio 7.1% over 5%" });
+    } finally {
+      await server.stop();
+    }
   });
 });
 

@@ -3,14 +3,14 @@
 import { spawnSync } from "node:child_process";
 import { createHmac, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ALERTMANAGER_PATH } from "../../src/server/alertmanager.js";
 import { pino } from "pino";
 import { loadConfig } from "../../src/server/config.js";
 import { startServer, type RunningServer } from "../../src/server/server.js";
-import { cliPath, tempDir } from "../helpers/servers.js";
+import { cliPath, repoRoot, tempDir } from "../helpers/servers.js";
 
 const SECRET = "whsec-0123456789abcdef";
 const SLACK_SECRET = "slack-secret-0123456789";
@@ -225,6 +225,31 @@ describe("outbound notifications", () => {
     expect(message.blocks[2].text.text).toMatch(/^• `errors` FAIL: 0\.3 vs 0\.05, stable 0 \(\d+ samples\)$/);
     expect(message.blocks.at(-1).type).toBe("context");
   }, 60_000);
+
+  it("the README's signature checks (Node and Python) accept a real delivery and refuse a tampered one", async () => {
+    const readme = readFileSync(join(repoRoot, "README.md"), "utf8");
+    const section = readme.slice(readme.indexOf("### Outbound notifications"), readme.indexOf("\n## ", readme.indexOf("### Outbound notifications")));
+    const js = /```js\n([\s\S]*?)```/.exec(section)![1]!;
+    const py = /```python\n([\s\S]*?)```/.exec(section)![1]!;
+    const delivery = receiver.at("/all").at(-1)!;
+    const headers = { "x-rollgate-timestamp": String(delivery.headers["x-rollgate-timestamp"]), "x-rollgate-signature": String(delivery.headers["x-rollgate-signature"]) };
+    const check = (body: string) => {
+      const input = JSON.stringify({ headers, body });
+      const node = spawnSync(
+        process.execPath,
+        ["--input-type=module", "-e", `${js}\nconst i = JSON.parse(process.argv[1]); console.log(verifyRollgate(${JSON.stringify(SECRET)}, i.headers, i.body));`, input],
+        { encoding: "utf8" },
+      );
+      const python = spawnSync(
+        "python3",
+        ["-c", `${py}\nimport json, sys\ni = json.loads(sys.argv[1])\nh = {"X-Rollgate-Timestamp": i["headers"]["x-rollgate-timestamp"], "X-Rollgate-Signature": i["headers"]["x-rollgate-signature"]}\nprint(verify_rollgate(${JSON.stringify(SECRET)}.encode(), h, i["body"].encode()))`, input],
+        { encoding: "utf8" },
+      );
+      return [node.stdout.trim() || node.stderr, python.stdout.trim() || python.stderr];
+    };
+    expect(check(delivery.body)).toEqual(["true", "True"]);
+    expect(check(delivery.body.replace('"seq":', '"seq": '))).toEqual(["false", "False"]);
+  });
 
   it("retries a receiver that fails with 500, with the same delivery id, until it answers", async () => {
     await rpc(server.url, "CreateRollout", { rollout: { name: "flaky", stableVersion: "v1", canaryVersion: "v2" } });
