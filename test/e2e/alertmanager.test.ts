@@ -2,6 +2,7 @@
 // Alertmanager's webhook payload (version 4), the changes read back over the API.
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
+import * as http2 from "node:http2";
 import { join } from "node:path";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -214,6 +215,29 @@ describe("POST /webhooks/alertmanager", () => {
     const r = await rollout("untouched");
     expect([r.stage, r.version]).toEqual(["STAGE_CANARY", "1"]);
     expect(await metric(server.url, /^rollgate_alertmanager_refused_total\{status="400"\}/)).toBe(cases.length);
+  });
+
+  it("answers over HTTP/2 (h2c) too, on the same port", async () => {
+    const session = http2.connect(server.url);
+    try {
+      const h2post = (body: string) =>
+        new Promise<{ status: number; json: any }>((resolve, reject) => {
+          const req = session.request({ ":method": "POST", ":path": ALERTMANAGER_PATH, "content-type": "application/json" });
+          let text = "";
+          let status = 0;
+          req.on("response", (h) => (status = Number(h[":status"])));
+          req.setEncoding("utf8").on("data", (d: string) => (text += d));
+          req.on("end", () => resolve({ status, json: JSON.parse(text) }));
+          req.on("error", reject);
+          req.end(body);
+        });
+      const ok = await h2post(JSON.stringify(notification([{ labels: { alertname: "Ghost", rollout: "nobody" } }])));
+      expect([ok.status, ok.json.alerts[0].outcome]).toEqual([200, "unknown_rollout"]);
+      const bad = await h2post(JSON.stringify({ version: "4", status: "firing" }));
+      expect([bad.status, bad.json.error]).toEqual([400, "alerts: is required (an array)"]);
+    } finally {
+      session.close();
+    }
   });
 
   it("bounds the payload: more than 1 MiB or more than 1,000 alerts is 413, and changes nothing", async () => {
