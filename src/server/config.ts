@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import { closeSync, openSync, readFileSync, readSync, statSync } from "node:fs";
 import { hostname } from "node:os";
 import { isIP } from "node:net";
+import { NotifyConfigError, readNotifyConfig, type NotifyWebhook } from "../service/notify-config.js";
 import { redactUrl } from "../store/redact-url.js";
 
 /** A bearer token and who holds it (docs/design.md §8). */
@@ -27,6 +28,10 @@ export interface ServerConfig {
   readonly grpcFastPath: boolean;
   /** This process's name among replicas on one database (logs, metrics, window buckets). */
   readonly replicaId: string;
+  /** Outbound notification webhooks (`--notify FILE`); undefined when none are configured. */
+  readonly notify?: readonly NotifyWebhook[];
+  /** The server's URL as its users reach it (dashboard links); undefined: the listen address. */
+  readonly publicUrl?: string;
 }
 
 /** Raw settings as flags give them (commander's camelCase option names). */
@@ -42,6 +47,8 @@ export interface ServerFlags {
   /** commander's `--no-grpc-fast-path` gives false. */
   readonly grpcFastPath?: boolean;
   readonly replicaId?: string;
+  readonly notify?: string;
+  readonly publicUrl?: string;
 }
 
 /** A setting that is wrong, named the way the operator wrote it. */
@@ -102,6 +109,16 @@ export function loadConfig(flags: ServerFlags, env: NodeJS.ProcessEnv): ServerCo
           ...(caPath === undefined ? {} : { clientCa: readSetting("--tls-client-ca/ROLLGATE_TLS_CLIENT_CA", caPath) }),
         };
 
+  const notifyFile = pick(flags.notify, "ROLLGATE_NOTIFY_FILE");
+  let notify: NotifyWebhook[] | undefined;
+  try {
+    notify = notifyFile === undefined ? undefined : readNotifyConfig(notifyFile, env);
+  } catch (e) {
+    if (e instanceof NotifyConfigError) throw new ConfigError(`--notify/ROLLGATE_NOTIFY_FILE: ${e.message}`);
+    throw e;
+  }
+  const publicUrl = publicUrlOf(pick(flags.publicUrl, "ROLLGATE_PUBLIC_URL"));
+
   return {
     host,
     port,
@@ -113,7 +130,24 @@ export function loadConfig(flags: ServerFlags, env: NodeJS.ProcessEnv): ServerCo
     logLevel,
     grpcFastPath,
     replicaId: replicaIdOf(pick(flags.replicaId, "ROLLGATE_REPLICA_ID")),
+    ...(notify === undefined ? {} : { notify }),
+    ...(publicUrl === undefined ? {} : { publicUrl }),
   };
+}
+
+/** Returns the public URL setting without a trailing slash, or throws a ConfigError naming it. */
+function publicUrlOf(setting: string | undefined): string | undefined {
+  if (setting === undefined) return undefined;
+  let url: URL | undefined;
+  try {
+    url = new URL(setting);
+  } catch {
+    url = undefined;
+  }
+  if (url === undefined || (url.protocol !== "http:" && url.protocol !== "https:") || url.search !== "" || url.hash !== "") {
+    throw new ConfigError(`--public-url/ROLLGATE_PUBLIC_URL: "${setting}" must be an http:// or https:// URL without query, e.g. https://rollgate.example.com`);
+  }
+  return setting.replace(/\/+$/, "");
 }
 
 const TRUE = /^(1|true|yes|on)$/i;

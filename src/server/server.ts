@@ -15,6 +15,7 @@ import type { Store } from "../store/store.js";
 import { DecisionService } from "../../gen/rollgate/v1/decision_service_pb.js";
 import { RolloutService } from "../../gen/rollgate/v1/rollout_service_pb.js";
 import { admitInterceptor, createAdmit, type ServingState } from "./admit.js";
+import { withAlertmanager } from "./alertmanager.js";
 import { createAuthenticator } from "./auth.js";
 import { isLoopback, type ServerConfig } from "./config.js";
 import { createGrpcFastPath } from "./grpc-fast-path.js";
@@ -23,6 +24,8 @@ import { createHealthStatus } from "./grpc-health.js";
 import { withHttpEndpoints } from "./http-endpoints.js";
 import { withMediaTypeHint } from "./media-types.js";
 import { createMetrics, type Metrics } from "./metrics.js";
+import { createNotifyMetrics } from "./notify-metrics.js";
+import { createNotifier, type Notifier } from "../service/notify.js";
 import { createCallReporter } from "./observe.js";
 import { listenOnePort } from "./one-port.js";
 import { withOfrep } from "./ofrep.js";
@@ -65,6 +68,8 @@ export interface RunningServer {
   readonly engine: Engine;
   readonly metrics: Metrics;
   readonly logger: Logger;
+  /** The outbound notifier, when `--notify` configures webhooks. */
+  readonly notifier: Notifier | undefined;
   /** Graceful shutdown: stop accepting, end streams cleanly, flush state, close the store. */
   close(): Promise<void>;
 }
@@ -124,7 +129,10 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   });
   const handler = withHttpEndpoints(
     { ready: () => state === "ready" && databaseUp, registry: metrics.registry },
-    withOfrep({ engine, admit, report, routed: metrics.routed }, withMediaTypeHint(withCanonicalGrpcMessage(connectHandler))),
+    withAlertmanager(
+      { engine, admit, report, logger, registry: metrics.registry, databaseUp: () => databaseUp },
+      withOfrep({ engine, admit, report, routed: metrics.routed }, withMediaTypeHint(withCanonicalGrpcMessage(connectHandler))),
+    ),
   );
 
   const listener = await listenOnePort({
@@ -163,6 +171,13 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     await listener.close(0);
     await store.close();
     throw e;
+  }
+  // Outbound notifications follow the audit log from here on, off the command path.
+  let notifier: Notifier | undefined;
+  if (config.notify !== undefined) {
+    const observer = createNotifyMetrics(metrics.registry, () => notifier);
+    notifier = createNotifier({ engine, webhooks: config.notify, publicUrl: config.publicUrl ?? url, logger, observer });
+    notifier.start();
   }
   state = "ready";
   health.setAll("SERVING");
@@ -289,6 +304,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     engine,
     metrics,
     logger,
+    notifier,
     close() {
       closing ??= (async () => {
         state = "draining";
@@ -299,6 +315,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
         if (reconciler !== undefined) clearInterval(reconciler);
         if (campaigner !== undefined) clearInterval(campaigner);
         await watcher?.close();
+        await notifier?.close();
         health.shutdown();
         engine.shutdown();
         await listener.close(SHUTDOWN_GRACE_MS);

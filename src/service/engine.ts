@@ -23,6 +23,11 @@ export interface Caller {
   /** The caller's token name ("evaluator" for automatic decisions). */
   readonly actor: string;
   readonly reason: string;
+  /**
+   * Structured context of what asked for the change, kept in the event's snapshot under
+   * `detail` (the Alertmanager receiver records the alert's name and fingerprint there).
+   */
+  readonly detail?: Readonly<Record<string, string>>;
 }
 
 /** Hooks the server uses to count what the engine does. */

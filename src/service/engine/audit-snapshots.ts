@@ -9,7 +9,7 @@ import type { Caller } from "../engine.js";
  */
 
 /** Returns the snapshot an event keeps: the rollout's state and every gate's values. */
-export function snapshotOf(r: Rollout, summary: string, h: RolloutHealth): string {
+export function snapshotOf(r: Rollout, summary: string, h: RolloutHealth, detail?: Readonly<Record<string, string>>): string {
   return JSON.stringify({
     summary,
     stage: r.stage,
@@ -31,12 +31,13 @@ export function snapshotOf(r: Rollout, summary: string, h: RolloutHealth): strin
       samples: g.samples,
       consecutive_breaches: g.consecutiveBreaches,
     })),
+    ...(detail === undefined ? {} : { detail }),
   });
 }
 
 /**
  * Returns an event about `r` at `nowMs`, by `caller` (its reason, or the summary when it gave
- * none), with the snapshot of `r` and `health`.
+ * none), with the snapshot of `r` and `health` (and the caller's `detail`, when it gives one).
  */
 export function auditEvent(r: Rollout, type: EventType, caller: Caller, summary: string, health: RolloutHealth, nowMs: number): NewEvent {
   return {
@@ -46,6 +47,6 @@ export function auditEvent(r: Rollout, type: EventType, caller: Caller, summary:
     actor: caller.actor,
     reason: caller.reason === "" ? summary : caller.reason,
     fingerprint: r.fingerprint,
-    snapshot: snapshotOf(r, summary, health),
+    snapshot: snapshotOf(r, summary, health, caller.detail),
   };
 }
