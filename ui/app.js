@@ -285,6 +285,8 @@ let onTick = () => {};
 let onResize = () => {};
 
 function render() {
+  // A new view (or a new token) starts afresh: an action asked of the old one is dropped.
+  if ($("action-dialog").open) $("action-dialog").close();
   current.abort();
   current = new AbortController();
   streams.clear();
@@ -565,6 +567,7 @@ async function rolloutView(name, signal) {
 
   const drawHead = () => {
     const stage = enumShort(health.stage ?? rollout.stage, "STAGE_");
+    headEl.dataset.stage = stage;
     put(
       headEl,
       h(

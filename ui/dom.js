@@ -1,5 +1,5 @@
-// Building DOM without innerHTML: text is always text, and no inline style ever reaches the
-// page (the Content-Security-Policy forbids it).
+// Building DOM from nodes, never from HTML strings: text is always text, and no inline style
+// ever reaches the page (the Content-Security-Policy forbids it).
 
 const SVG_NS = "http://www.w3.org/2000/svg";
 
