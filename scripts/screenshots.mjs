@@ -101,7 +101,7 @@ try {
   const small = await phone.newPage();
   await small.goto(`${base}/ui/rollouts/checkout`);
   await small.waitForTimeout(4000);
-  await small.screenshot({ path: join(out, "dashboard-phone.png") });
+  await small.screenshot({ path: join(out, "dashboard-phone.png"), fullPage: process.env.SHOTS_FULL_PHONE === "1" });
   console.log("wrote docs/img/dashboard-phone.png");
 } finally {
   clearInterval(feed);
