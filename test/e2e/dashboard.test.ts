@@ -248,6 +248,10 @@ describe.skipIf(!haveChromium)("the dashboard in chromium", () => {
     await submitAction(page, "too much");
     await page.waitForSelector("#action-error .error-box[data-code=invalid_argument]");
     expect(await page.textContent("#action-error")).toContain("weight_bp");
+    // A rollout that does not exist is the API's NOT_FOUND, said as such.
+    await page.goto(`${server.url}/ui/rollouts/no-such-rollout`);
+    await page.waitForSelector(".error-box[data-code=not_found]");
+    expect(await page.textContent(".error-box")).toContain("no-such-rollout");
   });
 
   it("shows the blocking gates when the gates refuse a promotion, and promotes when forced", async () => {
