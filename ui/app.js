@@ -26,9 +26,13 @@ const client = createClient({ token });
 
 const streams = new Map();
 
+/** Records a stream's state ("connecting", "live", "reconnecting", "failed") and shows the page's. */
 function streamState(id, state) {
-  if (state === undefined) streams.delete(id);
-  else streams.set(id, state);
+  streams.set(id, state);
+  showLive();
+}
+
+function showLive() {
   const el = $("live");
   const states = [...streams.values()];
   // A stream's answer starts with its first message, and WatchEvents may have none to send for
@@ -290,7 +294,7 @@ function render() {
   current.abort();
   current = new AbortController();
   streams.clear();
-  streamState("", undefined);
+  showLive();
   onTick = () => {};
   onResize = () => {};
   const m = /^\/ui\/rollouts\/([^/]+)\/?$/.exec(location.pathname);

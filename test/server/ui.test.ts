@@ -215,3 +215,34 @@ describe("the dashboard's hash-chain check (ui/chain.js)", () => {
     }
   });
 });
+
+/** The browser's Connect module: its envelope reader, fed chunks cut anywhere. */
+interface ConnectModule {
+  envelopeReader(): { push(chunk: Uint8Array): { flags: number; data: Uint8Array }[] };
+}
+
+describe("the dashboard's Connect stream reader (ui/connect.js)", () => {
+  it("returns each envelope once it is complete, however the bytes are cut", async () => {
+    const { envelopeReader } = (await import(pathToFileURL(join(uiDir, "connect.js")).href)) as ConnectModule;
+    const frame = (flags: number, text: string) => {
+      const data = new TextEncoder().encode(text);
+      const out = new Uint8Array(5 + data.length);
+      out[0] = flags;
+      new DataView(out.buffer).setUint32(1, data.length);
+      out.set(data, 5);
+      return out;
+    };
+    const messages = ['{"seq":"1"}', "", '{"event":{"reason":"ünïcødé 🚀"}}', "x".repeat(70_000)];
+    const frames = [...messages.map((m) => frame(0, m)), frame(2, "{}")];
+    const all = new Uint8Array(frames.reduce((n, f) => n + f.length, 0));
+    frames.reduce((at, f) => (all.set(f, at), at + f.length), 0);
+    for (const cut of [1, 2, 5, 7, 4096, all.length]) {
+      const reader = envelopeReader();
+      const got: { flags: number; text: string }[] = [];
+      for (let i = 0; i < all.length; i += cut) {
+        for (const f of reader.push(all.slice(i, i + cut))) got.push({ flags: f.flags, text: new TextDecoder().decode(f.data) });
+      }
+      expect(got, `chunks of ${cut}`).toEqual([...messages.map((text) => ({ flags: 0, text })), { flags: 2, text: "{}" }]);
+    }
+  });
+});
