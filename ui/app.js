@@ -569,8 +569,15 @@ async function rolloutView(name, signal) {
     }
   });
 
+  // The head and the steps are redrawn only when what they show changes, so that a focused
+  // button keeps its focus while health streams in every interval.
+  let headKey;
+  let stepsKey;
   const drawHead = () => {
     const stage = enumShort(health.stage ?? rollout.stage, "STAGE_");
+    const key = JSON.stringify([stage, health.paused, deleted, rollout.stableVersion, rollout.canaryVersion]);
+    if (key === headKey) return;
+    headKey = key;
     headEl.dataset.stage = stage;
     put(
       headEl,
@@ -609,6 +616,9 @@ async function rolloutView(name, signal) {
     const currentStep = Number(health.currentStep ?? rollout.currentStep ?? 0);
     const steps = rollout.steps ?? [];
     const auto = rollout.analysis?.autoPromote === true;
+    const key = JSON.stringify([stage, currentStep, steps, auto, rollout.stepStartedAt]);
+    if (key === stepsKey) return;
+    stepsKey = key;
     put(
       stepsEl,
       h("div", { class: "card-head" }, h("h2", {}, "Steps"), h("span", { class: "muted" }, auto ? "promoted automatically when every gate passes" : "promoted by hand (auto-promote off)")),
