@@ -189,15 +189,18 @@ function thresholdText(g, gate) {
 }
 
 /** The gates table: observed, threshold, stable baseline, samples, verdict (the CLI's columns). */
-function gatesTable(gates, config = []) {
+function gatesTable(gates, config = [], compact = false) {
   if (gates.length === 0) return h("p", { class: "muted" }, "No gates: this rollout is promoted by hand or by its steps alone.");
-  const head = ["Gate", "Observed", "Threshold", "Stable baseline", "Samples", "Verdict", "Breaches", "On breach"];
+  const all = ["Gate", "Observed", "Threshold", "Stable baseline", "Samples", "Verdict", "Breaches", "On breach"];
+  // In a dialog: the columns that say why a gate blocks.
+  const shown = (label) => !compact || !["Stable baseline", "Breaches", "On breach"].includes(label);
+  const head = all.filter(shown);
   return h(
     "div",
     { class: "table-wrap" },
     h(
       "table",
-      { class: "gates" },
+      { class: compact ? "gates compact" : "gates" },
       h("thead", {}, h("tr", {}, head.map((t) => h("th", { scope: "col" }, t)))),
       h(
         "tbody",
@@ -211,11 +214,11 @@ function gatesTable(gates, config = []) {
             h("td", { "data-label": "Gate" }, h("div", { class: "name" }, g.name), h("div", { class: "sub" }, g.kind ?? ""), g.message ? h("div", { class: "sub msg" }, g.message) : null),
             h("td", { class: "num", "data-label": "Observed" }, samples === 0 ? "–" : gateValue(g.kind, g.observed ?? 0)),
             h("td", { class: "num", "data-label": "Threshold" }, thresholdText(g, config.find((c) => c.name === g.name))),
-            h("td", { class: "num", "data-label": "Stable baseline" }, gateValue(g.kind, g.baseline)),
+            shown("Stable baseline") ? h("td", { class: "num", "data-label": "Stable baseline" }, gateValue(g.kind, g.baseline)) : null,
             h("td", { class: "num", "data-label": "Samples" }, samples.toLocaleString("en-US")),
             h("td", { "data-label": "Verdict" }, badge(verdict)),
-            h("td", { class: "num", "data-label": "Breaches" }, String(g.consecutiveBreaches ?? 0)),
-            h("td", { "data-label": "On breach" }, words(enumShort(g.onBreach, "ACTION_"))),
+            shown("Breaches") ? h("td", { class: "num", "data-label": "Breaches" }, String(g.consecutiveBreaches ?? 0)) : null,
+            shown("On breach") ? h("td", { "data-label": "On breach" }, words(enumShort(g.onBreach, "ACTION_"))) : null,
           );
         }),
       ),
@@ -230,7 +233,7 @@ function errorView(err, config = []) {
   if (blocked !== undefined) {
     parts.push(
       h("p", { class: "blocked-title" }, "Promotion blocked by these gates:"),
-      h("div", { class: "blocked" }, gatesTable(blocked.gates ?? [], config)),
+      h("div", { class: "blocked" }, gatesTable(blocked.gates ?? [], config, true)),
       h("p", { class: "muted" }, "Tick “force” to promote anyway; the reason goes to the audit log."),
     );
   }
@@ -495,6 +498,7 @@ $("action-form").addEventListener("submit", async (ev) => {
   } catch (err) {
     put($("action-error"), errorView(err, p.rollout?.gates ?? []));
     $("action-error").hidden = false;
+    $("action-error").scrollIntoView({ block: "nearest" });
     submit.disabled = false;
     submit.textContent = p.spec.label;
   }
