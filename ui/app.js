@@ -644,7 +644,7 @@ async function rolloutView(name, signal) {
           "li",
           { class: stage === "PRODUCTION" ? "current done" : stage === "STAGING" ? "current" : "todo", "aria-current": stage === "STAGING" || stage === "PRODUCTION" ? "step" : undefined },
           h("span", { class: "dot" }, "✓"),
-          h("span", { class: "step-weight" }, stage === "STAGING" ? "staging" : "production"),
+          h("span", { class: "step-weight" }, stage === "STAGING" ? "staging" : [h("span", { class: "long" }, "production"), h("span", { class: "short" }, "prod")]),
           h("span", { class: "step-sub" }, stage === "PRODUCTION" ? "done: the canary is stable" : "the canary becomes stable"),
         ),
       ),
