@@ -23,6 +23,8 @@ COPY --from=build /app/dist ./dist
 COPY --from=build /app/clients/typescript/package.json ./clients/typescript/package.json
 COPY --from=build /app/clients/typescript/dist ./clients/typescript/dist
 COPY --from=build /app/scripts/healthcheck.mjs ./scripts/healthcheck.mjs
+# The dashboard's assets (/ui/), read once at start from ui/ beside package.json.
+COPY --from=build /app/ui ./ui
 RUN mkdir -p /data && chown node:node /data
 USER node
 VOLUME ["/data"]

@@ -30,6 +30,7 @@ import { createCallReporter } from "./observe.js";
 import { listenOnePort } from "./one-port.js";
 import { withOfrep } from "./ofrep.js";
 import { registerReflection } from "./reflection.js";
+import { loadDashboardAssets, withDashboard } from "./ui.js";
 
 /** Largest request message accepted, per docs/design.md §8; larger ones get RESOURCE_EXHAUSTED. */
 export const MAX_REQUEST_BYTES = 4 * 1024 * 1024;
@@ -55,6 +56,8 @@ export interface ServerDeps {
   readonly databasePingMs?: number;
   /** PostgreSQL only: connection attempts at start before giving up (default 8, about 20 s). */
   readonly dbConnectAttempts?: number;
+  /** The dashboard's asset folder (default: `ui/` at the package root). */
+  readonly dashboardDir?: string;
 }
 
 /** A running rollgate server. */
@@ -127,11 +130,17 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     jsonOptions: { ignoreUnknownFields: false },
     interceptors: [admitInterceptor(admit, report)],
   });
+  // The dashboard (/ui/): its assets are read once, here, and served from memory.
+  const dashboard = loadDashboardAssets(deps.dashboardDir);
+  if (dashboard.missing !== undefined) logger.warn({ missing: dashboard.missing }, "dashboard assets not found: /ui/ answers 404");
   const handler = withHttpEndpoints(
     { ready: () => state === "ready" && databaseUp, registry: metrics.registry },
     withAlertmanager(
       { engine, admit, report, logger, registry: metrics.registry, databaseUp: () => databaseUp },
-      withOfrep({ engine, admit, report, routed: metrics.routed }, withMediaTypeHint(withCanonicalGrpcMessage(connectHandler))),
+      withDashboard(
+        dashboard,
+        withOfrep({ engine, admit, report, routed: metrics.routed }, withMediaTypeHint(withCanonicalGrpcMessage(connectHandler))),
+      ),
     ),
   );
 
