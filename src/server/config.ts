@@ -3,6 +3,7 @@ import { closeSync, openSync, readFileSync, readSync, statSync } from "node:fs";
 import { hostname } from "node:os";
 import { isIP } from "node:net";
 import { redactUrl } from "../store/redact-url.js";
+import { tracingSettingsOf, type TracingSettings } from "./tracing.js";
 
 /** A bearer token and who holds it (docs/design.md §8). */
 export interface TokenEntry {
@@ -27,6 +28,8 @@ export interface ServerConfig {
   readonly grpcFastPath: boolean;
   /** This process's name among replicas on one database (logs, metrics, window buckets). */
   readonly replicaId: string;
+  /** OpenTelemetry traces, from the standard OTEL_* variables (tracing.ts); undefined when off. */
+  readonly tracing?: TracingSettings;
 }
 
 /** Raw settings as flags give them (commander's camelCase option names). */
@@ -102,6 +105,7 @@ export function loadConfig(flags: ServerFlags, env: NodeJS.ProcessEnv): ServerCo
           ...(caPath === undefined ? {} : { clientCa: readSetting("--tls-client-ca/ROLLGATE_TLS_CLIENT_CA", caPath) }),
         };
 
+  const tracing = tracingSettingsOf(env);
   return {
     host,
     port,
@@ -113,6 +117,7 @@ export function loadConfig(flags: ServerFlags, env: NodeJS.ProcessEnv): ServerCo
     logLevel,
     grpcFastPath,
     replicaId: replicaIdOf(pick(flags.replicaId, "ROLLGATE_REPLICA_ID")),
+    ...(tracing === undefined ? {} : { tracing }),
   };
 }
 

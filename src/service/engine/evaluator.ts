@@ -3,7 +3,7 @@ import { consequence, isLive } from "../../domain/decision.js";
 import type { Variant } from "../../domain/rollout.js";
 import { createWindow, restoreBuckets, snapshotBuckets, type BucketSnapshot, type SlidingWindow } from "../../domain/sliding-window.js";
 import type { Store, WindowBucketRow } from "../../store/store.js";
-import type { Caller } from "../engine.js";
+import type { Caller, EvaluationTrace } from "../engine.js";
 import { auditEvent } from "./audit-snapshots.js";
 import { commit, type ChangeQueue } from "./commands.js";
 import type { EngineState, Entry } from "./entries.js";
@@ -51,8 +51,11 @@ function mergedEntry(e: Entry, peers: PeerBuckets, now: number): Entry {
   return { ...e, windows: { stable: merge("stable"), canary: merge("canary") } };
 }
 
-/** Evaluates one rollout at `now` and applies (or, in dry run, records) what it causes. */
-async function evaluateEntry(state: EngineState, e: Entry, now: number, peers?: PeerBuckets): Promise<void> {
+/**
+ * Evaluates one rollout at `now` and applies (or, in dry run, records) what it causes; tells
+ * `decided` (its trace span, when tracing is on) what it decided.
+ */
+async function evaluateEntry(state: EngineState, e: Entry, now: number, peers: PeerBuckets | undefined, decided?: (d: EvaluationTrace) => void): Promise<void> {
   const { store, clock, logger, observer, feeds } = state;
   const r = e.rollout;
   const ev = preview(peers === undefined ? e : mergedEntry(e, peers, now), now);
@@ -71,9 +74,20 @@ async function evaluateEntry(state: EngineState, e: Entry, now: number, peers?: 
     const g = ev.gates.find((x) => x.name === name)!;
     return auditEvent(r, "gate_breach", evaluator(`${name}: ${g.message}`), `gate ${name} failed`, ev.health, clock.now());
   });
-  const { transition, audit, decided } = consequence(r, ev, { name: EVALUATOR, now });
+  const { transition, audit, decided: isDecision } = consequence(r, ev, { name: EVALUATOR, now });
   const decisionEvents = audit === undefined ? [] : [auditEvent(r, "decision", evaluator(audit), `decision ${ev.decision}`, ev.health, clock.now())];
-  if (decided) observer.decided?.(r.name, ev.decision, ev.dryRun);
+  if (isDecision) observer.decided?.(r.name, ev.decision, ev.dryRun);
+  decided?.({
+    stage: r.stage,
+    step: r.currentStep,
+    weightBp: r.weightBp,
+    decision: ev.decision,
+    reason: ev.reason,
+    score: ev.health.score,
+    blocking: ev.gates.filter((g) => g.verdict === "fail" || g.verdict === "inconclusive").map((g) => g.name),
+    acted: transition?.type,
+    dryRun: ev.dryRun,
+  });
 
   if (transition !== undefined) {
     const next = transition.rollout;
@@ -137,16 +151,22 @@ export function tick(state: EngineState, queue: ChangeQueue): Promise<void> {
       }
       if (peers !== undefined) pauseEvaluation(state, undefined);
     }
-    for (const e of due) {
-      if (state.entries.get(e.rollout.name) !== e) continue;
-      try {
-        await evaluateEntry(state, e, now, peers);
-      } catch (err) {
-        state.logger.error({ rollout: e.rollout.name, err }, "evaluation failed");
+    const round = async () => {
+      for (const e of due) {
+        if (state.entries.get(e.rollout.name) !== e) continue;
+        try {
+          await (tracer === undefined
+            ? evaluateEntry(state, e, now, peers)
+            : tracer.evaluation(e.rollout.name, (decided) => evaluateEntry(state, e, now, peers, decided)));
+        } catch (err) {
+          state.logger.error({ rollout: e.rollout.name, err }, "evaluation failed");
+        }
+        // Let the health already published go out to WatchHealth streams (and other calls be
+        // served) rather than waiting for the whole round.
+        if (++evaluated % YIELD_EVERY === 0) await new Promise((resolve) => setImmediate(resolve));
       }
-      // Let the health already published go out to WatchHealth streams (and other calls be
-      // served) rather than waiting for the whole round.
-      if (++evaluated % YIELD_EVERY === 0) await new Promise((resolve) => setImmediate(resolve));
-    }
+    };
+    const { tracer } = state;
+    await (tracer === undefined || due.length === 0 ? round() : tracer.round(due.length, round));
   });
 }
