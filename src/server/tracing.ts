@@ -57,15 +57,17 @@ export function tracingSettingsOf(env: NodeJS.ProcessEnv): TracingSettings | und
     named === undefined ? (tracesEndpoint !== undefined || endpoint !== undefined ? ["otlp"] : []) : named.includes("none") ? [] : [...new Set(named as TraceExporter[])];
   if (exporters.length === 0) return undefined;
 
-  for (const name of ["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"]) {
-    const protocol = get(name);
-    if (protocol !== undefined && protocol !== "http/json") {
-      throw new ConfigError(`${name}: "${protocol}" is not supported; rollgate sends OTLP over HTTP as JSON (http/json), which collectors accept on their OTLP/HTTP port`);
-    }
-    if (protocol !== undefined) break;
-  }
   let otlpUrl: string | undefined;
   if (exporters.includes("otlp")) {
+    // The traces protocol, when set, wins over the general one.
+    for (const name of ["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"]) {
+      const protocol = get(name);
+      if (protocol === undefined) continue;
+      if (protocol !== "http/json") {
+        throw new ConfigError(`${name}: "${protocol}" is not supported; rollgate sends OTLP over HTTP as JSON (http/json), which collectors accept on their OTLP/HTTP port`);
+      }
+      break;
+    }
     // The spec: a signal's own endpoint is used as it is; the base endpoint gets /v1/traces.
     const [name, url] =
       tracesEndpoint !== undefined
