@@ -5,15 +5,17 @@
 // and rewrites bench/RESULTS.md, bench/results.json and bench/route-throughput.svg.
 //
 // Flags: --quick   one short round of everything, printed only (RESULTS.md left alone)
-//        --only=route,bucketing,batch,ingest,watch,scale,local,ofrep   a subset, printed only
+//        --only=route,bucketing,batch,ingest,watch,scale,local,ofrep,otel   a subset, printed only
+//        --otel-baseline=<tree>   with --only=otel: also a server from <tree>/dist (another build)
 import { execFileSync, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, release, tmpdir, totalmem } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { bucketingCase } from "./cases/bucketing.mjs";
 import { ingestCase } from "./cases/ingest.mjs";
 import { localMemoryCase, localRouteCase, propagationCase } from "./cases/local.mjs";
 import { ofrepCase } from "./cases/ofrep.mjs";
+import { otelCase } from "./cases/otel.mjs";
 import { LEVELS, routeBatchCase, routeCase, SERVERS } from "./cases/route.mjs";
 import { scaleCase, windowBoundCase } from "./cases/scale.mjs";
 import { watchCase } from "./cases/watch.mjs";
@@ -125,11 +127,24 @@ await runCase("localPropagation", "8. Local evaluation: WatchRoutes propagation"
 
 // Issue 14: reported, no target; only with --only=ofrep (the full run and its tables stay as they were).
 if (only?.has("ofrep")) await runCase("ofrep", "9. OFREP vs Route", () => ofrepCase({ dir, seconds: config.routeSeconds, rounds, log }));
+// Issue 15: reported, no target; only with --only=otel. Five rounds: the ratios are small.
+const otelBaseline = argv.find((a) => a.startsWith("--otel-baseline="))?.slice(16);
+if (only?.has("otel")) {
+  await runCase("otel", "10. Route with OpenTelemetry tracing off and on", () =>
+    otelCase({
+      dir,
+      seconds: config.routeSeconds * 2,
+      rounds: quick ? 1 : 5,
+      log,
+      ...(otelBaseline === undefined ? {} : { baseline: { tree: otelBaseline, label: basename(otelBaseline) } }),
+    }),
+  );
+}
 
 const rows = targets(R);
 log("\n== profiles");
 // A run of the local-evaluation cases only profiles nothing: the other targets were not measured.
-const localOnly = only !== undefined && [...only].every((k) => k.startsWith("local") || k === "ofrep");
+const localOnly = only !== undefined && [...only].every((k) => k.startsWith("local") || k === "ofrep" || k === "otel");
 const profiles = localOnly ? [] : await runProfiles({ R, rows, dir, log, quick });
 
 meta.loadEnd = loadavg().map((x) => x.toFixed(2)).join(" ");
