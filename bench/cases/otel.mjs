@@ -71,6 +71,18 @@ export async function otelCase({ dir, seconds, rounds, log, baseline }) {
       }
       log(`  otel round ${round + 1}/${rounds}: ${variants.map((v) => `${v.key} ${Math.round(callsPerSec[v.key].at(-1))}/s (${serverCpuUs[v.key].at(-1).toFixed(1)} µs CPU/call)`).join(", ")}`);
     }
+    // Each variant against tracing off in the same round (the machine's load moves between rounds).
+    const median = (xs) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
+    const ratios = {};
+    for (const v of variants) {
+      const rps = callsPerSec[v.key].map((x, i) => x / callsPerSec.off[i]);
+      const cpu = serverCpuUs[v.key].map((x, i) => x / serverCpuUs.off[i]);
+      ratios[v.key] = { rps: median(rps), rpsMin: Math.min(...rps), rpsMax: Math.max(...rps), cpu: median(cpu), cpuMin: Math.min(...cpu), cpuMax: Math.max(...cpu) };
+      log(
+        `  ${v.key.padEnd(10)} req/s median ${Math.round(median(callsPerSec[v.key]))}, × off ${ratios[v.key].rps.toFixed(2)} (${ratios[v.key].rpsMin.toFixed(2)}–${ratios[v.key].rpsMax.toFixed(2)}); ` +
+          `CPU/call median ${median(serverCpuUs[v.key]).toFixed(1)} µs, × off ${ratios[v.key].cpu.toFixed(2)} (${ratios[v.key].cpuMin.toFixed(2)}–${ratios[v.key].cpuMax.toFixed(2)})`,
+      );
+    }
     const { exports, bytes } = sink.stats();
     log(`  sink: ${exports} exports, ${(bytes / 2 ** 20).toFixed(1)} MiB of OTLP JSON`);
     const commands = [
@@ -79,7 +91,7 @@ export async function otelCase({ dir, seconds, rounds, log, baseline }) {
       `OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:<sink> OTEL_TRACES_SAMPLER=always_off ${rollgateCommand({})}`,
       h2loadCommand({ ...optsOf("<port>"), seconds, warmup: 0 }).replaceAll(dir, "<tmp>"),
     ];
-    return { labels: Object.fromEntries(variants.map((v) => [v.key, v.label])), callsPerSec, serverCpuUs, sink: { exports, bytes }, commands };
+    return { labels: Object.fromEntries(variants.map((v) => [v.key, v.label])), callsPerSec, serverCpuUs, ratios, sink: { exports, bytes }, commands };
   } finally {
     for (const s of Object.values(servers)) await s.stop();
     await sink.close();

@@ -111,7 +111,9 @@ export async function createTracing(settings: TracingSettings, info: TracingReso
 
   let serverAddress = "";
   let serverPort = 0;
+  // One carrier and getter for every extraction: extract is synchronous.
   const carrier: { traceparent?: string; tracestate?: string } = {};
+  const getter = { get: (c: typeof carrier, k: string) => c[k as keyof typeof carrier], keys: (c: typeof carrier) => Object.keys(c) };
 
   const call: CallTracer = (procedure, system, traceparent, tracestate) => {
     let parent = ROOT_CONTEXT;
@@ -119,7 +121,7 @@ export async function createTracing(settings: TracingSettings, info: TracingReso
       carrier.traceparent = traceparent;
       if (typeof tracestate === "string") carrier.tracestate = tracestate;
       else delete carrier.tracestate;
-      parent = propagator.extract(ROOT_CONTEXT, carrier, { get: (c, k) => c[k as keyof typeof c], keys: (c) => Object.keys(c) });
+      parent = propagator.extract(ROOT_CONTEXT, carrier, getter);
     }
     const slash = procedure.indexOf("/");
     const attributes: Attributes = {
@@ -177,6 +179,8 @@ function callSpan(span: Span, ctx: ReturnType<typeof trace.setSpan>, grpc: boole
   return {
     run: (fn) => context.with(ctx, fn),
     end(call: CallRecord, error: ConnectError | undefined) {
+      // A sampled-out span records nothing: skip building its attributes.
+      if (!span.isRecording()) return span.end();
       const code = error?.code;
       if (grpc) span.setAttribute(ATTR_RPC_GRPC_STATUS_CODE, code ?? 0);
       else if (code !== undefined) span.setAttribute(ATTR_RPC_CONNECT_RPC_ERROR_CODE, codeName(code));
