@@ -170,7 +170,8 @@ describe("OpenTelemetry traces (OTLP/HTTP JSON to a local receiver)", () => {
   });
 
   for (const fastPath of [true, false]) {
-    it(`a gRPC Route with a traceparent is a server span, the caller's child (fast path ${fastPath ? "on" : "off"})`, async () => {
+    // Concurrent: the two servers start side by side.
+    it.concurrent(`a gRPC Route with a traceparent is a server span, the caller's child (fast path ${fastPath ? "on" : "off"})`, async () => {
       const p = await serve(`route-${fastPath}`, fastPath ? [] : ["--no-grpc-fast-path"], env());
       expect((await connectJson(p.url, "rollgate.v1.RolloutService/CreateRollout", rollout("checkout"))).status).toBe(200);
       const parent = randomHex(8);
@@ -326,19 +327,22 @@ describe("OpenTelemetry traces (OTLP/HTTP JSON to a local receiver)", () => {
   it("off (no OTEL variables, or OTEL_SDK_DISABLED) sends nothing and loads no OpenTelemetry module", async () => {
     const quiet = await startReceiver();
     try {
-      for (const [name, extra] of [
+      const configs = [
         ["off", {}],
         ["disabled", { OTEL_SDK_DISABLED: "true", OTEL_EXPORTER_OTLP_ENDPOINT: quiet.url, OTEL_BSP_SCHEDULE_DELAY: "100" }],
-      ] as const) {
-        const hook = writeLoadHook(join(tmp.dir, name));
-        const p = await serve(name, [], { ...extra, ...hook.env });
-        await connectJson(p.url, "rollgate.v1.RolloutService/CreateRollout", rollout("untraced"));
-        await connectJson(p.url, "rollgate.v1.RolloutService/SetWeight", { name: "untraced", weightBp: 900, reason: "x" }, [`traceparent: ${traceparent(randomHex(8))}`]);
-        await routeOverGrpc(`127.0.0.1:${p.port}`, { rollout: "untraced", key: "u" }, randomHex(8));
-        expect(p.logs.find((l) => l.msg === "listening")).not.toHaveProperty("tracing");
-        expect(hook.loaded()).toEqual([]);
-        p.child.kill("SIGKILL");
-      }
+      ] as const;
+      await Promise.all(
+        configs.map(async ([name, extra]) => {
+          const hook = writeLoadHook(join(tmp.dir, name));
+          const p = await serve(name, [], { ...extra, ...hook.env });
+          await connectJson(p.url, "rollgate.v1.RolloutService/CreateRollout", rollout("untraced"));
+          await connectJson(p.url, "rollgate.v1.RolloutService/SetWeight", { name: "untraced", weightBp: 900, reason: "x" }, [`traceparent: ${traceparent(randomHex(8))}`]);
+          await routeOverGrpc(`127.0.0.1:${p.port}`, { rollout: "untraced", key: "u" }, randomHex(8));
+          expect(p.logs.find((l) => l.msg === "listening")).not.toHaveProperty("tracing");
+          expect(hook.loaded()).toEqual([]);
+          p.child.kill("SIGKILL");
+        }),
+      );
       // Ten times the batch delay the disabled server was given: it sent nothing.
       await new Promise((r) => setTimeout(r, 1000));
       expect(quiet.requests).toBe(0);

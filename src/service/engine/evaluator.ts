@@ -151,6 +151,7 @@ export function tick(state: EngineState, queue: ChangeQueue): Promise<void> {
       }
       if (peers !== undefined) pauseEvaluation(state, undefined);
     }
+    const { tracer } = state;
     const round = async () => {
       for (const e of due) {
         if (state.entries.get(e.rollout.name) !== e) continue;
@@ -166,7 +167,6 @@ export function tick(state: EngineState, queue: ChangeQueue): Promise<void> {
         if (++evaluated % YIELD_EVERY === 0) await new Promise((resolve) => setImmediate(resolve));
       }
     };
-    const { tracer } = state;
     await (tracer === undefined || due.length === 0 ? round() : tracer.round(due.length, round));
   });
 }
