@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DecisionService } from "../../gen/rollgate/v1/decision_service_pb.js";
 import { connectJson, curl } from "../helpers/curl.js";
 import { grpcJsClient, unary } from "../helpers/grpc-js.js";
+import { startPostgres } from "../helpers/postgres.js";
 import { spawnServer, tempDir, type ServerProcess } from "../helpers/servers.js";
 
 /**
@@ -322,6 +323,32 @@ describe("OpenTelemetry traces (OTLP/HTTP JSON to a local receiver)", () => {
       expect(loaded.some((u) => u.includes("/@opentelemetry/sdk-trace-base/"))).toBe(true);
       expect(loaded.some((u) => u.includes("/@opentelemetry/exporter-trace-otlp-http/"))).toBe(true);
     });
+  });
+
+  it("a PostgreSQL store's commit is a span too, under the call that made it", async () => {
+    const cluster = await startPostgres();
+    try {
+      const db = await cluster.createDatabase("traced");
+      const p = await spawnServer(["--listen", "127.0.0.1:0", "--db", db], env());
+      running.push(p);
+      const url = `http://127.0.0.1:${p.port}`;
+      expect((await connectJson(url, "rollgate.v1.RolloutService/CreateRollout", rollout("pg-weights"))).status).toBe(200);
+      const parent = randomHex(8);
+      expect((await connectJson(url, "rollgate.v1.RolloutService/SetWeight", { name: "pg-weights", weightBp: 3000, reason: "pg" }, [`traceparent: ${traceparent(parent)}`])).status).toBe(200);
+      const rpc = await spanWhere(receiver.spans, (s) => s.parentSpanId === parent, `with parent ${parent}`);
+      const commit = await spanWhere(receiver.spans, (s) => s.parentSpanId === rpc.spanId && s.name === "store.commit", "store.commit under the PostgreSQL SetWeight");
+      expect(commit.attrs).toMatchObject({
+        "db.system.name": "postgresql",
+        "db.namespace": new URL(db).pathname.slice(1),
+        "db.operation.name": "commit",
+        "rollgate.rollout": "pg-weights",
+        "rollgate.store.rows": 2,
+      });
+      p.child.kill("SIGKILL");
+      await p.exited;
+    } finally {
+      cluster.stop();
+    }
   });
 
   it("off (no OTEL variables, or OTEL_SDK_DISABLED) sends nothing and loads no OpenTelemetry module", async () => {
