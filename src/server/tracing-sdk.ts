@@ -59,6 +59,9 @@ const ATTR_DB_RESPONSE_RETURNED_ROWS = "db.response.returned_rows";
  */
 const SERVER_ERRORS: ReadonlySet<Code> = new Set([Code.Unknown, Code.DeadlineExceeded, Code.Unimplemented, Code.Internal, Code.Unavailable, Code.DataLoss]);
 
+/** How long shutdown waits for the last spans to be exported. */
+const SHUTDOWN_EXPORT_MS = 2000;
+
 /** The package version (dist/src/server → the package root). */
 async function packageVersion(): Promise<string> {
   const { readFile } = await import("node:fs/promises");
@@ -168,7 +171,11 @@ export async function createTracing(settings: TracingSettings, info: TracingReso
       serverPort = port;
     },
     async shutdown() {
-      await provider.shutdown();
+      // An unreachable collector must not hold up the exit: what is not out in time is dropped.
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, SHUTDOWN_EXPORT_MS).unref()));
+      await Promise.race([provider.shutdown().catch((e: unknown) => log.warn(`shutdown: ${(e as Error).message}`)), late]);
+      clearTimeout(timer);
       contextManager.disable();
     },
   };
@@ -233,7 +240,9 @@ function tracedStore(store: Store, where: StoreTraceInfo, active: Active): Store
       },
       SpanKind.CLIENT,
     );
-  const traced = Object.create(store) as Store & { loadPeerWindowBuckets?: () => Promise<readonly unknown[]> };
+  // PostgreSQL's own reads, which the engine looks for by name.
+  type Extra = { loadPeerWindowBuckets?: () => Promise<readonly unknown[]>; loadRollout?: (name: string) => Promise<unknown> };
+  const traced = Object.create(store) as Store & Extra;
   traced.commit = (change) =>
     op(
       "commit",
@@ -253,7 +262,8 @@ function tracedStore(store: Store, where: StoreTraceInfo, active: Active): Store
   traced.listEvents = (q) => op("list_events", q.rollout === undefined ? {} : { "rollgate.rollout": q.rollout }, () => store.listEvents(q), (r) => r.length);
   traced.loadRollouts = () => op("load_rollouts", {}, () => store.loadRollouts(), (r) => r.length);
   traced.loadWindowBuckets = () => op("load_window_buckets", {}, () => store.loadWindowBuckets(), (r) => r.length);
-  const peers = (store as typeof traced).loadPeerWindowBuckets;
+  const { loadPeerWindowBuckets: peers, loadRollout: one } = store as Store & Extra;
   if (typeof peers === "function") traced.loadPeerWindowBuckets = () => op("load_peer_window_buckets", {}, () => peers.call(store), (r) => r.length);
+  if (typeof one === "function") traced.loadRollout = (name) => op("load_rollout", { "rollgate.rollout": name }, () => one.call(store, name), (r) => (r === undefined ? 0 : 1));
   return traced;
 }

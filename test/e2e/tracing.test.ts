@@ -325,6 +325,26 @@ describe("OpenTelemetry traces (OTLP/HTTP JSON to a local receiver)", () => {
     });
   });
 
+  it("a collector that never answers does not hold up a graceful shutdown", async () => {
+    // Accepts connections and requests, answers none: the exporter would wait its 10-s timeout.
+    const sockets = new Set<import("node:net").Socket>();
+    const silent = createServer(() => undefined);
+    silent.on("connection", (s) => sockets.add(s));
+    await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
+    try {
+      const endpoint = `http://127.0.0.1:${(silent.address() as AddressInfo).port}`;
+      const p = await spawnServer(["--listen", "127.0.0.1:0", "--db", join(tmp.dir, "silent.db")], { OTEL_EXPORTER_OTLP_ENDPOINT: endpoint, OTEL_BSP_SCHEDULE_DELAY: "60000" });
+      running.push(p);
+      expect((await connectJson(`http://127.0.0.1:${p.port}`, "rollgate.v1.RolloutService/CreateRollout", rollout("held"))).status).toBe(200);
+      p.child.kill("SIGTERM");
+      // serve's own deadline is 9 s, after which it exits 1: this exits 0.
+      expect(await p.exited).toEqual({ code: 0, signal: null });
+    } finally {
+      for (const s of sockets) s.destroy();
+      await new Promise((resolve) => silent.close(resolve));
+    }
+  });
+
   it("a PostgreSQL store's commit is a span too, under the call that made it", async () => {
     const cluster = await startPostgres();
     try {
