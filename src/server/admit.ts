@@ -64,10 +64,16 @@ export function admitInterceptor(admit: Admit, report: CallReporter, trace?: Cal
     const procedure = `${req.service.typeName}/${req.method.name}`;
     const a = admit(procedure, req.header.get("authorization"), req.header.get("x-request-id"));
     const { requestId } = a;
+    // gRPC and gRPC-Web are "grpc"; the Connect protocol is "connect_rpc".
     const span =
       trace === undefined
         ? undefined
-        : trace(procedure, req.header.get("content-type")?.startsWith("application/grpc") ? "grpc" : "connect_rpc", req.header.get("traceparent"), req.header.get("tracestate"));
+        : trace(
+            procedure,
+            req.header.get("content-type")?.startsWith("application/grpc") ? "grpc" : "connect_rpc",
+            req.header.get("traceparent"),
+            req.header.get("tracestate"),
+          );
     req.contextValues.set(requestIdKey, requestId);
     const record = () => ({
       procedure,
