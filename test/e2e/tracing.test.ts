@@ -9,7 +9,7 @@ import { DecisionService } from "../../gen/rollgate/v1/decision_service_pb.js";
 import { connectJson, curl } from "../helpers/curl.js";
 import { grpcJsClient, unary } from "../helpers/grpc-js.js";
 import { startPostgres } from "../helpers/postgres.js";
-import { spawnServer, tempDir, type ServerProcess } from "../helpers/servers.js";
+import { repoRoot, spawnServer, tempDir, type ServerProcess } from "../helpers/servers.js";
 
 /**
  * OpenTelemetry end to end: a real rollgate process exports OTLP/HTTP JSON to a real receiver on
@@ -113,6 +113,7 @@ async function spanWhere(spans: Received[], match: (s: Received) => boolean, wha
 }
 
 const TRACE = "4bf92f3577b34da6a3ce929d0e0e4736";
+const packageVersion = (JSON.parse(readFileSync(join(repoRoot, "package.json"), "utf8")) as { version: string }).version;
 const traceparent = (parent: string) => `00-${TRACE}-${parent}-01`;
 const randomHex = (bytes: number) => Array.from({ length: bytes }, () => Math.floor(Math.random() * 256).toString(16).padStart(2, "0")).join("");
 
@@ -162,7 +163,7 @@ function routeOverGrpc(address: string, req: { rollout: string; key: string }, p
 
 describe("OpenTelemetry traces (OTLP/HTTP JSON to a local receiver)", () => {
   let receiver: Awaited<ReturnType<typeof startReceiver>>;
-  const env = () => ({ OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_BSP_SCHEDULE_DELAY: "100", OTEL_SERVICE_NAME: "rollgate-under-test" });
+  const env = () => ({ OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_BSP_SCHEDULE_DELAY: "100", OTEL_SERVICE_NAME: "rollgate-under-test", OTEL_RESOURCE_ATTRIBUTES: "deployment.environment.name=e2e,team=release%20eng" });
   beforeAll(async () => {
     receiver = await startReceiver();
   });
@@ -189,7 +190,8 @@ describe("OpenTelemetry traces (OTLP/HTTP JSON to a local receiver)", () => {
         "network.protocol.name": "http",
         "rollgate.rollout": "checkout",
       });
-      expect(span.resource).toMatchObject({ "service.name": "rollgate-under-test" });
+      expect(span.resource).toMatchObject({ "service.name": "rollgate-under-test", "deployment.environment.name": "e2e", team: "release eng", "service.version": packageVersion });
+      expect(span.resource["service.instance.id"]).toEqual(expect.any(String));
       // The path that served it is the one asked for.
       const metrics = (await curl([`${p.url}/metrics`])).body;
       const served = /^rollgate_grpc_fast_path_requests_total\{method="rollgate\.v1\.DecisionService\/Route"\} (\d+)$/m.exec(metrics)?.[1];
