@@ -9,6 +9,7 @@ import { DecisionService } from "../../gen/rollgate/v1/decision_service_pb.js";
 import { connectJson, curl } from "../helpers/curl.js";
 import { grpcJsClient, unary } from "../helpers/grpc-js.js";
 import { startPostgres } from "../helpers/postgres.js";
+import { runCli } from "../cli/run-cli.js";
 import { repoRoot, spawnServer, tempDir, type ServerProcess } from "../helpers/servers.js";
 
 /**
@@ -318,6 +319,13 @@ describe("OpenTelemetry traces (OTLP/HTTP JSON to a local receiver)", () => {
       const quiet = await spanWhere(receiver.spans, (s) => s.name === "rollgate.evaluate" && s.attrs["rollgate.rollout"] === "quiet", "of the quiet rollout");
       expect(quiet.attrs).toMatchObject({ "rollgate.decision.acted": false, "rollgate.decision.blocking_gates": ["errors"] });
       expect(quiet.attrs).not.toHaveProperty("rollgate.decision.transition");
+    });
+
+    it("the CLI loads none of it, even with the OTEL variables set", async () => {
+      const cli = writeLoadHook(join(tmp.dir, "cli"));
+      const r = await runCli(["list"], { env: { ...env(), ...cli.env, ROLLGATE_SERVER: p.url } });
+      expect(r.code).toBe(0);
+      expect(cli.loaded()).toEqual([]);
     });
 
     it("loads the SDK when configured", () => {
