@@ -5,16 +5,18 @@
 // and rewrites bench/RESULTS.md, bench/results.json and bench/route-throughput.svg.
 //
 // Flags: --quick   one short round of everything, printed only (RESULTS.md left alone)
-//        --only=route,bucketing,batch,ingest,watch,scale,local,ofrep,replicas   a subset, printed only
+//        --only=route,bucketing,batch,ingest,watch,scale,local,ofrep,otel,replicas   a subset, printed only
+//        --otel-baseline=<tree>   with --only=otel: also a server from <tree>/dist (another build)
 import { execFileSync, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, release, tmpdir, totalmem } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { bucketingCase } from "./cases/bucketing.mjs";
 import { ingestCase } from "./cases/ingest.mjs";
 import { localMemoryCase, localRouteCase, propagationCase } from "./cases/local.mjs";
 import { ofrepCase } from "./cases/ofrep.mjs";
 import { replicasCase } from "./cases/replicas.mjs";
+import { otelCase } from "./cases/otel.mjs";
 import { LEVELS, routeBatchCase, routeCase, SERVERS } from "./cases/route.mjs";
 import { scaleCase, windowBoundCase } from "./cases/scale.mjs";
 import { watchCase } from "./cases/watch.mjs";
@@ -128,13 +130,26 @@ await runCase("localPropagation", "8. Local evaluation: WatchRoutes propagation"
 
 // Issue 14: reported, no target; only with --only=ofrep (the full run and its tables stay as they were).
 if (only?.has("ofrep")) await runCase("ofrep", "9. OFREP vs Route", () => ofrepCase({ dir, seconds: config.routeSeconds, rounds, log }));
+// Issue 15: reported, no target; only with --only=otel. Many short rounds: the differences are small.
+const otelBaseline = argv.find((a) => a.startsWith("--otel-baseline="))?.slice(16);
+if (only?.has("otel")) {
+  await runCase("otel", "10. Route with OpenTelemetry tracing off and on", () =>
+    otelCase({
+      dir,
+      seconds: config.routeSeconds,
+      rounds: quick ? 1 : 12,
+      log,
+      ...(otelBaseline === undefined ? {} : { baseline: { tree: otelBaseline, label: basename(otelBaseline) } }),
+    }),
+  );
+}
 // Issue 12: reported, no target; only with --only=replicas (starts its own PostgreSQL).
 if (only?.has("replicas")) await runCase("replicas", "10. Several replicas on PostgreSQL", () => replicasCase({ dir, seconds: config.routeSeconds, rounds, log }));
 
 const rows = targets(R);
 log("\n== profiles");
 // A run of the local-evaluation cases only profiles nothing: the other targets were not measured.
-const localOnly = only !== undefined && [...only].every((k) => k.startsWith("local") || k === "ofrep" || k === "replicas");
+const localOnly = only !== undefined && [...only].every((k) => k.startsWith("local") || k === "ofrep" || k === "otel" || k === "replicas");
 const profiles = localOnly ? [] : await runProfiles({ R, rows, dir, log, quick });
 
 meta.loadEnd = loadavg().map((x) => x.toFixed(2)).join(" ");

@@ -5,13 +5,13 @@ import { join } from "node:path";
 import { benchDir, cliPath, repoRoot, commandText, connectJson, SERVER_CORE, startPortServer, stop } from "./util.mjs";
 
 /** Node flags and serve flags of a rollgate server process. */
-function argv({ fastPath = true, cpuProfDir, probe = false, db, extra = [] }) {
+function argv({ fastPath = true, cpuProfDir, probe = false, db, cli = cliPath, extra = [] }) {
   const node = [];
   if (probe) node.push("--expose-gc", "--import", join(benchDir, "lib", "probe.mjs"));
   if (cpuProfDir !== undefined) node.push("--cpu-prof", "--cpu-prof-dir", cpuProfDir);
   const serve = ["serve", "--listen", "127.0.0.1:0", "--db", db];
   if (!fastPath) serve.push("--no-grpc-fast-path");
-  return [...node, cliPath, ...serve, ...extra];
+  return [...node, cli, ...serve, ...extra];
 }
 
 /** Returns the command line of a rollgate server, for RESULTS.md (`<tmp>` for the temporary database). */
@@ -23,12 +23,13 @@ export function rollgateCommand(opts = {}) {
  * Starts `node dist/src/cli/main.js serve` on 127.0.0.1:0 with a fresh temporary database,
  * pinned to the server core; resolves once it logs "ready". `stop()` ends it (SIGTERM, so a
  * --cpu-prof profile is written) and removes the database. With `dbUrl` (a postgres:// URL) it
- * serves that database instead; `core` pins it elsewhere, `extra` adds serve flags.
+ * serves that database instead; `core` pins it elsewhere, `extra` adds serve flags, `env` adds
+ * environment variables, `cli` runs another build's dist/src/cli/main.js.
  */
 export async function startRollgate(opts = {}) {
   const dir = mkdtempSync(join(tmpdir(), "rollgate-bench-"));
   const db = opts.dbUrl ?? join(dir, "rollgate.db");
-  const server = await startPortServer(process.execPath, argv({ ...opts, db }), { readyMsg: "ready", core: opts.core });
+  const server = await startPortServer(process.execPath, argv({ ...opts, db }), { readyMsg: "ready", core: opts.core, ...(opts.env === undefined ? {} : { env: opts.env }) });
   return {
     ...server,
     url: `http://127.0.0.1:${server.port}`,

@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { callerKey, requestIdKey, type CallerIdentity } from "../service/context.js";
 import type { Authenticator } from "./auth.js";
-import { rolloutOf, type CallReporter } from "./observe.js";
+import { rolloutOf, type CallReporter, type CallTracer } from "./observe.js";
 
 /**
  * Admission: what every call goes through before its handler, on every serving path — its
@@ -56,14 +56,24 @@ export function createAdmit(opts: { readonly state: () => ServingState; readonly
  * Returns the Connect interceptor of the connect-node path: admits every call (see createAdmit),
  * records its request id and caller in the context, echoes the request id (a response header,
  * and in error metadata: a header for Connect, a trailer for gRPC), and reports the call when
- * it ends (streams: when the stream ends).
+ * it ends (streams: when the stream ends); with `trace` (tracing on), each call is a server span.
  */
-export function admitInterceptor(admit: Admit, report: CallReporter): Interceptor {
+export function admitInterceptor(admit: Admit, report: CallReporter, trace?: CallTracer): Interceptor {
   return (next) => async (req) => {
     const started = process.hrtime.bigint();
     const procedure = `${req.service.typeName}/${req.method.name}`;
     const a = admit(procedure, req.header.get("authorization"), req.header.get("x-request-id"));
     const { requestId } = a;
+    // gRPC and gRPC-Web are "grpc"; the Connect protocol is "connect_rpc".
+    const span =
+      trace === undefined
+        ? undefined
+        : trace(
+            procedure,
+            req.header.get("content-type")?.startsWith("application/grpc") ? "grpc" : "connect_rpc",
+            req.header.get("traceparent"),
+            req.header.get("tracestate"),
+          );
     req.contextValues.set(requestIdKey, requestId);
     const record = () => ({
       procedure,
@@ -72,11 +82,12 @@ export function admitInterceptor(admit: Admit, report: CallReporter): Intercepto
       caller: a.caller.name,
       rollout: req.stream ? "" : rolloutOf(req.message),
       started,
+      span,
     });
     try {
       if (a.refusal !== undefined) throw a.refusal;
       req.contextValues.set(callerKey, a.caller);
-      const res = await next(req);
+      const res = await (span === undefined ? next(req) : span.run(() => next(req)));
       res.header.set("x-request-id", requestId);
       if (!res.stream) {
         report(record(), undefined);

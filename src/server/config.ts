@@ -4,6 +4,7 @@ import { hostname } from "node:os";
 import { isIP } from "node:net";
 import { NotifyConfigError, readNotifyConfig, type NotifyWebhook } from "../service/notify-config.js";
 import { redactUrl } from "../store/redact-url.js";
+import { tracingSettingsOf, type TracingSettings } from "./tracing.js";
 
 /** A bearer token and who holds it (docs/design.md §8). */
 export interface TokenEntry {
@@ -32,6 +33,8 @@ export interface ServerConfig {
   readonly notify?: readonly NotifyWebhook[];
   /** The server's URL as its users reach it (dashboard links); undefined: the listen address. */
   readonly publicUrl?: string;
+  /** OpenTelemetry traces, from the standard OTEL_* variables (tracing.ts); undefined when off. */
+  readonly tracing?: TracingSettings;
 }
 
 /** Raw settings as flags give them (commander's camelCase option names). */
@@ -119,6 +122,7 @@ export function loadConfig(flags: ServerFlags, env: NodeJS.ProcessEnv): ServerCo
   }
   const publicUrl = publicUrlOf(pick(flags.publicUrl, "ROLLGATE_PUBLIC_URL"));
 
+  const tracing = tracingSettingsOf(env);
   return {
     host,
     port,
@@ -132,6 +136,7 @@ export function loadConfig(flags: ServerFlags, env: NodeJS.ProcessEnv): ServerCo
     replicaId: replicaIdOf(pick(flags.replicaId, "ROLLGATE_REPLICA_ID")),
     ...(notify === undefined ? {} : { notify }),
     ...(publicUrl === undefined ? {} : { publicUrl }),
+    ...(tracing === undefined ? {} : { tracing }),
   };
 }
 

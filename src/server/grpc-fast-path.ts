@@ -5,7 +5,7 @@ import { abortedStreamError, toConnectError } from "../service/errors.js";
 import type { Admit } from "./admit.js";
 import { decodeUnary, frameOf, requestBody } from "./grpc/envelope.js";
 import { grpcTimeoutOf, RESPONSE_HEADERS, STATUS_OK, statusHeaders } from "./grpc/status.js";
-import { rolloutOf, type CallReporter } from "./observe.js";
+import { rolloutOf, type CallReporter, type CallTracer } from "./observe.js";
 import type { OnStreamHook } from "./one-port.js";
 
 /**
@@ -39,6 +39,8 @@ export interface FastPathOptions {
   /** The admission step every call goes through first (the Connect path's too). */
   readonly admit: Admit;
   readonly report: CallReporter;
+  /** Starts each call's server span; undefined when tracing is off. */
+  readonly trace?: CallTracer | undefined;
   /** Called once per call this path serves. */
   readonly served?: (procedure: string) => void;
   /** Largest request message in bytes; larger ones get RESOURCE_EXHAUSTED. */
@@ -76,6 +78,7 @@ function serve(opts: FastPathOptions, { procedure, entry }: Route, stream: Serve
   const admission = opts.admit(procedure, headers.authorization, headers["x-request-id"] as string | undefined);
   const { requestId } = admission;
   const caller = admission.caller.name;
+  const span = opts.trace?.(procedure, "grpc", headers.traceparent as string | undefined, headers.tracestate as string | undefined);
   let rollout = "";
   let done = false;
   let timer: NodeJS.Timeout | undefined;
@@ -88,7 +91,7 @@ function serve(opts: FastPathOptions, { procedure, entry }: Route, stream: Serve
     done = true;
     clearTimeout(timer);
     const ce = toConnectError(e, requestId);
-    opts.report({ procedure, method, requestId, caller, rollout, started }, ce);
+    opts.report({ procedure, method, requestId, caller, rollout, started, span }, ce);
     if (stream.destroyed || stream.headersSent) return;
     // Trailers-only: one HEADERS frame carrying the status, ending the stream.
     stream.respond({ ...RESPONSE_HEADERS, "x-request-id": requestId, ...statusHeaders(ce) }, { endStream: true });
@@ -125,13 +128,13 @@ function serve(opts: FastPathOptions, { procedure, entry }: Route, stream: Serve
     if (entry.kind === "unary") {
       let answer: Uint8Array;
       try {
-        answer = entry.bytes(request);
+        answer = span === undefined ? entry.bytes(request) : span.run(() => entry.bytes(request));
       } catch (e) {
         return fail(e);
       }
       done = true;
       clearTimeout(timer);
-      opts.report({ procedure, method, requestId, caller, rollout, started }, undefined);
+      opts.report({ procedure, method, requestId, caller, rollout, started, span }, undefined);
       if (stream.destroyed) return;
       stream.respond({ ...RESPONSE_HEADERS, "x-request-id": requestId }, { waitForTrailers: true });
       stream.once("wantTrailers", () => stream.sendTrailers(STATUS_OK));
@@ -143,7 +146,7 @@ function serve(opts: FastPathOptions, { procedure, entry }: Route, stream: Serve
     const controller = new AbortController();
     let items: AsyncIterable<unknown>;
     try {
-      items = entry.open(request, controller.signal);
+      items = span === undefined ? entry.open(request, controller.signal) : span.run(() => entry.open(request, controller.signal));
     } catch (e) {
       return fail(e);
     }
@@ -165,7 +168,7 @@ function serve(opts: FastPathOptions, { procedure, entry }: Route, stream: Serve
       }
       done = true;
       clearTimeout(timer);
-      opts.report({ procedure, method, requestId, caller, rollout, started }, error);
+      opts.report({ procedure, method, requestId, caller, rollout, started, span }, error);
       if (stream.destroyed) return;
       stream.once("wantTrailers", () => stream.sendTrailers(error === undefined ? STATUS_OK : statusHeaders(error)));
       stream.end();

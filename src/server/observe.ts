@@ -32,9 +32,40 @@ export interface CallRecord {
   readonly rollout: string;
   /** process.hrtime.bigint() when the call arrived. */
   readonly started: bigint;
+  /** The call's server span when tracing is on (CallTracer); the reporter ends it. */
+  readonly span?: CallSpan | undefined;
 }
 
-/** Reports a finished call: metrics always, a log line unless it is a successful hot-path call. */
+/** The RPC system of a call, as OpenTelemetry's `rpc.system` names it. */
+export type RpcSystem = "grpc" | "connect_rpc";
+
+/**
+ * Starts the server span of one call (tracing.ts), the child of the caller's span when its W3C
+ * `traceparent`/`tracestate` headers name one. The server hands it to a serving path only when
+ * tracing is configured, so with tracing off a path pays one undefined check per call. A path
+ * calls it once per call after admission, puts the span in every CallRecord it reports (the
+ * reporter ends it with the call's status), and runs the handler inside `span.run` so that what
+ * the handler does (a store commit) is the span's child.
+ */
+export type CallTracer = (
+  procedure: string,
+  system: RpcSystem,
+  traceparent: string | null | undefined,
+  tracestate: string | null | undefined,
+) => CallSpan;
+
+/** One call's server span (see CallTracer). */
+export interface CallSpan {
+  /** Returns fn's result, run with this span as the active span. */
+  run<T>(fn: () => T): T;
+  /** Ends the span with the call's outcome; the CallReporter calls it. */
+  end(call: CallRecord, error: ConnectError | undefined): void;
+}
+
+/**
+ * Reports a finished call: metrics always, a log line unless it is a successful hot-path call,
+ * and the end of its span when it has one.
+ */
 export type CallReporter = (call: CallRecord, error: unknown) => void;
 
 /**
@@ -48,6 +79,7 @@ export function createCallReporter(logger: Logger, metrics: Metrics): CallReport
     const ce = error === undefined ? undefined : ConnectError.from(error);
     const code = codeName(ce?.code);
     metrics.rpcDone(call.procedure, code, seconds);
+    call.span?.end(call, ce);
     if (ce?.code === Code.Internal) {
       logger.error({ requestId: call.requestId, method: call.procedure, rollout: call.rollout, err: ce.cause ?? ce }, "internal error");
     } else if (ce !== undefined || !HOT.has(call.method)) {

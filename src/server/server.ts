@@ -31,6 +31,7 @@ import { listenOnePort } from "./one-port.js";
 import { withOfrep } from "./ofrep.js";
 import { registerReflection } from "./reflection.js";
 import { loadDashboardAssets, withDashboard } from "./ui.js";
+import { startTracing, type StoreTraceInfo } from "./tracing.js";
 
 /** Largest request message accepted, per docs/design.md §8; larger ones get RESOURCE_EXHAUSTED. */
 export const MAX_REQUEST_BYTES = 4 * 1024 * 1024;
@@ -88,6 +89,11 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   const logger = multiReplica ? baseLogger.child({ replica: config.replicaId }) : baseLogger;
   const clock = deps.clock ?? systemClock;
   let state: ServingState = "starting";
+  // OpenTelemetry: the SDK is loaded only when OTEL_* configures traces (tracing.ts).
+  const tracing =
+    config.tracing === undefined
+      ? undefined
+      : await startTracing(config.tracing, { instanceId: config.replicaId }, { warn: (message) => logger.warn({ component: "opentelemetry" }, message) });
 
   const store = await openStore(config, logger, deps);
   // A networked store can go away while the server runs: /readyz says so (Route keeps answering
@@ -98,7 +104,8 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   // Several replicas: an own event held behind another replica's unread one asks for a reconcile.
   let fillEventGap: (() => void) | undefined;
   const engine = createEngine({
-    store,
+    store: tracing === undefined ? store : tracing.store(store, storeTraceInfo(config)),
+    tracer: tracing?.engine,
     clock,
     logger,
     observer: metrics.engine,
@@ -128,7 +135,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     // Protobuf's JSON rule, not connect-es's lenient default: a misspelt field ("gate" for
     // "gates") is INVALID_ARGUMENT naming it, never silently dropped. Binary keeps unknown fields.
     jsonOptions: { ignoreUnknownFields: false },
-    interceptors: [admitInterceptor(admit, report)],
+    interceptors: [admitInterceptor(admit, report, tracing?.call)],
   });
   // The dashboard (/ui/): its assets are read once, here, and served from memory.
   const dashboard = loadDashboardAssets(deps.dashboardDir);
@@ -155,6 +162,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
             methods: Object.values(hot),
             admit,
             report,
+            trace: tracing?.call,
             maxBytes: MAX_REQUEST_BYTES,
             served: (procedure) => metrics.fastPathServed(procedure),
           }),
@@ -164,7 +172,8 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   const host = config.host;
   const address = host.includes(":") ? `[${host}]:${listener.port}` : `${host}:${listener.port}`;
   const url = `${config.tls === undefined ? "http" : "https"}://${address}`;
-  logger.info({ address, port: listener.port, tls: config.tls !== undefined, db: describeDatabase(config), grpcFastPath: config.grpcFastPath }, "listening");
+  tracing?.listening(host, listener.port);
+  logger.info({ address, port: listener.port, tls: config.tls !== undefined, db: describeDatabase(config), grpcFastPath: config.grpcFastPath, ...(config.tracing === undefined ? {} : { tracing: config.tracing.exporters }) }, "listening");
   if (config.tokens === undefined) {
     logger.warn(
       { address },
@@ -179,6 +188,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   } catch (e) {
     await listener.close(0);
     await store.close();
+    await tracing?.shutdown();
     throw e;
   }
   // Outbound notifications follow the audit log from here on, off the command path.
@@ -332,6 +342,8 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
         await engine.flush();
         await leadership?.release();
         await store.close();
+        // Last: the spans of the final flush and commit go out too.
+        await tracing?.shutdown();
         logger.info("stopped");
       })();
       return closing;
@@ -353,6 +365,12 @@ async function openStore(config: ServerConfig, logger: Logger, deps: ServerDeps)
       logger.warn({ db: redactUrl(db.url), attempt, retryInMs, err: err.message }, "database not reachable; retrying"),
     onIdleError: (err) => logger.warn({ db: redactUrl(db.url), err: err.message }, "database connection lost"),
   });
+}
+
+/** Returns what the store spans say about the database: its system and name (never the URL's credentials). */
+function storeTraceInfo(config: ServerConfig): StoreTraceInfo {
+  const db = config.database;
+  return db.kind === "sqlite" ? { system: "sqlite", namespace: db.path } : { system: "postgresql", namespace: decodeURIComponent(new URL(db.url).pathname.slice(1)) };
 }
 
 function describeDatabase(config: ServerConfig): string {

@@ -42,12 +42,41 @@ export interface EngineObserver {
   deleted?(rollout: string): void;
 }
 
+/** What one evaluation decided, for its trace span. */
+export interface EvaluationTrace {
+  readonly stage: string;
+  /** Index of the current step (before any transition). */
+  readonly step: number;
+  readonly weightBp: number;
+  readonly decision: DecisionType;
+  readonly reason: string;
+  readonly score: number;
+  /** Gates that failed or lack samples: what blocks a promotion. */
+  readonly blocking: readonly string[];
+  /** The transition it applied ("promoted", "rolled_back", …), or undefined when it changed nothing. */
+  readonly acted: string | undefined;
+  readonly dryRun: boolean;
+}
+
+/**
+ * Hooks the server uses to trace the evaluator (tracing.ts; absent when tracing is off). Each
+ * runs `fn` inside its span, so what `fn` commits to the store is the span's child.
+ */
+export interface EngineTracer {
+  /** One evaluator round over `due` rollouts. */
+  round(due: number, fn: () => Promise<void>): Promise<void>;
+  /** One rollout's evaluation; `fn` tells what was decided through `decided`. */
+  evaluation(rollout: string, fn: (decided: (d: EvaluationTrace) => void) => Promise<void>): Promise<void>;
+}
+
 /** Options of createEngine. */
 export interface EngineOptions {
   readonly store: Store;
   readonly clock: Clock;
   readonly logger: Logger;
   readonly observer?: EngineObserver;
+  /** Traces evaluator rounds when tracing is on. */
+  readonly tracer?: EngineTracer | undefined;
   /**
    * Several writers on one store: called when this engine holds back its own events behind
    * other writers' events it has not read yet; the caller should `reconcile` soon.
@@ -152,6 +181,7 @@ export function createEngine(opts: EngineOptions): Engine {
     clock: opts.clock,
     logger: opts.logger,
     observer,
+    tracer: opts.tracer,
     entries: new Map(),
     unflushed: new Set(),
     feeds: createFeeds(observer, opts.onEventGap),

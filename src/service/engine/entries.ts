@@ -6,7 +6,7 @@ import type { Rollout, Variant } from "../../domain/rollout.js";
 import { compileRoutes, type RouteTable } from "../../domain/routing.js";
 import { createWindow, type BucketSnapshot, type SlidingWindow } from "../../domain/sliding-window.js";
 import type { Store } from "../../store/store.js";
-import type { EngineObserver } from "../engine.js";
+import type { EngineObserver, EngineTracer } from "../engine.js";
 import type { Feeds } from "./feeds.js";
 
 /**
@@ -38,6 +38,8 @@ export interface EngineState {
   readonly clock: Clock;
   readonly logger: Logger;
   readonly observer: EngineObserver;
+  /** Traces evaluator rounds; undefined when tracing is off. */
+  readonly tracer: EngineTracer | undefined;
   /** Every rollout's live state, by name. */
   readonly entries: Map<string, Entry>;
   /** Entries with window buckets or evaluator state that the next flush must write. */

@@ -2,7 +2,7 @@ import { analysisStateChanged, parseAnalysisState } from "../../domain/analysis.
 import { consequence, isLive } from "../../domain/decision.js";
 import type { BucketSnapshot } from "../../domain/sliding-window.js";
 import type { Store, WindowBucketRow } from "../../store/store.js";
-import type { Caller } from "../engine.js";
+import type { Caller, EvaluationTrace } from "../engine.js";
 import { auditEvent } from "./audit-snapshots.js";
 import { commit, type ChangeQueue } from "./commands.js";
 import type { EngineState, Entry } from "./entries.js";
@@ -57,8 +57,11 @@ function assignPeers(state: EngineState, peers: PeerBuckets): void {
   }
 }
 
-/** Evaluates one rollout at `now` and applies (or, in dry run, records) what it causes. */
-async function evaluateEntry(state: EngineState, e: Entry, now: number): Promise<void> {
+/**
+ * Evaluates one rollout at `now` and applies (or, in dry run, records) what it causes; tells
+ * `decided` (its trace span, when tracing is on) what it decided.
+ */
+async function evaluateEntry(state: EngineState, e: Entry, now: number, decided?: (d: EvaluationTrace) => void): Promise<void> {
   const { store, clock, logger, observer, feeds } = state;
   const r = e.rollout;
   const ev = preview(e, now);
@@ -77,9 +80,20 @@ async function evaluateEntry(state: EngineState, e: Entry, now: number): Promise
     const g = ev.gates.find((x) => x.name === name)!;
     return auditEvent(r, "gate_breach", evaluator(`${name}: ${g.message}`), `gate ${name} failed`, ev.health, clock.now());
   });
-  const { transition, audit, decided } = consequence(r, ev, { name: EVALUATOR, now });
+  const { transition, audit, decided: isDecision } = consequence(r, ev, { name: EVALUATOR, now });
   const decisionEvents = audit === undefined ? [] : [auditEvent(r, "decision", evaluator(audit), `decision ${ev.decision}`, ev.health, clock.now())];
-  if (decided) observer.decided?.(r.name, ev.decision, ev.dryRun);
+  if (isDecision) observer.decided?.(r.name, ev.decision, ev.dryRun);
+  decided?.({
+    stage: r.stage,
+    step: r.currentStep,
+    weightBp: r.weightBp,
+    decision: ev.decision,
+    reason: ev.reason,
+    score: ev.health.score,
+    blocking: ev.gates.filter((g) => g.verdict === "fail" || g.verdict === "inconclusive").map((g) => g.name),
+    acted: transition?.type,
+    dryRun: ev.dryRun,
+  });
 
   if (transition !== undefined) {
     const next = transition.rollout;
@@ -146,17 +160,23 @@ export function tick(state: EngineState, queue: ChangeQueue): Promise<void> {
         pauseEvaluation(state, undefined);
       }
     }
-    for (const e of due) {
-      if (state.entries.get(e.rollout.name) !== e) continue;
-      try {
-        await evaluateEntry(state, e, now);
-      } catch (err) {
-        state.logger.error({ rollout: e.rollout.name, err }, "evaluation failed");
+    const { tracer } = state;
+    const round = async () => {
+      for (const e of due) {
+        if (state.entries.get(e.rollout.name) !== e) continue;
+        try {
+          await (tracer === undefined
+            ? evaluateEntry(state, e, now)
+            : tracer.evaluation(e.rollout.name, (decided) => evaluateEntry(state, e, now, decided)));
+        } catch (err) {
+          state.logger.error({ rollout: e.rollout.name, err }, "evaluation failed");
+        }
+        // Let the health already published go out to WatchHealth streams (and other calls be
+        // served) rather than waiting for the whole round.
+        if (++evaluated % YIELD_EVERY === 0) await new Promise((resolve) => setImmediate(resolve));
       }
-      // Let the health already published go out to WatchHealth streams (and other calls be
-      // served) rather than waiting for the whole round.
-      if (++evaluated % YIELD_EVERY === 0) await new Promise((resolve) => setImmediate(resolve));
-    }
+    };
+    await (tracer === undefined || due.length === 0 ? round() : tracer.round(due.length, round));
   });
 }
 
