@@ -33,6 +33,12 @@ export function createMetrics(stages: () => Iterable<Stage>) {
     labelNames: ["method"] as const,
     registers: [registry],
   });
+  const connectFastPath = new Counter({
+    name: "rollgate_connect_fast_path_requests_total",
+    help: "Connect-protocol calls served by the fast path instead of connect-node, by method.",
+    labelNames: ["method"] as const,
+    registers: [registry],
+  });
   const routes = new Counter({
     name: "rollgate_routes_total",
     help: "Keys routed, by rollout and variant.",
@@ -103,6 +109,7 @@ export function createMetrics(stages: () => Iterable<Stage>) {
   const routeChildren = new Map<string, { stable: Counter.Internal; canary: Counter.Internal }>();
   const rpcChildren = new Map<string, Histogram.Internal<"method">>();
   const fastChildren = new Map<string, Counter.Internal>();
+  const connectFastChildren = new Map<string, Counter.Internal>();
   const rpcCounts = new Map<string, Map<string, Counter.Internal>>();
 
   return {
@@ -136,6 +143,15 @@ export function createMetrics(stages: () => Iterable<Stage>) {
       if (c === undefined) {
         c = fastPath.labels(method);
         fastChildren.set(method, c);
+      }
+      c.inc();
+    },
+    /** Counts one call served by the Connect fast path. */
+    connectFastPathServed(method: string): void {
+      let c = connectFastChildren.get(method);
+      if (c === undefined) {
+        c = connectFastPath.labels(method);
+        connectFastChildren.set(method, c);
       }
       c.inc();
     },

@@ -1,5 +1,5 @@
 import type { ConnectRouter } from "@connectrpc/connect";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { compressionBrotli, compressionGzip, connectNodeAdapter } from "@connectrpc/connect-node";
 import { pino, type Logger } from "pino";
 import { systemClock, type Clock } from "../domain/clock.js";
 import { createDecisionHotMethods, createDecisionService } from "../service/decision-service.js";
@@ -17,6 +17,7 @@ import { RolloutService } from "../../gen/rollgate/v1/rollout_service_pb.js";
 import { admitInterceptor, createAdmit, type ServingState } from "./admit.js";
 import { createAuthenticator } from "./auth.js";
 import { isLoopback, type ServerConfig } from "./config.js";
+import { createConnectFastPath } from "./connect-fast-path.js";
 import { createGrpcFastPath } from "./grpc-fast-path.js";
 import { withCanonicalGrpcMessage } from "./grpc/grpc-message.js";
 import { createHealthStatus } from "./grpc-health.js";
@@ -24,7 +25,7 @@ import { withHttpEndpoints } from "./http-endpoints.js";
 import { withMediaTypeHint } from "./media-types.js";
 import { createMetrics, type Metrics } from "./metrics.js";
 import { createCallReporter } from "./observe.js";
-import { listenOnePort } from "./one-port.js";
+import { listenOnePort, type OnStreamHook } from "./one-port.js";
 import { withOfrep } from "./ofrep.js";
 import { registerReflection } from "./reflection.js";
 
@@ -114,40 +115,58 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     router.service(health.service, health.impl);
     registerReflection(router);
   };
-  const connectHandler = connectNodeAdapter({
-    routes,
+  // Settings connect-node and the Connect fast path share, so that both answer alike.
+  const connectSettings = {
     readMaxBytes: MAX_REQUEST_BYTES,
     // Protobuf's JSON rule, not connect-es's lenient default: a misspelt field ("gate" for
     // "gates") is INVALID_ARGUMENT naming it, never silently dropped. Binary keeps unknown fields.
     jsonOptions: { ignoreUnknownFields: false },
-    interceptors: [admitInterceptor(admit, report)],
-  });
-  const handler = withHttpEndpoints(
+    // connect-node's defaults, written out for the fast path to read.
+    acceptCompression: [compressionGzip, compressionBrotli],
+    requireConnectProtocolHeader: false,
+  };
+  const connectHandler = connectNodeAdapter({ routes, ...connectSettings, interceptors: [admitInterceptor(admit, report)] });
+  const connectNodeChain = withHttpEndpoints(
     { ready: () => state === "ready" && databaseUp, registry: metrics.registry },
     withOfrep({ engine, admit, report, routed: metrics.routed }, withMediaTypeHint(withCanonicalGrpcMessage(connectHandler))),
   );
+  const connectFast = config.connectFastPath
+    ? createConnectFastPath({
+        methods: Object.values(hot),
+        admit,
+        report,
+        maxBytes: connectSettings.readMaxBytes,
+        acceptCompression: connectSettings.acceptCompression,
+        requireConnectProtocolHeader: connectSettings.requireConnectProtocolHeader,
+        ignoreUnknownFields: connectSettings.jsonOptions.ignoreUnknownFields,
+        served: (procedure) => metrics.connectFastPathServed(procedure),
+      })
+    : undefined;
+  const handler = connectFast === undefined ? connectNodeChain : connectFast.handler(connectNodeChain);
+  const grpcFast = config.grpcFastPath
+    ? createGrpcFastPath({
+        methods: Object.values(hot),
+        admit,
+        report,
+        maxBytes: MAX_REQUEST_BYTES,
+        served: (procedure) => metrics.fastPathServed(procedure),
+      })
+    : undefined;
+  const hooks = [grpcFast, connectFast?.onStream].filter((h): h is OnStreamHook => h !== undefined);
+  const onStream: OnStreamHook | undefined =
+    hooks.length === 0 ? undefined : hooks.length === 1 ? hooks[0] : (stream, headers) => grpcFast!(stream, headers) || connectFast!.onStream(stream, headers);
 
   const listener = await listenOnePort({
     host: config.host,
     port: config.port,
     handler,
     ...(config.tls === undefined ? {} : { tls: config.tls }),
-    ...(config.grpcFastPath
-      ? {
-          onStream: createGrpcFastPath({
-            methods: Object.values(hot),
-            admit,
-            report,
-            maxBytes: MAX_REQUEST_BYTES,
-            served: (procedure) => metrics.fastPathServed(procedure),
-          }),
-        }
-      : {}),
+    ...(onStream === undefined ? {} : { onStream }),
   });
   const host = config.host;
   const address = host.includes(":") ? `[${host}]:${listener.port}` : `${host}:${listener.port}`;
   const url = `${config.tls === undefined ? "http" : "https"}://${address}`;
-  logger.info({ address, port: listener.port, tls: config.tls !== undefined, db: describeDatabase(config), grpcFastPath: config.grpcFastPath }, "listening");
+  logger.info({ address, port: listener.port, tls: config.tls !== undefined, db: describeDatabase(config), grpcFastPath: config.grpcFastPath, connectFastPath: config.connectFastPath }, "listening");
   if (config.tokens === undefined) {
     logger.warn(
       { address },
