@@ -3,7 +3,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { procedureOf, type HotMethod } from "../service/hot-method.js";
 import { abortedStreamError, toConnectError } from "../service/errors.js";
 import type { Admit } from "./admit.js";
-import { decodeUnary, frameOf, requestBody } from "./grpc/envelope.js";
+import { decodeUnary, FRAME_HEADER, frameInPlace, frameOf, requestBody } from "./grpc/envelope.js";
 import { grpcTimeoutOf, RESPONSE_HEADERS, STATUS_OK, statusHeaders } from "./grpc/status.js";
 import { rolloutOf, type CallReporter } from "./observe.js";
 import type { OnStreamHook } from "./one-port.js";
@@ -125,7 +125,7 @@ function serve(opts: FastPathOptions, { procedure, entry }: Route, stream: Serve
     if (entry.kind === "unary") {
       let answer: Uint8Array;
       try {
-        answer = entry.bytes(request);
+        answer = entry.bytes(request, FRAME_HEADER);
       } catch (e) {
         return fail(e);
       }
@@ -135,7 +135,7 @@ function serve(opts: FastPathOptions, { procedure, entry }: Route, stream: Serve
       if (stream.destroyed) return;
       stream.respond({ ...RESPONSE_HEADERS, "x-request-id": requestId }, { waitForTrailers: true });
       stream.once("wantTrailers", () => stream.sendTrailers(STATUS_OK));
-      stream.end(frameOf(answer));
+      stream.end(frameInPlace(answer));
       return;
     }
     // Server streaming: errors found before the first message (validation, NOT_FOUND) are

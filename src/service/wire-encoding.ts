@@ -138,10 +138,14 @@ function writeResponse(s: Sink, f: Fragments, bucket: number): void {
   bytes(s, f.tail);
 }
 
-/** Returns RouteResponse bytes for one decision. */
-export function encodeRouteResponse(table: RouteTable, d: RouteDecision): Uint8Array {
+/**
+ * Returns RouteResponse bytes for one decision, after `headroom` bytes left for the caller (a
+ * gRPC frame header: the fast path then sends this buffer as is instead of copying it into one).
+ */
+export function encodeRouteResponse(table: RouteTable, d: RouteDecision, headroom = 0): Uint8Array {
   const f = fragments(tableFragments(table), d);
-  const s = sink(f.head.length + f.tail.length + 4);
+  const s = sink(headroom + f.head.length + f.tail.length + 4);
+  s.pos = headroom;
   writeResponse(s, f, d.bucket);
   return done(s);
 }
@@ -152,9 +156,13 @@ export interface BatchCounts {
   canary: number;
 }
 
-/** Returns RouteBatchResponse bytes for keys (already validated) routed under one table. */
-export function encodeRouteBatch(table: RouteTable, keys: readonly string[], counts: BatchCounts): Uint8Array {
-  const s = sink(keys.length * 24 + 64);
+/**
+ * Returns RouteBatchResponse bytes for keys (already validated) routed under one table, after
+ * `headroom` bytes left for the caller (see encodeRouteResponse).
+ */
+export function encodeRouteBatch(table: RouteTable, keys: readonly string[], counts: BatchCounts, headroom = 0): Uint8Array {
+  const s = sink(headroom + keys.length * 24 + 64);
+  s.pos = headroom;
   const t = tableFragments(table);
   for (const key of keys) {
     const d = route(table, key);
@@ -165,6 +173,14 @@ export function encodeRouteBatch(table: RouteTable, keys: readonly string[], cou
     writeResponse(s, f, d.bucket);
   }
   return done(s);
+}
+
+/** Returns `bytes` after `headroom` bytes left for the caller: a copy, for encoders that cannot leave room themselves. */
+export function withHeadroom(bytes: Uint8Array, headroom: number): Uint8Array {
+  if (headroom === 0) return bytes;
+  const out = new Uint8Array(headroom + bytes.length);
+  out.set(bytes, headroom);
+  return out;
 }
 
 /**

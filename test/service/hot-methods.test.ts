@@ -54,6 +54,18 @@ describe("DecisionService hot-method table", () => {
     expect(hot.recordOutcome.bytes(outcomes)).toEqual(toBinary(hot.recordOutcome.method.output, hot.recordOutcome.message(outcomes)));
   });
 
+  it("leaves the headroom asked for before the same bytes (the gRPC path frames them in place)", () => {
+    const req = create(RouteRequestSchema, { rollout: "hot", key: "user-1" });
+    const batch = create(RouteBatchRequestSchema, { rollout: "hot", keys: Array.from({ length: 300 }, (_, i) => `k${i}`) });
+    const outcomes = create(RecordOutcomeRequestSchema, { rollout: "hot", outcomes: [{ variant: Variant.CANARY, success: true, latencyMs: 12 }] });
+    for (const [m, r] of [[hot.route, req], [hot.routeBatch, batch], [hot.recordOutcome, outcomes]] as const) {
+      const plain = (m.bytes as (x: unknown) => Uint8Array)(r);
+      const roomy = (m.bytes as (x: unknown, h: number) => Uint8Array)(r, 5);
+      expect(roomy.length).toBe(plain.length + 5);
+      expect(roomy.subarray(5)).toEqual(plain);
+    }
+  });
+
   it("refuses the same way whichever form is asked for", () => {
     const bad = [create(RouteRequestSchema, { rollout: "hot", key: "" }), create(RouteRequestSchema, { rollout: "ghost", key: "k" })];
     for (const req of bad) expect(() => hot.route.bytes(req)).toThrow(captured(() => hot.route.message(req)));
