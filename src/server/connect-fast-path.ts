@@ -242,7 +242,10 @@ export function createConnectFastPath(opts: ConnectFastPathOptions): ConnectFast
       if (admission.refusal !== undefined) return fail(admission.refusal, deflate, { caller, rollout });
       let body: Uint8Array;
       try {
-        body = encoding === "proto" ? entry.bytes(request) : encoder.encode(toJsonString(entry.method.output, entry.message(request)));
+        body =
+          encoding === "proto"
+            ? entry.bytes(request)
+            : Buffer.from(entry.json !== undefined ? entry.json(request) : toJsonString(entry.method.output, entry.message(request)), "utf8");
       } catch (e) {
         return fail(e, deflate, { caller, rollout });
       }

@@ -133,7 +133,7 @@ function serve(opts: FastPathOptions, { procedure, entry }: Route, stream: Serve
       clearTimeout(timer);
       opts.report({ procedure, method, requestId, caller, rollout, started }, undefined);
       if (stream.destroyed) return;
-      stream.respond({ ...RESPONSE_HEADERS, "x-request-id": requestId }, { waitForTrailers: true });
+      stream.respond({ ":status": 200, "content-type": RESPONSE_HEADERS["content-type"], "x-request-id": requestId }, WAIT_FOR_TRAILERS);
       stream.once("wantTrailers", () => stream.sendTrailers(STATUS_OK));
       stream.end(frameInPlace(answer));
       return;
@@ -172,6 +172,8 @@ function serve(opts: FastPathOptions, { procedure, entry }: Route, stream: Serve
     })();
   });
 }
+
+const WAIT_FOR_TRAILERS = { waitForTrailers: true } as const;
 
 /** Resolves when a stream can take more data, or has closed. */
 function drained(stream: ServerHttp2Stream): Promise<void> {

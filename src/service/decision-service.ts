@@ -32,7 +32,7 @@ import type { Engine, HealthChange } from "./engine.js";
 import { withErrorMapping } from "./errors.js";
 import { connectMethodsOf, type HotServerStream, type HotUnary } from "./hot-method.js";
 import { createRoutesFeed, encodeRoutesMessage, routesMessageToProto, type RoutesFeed, type RoutesMessage } from "./watch-routes.js";
-import { encodeHealthUpdate, encodeRouteBatch, encodeRouteResponse, withHeadroom, type BatchCounts } from "./wire-encoding.js";
+import { encodeHealthUpdate, encodeRouteBatch, encodeRouteResponse, encodeRouteResponseJson, withHeadroom, type BatchCounts } from "./wire-encoding.js";
 
 /** Keys per RouteBatch call. */
 export const MAX_BATCH_KEYS = 1000;
@@ -138,6 +138,10 @@ export function createDecisionHotMethods(opts: DecisionServiceOptions): Decision
       bytes(req, headroom) {
         const { table, decision } = routeOne(req);
         return encodeRouteResponse(table, decision, headroom);
+      },
+      json(req) {
+        const { table, decision } = routeOne(req);
+        return encodeRouteResponseJson(table, decision);
       },
     },
 

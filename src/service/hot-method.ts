@@ -27,6 +27,11 @@ export interface HotUnary<I extends DescMessage = DescMessage, O extends DescMes
    * frame header), so that no path copies an answer into a frame.
    */
   bytes(req: MessageShape<I>, headroom?: number): Uint8Array;
+  /**
+   * Returns the answer as Connect JSON, exactly the text toJsonString(method.output, message(req))
+   * writes, or throws what `message` would; when absent, a path writes toJsonString itself.
+   */
+  json?(req: MessageShape<I>): string;
 }
 
 /**

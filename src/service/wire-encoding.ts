@@ -1,6 +1,8 @@
+import { toJsonString } from "@bufbuild/protobuf";
 import type { RouteDecision, RouteTable } from "../domain/routing.js";
 import { route } from "../domain/routing.js";
-import { routeReasonToProto, variantToProto } from "./convert.js";
+import { RouteResponseSchema } from "../../gen/rollgate/v1/decision_service_pb.js";
+import { routeReasonToProto, routeToProto, variantToProto } from "./convert.js";
 
 /**
  * Hand-written protobuf encoding of the fast path's hottest messages: RouteResponse,
@@ -18,6 +20,8 @@ import { routeReasonToProto, variantToProto } from "./convert.js";
 interface Fragments {
   readonly head: Uint8Array;
   readonly tail: Uint8Array;
+  /** Its Connect JSON, made on first use: around the bucket, and whole for bucket 0 (omitted). */
+  json?: { readonly head: string; readonly tail: string; readonly zero: string };
 }
 
 const encoder = new TextEncoder();
@@ -148,6 +152,30 @@ export function encodeRouteResponse(table: RouteTable, d: RouteDecision, headroo
   s.pos = headroom;
   writeResponse(s, f, d.bucket);
   return done(s);
+}
+
+/**
+ * Returns RouteResponse as Connect JSON for one decision: exactly what protobuf-es toJsonString
+ * writes (a property test locks it), from text made once per table and (variant, reason) —
+ * toJsonString itself cut around the bucket, the only field that changes with the key.
+ */
+export function encodeRouteResponseJson(table: RouteTable, d: RouteDecision): string {
+  const f = fragments(tableFragments(table), d);
+  const j = (f.json ??= jsonFragmentsOf(d));
+  return d.bucket === 0 ? j.zero : `${j.head}${d.bucket}${j.tail}`;
+}
+
+/** The key JSON gives the bucket; no string field can hold it unescaped. */
+const BUCKET_KEY = '"bucket":';
+
+function jsonFragmentsOf(d: RouteDecision): NonNullable<Fragments["json"]> {
+  const one = toJsonString(RouteResponseSchema, routeToProto({ ...d, bucket: 1 }));
+  const at = one.indexOf(`${BUCKET_KEY}1`);
+  return {
+    head: one.slice(0, at + BUCKET_KEY.length),
+    tail: one.slice(at + BUCKET_KEY.length + 1),
+    zero: toJsonString(RouteResponseSchema, routeToProto({ ...d, bucket: 0 })),
+  };
 }
 
 /** Counts of keys routed to each variant by one encodeRouteBatch call. */

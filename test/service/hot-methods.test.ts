@@ -1,4 +1,4 @@
-import { create, toBinary } from "@bufbuild/protobuf";
+import { create, toBinary, toJsonString } from "@bufbuild/protobuf";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   DecisionService,
@@ -47,6 +47,7 @@ describe("DecisionService hot-method table", () => {
     for (const key of ["user-1", "user-2", "vip", "ключ", "k".repeat(1024)]) {
       const req = create(RouteRequestSchema, { rollout: "hot", key });
       expect(hot.route.bytes(req)).toEqual(toBinary(hot.route.method.output, hot.route.message(req)));
+      expect(hot.route.json?.(req)).toBe(toJsonString(hot.route.method.output, hot.route.message(req)));
     }
     const batch = create(RouteBatchRequestSchema, { rollout: "hot", keys: ["a", "vip", "b", "ключ"] });
     expect(hot.routeBatch.bytes(batch)).toEqual(toBinary(hot.routeBatch.method.output, hot.routeBatch.message(batch)));
@@ -69,6 +70,7 @@ describe("DecisionService hot-method table", () => {
   it("refuses the same way whichever form is asked for", () => {
     const bad = [create(RouteRequestSchema, { rollout: "hot", key: "" }), create(RouteRequestSchema, { rollout: "ghost", key: "k" })];
     for (const req of bad) expect(() => hot.route.bytes(req)).toThrow(captured(() => hot.route.message(req)));
+    for (const req of bad) expect(() => hot.route.json?.(req)).toThrow(captured(() => hot.route.message(req)));
     const empty = create(RouteBatchRequestSchema, { rollout: "hot", keys: [] });
     expect(() => hot.routeBatch.bytes(empty)).toThrow(captured(() => hot.routeBatch.message(empty)));
   });
