@@ -26,9 +26,11 @@ export const CONNECT_RATIOS = [
   { id: "connect-proto-h2", over: "bare-h2", goal: 0.5 },
   { id: "connect-proto-h2-node", over: "bare-h2" },
   { id: "grpc-h2", over: "bare-h2", goal: 0.75 },
+  // With ROLLGATE_BENCH_BEFORE=<a checkout with dist/ built>: gRPC Route at that commit, same run.
+  { id: "grpc-h2-before", over: "bare-h2", optional: true },
 ];
 
-function cases(dir, ports) {
+function cases(dir, ports, before) {
   const file = (name, bytes) => {
     const path = join(dir, name);
     writeFileSync(path, bytes);
@@ -51,6 +53,7 @@ function cases(dir, ports) {
     "connect-proto-h2": { label: "rollgate Connect binary Route, fast path (h2c)", opts: { port: ports.fast, path: ROUTE, body: proto, headers: protoType, ...H2 } },
     "connect-proto-h2-node": { label: "rollgate Connect binary Route, connect-node (h2c)", opts: { port: ports.node, path: ROUTE, body: proto, headers: protoType, ...H2 } },
     "grpc-h2": { label: "rollgate gRPC Route, fast path (h2c)", opts: { port: ports.fast, path: ROUTE, body: grpc, ...H2 } },
+    ...(before === undefined ? {} : { "grpc-h2-before": { label: `rollgate gRPC Route, fast path, at ${before.commit} (h2c)`, opts: { port: ports.before, path: ROUTE, body: grpc, ...H2 } } }),
   };
 }
 
@@ -60,9 +63,12 @@ export async function connectCase({ dir, seconds, rounds, log }) {
   const bareH2 = await startPortServer(process.execPath, [join(benchDir, "refs", "bare-http2.mjs")]);
   const fast = await startRollgate({});
   const node = await startRollgate({ connectFastPath: false });
-  const pids = { [bareH1.port]: bareH1.pid, [bareH2.port]: bareH2.pid, [fast.port]: fast.pid, [node.port]: node.pid };
+  const beforeDir = process.env.ROLLGATE_BENCH_BEFORE;
+  const before = beforeDir === undefined ? undefined : await startRollgate({ cli: join(beforeDir, "dist", "src", "cli", "main.js") });
+  if (before !== undefined) before.commit = process.env.ROLLGATE_BENCH_BEFORE_COMMIT ?? beforeDir;
+  const pids = { [bareH1.port]: bareH1.pid, [bareH2.port]: bareH2.pid, [fast.port]: fast.pid, [node.port]: node.pid, ...(before === undefined ? {} : { [before.port]: before.pid }) };
   try {
-    for (const rg of [fast, node]) await createRollout(rg.port, "checkout", { interval: "10s", window: "300s" });
+    for (const rg of [fast, node, ...(before === undefined ? [] : [before])]) await createRollout(rg.port, "checkout", { interval: "10s", window: "300s" });
     // The answers must be real before anything is timed: both paths agree, over POST and GET.
     const answers = [];
     for (const rg of [fast, node]) {
@@ -72,14 +78,15 @@ export async function connectCase({ dir, seconds, rounds, log }) {
       answers.push(JSON.stringify(await post.json()), JSON.stringify(await get.json()));
     }
     if (new Set(answers).size !== 1) throw new Error(`the paths disagree: ${answers.join(" | ")}`);
-    const all = cases(dir, { bareH1: bareH1.port, bareH2: bareH2.port, fast: fast.port, node: node.port });
+    const all = cases(dir, { bareH1: bareH1.port, bareH2: bareH2.port, fast: fast.port, node: node.port, before: before?.port }, before);
+    const ratioCases = CONNECT_RATIOS.filter((r) => all[r.id] !== undefined);
     for (const c of Object.values(all)) await h2load({ ...c.opts, requests: c.opts.port === node.port ? 3000 : 20000 });
     const rps = Object.fromEntries(Object.keys(all).map((k) => [k, []]));
     const cpuUs = Object.fromEntries(Object.keys(all).map((k) => [k, []]));
-    const ratios = Object.fromEntries(CONNECT_RATIOS.map((r) => [r.id, []]));
+    const ratios = Object.fromEntries(ratioCases.map((r) => [r.id, []]));
     // CPU per call: the baseline's server CPU per call over the case's. On a machine busy with
     // other work a server gets an uneven share of its core, and this ratio stays steadier than req/s.
-    const cpuRatios = Object.fromEntries(CONNECT_RATIOS.map((r) => [r.id, []]));
+    const cpuRatios = Object.fromEntries(ratioCases.map((r) => [r.id, []]));
     for (let round = 0; round < rounds; round++) {
       for (const [k, c] of Object.entries(all)) {
         const pid = pids[c.opts.port];
@@ -89,11 +96,11 @@ export async function connectCase({ dir, seconds, rounds, log }) {
         rps[k].push(res.rps);
         cpuUs[k].push((cpu / res.done) * 1e6);
       }
-      for (const r of CONNECT_RATIOS) ratios[r.id].push(rps[r.id].at(-1) / rps[r.over].at(-1));
-      for (const r of CONNECT_RATIOS) cpuRatios[r.id].push(cpuUs[r.over].at(-1) / cpuUs[r.id].at(-1));
+      for (const r of ratioCases) ratios[r.id].push(rps[r.id].at(-1) / rps[r.over].at(-1));
+      for (const r of ratioCases) cpuRatios[r.id].push(cpuUs[r.over].at(-1) / cpuUs[r.id].at(-1));
       log(`  connect round ${round + 1}/${rounds}: ${Object.keys(all).map((k) => `${k} ${Math.round(rps[k].at(-1))}`).join(", ")}`);
       log(`    server CPU µs/call: ${Object.keys(all).map((k) => `${k} ${cpuUs[k].at(-1).toFixed(1)}`).join(", ")}`);
-      log(`    ratios (req/s | CPU per call): ${CONNECT_RATIOS.map((r) => `${r.id}/${r.over} ${ratios[r.id].at(-1).toFixed(2)} | ${cpuRatios[r.id].at(-1).toFixed(2)}`).join(", ")}`);
+      log(`    ratios (req/s | CPU per call): ${ratioCases.map((r) => `${r.id}/${r.over} ${ratios[r.id].at(-1).toFixed(2)} | ${cpuRatios[r.id].at(-1).toFixed(2)}`).join(", ")}`);
     }
     const summary = Object.fromEntries(Object.keys(all).map((k) => [k, { label: all[k].label, rps: mmm(rps[k]), cpuUs: mmm(cpuUs[k]) }]));
     const commands = [
@@ -102,12 +109,14 @@ export async function connectCase({ dir, seconds, rounds, log }) {
       rollgateCommand({}),
       rollgateCommand({ connectFastPath: false }),
       "# a rollout \"checkout\" (5% canary, 2 gates, 10 s interval) is created on both rollgate servers over Connect JSON before the run",
+      "# ROLLGATE_BENCH_BEFORE=<a checkout with dist/ built> ROLLGATE_BENCH_BEFORE_COMMIT=<its commit> adds gRPC Route at that commit, started the same way",
       ...Object.entries(all).map(([k, c]) => `${h2loadCommand({ ...c.opts, port: `<${k}>`, seconds, warmup: 0.3 }).replaceAll(dir, "<tmp>")}`),
     ];
     return { rps, cpuUs, ratios, cpuRatios, summary, commands };
   } finally {
     await fast.stop();
     await node.stop();
+    await before?.stop();
     await stop(bareH1.child);
     await stop(bareH2.child);
   }
