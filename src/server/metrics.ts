@@ -33,12 +33,28 @@ export function createMetrics(stages: () => Iterable<Stage>) {
       for (const [method, byCode] of rpcTotals) for (const [code, n] of byCode) this.inc({ method, code }, n);
     },
   });
-  const rpcSeconds = new Histogram({
+  // The same for the duration histogram: per method, the count in each bucket (the first bound
+  // at or above the value, as prom-client's observe finds it; above the last only in `count`),
+  // the sum and the count. prom-client has no API to set a histogram's state, so collect writes
+  // its series in the shape observe() leaves them (prom-client's own code formats them; a test
+  // holds the text equal to a real Histogram's fed the same values).
+  const RPC_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5];
+  const durations = new Map<string, { readonly counts: number[]; sum: number; count: number }>();
+  new Histogram({
     name: "rollgate_rpc_duration_seconds",
     help: "RPC latency in seconds, by method (streams: until the stream ends).",
     labelNames: ["method"] as const,
-    buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5],
+    buckets: RPC_BUCKETS,
     registers: [registry],
+    collect() {
+      const series: Record<string, { labels: { method: string }; bucketValues: Record<number, number>; sum: number; count: number }> = {};
+      for (const [method, d] of durations) {
+        const bucketValues: Record<number, number> = {};
+        RPC_BUCKETS.forEach((b, i) => (bucketValues[b] = d.counts[i]!));
+        series[`method:${method}`] = { labels: { method }, bucketValues, sum: d.sum, count: d.count };
+      }
+      (this as unknown as { hashMap: typeof series }).hashMap = series;
+    },
   });
   new Counter({
     name: "rollgate_grpc_fast_path_requests_total",
@@ -133,7 +149,6 @@ export function createMetrics(stages: () => Iterable<Stage>) {
     }
   >();
 
-  const rpcChildren = new Map<string, Histogram.Internal<"method">>();
 
   return {
     registry,
@@ -148,12 +163,16 @@ export function createMetrics(stages: () => Iterable<Stage>) {
       let byCode = rpcTotals.get(method);
       if (byCode === undefined) rpcTotals.set(method, (byCode = new Map()));
       byCode.set(code, (byCode.get(code) ?? 0) + 1);
-      let h = rpcChildren.get(method);
-      if (h === undefined) {
-        h = rpcSeconds.labels(method);
-        rpcChildren.set(method, h);
+      let d = durations.get(method);
+      if (d === undefined) durations.set(method, (d = { counts: RPC_BUCKETS.map(() => 0), sum: 0, count: 0 }));
+      for (let i = 0; i < RPC_BUCKETS.length; i++) {
+        if (seconds <= RPC_BUCKETS[i]!) {
+          d.counts[i]! += 1;
+          break;
+        }
       }
-      h.observe(seconds);
+      d.sum += seconds;
+      d.count += 1;
     },
     /** Counts one call served by the gRPC fast path. */
     fastPathServed(method: string): void {
