@@ -273,7 +273,7 @@ export function createConnectFastPath(opts: ConnectFastPathOptions): ConnectFast
     const t = take(headers[":method"], headers[":path"], headers);
     if (t === undefined) return false;
     opts.served?.(t.route.procedure);
-    stream.on("error", () => undefined);
+    stream.on("error", ignore);
     serve({
       ...t,
       body: stream,
@@ -299,7 +299,7 @@ export function createConnectFastPath(opts: ConnectFastPathOptions): ConnectFast
       opts.served?.(t.route.procedure);
       const r = res as ServerResponse;
       const request = req as IncomingMessage;
-      request.on("error", () => undefined);
+      request.on("error", ignore);
       serve({
         ...t,
         body: request,
@@ -315,6 +315,7 @@ export function createConnectFastPath(opts: ConnectFastPathOptions): ConnectFast
 }
 
 const encoder = new TextEncoder();
+const ignore = () => undefined;
 
 /** Returns where a URL's fragment starts (its length when it has none), from the query's '?'. */
 function hashAt(url: string, from: number): number {
