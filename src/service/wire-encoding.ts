@@ -148,10 +148,12 @@ function writeResponse(s: Sink, f: Fragments, bucket: number): void {
  */
 export function encodeRouteResponse(table: RouteTable, d: RouteDecision, headroom = 0): Uint8Array {
   const f = fragments(tableFragments(table), d);
-  const s = sink(headroom + f.head.length + f.tail.length + 4);
+  // Sized exactly, so the buffer is the answer: no subarray (a new view) per call. (varint's
+  // headroom check may still have grown it near the end: then the view it needs.)
+  const s = sink(headroom + f.head.length + bucketLength(d.bucket) + f.tail.length);
   s.pos = headroom;
   writeResponse(s, f, d.bucket);
-  return done(s);
+  return s.pos === s.buf.length ? s.buf : done(s);
 }
 
 /**
