@@ -204,7 +204,7 @@ export function createConnectFastPath(opts: ConnectFastPathOptions): ConnectFast
     if (opts.requireConnectProtocolHeader) {
       const version = query === undefined ? headers["connect-protocol-version"] : query.get("connect");
       const want = query === undefined ? "1" : "v1";
-      const name = query === undefined ? "connect-protocol-version" : "connect";
+      const name = query === undefined ? "Connect-Protocol-Version" : "connect";
       if (version === undefined || version === null) {
         return fail(new ConnectError(`missing required ${query === undefined ? "header" : "parameter"}: set ${name} to "${want}"`, Code.InvalidArgument), deflate);
       }
