@@ -5,13 +5,14 @@
 // and rewrites bench/RESULTS.md, bench/results.json and bench/route-throughput.svg.
 //
 // Flags: --quick   one short round of everything, printed only (RESULTS.md left alone)
-//        --only=route,bucketing,batch,ingest,watch,scale,local,ofrep,otel,replicas   a subset, printed only
+//        --only=route,bucketing,batch,ingest,watch,scale,local,ofrep,otel,replicas,connect   a subset, printed only
 //        --otel-baseline=<tree>   with --only=otel: also a server from <tree>/dist (another build)
 import { execFileSync, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, release, tmpdir, totalmem } from "node:os";
 import { basename, join } from "node:path";
 import { bucketingCase } from "./cases/bucketing.mjs";
+import { connectCase } from "./cases/connect.mjs";
 import { ingestCase } from "./cases/ingest.mjs";
 import { localMemoryCase, localRouteCase, propagationCase } from "./cases/local.mjs";
 import { ofrepCase } from "./cases/ofrep.mjs";
@@ -145,11 +146,14 @@ if (only?.has("otel")) {
 }
 // Issue 12: reported, no target; only with --only=replicas (starts its own PostgreSQL).
 if (only?.has("replicas")) await runCase("replicas", "10. Several replicas on PostgreSQL", () => replicasCase({ dir, seconds: config.routeSeconds, rounds, log }));
+// Issue 17: the Connect fast path and gRPC Route beside the bare node:http and node:http2
+// servers; only with --only=connect (figures appended to RESULTS.md by hand, as ofrep's are).
+if (only?.has("connect")) await runCase("connect", "10. Connect protocol and gRPC Route vs bare node", () => connectCase({ dir, seconds: config.routeSeconds * 2, rounds: Math.max(rounds, 5), log }));
 
 const rows = targets(R);
 log("\n== profiles");
 // A run of the local-evaluation cases only profiles nothing: the other targets were not measured.
-const localOnly = only !== undefined && [...only].every((k) => k.startsWith("local") || k === "ofrep" || k === "otel" || k === "replicas");
+const localOnly = only !== undefined && [...only].every((k) => k.startsWith("local") || k === "ofrep" || k === "otel" || k === "replicas" || k === "connect");
 const profiles = localOnly ? [] : await runProfiles({ R, rows, dir, log, quick });
 
 meta.loadEnd = loadavg().map((x) => x.toFixed(2)).join(" ");

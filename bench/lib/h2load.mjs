@@ -38,11 +38,11 @@ export function ensureH2load(log) {
   return "h2load installed with apt-get";
 }
 
-/** The h2load arguments for a gRPC unary method (or, with `headers` and `h1`, any POST). */
+/** The h2load arguments for a gRPC unary method (or, with `headers` and `h1`, any POST; without `body`, a GET). */
 export function h2loadArgs({ port, path, body, clients = 1, inFlight = 1, seconds, warmup = 0.5, requests, headers = ["content-type: application/grpc", "te: trailers"], h1 = false }) {
   const args = [
     `http://127.0.0.1:${port}${path}`,
-    "-d", body,
+    ...(body === undefined ? [] : ["-d", body]),
     ...headers.flatMap((h) => ["-H", h]),
     ...(h1 ? ["--h1"] : []),
     "-c", String(clients),

@@ -5,12 +5,13 @@ import { join } from "node:path";
 import { benchDir, cliPath, repoRoot, commandText, connectJson, SERVER_CORE, startPortServer, stop } from "./util.mjs";
 
 /** Node flags and serve flags of a rollgate server process. */
-function argv({ fastPath = true, cpuProfDir, probe = false, db, cli = cliPath, extra = [] }) {
+function argv({ fastPath = true, connectFastPath = true, cpuProfDir, probe = false, db, cli = cliPath, extra = [] }) {
   const node = [];
   if (probe) node.push("--expose-gc", "--import", join(benchDir, "lib", "probe.mjs"));
   if (cpuProfDir !== undefined) node.push("--cpu-prof", "--cpu-prof-dir", cpuProfDir);
   const serve = ["serve", "--listen", "127.0.0.1:0", "--db", db];
   if (!fastPath) serve.push("--no-grpc-fast-path");
+  if (!connectFastPath) serve.push("--no-connect-fast-path");
   return [...node, cli, ...serve, ...extra];
 }
 

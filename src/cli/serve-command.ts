@@ -21,14 +21,19 @@ export function serveCommand(): Command {
     .option("--tls-key <file>", "PEM private key [env ROLLGATE_TLS_KEY]")
     .option("--tls-client-ca <file>", "PEM CA bundle: require client certificates (mTLS) [env ROLLGATE_TLS_CLIENT_CA]")
     .option("--no-grpc-fast-path", "serve every gRPC call through connect-node (for conformance checks) [env ROLLGATE_GRPC_FAST_PATH=off]")
+    .option("--no-connect-fast-path", "serve every Connect call through connect-node (for conformance checks) [env ROLLGATE_CONNECT_FAST_PATH=off]")
     .option("--replica-id <id>", "this replica's name in logs, metrics and the database [env ROLLGATE_REPLICA_ID] (default host-pid-random)")
     .option("--notify <file>", "YAML or JSON file of outbound notification webhooks [env ROLLGATE_NOTIFY_FILE]")
     .option("--public-url <url>", "the server's URL as users reach it, for dashboard links in notifications [env ROLLGATE_PUBLIC_URL] (default the listen address)")
     .option("--log-level <level>", `fatal|error|warn|info|debug|trace|silent [env LOG_LEVEL] (default ${DEFAULTS.logLevel})`)
     .action(async (options: ServerFlags, command: Command) => {
       // commander defaults a --no-* option to true; only an explicit flag may override the env.
-      const { grpcFastPath, ...rest } = options;
-      const flags: ServerFlags = command.getOptionValueSource("grpcFastPath") === "cli" ? { ...rest, grpcFastPath: grpcFastPath ?? true } : rest;
+      const { grpcFastPath, connectFastPath, ...rest } = options;
+      const flags: ServerFlags = {
+        ...rest,
+        ...(command.getOptionValueSource("grpcFastPath") === "cli" ? { grpcFastPath: grpcFastPath ?? true } : {}),
+        ...(command.getOptionValueSource("connectFastPath") === "cli" ? { connectFastPath: connectFastPath ?? true } : {}),
+      };
       let config;
       try {
         config = loadConfig(flags, process.env);

@@ -27,6 +27,8 @@ export interface ServerConfig {
   readonly logLevel: string;
   /** Serve Route, RouteBatch and RecordOutcome over gRPC on the raw HTTP/2 fast path (default on). */
   readonly grpcFastPath: boolean;
+  /** Serve Route, RouteBatch and RecordOutcome over the Connect protocol on the fast path (default on). */
+  readonly connectFastPath: boolean;
   /** This process's name among replicas on one database (logs, metrics, window buckets). */
   readonly replicaId: string;
   /** Outbound notification webhooks (`--notify FILE`); undefined when none are configured. */
@@ -49,6 +51,8 @@ export interface ServerFlags {
   readonly logLevel?: string;
   /** commander's `--no-grpc-fast-path` gives false. */
   readonly grpcFastPath?: boolean;
+  /** commander's `--no-connect-fast-path` gives false. */
+  readonly connectFastPath?: boolean;
   readonly replicaId?: string;
   readonly notify?: string;
   readonly publicUrl?: string;
@@ -79,11 +83,13 @@ export function loadConfig(flags: ServerFlags, env: NodeJS.ProcessEnv): ServerCo
   // A malformed boolean is refused even when a flag overrides it: it is a mistake either way.
   const insecureEnv = parseBoolean("ROLLGATE_INSECURE", env.ROLLGATE_INSECURE);
   const fastPathEnv = parseBoolean("ROLLGATE_GRPC_FAST_PATH", env.ROLLGATE_GRPC_FAST_PATH);
+  const connectFastPathEnv = parseBoolean("ROLLGATE_CONNECT_FAST_PATH", env.ROLLGATE_CONNECT_FAST_PATH);
   const insecure = flags.insecure ?? insecureEnv ?? false;
   const logLevel = pick(flags.logLevel, "LOG_LEVEL") ?? DEFAULTS.logLevel;
   if (!LEVELS.includes(logLevel)) throw new ConfigError(`--log-level/LOG_LEVEL: "${logLevel}" must be one of ${LEVELS.join(", ")}`);
 
   const grpcFastPath = flags.grpcFastPath ?? fastPathEnv ?? true;
+  const connectFastPath = flags.connectFastPath ?? connectFastPathEnv ?? true;
   if (database.kind === "sqlite") checkDatabasePath(dbPath);
 
   const tokens = tokensFile === undefined ? undefined : loadTokens(tokensFile);
@@ -133,6 +139,7 @@ export function loadConfig(flags: ServerFlags, env: NodeJS.ProcessEnv): ServerCo
     ...(tls === undefined ? {} : { tls }),
     logLevel,
     grpcFastPath,
+    connectFastPath,
     replicaId: replicaIdOf(pick(flags.replicaId, "ROLLGATE_REPLICA_ID")),
     ...(notify === undefined ? {} : { notify }),
     ...(publicUrl === undefined ? {} : { publicUrl }),

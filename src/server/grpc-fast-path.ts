@@ -3,7 +3,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { procedureOf, type HotMethod } from "../service/hot-method.js";
 import { abortedStreamError, toConnectError } from "../service/errors.js";
 import type { Admit } from "./admit.js";
-import { decodeUnary, frameOf, requestBody } from "./grpc/envelope.js";
+import { decodeUnary, FRAME_HEADER, frameInPlace, frameOf, requestBody } from "./grpc/envelope.js";
 import { grpcTimeoutOf, RESPONSE_HEADERS, STATUS_OK, statusHeaders } from "./grpc/status.js";
 import { rolloutOf, type CallReporter, type CallTracer } from "./observe.js";
 import type { OnStreamHook } from "./one-port.js";
@@ -128,7 +128,7 @@ function serve(opts: FastPathOptions, { procedure, entry }: Route, stream: Serve
     if (entry.kind === "unary") {
       let answer: Uint8Array;
       try {
-        answer = span === undefined ? entry.bytes(request) : span.run(() => entry.bytes(request));
+        answer = span === undefined ? entry.bytes(request, FRAME_HEADER) : span.run(() => entry.bytes(request, FRAME_HEADER));
       } catch (e) {
         return fail(e);
       }
@@ -136,9 +136,9 @@ function serve(opts: FastPathOptions, { procedure, entry }: Route, stream: Serve
       clearTimeout(timer);
       opts.report({ procedure, method, requestId, caller, rollout, started, span }, undefined);
       if (stream.destroyed) return;
-      stream.respond({ ...RESPONSE_HEADERS, "x-request-id": requestId }, { waitForTrailers: true });
+      stream.respond({ ":status": 200, "content-type": RESPONSE_HEADERS["content-type"], "x-request-id": requestId }, WAIT_FOR_TRAILERS);
       stream.once("wantTrailers", () => stream.sendTrailers(STATUS_OK));
-      stream.end(frameOf(answer));
+      stream.end(frameInPlace(answer));
       return;
     }
     // Server streaming: errors found before the first message (validation, NOT_FOUND) are
@@ -175,6 +175,8 @@ function serve(opts: FastPathOptions, { procedure, entry }: Route, stream: Serve
     })();
   });
 }
+
+const WAIT_FOR_TRAILERS = { waitForTrailers: true } as const;
 
 /** Resolves when a stream can take more data, or has closed. */
 function drained(stream: ServerHttp2Stream): Promise<void> {

@@ -14,30 +14,80 @@ export function createMetrics(stages: () => Iterable<Stage>) {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
 
-  const rpcs = new Counter({
+  // The per-call counters are plain numbers, copied into prom-client when it is scraped
+  // (collect): a prom-client label child hashes its labels on every inc, 3–5% of a Route call.
+  // A scrape resets each counter and sets every series from the totals, so the values read are
+  // exactly the totals; a removed rollout's series go with its totals.
+  const rpcTotals = new Map<string, Map<string, number>>();
+  const fastTotals = new Map<string, number>();
+  const connectFastTotals = new Map<string, number>();
+  const routeTotals = new Map<string, { stable: number; canary: number }>();
+
+  new Counter({
     name: "rollgate_rpc_requests_total",
     help: "RPCs handled, by method and status code.",
     labelNames: ["method", "code"] as const,
     registers: [registry],
+    collect() {
+      this.reset();
+      for (const [method, byCode] of rpcTotals) for (const [code, n] of byCode) this.inc({ method, code }, n);
+    },
   });
-  const rpcSeconds = new Histogram({
+  // The same for the duration histogram: per method, the count in each bucket (the first bound
+  // at or above the value, as prom-client's observe finds it; above the last only in `count`),
+  // the sum and the count. prom-client has no API to set a histogram's state, so collect writes
+  // its series in the shape observe() leaves them (prom-client's own code formats them; a test
+  // holds the text equal to a real Histogram's fed the same values).
+  const RPC_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5];
+  const durations = new Map<string, { readonly counts: number[]; sum: number; count: number }>();
+  new Histogram({
     name: "rollgate_rpc_duration_seconds",
     help: "RPC latency in seconds, by method (streams: until the stream ends).",
     labelNames: ["method"] as const,
-    buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5],
+    buckets: RPC_BUCKETS,
     registers: [registry],
+    collect() {
+      const series: Record<string, { labels: { method: string }; bucketValues: Record<number, number>; sum: number; count: number }> = {};
+      for (const [method, d] of durations) {
+        const bucketValues: Record<number, number> = {};
+        RPC_BUCKETS.forEach((b, i) => (bucketValues[b] = d.counts[i]!));
+        series[`method:${method}`] = { labels: { method }, bucketValues, sum: d.sum, count: d.count };
+      }
+      (this as unknown as { hashMap: typeof series }).hashMap = series;
+    },
   });
-  const fastPath = new Counter({
+  new Counter({
     name: "rollgate_grpc_fast_path_requests_total",
     help: "gRPC calls served by the raw HTTP/2 fast path instead of connect-node, by method.",
     labelNames: ["method"] as const,
     registers: [registry],
+    collect() {
+      this.reset();
+      for (const [method, n] of fastTotals) this.inc({ method }, n);
+    },
   });
-  const routes = new Counter({
+  new Counter({
+    name: "rollgate_connect_fast_path_requests_total",
+    help: "Connect-protocol calls served by the fast path instead of connect-node, by method.",
+    labelNames: ["method"] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [method, n] of connectFastTotals) this.inc({ method }, n);
+    },
+  });
+  new Counter({
     name: "rollgate_routes_total",
     help: "Keys routed, by rollout and variant.",
     labelNames: ["rollout", "variant"] as const,
     registers: [registry],
+    collect() {
+      this.reset();
+      for (const [rollout, t] of routeTotals) {
+        this.inc({ rollout, variant: "stable" }, t.stable);
+        this.inc({ rollout, variant: "canary" }, t.canary);
+      }
+    },
   });
   new Gauge({
     name: "rollgate_rollouts",
@@ -99,45 +149,38 @@ export function createMetrics(stages: () => Iterable<Stage>) {
     }
   >();
 
-  // Label lookups hash their arguments: keep the children so the Route path does one Map get.
-  const routeChildren = new Map<string, { stable: Counter.Internal; canary: Counter.Internal }>();
-  const rpcChildren = new Map<string, Histogram.Internal<"method">>();
-  const fastChildren = new Map<string, Counter.Internal>();
-  const rpcCounts = new Map<string, Map<string, Counter.Internal>>();
 
   return {
     registry,
     /** Counts keys routed to a variant. */
     routed(rollout: string, variant: Variant, count: number): void {
-      let c = routeChildren.get(rollout);
-      if (c === undefined) {
-        c = { stable: routes.labels(rollout, "stable"), canary: routes.labels(rollout, "canary") };
-        routeChildren.set(rollout, c);
-      }
-      c[variant].inc(count);
+      let t = routeTotals.get(rollout);
+      if (t === undefined) routeTotals.set(rollout, (t = { stable: 0, canary: 0 }));
+      t[variant] += count;
     },
     /** Records one finished RPC. */
     rpcDone(method: string, code: string, seconds: number): void {
-      let byCode = rpcCounts.get(method);
-      if (byCode === undefined) rpcCounts.set(method, (byCode = new Map()));
-      let count = byCode.get(code);
-      if (count === undefined) byCode.set(code, (count = rpcs.labels(method, code)));
-      count.inc();
-      let h = rpcChildren.get(method);
-      if (h === undefined) {
-        h = rpcSeconds.labels(method);
-        rpcChildren.set(method, h);
+      let byCode = rpcTotals.get(method);
+      if (byCode === undefined) rpcTotals.set(method, (byCode = new Map()));
+      byCode.set(code, (byCode.get(code) ?? 0) + 1);
+      let d = durations.get(method);
+      if (d === undefined) durations.set(method, (d = { counts: RPC_BUCKETS.map(() => 0), sum: 0, count: 0 }));
+      for (let i = 0; i < RPC_BUCKETS.length; i++) {
+        if (seconds <= RPC_BUCKETS[i]!) {
+          d.counts[i]! += 1;
+          break;
+        }
       }
-      h.observe(seconds);
+      d.sum += seconds;
+      d.count += 1;
     },
     /** Counts one call served by the gRPC fast path. */
     fastPathServed(method: string): void {
-      let c = fastChildren.get(method);
-      if (c === undefined) {
-        c = fastPath.labels(method);
-        fastChildren.set(method, c);
-      }
-      c.inc();
+      fastTotals.set(method, (fastTotals.get(method) ?? 0) + 1);
+    },
+    /** Counts one call served by the Connect fast path. */
+    connectFastPathServed(method: string): void {
+      connectFastTotals.set(method, (connectFastTotals.get(method) ?? 0) + 1);
     },
     /** The engine's hooks: outcomes, health, decisions, deletions. */
     engine: {
@@ -186,9 +229,8 @@ export function createMetrics(stages: () => Iterable<Stage>) {
         decisions.labels(rollout, decision, String(dryRun)).inc();
       },
       deleted(rollout) {
-        routeChildren.delete(rollout);
+        routeTotals.delete(rollout);
         for (const v of ["stable", "canary"]) {
-          routes.remove(rollout, v);
           outcomes.remove(rollout, v);
           ignored.remove(rollout, v);
         }

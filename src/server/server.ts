@@ -1,5 +1,5 @@
 import type { ConnectRouter } from "@connectrpc/connect";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { compressionBrotli, compressionGzip, connectNodeAdapter } from "@connectrpc/connect-node";
 import { pino, type Logger } from "pino";
 import { systemClock, type Clock } from "../domain/clock.js";
 import { createDecisionHotMethods, createDecisionService } from "../service/decision-service.js";
@@ -18,6 +18,7 @@ import { admitInterceptor, createAdmit, type ServingState } from "./admit.js";
 import { withAlertmanager } from "./alertmanager.js";
 import { createAuthenticator } from "./auth.js";
 import { isLoopback, type ServerConfig } from "./config.js";
+import { createConnectFastPath } from "./connect-fast-path.js";
 import { createGrpcFastPath } from "./grpc-fast-path.js";
 import { withCanonicalGrpcMessage } from "./grpc/grpc-message.js";
 import { createHealthStatus } from "./grpc-health.js";
@@ -27,7 +28,7 @@ import { createMetrics, type Metrics } from "./metrics.js";
 import { createNotifyMetrics } from "./notify-metrics.js";
 import { createNotifier, type Notifier } from "../service/notify.js";
 import { createCallReporter } from "./observe.js";
-import { listenOnePort } from "./one-port.js";
+import { listenOnePort, type OnStreamHook } from "./one-port.js";
 import { withOfrep } from "./ofrep.js";
 import { registerReflection } from "./reflection.js";
 import { loadDashboardAssets, withDashboard } from "./ui.js";
@@ -129,18 +130,21 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     router.service(health.service, health.impl);
     registerReflection(router);
   };
-  const connectHandler = connectNodeAdapter({
-    routes,
+  // Settings connect-node and the Connect fast path share, so that both answer alike.
+  const connectSettings = {
     readMaxBytes: MAX_REQUEST_BYTES,
     // Protobuf's JSON rule, not connect-es's lenient default: a misspelt field ("gate" for
     // "gates") is INVALID_ARGUMENT naming it, never silently dropped. Binary keeps unknown fields.
     jsonOptions: { ignoreUnknownFields: false },
-    interceptors: [admitInterceptor(admit, report, tracing?.call)],
-  });
+    // connect-node's defaults, written out for the fast path to read.
+    acceptCompression: [compressionGzip, compressionBrotli],
+    requireConnectProtocolHeader: false,
+  };
+  const connectHandler = connectNodeAdapter({ routes, ...connectSettings, interceptors: [admitInterceptor(admit, report, tracing?.call)] });
   // The dashboard (/ui/): its assets are read once, here, and served from memory.
   const dashboard = loadDashboardAssets(deps.dashboardDir);
   if (dashboard.missing !== undefined) logger.warn({ missing: dashboard.missing }, "dashboard assets not found: /ui/ answers 404");
-  const handler = withHttpEndpoints(
+  const connectNodeChain = withHttpEndpoints(
     { ready: () => state === "ready" && databaseUp, registry: metrics.registry },
     withAlertmanager(
       { engine, admit, report, logger, registry: metrics.registry, databaseUp: () => databaseUp },
@@ -150,30 +154,57 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       ),
     ),
   );
+  const connectFast = config.connectFastPath
+    ? createConnectFastPath({
+        methods: Object.values(hot),
+        admit,
+        report,
+        trace: tracing?.call,
+        maxBytes: connectSettings.readMaxBytes,
+        acceptCompression: connectSettings.acceptCompression,
+        requireConnectProtocolHeader: connectSettings.requireConnectProtocolHeader,
+        ignoreUnknownFields: connectSettings.jsonOptions.ignoreUnknownFields,
+        served: (procedure) => metrics.connectFastPathServed(procedure),
+      })
+    : undefined;
+  const handler = connectFast === undefined ? connectNodeChain : connectFast.handler(connectNodeChain);
+  const grpcFast = config.grpcFastPath
+    ? createGrpcFastPath({
+        methods: Object.values(hot),
+        admit,
+        report,
+        trace: tracing?.call,
+        maxBytes: MAX_REQUEST_BYTES,
+        served: (procedure) => metrics.fastPathServed(procedure),
+      })
+    : undefined;
+  const hooks = [grpcFast, connectFast?.onStream].filter((h): h is OnStreamHook => h !== undefined);
+  const onStream: OnStreamHook | undefined =
+    hooks.length === 0 ? undefined : hooks.length === 1 ? hooks[0] : (stream, headers) => grpcFast!(stream, headers) || connectFast!.onStream(stream, headers);
 
   const listener = await listenOnePort({
     host: config.host,
     port: config.port,
     handler,
     ...(config.tls === undefined ? {} : { tls: config.tls }),
-    ...(config.grpcFastPath
-      ? {
-          onStream: createGrpcFastPath({
-            methods: Object.values(hot),
-            admit,
-            report,
-            trace: tracing?.call,
-            maxBytes: MAX_REQUEST_BYTES,
-            served: (procedure) => metrics.fastPathServed(procedure),
-          }),
-        }
-      : {}),
+    ...(onStream === undefined ? {} : { onStream }),
   });
   const host = config.host;
   const address = host.includes(":") ? `[${host}]:${listener.port}` : `${host}:${listener.port}`;
   const url = `${config.tls === undefined ? "http" : "https"}://${address}`;
   tracing?.listening(host, listener.port);
-  logger.info({ address, port: listener.port, tls: config.tls !== undefined, db: describeDatabase(config), grpcFastPath: config.grpcFastPath, ...(config.tracing === undefined ? {} : { tracing: config.tracing.exporters }) }, "listening");
+  logger.info(
+    {
+      address,
+      port: listener.port,
+      tls: config.tls !== undefined,
+      db: describeDatabase(config),
+      grpcFastPath: config.grpcFastPath,
+      connectFastPath: config.connectFastPath,
+      ...(config.tracing === undefined ? {} : { tracing: config.tracing.exporters }),
+    },
+    "listening",
+  );
   if (config.tokens === undefined) {
     logger.warn(
       { address },

@@ -32,7 +32,7 @@ import type { Engine, HealthChange } from "./engine.js";
 import { withErrorMapping } from "./errors.js";
 import { connectMethodsOf, type HotServerStream, type HotUnary } from "./hot-method.js";
 import { createRoutesFeed, encodeRoutesMessage, routesMessageToProto, type RoutesFeed, type RoutesMessage } from "./watch-routes.js";
-import { encodeHealthUpdate, encodeRouteBatch, encodeRouteResponse, type BatchCounts } from "./wire-encoding.js";
+import { encodeHealthUpdate, encodeRouteBatch, encodeRouteResponse, encodeRouteResponseJson, withHeadroom, type BatchCounts } from "./wire-encoding.js";
 
 /** Keys per RouteBatch call. */
 export const MAX_BATCH_KEYS = 1000;
@@ -135,9 +135,13 @@ export function createDecisionHotMethods(opts: DecisionServiceOptions): Decision
       kind: "unary",
       method: m.route,
       message: (req) => routeToProto(routeOne(req).decision),
-      bytes(req) {
+      bytes(req, headroom) {
         const { table, decision } = routeOne(req);
-        return encodeRouteResponse(table, decision);
+        return encodeRouteResponse(table, decision, headroom);
+      },
+      json(req) {
+        const { table, decision } = routeOne(req);
+        return encodeRouteResponseJson(table, decision);
       },
     },
 
@@ -156,10 +160,10 @@ export function createDecisionHotMethods(opts: DecisionServiceOptions): Decision
         countBatch(req.rollout, counts);
         return create(RouteBatchResponseSchema, { results });
       },
-      bytes(req) {
+      bytes(req, headroom) {
         const table = batchTable(req);
         const counts: BatchCounts = { stable: 0, canary: 0 };
-        const bytes = encodeRouteBatch(table, req.keys, counts);
+        const bytes = encodeRouteBatch(table, req.keys, counts, headroom);
         countBatch(req.rollout, counts);
         return bytes;
       },
@@ -169,7 +173,7 @@ export function createDecisionHotMethods(opts: DecisionServiceOptions): Decision
       kind: "unary",
       method: m.recordOutcome,
       message: recordOutcome,
-      bytes: (req) => toBinary(RecordOutcomeResponseSchema, recordOutcome(req)),
+      bytes: (req, headroom = 0) => withHeadroom(toBinary(RecordOutcomeResponseSchema, recordOutcome(req)), headroom),
     },
 
     /**

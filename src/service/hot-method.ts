@@ -23,8 +23,15 @@ export interface HotUnary<I extends DescMessage = DescMessage, O extends DescMes
   /**
    * Returns the answer encoded, exactly the bytes toBinary(method.output, message(req)) writes,
    * or throws what `message` would; hand-written encoders (wire-encoding.ts) make it cheaper.
+   * With `headroom`, that many bytes come first, left for the caller to fill (the gRPC path's
+   * frame header), so that no path copies an answer into a frame.
    */
-  bytes(req: MessageShape<I>): Uint8Array;
+  bytes(req: MessageShape<I>, headroom?: number): Uint8Array;
+  /**
+   * Returns the answer as Connect JSON, exactly the text toJsonString(method.output, message(req))
+   * writes, or throws what `message` would; when absent, a path writes toJsonString itself.
+   */
+  json?(req: MessageShape<I>): string;
 }
 
 /**

@@ -1,6 +1,8 @@
+import { toJsonString } from "@bufbuild/protobuf";
 import type { RouteDecision, RouteTable } from "../domain/routing.js";
 import { route } from "../domain/routing.js";
-import { routeReasonToProto, variantToProto } from "./convert.js";
+import { RouteResponseSchema } from "../../gen/rollgate/v1/decision_service_pb.js";
+import { routeReasonToProto, routeToProto, variantToProto } from "./convert.js";
 
 /**
  * Hand-written protobuf encoding of the fast path's hottest messages: RouteResponse,
@@ -18,6 +20,8 @@ import { routeReasonToProto, variantToProto } from "./convert.js";
 interface Fragments {
   readonly head: Uint8Array;
   readonly tail: Uint8Array;
+  /** Its Connect JSON, made on first use: around the bucket, and whole for bucket 0 (omitted). */
+  json?: { readonly head: string; readonly tail: string; readonly zero: string };
 }
 
 const encoder = new TextEncoder();
@@ -138,12 +142,42 @@ function writeResponse(s: Sink, f: Fragments, bucket: number): void {
   bytes(s, f.tail);
 }
 
-/** Returns RouteResponse bytes for one decision. */
-export function encodeRouteResponse(table: RouteTable, d: RouteDecision): Uint8Array {
+/**
+ * Returns RouteResponse bytes for one decision, after `headroom` bytes left for the caller (a
+ * gRPC frame header: the fast path then sends this buffer as is instead of copying it into one).
+ */
+export function encodeRouteResponse(table: RouteTable, d: RouteDecision, headroom = 0): Uint8Array {
   const f = fragments(tableFragments(table), d);
-  const s = sink(f.head.length + f.tail.length + 4);
+  // Sized exactly, so the buffer is the answer: no subarray (a new view) per call. (varint's
+  // headroom check may still have grown it near the end: then the view it needs.)
+  const s = sink(headroom + f.head.length + bucketLength(d.bucket) + f.tail.length);
+  s.pos = headroom;
   writeResponse(s, f, d.bucket);
-  return done(s);
+  return s.pos === s.buf.length ? s.buf : done(s);
+}
+
+/**
+ * Returns RouteResponse as Connect JSON for one decision: exactly what protobuf-es toJsonString
+ * writes (a property test locks it), from text made once per table and (variant, reason) —
+ * toJsonString itself cut around the bucket, the only field that changes with the key.
+ */
+export function encodeRouteResponseJson(table: RouteTable, d: RouteDecision): string {
+  const f = fragments(tableFragments(table), d);
+  const j = (f.json ??= jsonFragmentsOf(d));
+  return d.bucket === 0 ? j.zero : `${j.head}${d.bucket}${j.tail}`;
+}
+
+/** The key JSON gives the bucket; no string field can hold it unescaped. */
+const BUCKET_KEY = '"bucket":';
+
+function jsonFragmentsOf(d: RouteDecision): NonNullable<Fragments["json"]> {
+  const one = toJsonString(RouteResponseSchema, routeToProto({ ...d, bucket: 1 }));
+  const at = one.indexOf(`${BUCKET_KEY}1`);
+  return {
+    head: one.slice(0, at + BUCKET_KEY.length),
+    tail: one.slice(at + BUCKET_KEY.length + 1),
+    zero: toJsonString(RouteResponseSchema, routeToProto({ ...d, bucket: 0 })),
+  };
 }
 
 /** Counts of keys routed to each variant by one encodeRouteBatch call. */
@@ -152,9 +186,13 @@ export interface BatchCounts {
   canary: number;
 }
 
-/** Returns RouteBatchResponse bytes for keys (already validated) routed under one table. */
-export function encodeRouteBatch(table: RouteTable, keys: readonly string[], counts: BatchCounts): Uint8Array {
-  const s = sink(keys.length * 24 + 64);
+/**
+ * Returns RouteBatchResponse bytes for keys (already validated) routed under one table, after
+ * `headroom` bytes left for the caller (see encodeRouteResponse).
+ */
+export function encodeRouteBatch(table: RouteTable, keys: readonly string[], counts: BatchCounts, headroom = 0): Uint8Array {
+  const s = sink(headroom + keys.length * 24 + 64);
+  s.pos = headroom;
   const t = tableFragments(table);
   for (const key of keys) {
     const d = route(table, key);
@@ -165,6 +203,14 @@ export function encodeRouteBatch(table: RouteTable, keys: readonly string[], cou
     writeResponse(s, f, d.bucket);
   }
   return done(s);
+}
+
+/** Returns `bytes` after `headroom` bytes left for the caller: a copy, for encoders that cannot leave room themselves. */
+export function withHeadroom(bytes: Uint8Array, headroom: number): Uint8Array {
+  if (headroom === 0) return bytes;
+  const out = new Uint8Array(headroom + bytes.length);
+  out.set(bytes, headroom);
+  return out;
 }
 
 /**

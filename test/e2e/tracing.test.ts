@@ -5,7 +5,8 @@ import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { DecisionService } from "../../gen/rollgate/v1/decision_service_pb.js";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { DecisionService, RouteRequestSchema } from "../../gen/rollgate/v1/decision_service_pb.js";
 import { connectJson, curl } from "../helpers/curl.js";
 import { grpcJsClient, unary } from "../helpers/grpc-js.js";
 import { startPostgres } from "../helpers/postgres.js";
@@ -231,6 +232,30 @@ describe("OpenTelemetry traces (OTLP/HTTP JSON to a local receiver)", () => {
         "rollgate.store.rows": 2,
         "rollgate.store.events": 1,
       });
+    });
+
+    it("a Connect Route (JSON over HTTP/1.1 and binary over h2c, served by the Connect fast path) is a connect_rpc span under the caller's", async () => {
+      expect((await connectJson(p.url, "rollgate.v1.RolloutService/CreateRollout", rollout("fast"))).status).toBe(200);
+      const parents = [randomHex(8), randomHex(8), randomHex(8)];
+      const json = await connectJson(p.url, "rollgate.v1.DecisionService/Route", { rollout: "fast", key: "user-7" }, [`traceparent: ${traceparent(parents[0]!)}`]);
+      expect(json.status).toBe(200);
+      const refused = await connectJson(p.url, "rollgate.v1.DecisionService/Route", { rollout: "nope", key: "user-7" }, [`traceparent: ${traceparent(parents[1]!)}`]);
+      expect(refused.status).toBe(404);
+      const body = toBinary(RouteRequestSchema, create(RouteRequestSchema, { rollout: "fast", key: "user-8" }));
+      const file = join(tmp.dir, "route.bin");
+      writeFileSync(file, body);
+      const bin = await curl(["--http2-prior-knowledge", "-o", "/dev/null", "-H", "content-type: application/proto", "-H", `traceparent: ${traceparent(parents[2]!)}`, "--data-binary", `@${file}`, `${p.url}/rollgate.v1.DecisionService/Route`]);
+      expect(bin.status).toBe(200);
+      for (const [i, parent] of parents.entries()) {
+        const span = await spanWhere(receiver.spans, (s) => s.parentSpanId === parent, `with parent ${parent}`);
+        expect(span).toMatchObject({ traceId: TRACE, name: "rollgate.v1.DecisionService/Route", kind: KIND.server, status: STATUS.unset });
+        expect(span.attrs).toMatchObject({ "rpc.system": "connect_rpc", "rpc.method": "Route" });
+        if (i === 1) expect(span.attrs).toMatchObject({ "rpc.connect_rpc.error_code": "not_found" });
+        else expect(span.attrs).toMatchObject({ "rollgate.rollout": "fast" });
+      }
+      // Served by the Connect fast path, not connect-node.
+      const metrics = (await curl([`${p.url}/metrics`])).body;
+      expect(Number(/^rollgate_connect_fast_path_requests_total\{method="rollgate\.v1\.DecisionService\/Route"\} (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThanOrEqual(3);
     });
 
     it("a refused call records its code; streams are spans from open to end; a server failure (a deadline) is an error span", async () => {

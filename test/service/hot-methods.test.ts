@@ -1,4 +1,4 @@
-import { create, toBinary } from "@bufbuild/protobuf";
+import { create, toBinary, toJsonString } from "@bufbuild/protobuf";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   DecisionService,
@@ -47,6 +47,7 @@ describe("DecisionService hot-method table", () => {
     for (const key of ["user-1", "user-2", "vip", "ключ", "k".repeat(1024)]) {
       const req = create(RouteRequestSchema, { rollout: "hot", key });
       expect(hot.route.bytes(req)).toEqual(toBinary(hot.route.method.output, hot.route.message(req)));
+      expect(hot.route.json?.(req)).toBe(toJsonString(hot.route.method.output, hot.route.message(req)));
     }
     const batch = create(RouteBatchRequestSchema, { rollout: "hot", keys: ["a", "vip", "b", "ключ"] });
     expect(hot.routeBatch.bytes(batch)).toEqual(toBinary(hot.routeBatch.method.output, hot.routeBatch.message(batch)));
@@ -54,9 +55,22 @@ describe("DecisionService hot-method table", () => {
     expect(hot.recordOutcome.bytes(outcomes)).toEqual(toBinary(hot.recordOutcome.method.output, hot.recordOutcome.message(outcomes)));
   });
 
+  it("leaves the headroom asked for before the same bytes (the gRPC path frames them in place)", () => {
+    const req = create(RouteRequestSchema, { rollout: "hot", key: "user-1" });
+    const batch = create(RouteBatchRequestSchema, { rollout: "hot", keys: Array.from({ length: 300 }, (_, i) => `k${i}`) });
+    const outcomes = create(RecordOutcomeRequestSchema, { rollout: "hot", outcomes: [{ variant: Variant.CANARY, success: true, latencyMs: 12 }] });
+    for (const [m, r] of [[hot.route, req], [hot.routeBatch, batch], [hot.recordOutcome, outcomes]] as const) {
+      const plain = (m.bytes as (x: unknown) => Uint8Array)(r);
+      const roomy = (m.bytes as (x: unknown, h: number) => Uint8Array)(r, 5);
+      expect(roomy.length).toBe(plain.length + 5);
+      expect(roomy.subarray(5)).toEqual(plain);
+    }
+  });
+
   it("refuses the same way whichever form is asked for", () => {
     const bad = [create(RouteRequestSchema, { rollout: "hot", key: "" }), create(RouteRequestSchema, { rollout: "ghost", key: "k" })];
     for (const req of bad) expect(() => hot.route.bytes(req)).toThrow(captured(() => hot.route.message(req)));
+    for (const req of bad) expect(() => hot.route.json?.(req)).toThrow(captured(() => hot.route.message(req)));
     const empty = create(RouteBatchRequestSchema, { rollout: "hot", keys: [] });
     expect(() => hot.routeBatch.bytes(empty)).toThrow(captured(() => hot.routeBatch.message(empty)));
   });

@@ -5,9 +5,9 @@ import * as m from "../../src/domain/rollout-machine.js";
 import type { Rollout } from "../../src/domain/rollout.js";
 import { compileRoutes, route } from "../../src/domain/routing.js";
 import { routeToProto } from "../../src/service/convert.js";
-import { encodeHealthUpdate, encodeRouteBatch, encodeRouteResponse } from "../../src/service/wire-encoding.js";
+import { encodeHealthUpdate, encodeRouteBatch, encodeRouteResponse, encodeRouteResponseJson } from "../../src/service/wire-encoding.js";
 import { RouteBatchResponseSchema, RouteResponseSchema } from "../../gen/rollgate/v1/decision_service_pb.js";
-import { create } from "@bufbuild/protobuf";
+import { create, toJsonString } from "@bufbuild/protobuf";
 import { rolloutFixture } from "../helpers/rollouts.js";
 
 const actor = { name: "t", now: Date.UTC(2026, 0, 2) };
@@ -50,6 +50,23 @@ describe("hand-written Route wire encoding", () => {
         expect(batch).toEqual(expected);
         expect(counts.stable + counts.canary).toBe(all.length);
         expect(counts.canary).toBe(all.filter((k) => route(table, k).variant === "canary").length);
+      }),
+      { numRuns: 300 },
+    );
+  });
+});
+
+describe("hand-written Route JSON", () => {
+  it("writes exactly what protobuf-es toJsonString writes, bucket 0 included", () => {
+    fc.assert(
+      fc.property(rollouts, fc.array(fc.string({ minLength: 1, maxLength: 30 }), { minLength: 1, maxLength: 50 }), (r, keys) => {
+        const table = compileRoutes(r);
+        for (const k of [...keys, ...r.overrides.keys()]) {
+          const d = route(table, k);
+          expect(encodeRouteResponseJson(table, d)).toBe(toJsonString(RouteResponseSchema, routeToProto(d)));
+          const zero = { ...d, bucket: 0 };
+          expect(encodeRouteResponseJson(table, zero)).toBe(toJsonString(RouteResponseSchema, routeToProto(zero)));
+        }
       }),
       { numRuns: 300 },
     );

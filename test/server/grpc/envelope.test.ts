@@ -2,7 +2,7 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
 import { RouteRequestSchema } from "../../../gen/rollgate/v1/decision_service_pb.js";
-import { decodeUnary, FRAME_HEADER, frameOf, requestBody } from "../../../src/server/grpc/envelope.js";
+import { decodeUnary, FRAME_HEADER, frameInPlace, frameOf, requestBody } from "../../../src/server/grpc/envelope.js";
 
 const route = toBinary(RouteRequestSchema, create(RouteRequestSchema, { rollout: "checkout", key: "user-1" }));
 
@@ -17,6 +17,15 @@ function thrown(fn: () => unknown): ConnectError {
 }
 
 describe("gRPC framing", () => {
+  it("frames a message in the room left before it exactly as frameOf copies it", () => {
+    const big = new Uint8Array(70_000).map((_, i) => i & 0xff);
+    for (const body of [route, new Uint8Array(0), big]) {
+      const roomy = new Uint8Array(FRAME_HEADER + body.length).fill(0xee);
+      roomy.set(body, FRAME_HEADER);
+      expect(Buffer.from(frameInPlace(roomy)).equals(frameOf(body))).toBe(true);
+    }
+  });
+
   it("frames a message: flags 0, 4-byte big-endian length, the bytes", () => {
     const f = frameOf(new Uint8Array([7, 8, 9]));
     expect([...f]).toEqual([0, 0, 0, 0, 3, 7, 8, 9]);
