@@ -27,6 +27,7 @@ import { createCallReporter } from "./observe.js";
 import { listenOnePort } from "./one-port.js";
 import { withOfrep } from "./ofrep.js";
 import { registerReflection } from "./reflection.js";
+import { withRequestDecodeCodes } from "./request-decode-codes.js";
 
 /** Largest request message accepted, per docs/design.md §8; larger ones get RESOURCE_EXHAUSTED. */
 export const MAX_REQUEST_BYTES = 4 * 1024 * 1024;
@@ -113,6 +114,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     );
     router.service(health.service, health.impl);
     registerReflection(router);
+    withRequestDecodeCodes(router);
   };
   const connectHandler = connectNodeAdapter({
     routes,
