@@ -49,7 +49,7 @@ export interface ServerDeps {
   readonly reconcileMs?: number;
   /** PostgreSQL only: how often a replica tries for the evaluator lock (default 1 s). */
   readonly leaderCheckMs?: number;
-  /** PostgreSQL only: how often the database is pinged for /readyz (default 1 s). */
+  /** How often the database is pinged for /readyz (default 1 s): PostgreSQL reachable, SQLite writable. */
   readonly databasePingMs?: number;
   /** PostgreSQL only: connection attempts at start before giving up (default 8, about 20 s). */
   readonly dbConnectAttempts?: number;
@@ -86,6 +86,8 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   // A networked store can go away while the server runs: /readyz says so (Route keeps answering
   // from memory, and control-plane changes fail with UNAVAILABLE, changing nothing).
   let databaseUp = true;
+  // Why not (the last ping's error: "database: disk full (SQLITE_FULL)"), for /readyz's body.
+  let databaseFault = "";
   const metrics = createMetrics(() => engine.list().map((r) => r.stage));
   if (multiReplica) metrics.registry.setDefaultLabels({ replica: config.replicaId });
   // Several replicas: an own event held behind another replica's unread one asks for a reconcile.
@@ -125,7 +127,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     interceptors: [admitInterceptor(admit, report)],
   });
   const handler = withHttpEndpoints(
-    { ready: () => state === "ready" && databaseUp, registry: metrics.registry },
+    { ready: () => state === "ready" && databaseUp, reason: () => (databaseUp ? undefined : databaseFault), registry: metrics.registry },
     withOfrep({ engine, admit, report, routed: metrics.routed }, withMediaTypeHint(withCanonicalGrpcMessage(connectHandler))),
   );
 
@@ -222,6 +224,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
             (err: unknown) => {
               if (databaseUp) logger.error({ err: (err as Error).message }, "database unreachable");
               databaseUp = false;
+              databaseFault = (err as Error).message.split("; the change was not made")[0]!;
               // Every replica says so, the evaluator's standby included: no one judges meanwhile.
               engine.pauseEvaluation(DATABASE_PAUSE);
             },
