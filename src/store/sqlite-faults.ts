@@ -24,7 +24,7 @@ export function faultReason(e: unknown): string | undefined {
   if (code === "SQLITE_FULL") return "database: disk full";
   if (code.startsWith("SQLITE_READONLY")) return "database: read-only";
   if (code.startsWith("SQLITE_BUSY") || code.startsWith("SQLITE_LOCKED")) return "database: locked by another process";
-  if (code.startsWith("SQLITE_IOERR") || code === "SQLITE_CANTOPEN" || code === "SQLITE_PROTOCOL") return `database: I/O error (${code})`;
+  if (code.startsWith("SQLITE_IOERR") || code === "SQLITE_CANTOPEN" || code === "SQLITE_PROTOCOL") return "database: I/O error";
   return undefined;
 }
 
@@ -33,7 +33,7 @@ export function asFaultError(e: unknown, waitedMs = 0): unknown {
   const reason = faultReason(e);
   if (reason === undefined) return e;
   const code = (e as { code: string }).code;
-  const detail = code.startsWith("SQLITE_BUSY") ? ` for over ${Math.round(waitedMs / 100) / 10} s` : "";
+  const detail = code.startsWith("SQLITE_BUSY") && waitedMs > 0 ? ` for over ${Math.round(waitedMs / 100) / 10} s` : "";
   return new DomainError(
     code === "SQLITE_FULL" ? "resource_exhausted" : "unavailable",
     `${reason}${detail} (${code}); the change was not made: retry once the fault is gone`,

@@ -5,7 +5,7 @@ import { chainEvent, type AuditEvent, type EventType } from "../domain/audit-cha
 import type { Variant } from "../domain/rollout.js";
 import { MIGRATIONS } from "./migrations.js";
 import { isDomainError } from "../domain/errors.js";
-import { BUSY_TIMEOUT_MS, checkWritable, writeWithRetry } from "./sqlite-faults.js";
+import { BUSY_TIMEOUT_MS, LOCK_WAIT_MS, checkWritable, writeWithRetry } from "./sqlite-faults.js";
 import { decodeRollout, encodeRollout } from "./rollout-codec.js";
 import type { Commit, EventQuery, Store, StoredRollout, WindowBucketRow, WindowFlush } from "./store.js";
 import { checkVersion, versionRequirement } from "./version-check.js";
@@ -41,9 +41,11 @@ function openDatabase(path: string): Database.Database {
     db = new Database(path);
     db.pragma("journal_mode = WAL");
     db.pragma("synchronous = FULL");
-    // Short: a busy wait blocks the event loop; writes retry asynchronously (sqlite-faults.ts).
-    db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+    // Opening may wait for another process's lock; once serving, a busy wait blocks the event
+    // loop, so it is short and writes retry asynchronously (sqlite-faults.ts).
+    db.pragma(`busy_timeout = ${LOCK_WAIT_MS}`);
     migrate(db);
+    db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
     return db;
   } catch (e) {
     db?.close();
