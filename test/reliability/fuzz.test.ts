@@ -136,9 +136,11 @@ async function seed(i: number): Promise<void> {
 
 /** The state a rejected call must leave alone: every rollout, as encoded, and the audit head. */
 async function snapshot(i: number): Promise<{ rollouts: string; head: number }> {
-  const r = await connectProto(i, "rollgate.v1.RolloutService/ListRollouts", toBinary(ListRolloutsRequestSchema, create(ListRolloutsRequestSchema, { pageSize: 1000 })));
+  const [r] = await Promise.all([
+    connectProto(i, "rollgate.v1.RolloutService/ListRollouts", toBinary(ListRolloutsRequestSchema, create(ListRolloutsRequestSchema, { pageSize: 1000 }))),
+    newEvents(i),
+  ]);
   if (r.code !== 0) throw new Error(`ListRollouts failed: ${r.code} ${r.message}`);
-  await newEvents(i);
   return { rollouts: r.data.toString("hex"), head: heads[i]! };
 }
 
