@@ -7,6 +7,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { procedureOf, type HotMethod, type HotUnary } from "../service/hot-method.js";
 import { toConnectError } from "../service/errors.js";
 import type { Admit } from "./admit.js";
+import { asDecodeFailure } from "./request-decode-codes.js";
 import { connectTimeoutOf, errorBody, httpStatusOf, unaryEncodingOf, type UnaryEncoding } from "./connect/wire.js";
 import type { RequestHandler } from "./http-endpoints.js";
 import { rolloutOf, type CallReporter, type CallSpan, type CallTracer } from "./observe.js";
@@ -224,7 +225,7 @@ export function createConnectFastPath(opts: ConnectFastPathOptions): ConnectFast
       if (inflate === undefined) return handle(bytes);
       inflate.decompress(bytes, opts.maxBytes).then(
         (b) => (done ? undefined : handle(b)),
-        (e: unknown) => fail(e, deflate),
+        (e: unknown) => fail(asDecodeFailure(e), deflate),
       );
     };
 
@@ -335,7 +336,8 @@ function decode(schema: DescMessage, encoding: UnaryEncoding, bytes: Uint8Array,
     try {
       return fromBinary(schema, bytes);
     } catch (e) {
-      throw new ConnectError(`parse binary: ${e instanceof Error ? e.message : String(e)}`, Code.Internal);
+      // connect-es says INTERNAL; it is the caller's mistake (request-decode-codes.ts).
+      throw new ConnectError(`parse binary: ${e instanceof Error ? e.message : String(e)}`, Code.InvalidArgument);
     }
   }
   try {

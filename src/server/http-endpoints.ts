@@ -12,6 +12,8 @@ export type RequestHandler = (
 export interface EndpointState {
   /** True once the store is open and state loaded, until shutdown begins. */
   ready(): boolean;
+  /** Why not ready, when known (e.g. "database: disk full (SQLITE_FULL)"): /readyz's 503 body says it. */
+  reason?(): string | undefined;
   readonly registry: Registry;
 }
 
@@ -33,7 +35,7 @@ export function withHttpEndpoints(state: EndpointState, next: RequestHandler): R
       case "/healthz":
         return send(200, "text/plain; charset=utf-8", "ok\n");
       case "/readyz":
-        return state.ready() ? send(200, "text/plain; charset=utf-8", "ready\n") : send(503, "text/plain; charset=utf-8", "not ready\n");
+        return state.ready() ? send(200, "text/plain; charset=utf-8", "ready\n") : send(503, "text/plain; charset=utf-8", `not ready${state.reason?.() ? `: ${state.reason()}` : ""}\n`);
       case "/metrics":
         state.registry.metrics().then(
           (text) => send(200, state.registry.contentType, text),

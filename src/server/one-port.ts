@@ -12,6 +12,7 @@ import {
   type ServerHttp2Stream,
 } from "node:http2";
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from "node:net";
+import { drainRefusedBody } from "./http1-drain.js";
 import { sniffProtocol } from "./protocol-sniffer.js";
 import type { TLSSocket } from "node:tls";
 import type { Duplex } from "node:stream";
@@ -257,6 +258,7 @@ function trackHttp1Requests(handler: OnePortHandler, busy: Map<Duplex, number>, 
     const r = res as ServerResponse;
     busy.set(socket, (busy.get(socket) ?? 0) + 1);
     if (draining() && !r.headersSent) r.setHeader("connection", "close");
+    drainRefusedBody(req as IncomingMessage, r);
     r.once("close", () => {
       const left = (busy.get(socket) ?? 1) - 1;
       if (left > 0) {

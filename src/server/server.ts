@@ -33,6 +33,7 @@ import { withOfrep } from "./ofrep.js";
 import { registerReflection } from "./reflection.js";
 import { loadDashboardAssets, withDashboard } from "./ui.js";
 import { startTracing, type StoreTraceInfo } from "./tracing.js";
+import { withRequestDecodeCodes } from "./request-decode-codes.js";
 
 /** Largest request message accepted, per docs/design.md §8; larger ones get RESOURCE_EXHAUSTED. */
 export const MAX_REQUEST_BYTES = 4 * 1024 * 1024;
@@ -54,7 +55,7 @@ export interface ServerDeps {
   readonly reconcileMs?: number;
   /** PostgreSQL only: how often a replica tries for the evaluator lock (default 1 s). */
   readonly leaderCheckMs?: number;
-  /** PostgreSQL only: how often the database is pinged for /readyz (default 1 s). */
+  /** How often the database is pinged for /readyz (default 1 s): PostgreSQL reachable, SQLite writable. */
   readonly databasePingMs?: number;
   /** PostgreSQL only: connection attempts at start before giving up (default 8, about 20 s). */
   readonly dbConnectAttempts?: number;
@@ -100,6 +101,8 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   // A networked store can go away while the server runs: /readyz says so (Route keeps answering
   // from memory, and control-plane changes fail with UNAVAILABLE, changing nothing).
   let databaseUp = true;
+  // Why not (the last ping's error: "database: disk full (SQLITE_FULL)"), for /readyz's body.
+  let databaseFault = "";
   const metrics = createMetrics(() => engine.list().map((r) => r.stage));
   if (multiReplica) metrics.registry.setDefaultLabels({ replica: config.replicaId });
   // Several replicas: an own event held behind another replica's unread one asks for a reconcile.
@@ -129,6 +132,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     );
     router.service(health.service, health.impl);
     registerReflection(router);
+    withRequestDecodeCodes(router);
   };
   // Settings connect-node and the Connect fast path share, so that both answer alike.
   const connectSettings = {
@@ -145,7 +149,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   const dashboard = loadDashboardAssets(deps.dashboardDir);
   if (dashboard.missing !== undefined) logger.warn({ missing: dashboard.missing }, "dashboard assets not found: /ui/ answers 404");
   const connectNodeChain = withHttpEndpoints(
-    { ready: () => state === "ready" && databaseUp, registry: metrics.registry },
+    { ready: () => state === "ready" && databaseUp, reason: () => (databaseUp ? undefined : databaseFault), registry: metrics.registry },
     withAlertmanager(
       { engine, admit, report, logger, registry: metrics.registry, databaseUp: () => databaseUp },
       withDashboard(
@@ -286,6 +290,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
             (err: unknown) => {
               if (databaseUp) logger.error({ err: (err as Error).message }, "database unreachable");
               databaseUp = false;
+              databaseFault = (err as Error).message.split("; the change was not made")[0]!;
               // Every replica says so, the evaluator's standby included: no one judges meanwhile.
               engine.pauseEvaluation(DATABASE_PAUSE);
             },

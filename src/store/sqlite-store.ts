@@ -4,6 +4,8 @@ import Database from "better-sqlite3";
 import { chainEvent, type AuditEvent, type EventType } from "../domain/audit-chain.js";
 import type { Variant } from "../domain/rollout.js";
 import { MIGRATIONS } from "./migrations.js";
+import { isDomainError } from "../domain/errors.js";
+import { BUSY_TIMEOUT_MS, LOCK_WAIT_MS, checkWritable, writeWithRetry } from "./sqlite-faults.js";
 import { decodeRollout, encodeRollout } from "./rollout-codec.js";
 import type { Commit, EventQuery, Store, StoredRollout, WindowBucketRow, WindowFlush } from "./store.js";
 import { checkVersion, versionRequirement } from "./version-check.js";
@@ -39,8 +41,11 @@ function openDatabase(path: string): Database.Database {
     db = new Database(path);
     db.pragma("journal_mode = WAL");
     db.pragma("synchronous = FULL");
-    db.pragma("busy_timeout = 5000");
+    // Opening may wait for another process's lock; once serving, a busy wait blocks the event
+    // loop, so it is short and writes retry asynchronously (sqlite-faults.ts).
+    db.pragma(`busy_timeout = ${LOCK_WAIT_MS}`);
     migrate(db);
+    db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
     return db;
   } catch (e) {
     db?.close();
@@ -139,6 +144,18 @@ export function openSqliteStore(path: string): Store {
   const ensureOpen = () => {
     if (!open) throw new Error("store is closed");
   };
+  // A write failed on a disk fault: the next ping probes with a real write to see it recover.
+  let faulted = false;
+  const write = async <T>(fn: () => T): Promise<T> => {
+    try {
+      const out = await writeWithRetry(fn);
+      faulted = false;
+      return out;
+    } catch (e) {
+      if (isDomainError(e) && (e.kind === "unavailable" || e.kind === "resource_exhausted")) faulted = true;
+      throw e;
+    }
+  };
 
   return {
     async loadRollouts(): Promise<StoredRollout[]> {
@@ -149,7 +166,7 @@ export function openSqliteStore(path: string): Store {
     },
     async commit(change) {
       ensureOpen();
-      return commitTx(change);
+      return write(() => commitTx(change));
     },
     async listEvents(q: EventQuery) {
       ensureOpen();
@@ -171,7 +188,13 @@ export function openSqliteStore(path: string): Store {
     },
     async flushWindows(flush) {
       ensureOpen();
-      flushTx(flush);
+      await write(() => flushTx(flush));
+    },
+    /** Resolves when the database can be written (for /readyz); rejects with the fault (sqlite-faults.ts). */
+    async ping() {
+      ensureOpen();
+      checkWritable(db, faulted);
+      faulted = false;
     },
     async close() {
       if (!open) return;

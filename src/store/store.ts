@@ -76,4 +76,6 @@ export interface Store {
   flushWindows(flush: WindowFlush): Promise<void>;
   /** Closes the store; later calls fail. */
   close(): Promise<void>;
+  /** Resolves when the database can be written now; rejects (unavailable, resource_exhausted) saying why. For /readyz. */
+  ping?(): Promise<void>;
 }

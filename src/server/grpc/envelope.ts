@@ -75,7 +75,7 @@ export function requestBody(maxBytes: number): RequestBody {
 export function decodeUnary<D extends DescMessage>(schema: D, body: Buffer): MessageShape<D> {
   if (body.length === 0) throw new ConnectError("protocol error: missing input message for unary method", Code.Unimplemented);
   if (body.length < FRAME_HEADER) throw new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument);
-  if ((body[0]! & 1) === 1) throw new ConnectError("received compressed envelope, but do not know how to decompress", Code.Internal);
+  if ((body[0]! & 1) === 1) throw new ConnectError("received compressed envelope, but do not know how to decompress", Code.InvalidArgument);
   const length = body.readUInt32BE(1);
   if (FRAME_HEADER + length > body.length) {
     throw new ConnectError(`protocol error: promised ${length} bytes in enveloped message, got ${body.length - FRAME_HEADER} bytes`, Code.InvalidArgument);
@@ -84,6 +84,7 @@ export function decodeUnary<D extends DescMessage>(schema: D, body: Buffer): Mes
   try {
     return fromBinary(schema, body.subarray(FRAME_HEADER));
   } catch (e) {
-    throw new ConnectError(`parse binary: ${e instanceof Error ? e.message : String(e)}`, Code.Internal);
+    // A request that does not parse is the caller's mistake (connect-node answers the same: request-decode-codes.ts).
+    throw new ConnectError(`parse binary: ${e instanceof Error ? e.message : String(e)}`, Code.InvalidArgument);
   }
 }

@@ -40,11 +40,11 @@ describe("gRPC framing", () => {
     expect(decodeUnary(RouteRequestSchema, frameOf(new Uint8Array(0))).key).toBe("");
   });
 
-  it("refuses malformed bodies with connect's codes and messages", () => {
+  it("refuses malformed bodies with connect's messages; what does not decode is INVALID_ARGUMENT, never INTERNAL", () => {
     const cases: [Buffer, Code, string][] = [
       [Buffer.alloc(0), Code.Unimplemented, "protocol error: missing input message for unary method"],
       [Buffer.from([0, 0, 0]), Code.InvalidArgument, "protocol error: incomplete envelope"],
-      [Buffer.from([1, 0, 0, 0, 0]), Code.Internal, "received compressed envelope, but do not know how to decompress"],
+      [Buffer.from([1, 0, 0, 0, 0]), Code.InvalidArgument, "received compressed envelope, but do not know how to decompress"],
       [Buffer.from([0, 0, 0, 0, 9, 1, 2]), Code.InvalidArgument, "protocol error: promised 9 bytes in enveloped message, got 2 bytes"],
       [Buffer.concat([frameOf(route), frameOf(route)]), Code.Unimplemented, "protocol error: received extra input message for unary method"],
     ];
@@ -53,7 +53,7 @@ describe("gRPC framing", () => {
       expect([e.code, e.rawMessage]).toEqual([code, message]);
     }
     const bad = thrown(() => decodeUnary(RouteRequestSchema, frameOf(new Uint8Array([0xff, 0xff, 0xff]))));
-    expect(bad.code).toBe(Code.Internal);
+    expect(bad.code).toBe(Code.InvalidArgument);
     expect(bad.rawMessage).toMatch(/^parse binary: /);
   });
 });

@@ -1,0 +1,31 @@
+#!/usr/bin/env node
+// `npm run fuzz [-- --cases N --seed S --seconds T]`: the long fuzz run of
+// test/reliability/fuzz.test.ts (default 100,000 cases, seed 20261201, no time limit), its
+// figures appended to bench/FUZZ.md (date, commit, command, cases, findings).
+import { spawnSync } from "node:child_process";
+import { appendFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = fileURLToPath(new URL("..", import.meta.url));
+const arg = (name, def) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i < 0 ? def : process.argv[i + 1];
+};
+const cases = arg("cases", "100000");
+const seed = arg("seed", "20261201");
+const seconds = arg("seconds", "0");
+const summary = join(root, ".cache", "fuzz-summary.json");
+const env = { ...process.env, FUZZ_CASES: cases, FUZZ_SEED: seed, FUZZ_SECONDS: seconds, FUZZ_SUMMARY: summary };
+const build = spawnSync("npx", ["tsc", "-b"], { cwd: root, stdio: "inherit" });
+if (build.status !== 0) process.exit(1);
+const run = spawnSync("npx", ["vitest", "run", "test/reliability/fuzz.test.ts"], { cwd: root, env, stdio: "inherit" });
+const s = existsSync(summary) ? JSON.parse(readFileSync(summary, "utf8")) : undefined;
+const commit = spawnSync("git", ["rev-parse", "--short", "HEAD"], { cwd: root, encoding: "utf8" }).stdout.trim();
+const file = join(root, "bench", "FUZZ.md");
+if (!existsSync(file)) {
+  writeFileSync(file, "# Fuzz runs\n\n`npm run fuzz` (test/reliability/fuzz.test.ts, long): every RPC on both serving paths; see the test's header for the properties.\n\n| date | commit | command | cases | seconds | findings | codes |\n|---|---|---|---|---|---|---|\n");
+}
+const command = `npm run fuzz -- --cases ${cases} --seed ${seed}${seconds !== "0" ? ` --seconds ${seconds}` : ""}`;
+appendFileSync(file, `| ${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC | ${commit} | \`${command}\` | ${s?.cases ?? "?"} | ${s?.seconds ?? "?"} | ${s === undefined ? "run failed" : s.findings} | ${s === undefined ? "" : JSON.stringify(s.codes)} |\n`);
+process.exit(run.status ?? 1);

@@ -1,0 +1,86 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Socket } from "node:net";
+
+/** Most body bytes read and dropped after an HTTP/1.1 request was answered mid-body (8 MiB). */
+export const DRAIN_MAX_BYTES = 8 * 1024 * 1024;
+
+/** Longest a refused HTTP/1.1 request's body is read and dropped before the connection goes. */
+export const DRAIN_MAX_MS = 10_000;
+
+/**
+ * Makes an HTTP/1.1 request answered before its body was read to the end (connect's
+ * `readMaxBytes`: 429 resource_exhausted) read and drop the rest of the body, bounded in bytes
+ * and time, before its connection is closed.
+ *
+ * Without it the socket is closed while the client is still sending: connect stops iterating
+ * an over-long body (a Readable returned early destroys its socket), and node:http destroys the
+ * socket as soon as a `Connection: close` answer is written (Python's urllib always asks for
+ * close). Either way the kernel resets a connection closed with unread bytes, and a client
+ * that sends its whole body before reading (urllib, any client without `Expect: 100-continue`)
+ * gets EPIPE or ECONNRESET instead of the answer. Here the answer is written, the sending half
+ * is closed (FIN), and the rest of the body is read until it ends (then the socket goes) or
+ * passes `maxBytes`/`maxMs` (then it is cut as before) — the "lingering close" of RFC 9112 §9.6.
+ */
+export function drainRefusedBody(req: IncomingMessage, res: ServerResponse, maxBytes = DRAIN_MAX_BYTES, maxMs = DRAIN_MAX_MS): void {
+  if (req.complete) return;
+  const length = req.headers["content-length"];
+  if ((length === undefined || length === "0") && req.headers["transfer-encoding"] === undefined) return;
+  const socket = req.socket as Socket & { destroySoon?: () => void };
+  let started = false;
+  let closeWanted = false;
+  let timer: NodeJS.Timeout | undefined;
+  const restore = () => {
+    // Own properties shadowing the prototype's methods: deleting them restores those.
+    delete (req as { destroy?: unknown }).destroy;
+    delete (socket as { destroySoon?: unknown }).destroySoon;
+  };
+  const cut = () => {
+    clearTimeout(timer);
+    restore();
+    socket.destroy();
+  };
+  const drain = () => {
+    if (started) return;
+    started = true;
+    timer = setTimeout(cut, maxMs);
+    timer.unref();
+    let left = maxBytes;
+    // An async iterator returned early leaves its 'readable' listener: with one attached, the
+    // stream never flows.
+    req.removeAllListeners("readable");
+    req.on("data", (chunk: Buffer) => {
+      left -= chunk.length;
+      if (left < 0) cut();
+    });
+    req.once("end", () => {
+      clearTimeout(timer);
+      restore();
+      if (closeWanted) socket.destroy();
+    });
+    req.resume();
+  };
+  req.destroy = function (err?: Error) {
+    if (err != null || req.complete || socket.destroyed) {
+      restore();
+      return req.destroy(err);
+    }
+    drain();
+    return req;
+  };
+  socket.destroySoon = function () {
+    if (req.complete || socket.destroyed) {
+      restore();
+      return socket.destroySoon?.();
+    }
+    closeWanted = true;
+    socket.end();
+    drain();
+  };
+  res.once("finish", () => {
+    if (req.complete) restore();
+    else drain();
+  });
+  res.once("close", () => {
+    if (!started) restore();
+  });
+}
