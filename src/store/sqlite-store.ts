@@ -2,10 +2,11 @@ import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
 import { chainEvent, type AuditEvent, type EventType } from "../domain/audit-chain.js";
+import { DomainError } from "../domain/errors.js";
 import type { Variant } from "../domain/rollout.js";
 import { MIGRATIONS } from "./migrations.js";
 import { decodeRollout, encodeRollout } from "./rollout-codec.js";
-import type { Commit, EventQuery, Store, StoredRollout, WindowBucketRow, WindowFlush } from "./store.js";
+import type { Commit, CommitResult, EventQuery, Store, StoredRollout, WindowBucketRow, WindowFlush } from "./store.js";
 import { checkVersion, versionRequirement } from "./version-check.js";
 
 interface EventRow {
@@ -127,6 +128,19 @@ export function openSqliteStore(path: string): Store {
     });
   });
 
+  // Called inside commitManyTx, commitTx runs as a savepoint (better-sqlite3 nests transactions
+  // that way): a refused change is rolled back alone, the group goes on.
+  const commitManyTx = db.transaction((changes: readonly Commit[]): CommitResult[] =>
+    changes.map((change): CommitResult => {
+      try {
+        return { events: commitTx(change) };
+      } catch (e) {
+        if (e instanceof DomainError) return { error: e };
+        throw e;
+      }
+    }),
+  );
+
   const flushTx = db.transaction((flush: WindowFlush) => {
     for (const c of flush.cleared) st.deleteVariantBuckets.run(c.rollout, c.variant);
     for (const b of flush.buckets) st.putBucket.run(b.rollout, b.variant, b.startMs, Buffer.from(b.data.buffer, b.data.byteOffset, b.data.byteLength));
@@ -150,6 +164,10 @@ export function openSqliteStore(path: string): Store {
     async commit(change) {
       ensureOpen();
       return commitTx(change);
+    },
+    async commitMany(changes) {
+      ensureOpen();
+      return commitManyTx(changes);
     },
     async listEvents(q: EventQuery) {
       ensureOpen();
