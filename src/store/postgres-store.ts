@@ -6,7 +6,7 @@ import { POSTGRES_MIGRATIONS } from "./postgres-migrations.js";
 import { redactUrl } from "./redact-url.js";
 import { decodeRollout, encodeRollout } from "./rollout-codec.js";
 import type { Commit, CommitResult, EventQuery, Store, StoredRollout, WindowBucketRow, WindowFlush } from "./store.js";
-import { checkVersion, versionRequirement } from "./version-check.js";
+import { checkVersion, dependencyRefused, versionRequirement } from "./version-check.js";
 
 export { redactUrl } from "./redact-url.js";
 
@@ -157,6 +157,10 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
     return transaction(async (c) => {
       const results: CommitResult[] = [];
       for (const change of changes) {
+        if (change.dependsOn !== undefined && results[change.dependsOn]?.error !== undefined) {
+          results.push({ error: dependencyRefused(change) });
+          continue;
+        }
         await c.query("SAVEPOINT change");
         try {
           results.push({ events: await applyChange(c, change) });

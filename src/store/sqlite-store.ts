@@ -7,7 +7,7 @@ import type { Variant } from "../domain/rollout.js";
 import { MIGRATIONS } from "./migrations.js";
 import { decodeRollout, encodeRollout } from "./rollout-codec.js";
 import type { Commit, CommitResult, EventQuery, Store, StoredRollout, WindowBucketRow, WindowFlush } from "./store.js";
-import { checkVersion, versionRequirement } from "./version-check.js";
+import { checkVersion, dependencyRefused, versionRequirement } from "./version-check.js";
 
 interface EventRow {
   seq: bigint;
@@ -130,16 +130,22 @@ export function openSqliteStore(path: string): Store {
 
   // Called inside commitManyTx, commitTx runs as a savepoint (better-sqlite3 nests transactions
   // that way): a refused change is rolled back alone, the group goes on.
-  const commitManyTx = db.transaction((changes: readonly Commit[]): CommitResult[] =>
-    changes.map((change): CommitResult => {
-      try {
-        return { events: commitTx(change) };
-      } catch (e) {
-        if (e instanceof DomainError) return { error: e };
-        throw e;
+  const commitManyTx = db.transaction((changes: readonly Commit[]): CommitResult[] => {
+    const results: CommitResult[] = [];
+    for (const change of changes) {
+      if (change.dependsOn !== undefined && results[change.dependsOn]?.error !== undefined) {
+        results.push({ error: dependencyRefused(change) });
+        continue;
       }
-    }),
-  );
+      try {
+        results.push({ events: commitTx(change) });
+      } catch (e) {
+        if (!(e instanceof DomainError)) throw e;
+        results.push({ error: e });
+      }
+    }
+    return results;
+  });
 
   const flushTx = db.transaction((flush: WindowFlush) => {
     for (const c of flush.cleared) st.deleteVariantBuckets.run(c.rollout, c.variant);

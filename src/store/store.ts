@@ -20,6 +20,12 @@ export interface Commit {
    * naming the stored version.
    */
   readonly expectedVersion?: number;
+  /**
+   * In a group commit (Store.commitMany): the index of an earlier change of the group that this
+   * one was computed from. When that one is refused, so is this one (`aborted`): its version
+   * might match another writer's, but the state it was built on never existed.
+   */
+  readonly dependsOn?: number;
 }
 
 /** One change's outcome in a group commit: its appended events, or the DomainError that refused it. */

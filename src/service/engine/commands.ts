@@ -7,6 +7,7 @@ import type { Rollout, RolloutSpec } from "../../domain/rollout.js";
 import { compileRoutes } from "../../domain/routing.js";
 import { clear, resizeWindow } from "../../domain/sliding-window.js";
 import type { Commit, CommitResult, Store, StoredRollout } from "../../store/store.js";
+import { dependencyRefused } from "../../store/version-check.js";
 import type { Caller } from "../engine.js";
 import { auditEvent } from "./audit-snapshots.js";
 import { newEntry, type EngineState, type Entry } from "./entries.js";
@@ -26,12 +27,21 @@ import { healthView } from "./health-view.js";
  */
 export interface Staged<T> {
   readonly commit: Commit;
+  /** Marks this change; `failed` turns true when the store refuses it or its group fails. */
+  readonly link: Link;
+  /** The staged change this one was computed from, if any: when that one fails, so does this one. */
+  readonly basis?: Link;
   /** Called in queue order once its group has committed: makes it visible and logs it; returns the caller's answer. */
   applied(events: AuditEvent[]): T;
   /** Called after every `applied` of the group and the log flush: tells watchers. */
   publish(): void;
   /** Called when the store refused it or its group's commit failed: nothing of it may stay. */
   failed(): void;
+}
+
+/** One staged change's fate, shared with the changes computed from it. */
+export interface Link {
+  failed: boolean;
 }
 
 /** What a prepare step returns: a change to commit, an answer now, or "again once this has settled". */
@@ -82,19 +92,36 @@ export function createChangeQueue(store: Store, flushLog?: () => void): ChangeQu
     });
   }
 
-  async function commitGroup(items: readonly Queued[]): Promise<void> {
+  async function commitGroup(queued: readonly Queued[]): Promise<void> {
+    const settle: (() => void)[] = [];
+    // A change computed from one that failed in an earlier group fails too, unsent.
+    const items: Queued[] = [];
+    for (const q of queued) {
+      if (q.staged.basis?.failed !== true) {
+        items.push(q);
+        continue;
+      }
+      q.staged.link.failed = true;
+      q.staged.failed();
+      settle.push(() => q.reject(dependencyRefused(q.staged.commit)));
+    }
+    const index = new Map<Link, number>(items.map((q, k) => [q.staged.link, k]));
+    const changes = items.map(({ staged }): Commit => {
+      const on = staged.basis === undefined ? undefined : index.get(staged.basis);
+      return on === undefined ? staged.commit : { ...staged.commit, dependsOn: on };
+    });
     let results: CommitResult[] | undefined;
     let failure: unknown;
     try {
-      results = await store.commitMany(items.map((i) => i.staged.commit));
+      results = changes.length === 0 ? [] : await store.commitMany(changes);
     } catch (e) {
       failure = e;
     }
-    const settle: (() => void)[] = [];
     for (let k = 0; k < items.length; k++) {
       const { staged, resolve, reject } = items[k]!;
       const r = results?.[k];
       if (r === undefined || r.error !== undefined) {
+        staged.link.failed = true;
         staged.failed();
         const err = r?.error ?? failure;
         settle.push(() => reject(err));
@@ -306,6 +333,7 @@ interface Pending {
   readonly reshapes: boolean;
   /** Resolves once it is applied or has failed. */
   readonly settled: Promise<void>;
+  readonly link: Link;
 }
 
 /** Returns the rollout commands over the engine's state, run through `queue`. */
@@ -323,28 +351,35 @@ export function createRolloutCommands(state: EngineState, queue: ChangeQueue): R
     return { entry: e, rollout: e?.rollout, pending: undefined };
   }
 
-  /** Records a staged change as pending; returns the call that forgets it (once applied or failed). */
-  function stage(name: string, entry: Entry, rollout: Rollout | undefined, reshapes: boolean): () => void {
+  /**
+   * Records a staged change as pending, computed from `basis` (the change pending before it, if
+   * any); returns its link, its basis's, and the call that forgets it (once applied or failed).
+   */
+  function stage(name: string, entry: Entry, rollout: Rollout | undefined, reshapes: boolean, basis: Pending | undefined) {
     let done: () => void = () => undefined;
-    const p: Pending = { entry, rollout, reshapes, settled: new Promise<void>((resolve) => (done = resolve)) };
+    const link: Link = { failed: false };
+    const p: Pending = { entry, rollout, reshapes, settled: new Promise<void>((resolve) => (done = resolve)), link };
     pending.set(name, p);
-    return () => {
+    const forget = () => {
       if (pending.get(name) === p) pending.delete(name);
       done();
     };
+    return { link, ...(basis === undefined ? {} : { basis: basis.link }), failed: forget, forget };
   }
 
   return {
     create(spec, caller) {
       return queue.staged((): Prepared<Rollout> => {
-        if (current(spec.name).rollout !== undefined) throw new DomainError("already_exists", `rollout "${spec.name}" already exists`);
+        const { rollout: existing, pending: p } = current(spec.name);
+        if (existing !== undefined) throw new DomainError("already_exists", `rollout "${spec.name}" already exists`);
         const now = clock.now();
         const r = machine.createRollout(spec, { name: caller.actor, now });
         const e = newEntry(clock, r);
         const summary = `created: ${r.canaryVersion} over ${r.stableVersion}, ${r.steps.length} steps, weight ${r.weightBp} bp`;
-        const forget = stage(r.name, e, r, false);
+        const { forget, ...marks } = stage(r.name, e, r, false, p);
         let events: AuditEvent[] = [];
         return {
+          ...marks,
           commit: { put: r, expectedVersion: 0, events: [auditEvent(r, "created", caller, summary, healthView(e, now), now)] },
           applied(appended) {
             forget();
@@ -357,7 +392,6 @@ export function createRolloutCommands(state: EngineState, queue: ChangeQueue): R
             feeds.publishEvents(events);
             if (entries.get(r.name) === e) feeds.publishHealth(healthView(e, clock.now()));
           },
-          failed: forget,
         };
       });
     },
@@ -375,9 +409,10 @@ export function createRolloutCommands(state: EngineState, queue: ChangeQueue): R
         if (t.unchanged === true) return p === undefined ? { answer: cur } : { after: p.settled };
         const next = t.rollout;
         const event = auditEvent(next, t.type, caller, t.summary, healthView({ ...e, rollout: next }, now), now);
-        const forget = stage(name, e, next, reshapes(cur, next));
+        const { forget, ...marks } = stage(name, e, next, reshapes(cur, next), p);
         let events: AuditEvent[] = [];
         return {
+          ...marks,
           commit: { put: next, expectedVersion: cur.version, events: [event] },
           applied(appended) {
             forget();
@@ -390,7 +425,6 @@ export function createRolloutCommands(state: EngineState, queue: ChangeQueue): R
             feeds.publishEvents(events);
             if (entries.get(name) === e) feeds.publishHealth(healthView(e, clock.now()));
           },
-          failed: forget,
         };
       });
     },
@@ -404,9 +438,10 @@ export function createRolloutCommands(state: EngineState, queue: ChangeQueue): R
         const now = clock.now();
         const last = healthView({ ...e, rollout: cur }, now);
         const event = auditEvent(cur, "deleted", caller, `deleted at ${cur.stage} (version ${cur.version})`, last, now);
-        const forget = stage(name, e, undefined, false);
+        const { forget, ...marks } = stage(name, e, undefined, false, p);
         let events: AuditEvent[] = [];
         return {
+          ...marks,
           commit: { remove: name, expectedVersion: cur.version, events: [event] },
           applied(appended) {
             forget();
@@ -419,7 +454,6 @@ export function createRolloutCommands(state: EngineState, queue: ChangeQueue): R
             feeds.publishEvents(events);
             feeds.publishDeleted(last);
           },
-          failed: forget,
         };
       });
     },
