@@ -99,6 +99,16 @@ export function mergeSketchBins(into: LatencySketch, from: LatencySketch, weight
   // A running sum keeps no count of its own: look at its bins.
   if (b.store.count === 0 && b.zeroCount === 0) return;
   const st = b.store;
+  if (weight === 1 && a.store.bins.length === 0 && st.bins.length > 0) {
+    // Into an empty store: copy the bins whole rather than growing the range key by key.
+    a.store.bins = st.bins.slice();
+    a.store.offset = st.offset;
+    a.store.minKey = st.minKey;
+    a.store.maxKey = st.maxKey;
+    a.store.count = st.count;
+    a.zeroCount += b.zeroCount;
+    return;
+  }
   for (let key = st.minKey; key <= st.maxKey; key++) {
     const c = st.bins[key - st.offset] ?? 0;
     if (c > 0) a.store.add(key, weight * c);
