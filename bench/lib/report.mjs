@@ -234,6 +234,24 @@ export function targets(R) {
       });
     }
   }
+  if (R.durability?.ok) {
+    const d = R.durability.value;
+    for (const c of [1, 8]) {
+      const ratio = mmm(d.head[`ratio${c}`]);
+      const v = c === 8 ? verdict(ratio.median, 0.5, ">=") : undefined;
+      const base = d.baseline === undefined ? "" : `; the baseline build: ${mmm(d.baseline[`ratio${c}`]).median.toFixed(2)}× (${fmt(mmm(d.baseline[c]).median)}/s)`;
+      add({
+        id: c === 1 ? "7d" : "7e",
+        name: `Durability in the engine (no network): SetWeight/s, ${c} caller${c === 1 ? "" : "s"}, ÷ the same process's SQLite floor`,
+        measured: range(mmm(d.head[c]), (x) => `${fmt(x)}/s`),
+        baseline: `SQLite floor, same round${base}`,
+        ratio: `${ratio.median.toFixed(2)}× floor (${ratio.min.toFixed(2)}–${ratio.max.toFixed(2)})`,
+        goal: c === 8 ? "≥ 0.5× floor" : "reported",
+        result: v === undefined ? "reported" : v.text,
+        met: v === undefined ? true : v.met,
+      });
+    }
+  }
   return rows;
 }
 
