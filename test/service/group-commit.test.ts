@@ -20,7 +20,7 @@ interface Env {
   base: Store;
   groups: Commit[][];
   /** Set to make the next commitMany wait for it (or fail with it). */
-  gate: { hold?: Promise<void>; fail?: Error };
+  gate: { hold?: Promise<void> | undefined; fail?: Error | undefined };
   logLines: string[];
   flushes: number[];
 }
@@ -192,9 +192,16 @@ describe("group commit", () => {
   it("answers an unchanged transition from committed state only; create and delete of one name in one group", async () => {
     const t = await env();
     await t.engine.create(specFixture(), caller);
-    const [a, same] = await Promise.all([t.engine.change("checkout", caller, to(600)), t.engine.change("checkout", caller, to(600))]);
+    const [a, same, later] = await Promise.all([
+      t.engine.change("checkout", caller, to(600)),
+      t.engine.change("checkout", caller, to(600)),
+      t.engine.change("checkout", caller, to(700)),
+    ]);
     expect(a.version).toBe(2);
-    expect(same.version).toBe(2);
+    // Unchanged once the first has committed, and answered before the change after it is prepared.
+    expect(same).toMatchObject({ version: 2, weightBp: 600 });
+    expect(later).toMatchObject({ version: 3, weightBp: 700 });
+    expect(t.engine.get("checkout").weightBp).toBe(700);
     const [, gone, again] = await Promise.all([
       t.engine.change("checkout", caller, to(900)),
       t.engine.delete("checkout", caller),
@@ -204,7 +211,7 @@ describe("group commit", () => {
     expect(again.version).toBe(1);
     expect(t.engine.get("checkout")).toMatchObject({ version: 1, weightBp: 500 });
     const chain = await t.base.listEvents({ rollout: "checkout", afterSeq: 0, limit: 20 });
-    expect(chain.map((e) => e.type)).toEqual(["created", "weight_changed", "weight_changed", "deleted", "created"]);
+    expect(chain.map((e) => e.type)).toEqual(["created", "weight_changed", "weight_changed", "weight_changed", "deleted", "created"]);
     expect(verifyChain(chain).ok).toBe(true);
   });
 });

@@ -159,12 +159,14 @@ export function createChangeQueue(store: Store, flushLog?: () => void): ChangeQu
     staged<T>(prepare: () => Prepared<T>): Promise<T> {
       return new Promise<T>((resolve, reject) => {
         inOrder(async () => {
-          const p = prepare();
-          if ("answer" in p) return resolve(p.answer);
-          if ("after" in p) {
-            void p.after.then(() => queue.staged(prepare).then(resolve, reject));
-            return;
+          let p = prepare();
+          // Waits in its place in the queue (the change it waits for commits on its own), so
+          // that later changes are still prepared after this one.
+          while ("after" in p) {
+            await p.after;
+            p = prepare();
           }
+          if ("answer" in p) return resolve(p.answer);
           group.push({ staged: p, resolve: resolve as (v: unknown) => void, reject });
           if (running === undefined && !scheduled) {
             // After this turn's I/O callbacks: the changes that arrive with it join the group.
