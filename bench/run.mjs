@@ -5,7 +5,7 @@
 // and rewrites bench/RESULTS.md, bench/results.json and bench/route-throughput.svg.
 //
 // Flags: --quick   one short round of everything, printed only (RESULTS.md left alone)
-//        --only=route,bucketing,batch,ingest,watch,scale,local,ofrep,otel,replicas,connect   a subset, printed only
+//        --only=route,bucketing,batch,ingest,watch,scale,merge,durability,local,ofrep,otel,replicas,connect   a subset, printed only
 //        --otel-baseline=<tree>   with --only=otel: also a server from <tree>/dist (another build)
 import { execFileSync, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -15,6 +15,8 @@ import { bucketingCase } from "./cases/bucketing.mjs";
 import { connectCase } from "./cases/connect.mjs";
 import { ingestCase } from "./cases/ingest.mjs";
 import { localMemoryCase, localRouteCase, propagationCase } from "./cases/local.mjs";
+import { durabilityCase } from "./cases/durability.mjs";
+import { mergeCase } from "./cases/merge.mjs";
 import { ofrepCase } from "./cases/ofrep.mjs";
 import { replicasCase } from "./cases/replicas.mjs";
 import { otelCase } from "./cases/otel.mjs";
@@ -123,6 +125,8 @@ await runCase("scale", "6-7. Scale and durability", () =>
   scaleCase({ idleSeconds: config.idleSeconds, trafficSeconds: config.trafficSeconds, rounds: Math.max(rounds, 3), trafficRate: config.trafficRate, log }),
 );
 await runCase("windowBound", "6. Window memory bound", () => windowBoundCase({ log }));
+await runCase("durability", "7. Durable changes in the engine vs the SQLite floor", () => durabilityCase({ rounds: Math.max(rounds, 3), seconds: quick ? 1 : 2, log }));
+await runCase("merge", "6. Health merge: closed-bucket cache vs every bucket", () => mergeCase({ rounds: Math.max(rounds, 5) * 2, calls: quick ? 500 : 2000, log }));
 await runCase("local", "8. Local evaluation: decisions", () => localRouteCase({ rounds: Math.max(rounds, 3), calls: config.bucketingCalls * 3, remoteSeconds: config.routeSeconds, log }));
 await runCase("localMemory", "8. Local evaluation: client memory", () => localMemoryCase({ log }));
 await runCase("localPropagation", "8. Local evaluation: WatchRoutes propagation", () =>

@@ -21,6 +21,8 @@ function probe(rg) {
       if (!line.startsWith('{"probe"')) return;
       clearTimeout(timer);
       lines.close();
+      // close() pauses the stream: keep reading the server's log, or its writes stall once the pipe is full.
+      rg.child.stdout.resume();
       resolve(JSON.parse(line).probe);
     });
     rg.child.kill("SIGUSR2");

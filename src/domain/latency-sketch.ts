@@ -86,6 +86,47 @@ export function mergeSketch(into: LatencySketch, from: LatencySketch): void {
   if (b.max > a.max) a.max = b.max;
 }
 
+/**
+ * Adds (`weight` 1) or takes away (-1) `from`'s bins and zero count in `into`, leaving its
+ * count, sum, min and max alone: a running sum of several sketches' bins that can also lose one
+ * (sliding-window.ts keeps the closed buckets' bins that way). Counts are integers, so taking away
+ * what was added is exact. Only for such sums, read through mergeSketchBins into a sketch whose
+ * summary comes from mergeSketchSummary.
+ */
+export function mergeSketchBins(into: LatencySketch, from: LatencySketch, weight: 1 | -1): void {
+  const a = impl(into);
+  const b = impl(from);
+  // A running sum keeps no count of its own: look at its bins.
+  if (b.store.count === 0 && b.zeroCount === 0) return;
+  const st = b.store;
+  if (weight === 1 && a.store.bins.length === 0 && st.bins.length > 0) {
+    // Into an empty store: copy the bins whole rather than growing the range key by key.
+    a.store.bins = st.bins.slice();
+    a.store.offset = st.offset;
+    a.store.minKey = st.minKey;
+    a.store.maxKey = st.maxKey;
+    a.store.count = st.count;
+    a.zeroCount += b.zeroCount;
+    return;
+  }
+  for (let key = st.minKey; key <= st.maxKey; key++) {
+    const c = st.bins[key - st.offset] ?? 0;
+    if (c > 0) a.store.add(key, weight * c);
+  }
+  a.zeroCount += weight * b.zeroCount;
+}
+
+/** Adds `from`'s count, sum, min and max into `into` (its bins: mergeSketchBins); mergeSketch is both. */
+export function mergeSketchSummary(into: LatencySketch, from: LatencySketch): void {
+  const a = impl(into);
+  const b = impl(from);
+  if (b.count === 0) return;
+  a.count += b.count;
+  a.sum += b.sum;
+  if (b.min < a.min) a.min = b.min;
+  if (b.max > a.max) a.max = b.max;
+}
+
 /** Returns the value at quantile `q` (0..1), or NaN when the sketch is empty. */
 export function sketchQuantile(s: LatencySketch, q: number): number {
   return impl(s).getValueAtQuantile(q);

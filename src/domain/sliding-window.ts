@@ -1,4 +1,14 @@
-import { addLatency, createSketch, decodeSketch, encodeSketch, mergeSketch, sketchCount, type LatencySketch } from "./latency-sketch.js";
+import {
+  addLatency,
+  createSketch,
+  decodeSketch,
+  encodeSketch,
+  mergeSketch,
+  mergeSketchBins,
+  mergeSketchSummary,
+  sketchCount,
+  type LatencySketch,
+} from "./latency-sketch.js";
 import type { OutcomeSample } from "./outcome.js";
 
 /**
@@ -117,6 +127,23 @@ interface Bucket {
   metrics: Map<string, MutableMetric> | undefined;
   lastOutcomeAt: number;
   dirty: boolean;
+  /** Bumped whenever the bucket's contents change (the closed-bucket cache checks it). */
+  stamp: number;
+}
+
+/**
+ * The merged bins of a window's closed buckets (those before the current one), kept between
+ * aggregates so that one merges the open bucket onto it instead of every bucket's sketch: a
+ * bucket is added once when it is first seen closed and taken away once when it has left the
+ * window (bins are integer counts: exact). A member whose contents changed since it was added
+ * (a late outcome, a restore) makes it start again from scratch.
+ */
+interface ClosedBins {
+  readonly bins: LatencySketch;
+  /** Each bucket summed, with its stamp when it was added and the last aggregate that saw it. */
+  readonly members: Map<Bucket, { readonly stamp: number; seen: number }>;
+  /** Aggregates counted, to tell the members a pass did not see. */
+  pass: number;
 }
 
 interface Ring extends SlidingWindow {
@@ -127,6 +154,7 @@ interface Ring extends SlidingWindow {
   /** Set by clear and resize: the stored buckets of this window must be deleted. */
   cleared: boolean;
   cache: { version: number; current: number; oldest: number; future: boolean; aggregate: WindowAggregate } | undefined;
+  closed: ClosedBins | undefined;
 }
 
 const ring = (w: SlidingWindow): Ring => w as Ring;
@@ -150,12 +178,13 @@ export function createWindow(windowMs: number, intervalMs: number): SlidingWindo
     lastOutcomeAt: undefined,
     cleared: false,
     cache: undefined,
+    closed: undefined,
   };
   return w;
 }
 
 function newBucket(index: number): Bucket {
-  return { index, count: 0, errors: 0, invariantViolations: 0, latency: createSketch(), metrics: undefined, lastOutcomeAt: 0, dirty: false };
+  return { index, count: 0, errors: 0, invariantViolations: 0, latency: createSketch(), metrics: undefined, lastOutcomeAt: 0, dirty: false, stamp: 0 };
 }
 
 function slotOf(r: Ring, index: number): number {
@@ -202,6 +231,7 @@ export function record(w: SlidingWindow, sample: OutcomeSample, now: number): bo
   if (t > b.lastOutcomeAt) b.lastOutcomeAt = t;
   if (r.lastOutcomeAt === undefined || t > r.lastOutcomeAt) r.lastOutcomeAt = t;
   b.dirty = true;
+  b.stamp++;
   r.version++;
   return true;
 }
@@ -240,6 +270,22 @@ export function aggregate(w: SlidingWindow, now: number): WindowAggregate {
   if (c !== undefined && c.version === r.version && c.oldest >= firstLive && (current === c.current || (current > c.current && !c.future))) {
     return c.aggregate;
   }
+  return merge(r, now, true);
+}
+
+/**
+ * Returns what aggregate returns, computed by merging every live bucket's sketch, without the
+ * closed-bucket cache (and without reading or changing either cache): for the tests that hold
+ * the two equal, and for the bench.
+ */
+export function aggregateUncached(w: SlidingWindow, now: number): WindowAggregate {
+  return merge(ring(w), now, false);
+}
+
+/** Merges the live buckets at `now` (see aggregate): the bins of closed buckets from their cache when `cached`. */
+function merge(r: Ring, now: number, cached: boolean): WindowAggregate {
+  const current = Math.floor(now / r.bucketMs);
+  const firstLive = current - r.bucketCount;
 
   let count = 0;
   let errors = 0;
@@ -251,6 +297,14 @@ export function aggregate(w: SlidingWindow, now: number): WindowAggregate {
   let buckets: BucketCounts[] | undefined;
   // A bucket ahead of `now` exists only when outcomes were recorded at a later `now`.
   let future = false;
+  // With the cache: the closed buckets' bins come from it, the open bucket's are merged onto
+  // them, and count, sum, min and max are added bucket by bucket in slot order as mergeSketch
+  // does, so that the result is the uncached one exactly.
+  let closed = cached ? (r.closed ??= newClosedBins()) : undefined;
+  let stale = false;
+  const pass = closed === undefined ? 0 : ++closed.pass;
+  let sketches: LatencySketch[] | undefined;
+  let open: LatencySketch[] | undefined;
   const slots = r.slots;
   if (slots !== undefined) {
     for (let i = 0; i < slots.length; i++) {
@@ -268,10 +322,43 @@ export function aggregate(w: SlidingWindow, now: number): WindowAggregate {
       invariantViolations += b.invariantViolations;
       if (b.index < oldest) oldest = b.index;
       (buckets ??= []).push({ startMs: b.index * r.bucketMs, endMs: (b.index + 1) * r.bucketMs, count: b.count, errors: b.errors });
-      if (sketchCount(b.latency) > 0) mergeSketch((latency ??= createSketch()), b.latency);
       if (b.metrics !== undefined) metrics = mergeMetrics(metrics, b.metrics);
+      if (sketchCount(b.latency) === 0) continue;
+      if (closed === undefined) {
+        mergeSketch((latency ??= createSketch()), b.latency);
+        continue;
+      }
+      (sketches ??= []).push(b.latency);
+      if (b.index === current) {
+        (open ??= []).push(b.latency);
+        continue;
+      }
+      const m = closed.members.get(b);
+      if (m === undefined) {
+        mergeSketchBins(closed.bins, b.latency, 1);
+        closed.members.set(b, { stamp: b.stamp, seen: pass });
+      } else if (m.stamp !== b.stamp) stale = true;
+      else m.seen = pass;
     }
     if (occupied === 0) r.slots = undefined;
+  }
+  if (closed !== undefined) {
+    // Buckets that have left the window (or the ring) since the last pass are taken away.
+    for (const [b, m] of closed.members) {
+      if (m.seen === pass) continue;
+      if (m.stamp !== b.stamp) stale = true;
+      if (stale) break;
+      mergeSketchBins(closed.bins, b.latency, -1);
+      closed.members.delete(b);
+    }
+    if (stale) closed = r.closed = rebuildClosedBins(r, current, firstLive);
+    if (r.slots === undefined) r.closed = undefined;
+    if (sketches !== undefined) {
+      latency = createSketch();
+      mergeSketchBins(latency, closed.bins, 1);
+      for (const s of open ?? []) mergeSketchBins(latency, s, 1);
+      for (const s of sketches) mergeSketchSummary(latency, s);
+    }
   }
   const base: WindowAggregate =
     count === 0 || buckets === undefined
@@ -280,6 +367,21 @@ export function aggregate(w: SlidingWindow, now: number): WindowAggregate {
   const result = r.lastOutcomeAt === undefined ? base : { ...base, lastOutcomeAt: r.lastOutcomeAt };
   r.cache = { version: r.version, current, oldest, future, aggregate: result };
   return result;
+}
+
+function newClosedBins(): ClosedBins {
+  return { bins: createSketch(), members: new Map(), pass: 0 };
+}
+
+/** Returns the closed-bucket cache built afresh from the live closed buckets. */
+function rebuildClosedBins(r: Ring, current: number, firstLive: number): ClosedBins {
+  const closed = newClosedBins();
+  for (const b of r.slots ?? []) {
+    if (b === undefined || b.index < firstLive || b.index >= current || sketchCount(b.latency) === 0) continue;
+    mergeSketchBins(closed.bins, b.latency, 1);
+    closed.members.set(b, { stamp: b.stamp, seen: closed.pass });
+  }
+  return closed;
 }
 
 function mergeMetrics(into: Map<string, MutableMetric> | undefined, from: ReadonlyMap<string, MutableMetric>): Map<string, MutableMetric> {
@@ -308,6 +410,7 @@ export function clear(w: SlidingWindow): void {
   r.cleared = true;
   r.version++;
   r.cache = undefined;
+  r.closed = undefined;
 }
 
 /**
@@ -415,6 +518,7 @@ export function restoreBuckets(w: SlidingWindow, snapshots: readonly BucketSnaps
   if (restored > 0) {
     r.version++;
     r.cache = undefined;
+    r.closed = undefined;
   }
   return { restored, expired, corrupt };
 }
@@ -460,6 +564,7 @@ interface Decoded {
 }
 
 function mergeInto(b: Bucket, d: Decoded): void {
+  b.stamp++;
   b.count += d.count;
   b.errors += d.errors;
   b.invariantViolations += d.invariantViolations;

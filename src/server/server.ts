@@ -23,6 +23,7 @@ import { createGrpcFastPath } from "./grpc-fast-path.js";
 import { withCanonicalGrpcMessage } from "./grpc/grpc-message.js";
 import { createHealthStatus } from "./grpc-health.js";
 import { withHttpEndpoints } from "./http-endpoints.js";
+import { createLogDestination } from "./log-destination.js";
 import { withMediaTypeHint } from "./media-types.js";
 import { createMetrics, type Metrics } from "./metrics.js";
 import { createNotifyMetrics } from "./notify-metrics.js";
@@ -85,7 +86,9 @@ export interface RunningServer {
  * then opens the store and loads state; /readyz and the rollgate services answer only after.
  */
 export async function startServer(config: ServerConfig, deps: ServerDeps = {}): Promise<RunningServer> {
-  const baseLogger = deps.logger ?? pino({ level: config.logLevel, base: { service: "rollgate" } });
+  // Lines are gathered and written once per event-loop turn; changes' lines are written out before they are answered (log-destination.ts).
+  const logDestination = deps.logger === undefined ? createLogDestination() : undefined;
+  const baseLogger = deps.logger ?? pino({ level: config.logLevel, base: { service: "rollgate" } }, logDestination);
   // Several replicas share a PostgreSQL database: each log line and metric says which one.
   const multiReplica = config.database.kind === "postgres";
   const logger = multiReplica ? baseLogger.child({ replica: config.replicaId }) : baseLogger;
@@ -113,6 +116,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     clock,
     logger,
     observer: metrics.engine,
+    ...(logDestination === undefined ? {} : { flushLog: logDestination.flushSync }),
     ...(multiReplica ? { onEventGap: () => fillEventGap?.() } : {}),
   });
   const served = [DecisionService.typeName, RolloutService.typeName];

@@ -82,6 +82,12 @@ export interface EngineOptions {
    * other writers' events it has not read yet; the caller should `reconcile` soon.
    */
   readonly onEventGap?: () => void;
+  /**
+   * Writes out the log lines buffered so far, synchronously (the server's asynchronous log
+   * destination): called after the lines of committed changes and decisions and before they
+   * are answered or published, so that a crash cannot lose a line whose change was seen.
+   */
+  readonly flushLog?: () => void;
 }
 
 /**
@@ -185,9 +191,10 @@ export function createEngine(opts: EngineOptions): Engine {
     entries: new Map(),
     unflushed: new Set(),
     feeds: createFeeds(observer, opts.onEventGap),
+    flushLog: opts.flushLog ?? (() => undefined),
   };
   const { store, clock, logger, feeds } = state;
-  const queue = createChangeQueue();
+  const queue = createChangeQueue(store, state.flushLog);
   const commands = createRolloutCommands(state, queue);
   const windows = createWindows(state);
 

@@ -5,8 +5,8 @@ import type { Variant } from "../domain/rollout.js";
 import { POSTGRES_MIGRATIONS } from "./postgres-migrations.js";
 import { redactUrl } from "./redact-url.js";
 import { decodeRollout, encodeRollout } from "./rollout-codec.js";
-import type { Commit, EventQuery, Store, StoredRollout, WindowBucketRow, WindowFlush } from "./store.js";
-import { checkVersion, versionRequirement } from "./version-check.js";
+import type { Commit, CommitResult, EventQuery, Store, StoredRollout, WindowBucketRow, WindowFlush } from "./store.js";
+import { checkVersion, dependencyRefused, versionRequirement } from "./version-check.js";
 
 export { redactUrl } from "./redact-url.js";
 
@@ -160,110 +160,138 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
   const transaction = <T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> => inTransaction(pool, fn);
 
   async function commitTx(change: Commit): Promise<AuditEvent[]> {
+    return transaction((c) => applyChange(c, change));
+  }
+
+  /** Group commit (Store.commitMany): each change in its own savepoint of one transaction. */
+  async function commitManyTx(changes: readonly Commit[]): Promise<CommitResult[]> {
     return transaction(async (c) => {
-      // Lock order: chain head first, then the rollout row, in every transaction.
-      let seq = 0;
-      if (change.events.length > 0) {
-        const head = await c.query<{ seq: string }>({ name: "head", text: "SELECT seq FROM chain_head WHERE id = 1 FOR UPDATE" });
-        seq = Number(head.rows[0]?.seq ?? 0);
-      }
-      const req = versionRequirement(change);
-      if (change.put !== undefined) {
-        const r = change.put;
-        const row = [r.name, r.version, encodeRollout(r), r.updatedAt];
-        const done =
-          req?.exact === 0
-            ? await c.query({
-                name: "insert-rollout",
-                text: "INSERT INTO rollouts (name, version, data, updated_at) VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING",
-                values: row,
-              })
-            : req?.exact !== undefined
-              ? await c.query({
-                  name: "update-rollout-at",
-                  text: "UPDATE rollouts SET version = $2, data = $3, updated_at = $4 WHERE name = $1 AND version = $5",
-                  values: [...row, req.exact],
-                })
-              : await c.query({
-                  // Conditional on the stored version, evaluated on the row as it is once any
-                  // concurrent writer's transaction has ended.
-                  name: "upsert-rollout",
-                  text:
-                    "INSERT INTO rollouts (name, version, data, updated_at) VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO UPDATE " +
-                    "SET version = excluded.version, data = excluded.data, updated_at = excluded.updated_at WHERE rollouts.version < excluded.version",
-                  values: row,
-                });
-        if (done.rowCount !== 1 && req !== undefined) {
-          checkVersion(req, await storedVersion(c, r.name));
-          throw new Error(`rollout "${r.name}" was not written`);
+      const results: CommitResult[] = [];
+      for (const change of changes) {
+        if (change.dependsOn !== undefined && results[change.dependsOn]?.error !== undefined) {
+          results.push({ error: dependencyRefused(change) });
+          continue;
+        }
+        await c.query("SAVEPOINT change");
+        try {
+          results.push({ events: await applyChange(c, change) });
+          await c.query("RELEASE SAVEPOINT change");
+        } catch (e) {
+          if (!(e instanceof DomainError)) throw e;
+          // Its writes and its NOTIFY are undone; the group goes on.
+          await c.query("ROLLBACK TO SAVEPOINT change");
+          await c.query("RELEASE SAVEPOINT change");
+          results.push({ error: e });
         }
       }
-      if (change.remove !== undefined) {
-        const name = change.remove;
-        const done =
-          req?.exact === undefined
-            ? await c.query({ name: "delete-rollout", text: "DELETE FROM rollouts WHERE name = $1", values: [name] })
-            : await c.query({
-                name: "delete-rollout-at",
-                text: "DELETE FROM rollouts WHERE name = $1 AND version = $2",
-                values: [name, req.exact],
-              });
-        if (done.rowCount !== 1 && req !== undefined) {
-          checkVersion(req, await storedVersion(c, name));
-          throw new Error(`rollout "${name}" was not deleted`);
-        }
-        await c.query({ name: "delete-buckets", text: "DELETE FROM window_buckets WHERE rollout = $1", values: [name] });
-        await c.query({ name: "delete-analysis", text: "DELETE FROM analysis_state WHERE rollout = $1", values: [name] });
-      }
-      const lastHash = new Map<string, string>();
-      const appended: AuditEvent[] = [];
-      for (const e of change.events) {
-        let prev = lastHash.get(e.rollout);
-        if (prev === undefined) {
-          const row = await c.query<{ hash: string }>({
-            name: "last-hash",
-            text: "SELECT hash FROM events WHERE rollout = $1 ORDER BY seq DESC LIMIT 1",
-            values: [e.rollout],
-          });
-          prev = row.rows[0]?.hash ?? "";
-        }
-        seq += 1;
-        const chained = chainEvent(e, seq, prev);
-        await c.query({
-          name: "insert-event",
-          text:
-            "INSERT INTO events (seq, time_ns, rollout, type, actor, reason, fingerprint, snapshot, prev_hash, hash) " +
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-          values: [
-            chained.seq,
-            chained.timeNs.toString(),
-            chained.rollout,
-            chained.type,
-            chained.actor,
-            chained.reason,
-            chained.fingerprint,
-            chained.snapshot,
-            chained.prevHash,
-            chained.hash,
-          ],
-        });
-        lastHash.set(e.rollout, chained.hash);
-        appended.push(chained);
-      }
-      if (appended.length > 0) {
-        await c.query({ name: "advance-head", text: "UPDATE chain_head SET seq = $1 WHERE id = 1", values: [seq] });
-      }
-      const touched = change.put?.name ?? change.remove ?? change.events[0]?.rollout;
-      if (touched !== undefined) {
-        // Delivered to listeners only when the transaction commits.
-        await c.query({
-          name: "notify",
-          text: "SELECT pg_notify($1, $2)",
-          values: [CHANGES_CHANNEL, JSON.stringify({ rollout: touched, seq, replica })],
-        });
-      }
-      return appended;
+      return results;
     });
+  }
+
+  /** Applies one change on a connection inside a transaction (see commitTx); returns its events. */
+  async function applyChange(c: pg.PoolClient, change: Commit): Promise<AuditEvent[]> {
+    // Lock order: chain head first, then the rollout row, in every transaction.
+    let seq = 0;
+    if (change.events.length > 0) {
+      const head = await c.query<{ seq: string }>({ name: "head", text: "SELECT seq FROM chain_head WHERE id = 1 FOR UPDATE" });
+      seq = Number(head.rows[0]?.seq ?? 0);
+    }
+    const req = versionRequirement(change);
+    if (change.put !== undefined) {
+      const r = change.put;
+      const row = [r.name, r.version, encodeRollout(r), r.updatedAt];
+      const done =
+        req?.exact === 0
+          ? await c.query({
+              name: "insert-rollout",
+              text: "INSERT INTO rollouts (name, version, data, updated_at) VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING",
+              values: row,
+            })
+          : req?.exact !== undefined
+            ? await c.query({
+                name: "update-rollout-at",
+                text: "UPDATE rollouts SET version = $2, data = $3, updated_at = $4 WHERE name = $1 AND version = $5",
+                values: [...row, req.exact],
+              })
+            : await c.query({
+                // Conditional on the stored version, evaluated on the row as it is once any
+                // concurrent writer's transaction has ended.
+                name: "upsert-rollout",
+                text:
+                  "INSERT INTO rollouts (name, version, data, updated_at) VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO UPDATE " +
+                  "SET version = excluded.version, data = excluded.data, updated_at = excluded.updated_at WHERE rollouts.version < excluded.version",
+                values: row,
+              });
+      if (done.rowCount !== 1 && req !== undefined) {
+        checkVersion(req, await storedVersion(c, r.name));
+        throw new Error(`rollout "${r.name}" was not written`);
+      }
+    }
+    if (change.remove !== undefined) {
+      const name = change.remove;
+      const done =
+        req?.exact === undefined
+          ? await c.query({ name: "delete-rollout", text: "DELETE FROM rollouts WHERE name = $1", values: [name] })
+          : await c.query({
+              name: "delete-rollout-at",
+              text: "DELETE FROM rollouts WHERE name = $1 AND version = $2",
+              values: [name, req.exact],
+            });
+      if (done.rowCount !== 1 && req !== undefined) {
+        checkVersion(req, await storedVersion(c, name));
+        throw new Error(`rollout "${name}" was not deleted`);
+      }
+      await c.query({ name: "delete-buckets", text: "DELETE FROM window_buckets WHERE rollout = $1", values: [name] });
+      await c.query({ name: "delete-analysis", text: "DELETE FROM analysis_state WHERE rollout = $1", values: [name] });
+    }
+    const lastHash = new Map<string, string>();
+    const appended: AuditEvent[] = [];
+    for (const e of change.events) {
+      let prev = lastHash.get(e.rollout);
+      if (prev === undefined) {
+        const row = await c.query<{ hash: string }>({
+          name: "last-hash",
+          text: "SELECT hash FROM events WHERE rollout = $1 ORDER BY seq DESC LIMIT 1",
+          values: [e.rollout],
+        });
+        prev = row.rows[0]?.hash ?? "";
+      }
+      seq += 1;
+      const chained = chainEvent(e, seq, prev);
+      await c.query({
+        name: "insert-event",
+        text:
+          "INSERT INTO events (seq, time_ns, rollout, type, actor, reason, fingerprint, snapshot, prev_hash, hash) " +
+          "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        values: [
+          chained.seq,
+          chained.timeNs.toString(),
+          chained.rollout,
+          chained.type,
+          chained.actor,
+          chained.reason,
+          chained.fingerprint,
+          chained.snapshot,
+          chained.prevHash,
+          chained.hash,
+        ],
+      });
+      lastHash.set(e.rollout, chained.hash);
+      appended.push(chained);
+    }
+    if (appended.length > 0) {
+      await c.query({ name: "advance-head", text: "UPDATE chain_head SET seq = $1 WHERE id = 1", values: [seq] });
+    }
+    const touched = change.put?.name ?? change.remove ?? change.events[0]?.rollout;
+    if (touched !== undefined) {
+      // Delivered to listeners only when the transaction commits.
+      await c.query({
+        name: "notify",
+        text: "SELECT pg_notify($1, $2)",
+        values: [CHANGES_CHANNEL, JSON.stringify({ rollout: touched, seq, replica })],
+      });
+    }
+    return appended;
   }
 
   // The evaluator's lock of this store, once asked for (see evaluates).
@@ -526,6 +554,7 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
         return row.analysis === null ? { rollout: decodeRollout(row.data) } : { rollout: decodeRollout(row.data), analysis: row.analysis };
       }),
     commit: (change) => call(() => commitTx(change)),
+    commitMany: (changes) => call(() => commitManyTx(changes)),
     listEvents: (q: EventQuery) =>
       call(async () => {
         const res =

@@ -2,13 +2,14 @@ import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
 import { chainEvent, type AuditEvent, type EventType } from "../domain/audit-chain.js";
+import { DomainError } from "../domain/errors.js";
 import type { Variant } from "../domain/rollout.js";
 import { MIGRATIONS } from "./migrations.js";
 import { isDomainError } from "../domain/errors.js";
 import { BUSY_TIMEOUT_MS, LOCK_WAIT_MS, checkWritable, writeWithRetry } from "./sqlite-faults.js";
 import { decodeRollout, encodeRollout } from "./rollout-codec.js";
-import type { Commit, EventQuery, Store, StoredRollout, WindowBucketRow, WindowFlush } from "./store.js";
-import { checkVersion, versionRequirement } from "./version-check.js";
+import type { Commit, CommitResult, EventQuery, Store, StoredRollout, WindowBucketRow, WindowFlush } from "./store.js";
+import { checkVersion, dependencyRefused, versionRequirement } from "./version-check.js";
 
 interface EventRow {
   seq: bigint;
@@ -132,6 +133,25 @@ export function openSqliteStore(path: string): Store {
     });
   });
 
+  // Called inside commitManyTx, commitTx runs as a savepoint (better-sqlite3 nests transactions
+  // that way): a refused change is rolled back alone, the group goes on.
+  const commitManyTx = db.transaction((changes: readonly Commit[]): CommitResult[] => {
+    const results: CommitResult[] = [];
+    for (const change of changes) {
+      if (change.dependsOn !== undefined && results[change.dependsOn]?.error !== undefined) {
+        results.push({ error: dependencyRefused(change) });
+        continue;
+      }
+      try {
+        results.push({ events: commitTx(change) });
+      } catch (e) {
+        if (!(e instanceof DomainError)) throw e;
+        results.push({ error: e });
+      }
+    }
+    return results;
+  });
+
   const flushTx = db.transaction((flush: WindowFlush) => {
     for (const c of flush.cleared) st.deleteVariantBuckets.run(c.rollout, c.variant);
     for (const b of flush.buckets) st.putBucket.run(b.rollout, b.variant, b.startMs, Buffer.from(b.data.buffer, b.data.byteOffset, b.data.byteLength));
@@ -167,6 +187,10 @@ export function openSqliteStore(path: string): Store {
     async commit(change) {
       ensureOpen();
       return write(() => commitTx(change));
+    },
+    async commitMany(changes) {
+      ensureOpen();
+      return commitManyTx(changes);
     },
     async listEvents(q: EventQuery) {
       ensureOpen();

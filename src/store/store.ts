@@ -1,4 +1,5 @@
 import type { AuditEvent, NewEvent } from "../domain/audit-chain.js";
+import type { DomainError } from "../domain/errors.js";
 import type { Rollout, Variant } from "../domain/rollout.js";
 
 /** A control-plane change, committed atomically and durably before the caller is answered. */
@@ -19,7 +20,16 @@ export interface Commit {
    * naming the stored version.
    */
   readonly expectedVersion?: number;
+  /**
+   * In a group commit (Store.commitMany): the index of an earlier change of the group that this
+   * one was computed from. When that one is refused, so is this one (`aborted`): its version
+   * might match another writer's, but the state it was built on never existed.
+   */
+  readonly dependsOn?: number;
 }
+
+/** One change's outcome in a group commit: its appended events, or the DomainError that refused it. */
+export type CommitResult = { readonly events: AuditEvent[]; readonly error?: undefined } | { readonly error: DomainError; readonly events?: undefined };
 
 /** Which events to read. */
 export interface EventQuery {
@@ -66,6 +76,14 @@ export interface Store {
   loadRollouts(): Promise<StoredRollout[]>;
   /** Applies a change and appends its events in one durable transaction; returns the events. */
   commit(change: Commit): Promise<AuditEvent[]>;
+  /**
+   * Group commit: applies several changes, in order, in one durable transaction, each in its own
+   * savepoint. A change refused with a DomainError (a version mismatch, see `Commit`) is rolled
+   * back alone and reported in its slot; the others still apply, later ones seeing the earlier
+   * ones (versions, event seqs and chain hashes continue from them). Any other failure (the
+   * database, the disk, the final COMMIT) rejects the whole call and nothing is written.
+   */
+  commitMany(changes: readonly Commit[]): Promise<CommitResult[]>;
   /** Returns events after a sequence number, oldest first. */
   listEvents(query: EventQuery): Promise<AuditEvent[]>;
   /** Returns the highest sequence number in the log (0 when empty). */

@@ -39,3 +39,9 @@ export function checkVersion(req: VersionRequirement, stored: number | undefined
     throw new DomainError("aborted", `rollout "${name}" is at version ${stored}, not the expected ${expected}; re-read it and retry`);
   }
 }
+
+/** The refusal of a group-commit change whose `dependsOn` change was refused (see Commit.dependsOn). */
+export function dependencyRefused(change: Commit): DomainError {
+  const name = change.put?.name ?? change.remove ?? change.events[0]?.rollout ?? "";
+  return new DomainError("aborted", `rollout "${name}" changed while this change was being committed; re-read it and retry`);
+}

@@ -47,6 +47,51 @@ describe("the server process", () => {
     expect((events.json as { events: { reason: string }[] }).events.map((e) => e.reason)).toEqual(["created: v2 over v1, 4 steps, weight 500 bp", "to 700", "to 1300", "to 4200"]);
   });
 
+  it("has written the log line of every change and decision it showed anyone when killed with SIGKILL", async () => {
+    const first = await serve(tmpDb());
+    const closed = new Promise((resolve) => first.child.stdout!.once("close", resolve));
+    await connectJson(first.url, "rollgate.v1.RolloutService/CreateRollout", {
+      rollout: {
+        name: "logged",
+        stableVersion: "v1",
+        canaryVersion: "v2",
+        gates: [{ name: "errors", minSamples: "50", errorRate: { max: 0.05 } }],
+        analysis: { interval: "1s", window: "30s", consecutiveBreaches: 2 },
+      },
+    });
+    // Eight callers at once: their changes share group commits; every answer counts.
+    const weights = Array.from({ length: 24 }, (_, i) => 600 + i);
+    const answers = await Promise.all(
+      Array.from({ length: 8 }, async (_, c) => {
+        const got: number[] = [];
+        for (let i = c; i < weights.length; i += 8) {
+          const r = await connectJson(first.url, "rollgate.v1.RolloutService/SetWeight", { name: "logged", weightBp: weights[i], reason: `w${i}` });
+          expect(r.status).toBe(200);
+          got.push(Number((r.json as { rollout: { version: string } }).rollout.version));
+        }
+        return got;
+      }),
+    );
+    expect(answers.flat().sort((a, b) => a - b)).toEqual(weights.map((_, i) => i + 2));
+    // A bad canary: the evaluator rolls back; the moment Route shows it, the process dies.
+    const outcomes = [
+      ...Array.from({ length: 200 }, (_, i) => ({ variant: "VARIANT_CANARY", success: i >= 60, latencyMs: 20 })),
+      ...Array.from({ length: 200 }, () => ({ variant: "VARIANT_STABLE", success: true, latencyMs: 20 })),
+    ];
+    await connectJson(first.url, "rollgate.v1.DecisionService/RecordOutcome", { rollout: "logged", outcomes });
+    for (;;) {
+      const route = await connectJson(first.url, "rollgate.v1.DecisionService/Route", { rollout: "logged", key: "u" });
+      if ((route.json as { reason?: string }).reason === "ROUTE_REASON_ROLLED_BACK") break;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    first.child.kill("SIGKILL");
+    expect((await first.exited).signal).toBe("SIGKILL");
+    await closed;
+    const changed = first.logs.filter((l) => l.rollout === "logged" && l.event === "weight_changed");
+    expect(changed.map((l) => l.reason).sort()).toEqual(weights.map((_, i) => `w${i}`).sort());
+    expect(first.logs.filter((l) => l.decision === "rollback" && l.rollout === "logged")).toHaveLength(1);
+  }, 60_000);
+
   it("shuts down on SIGTERM within 10 s with exit 0, ending open streams cleanly", async () => {
     const p = await serve(tmpDb());
     await connectJson(p.url, "rollgate.v1.RolloutService/CreateRollout", { rollout: { name: "watched", stableVersion: "v1", canaryVersion: "v2" } });

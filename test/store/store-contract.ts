@@ -84,6 +84,62 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
       await store.close();
     });
 
+    it("commits a group of changes in order, each refused change alone, the rest chained across it", async () => {
+      const store = await open();
+      const v1 = rolloutFixture();
+      const v2 = setWeight(v1, 1000, actor).rollout;
+      const v3 = setWeight(v2, 2000, actor).rollout;
+      const other = { ...rolloutFixture(), name: "other" };
+      const results = await store.commitMany([
+        { put: v1, expectedVersion: 0, events: [event("checkout", "created")] },
+        // Sees the create before it in the same transaction.
+        { put: v2, expectedVersion: 1, events: [event("checkout", "to 1000")] },
+        // Refused (the stored version is 2 by now): rolled back alone, with its event.
+        { put: setWeight(v1, 3000, actor).rollout, expectedVersion: 1, events: [event("checkout", "lost")] },
+        // Computed from the refused one: refused too, though its expected version is the stored one.
+        { put: setWeight(setWeight(v1, 3000, actor).rollout, 4000, actor).rollout, expectedVersion: 2, dependsOn: 2, events: [event("checkout", "lost too")] },
+        { put: other, expectedVersion: 0, events: [event("other", "created")] },
+        { put: rolloutFixture(), expectedVersion: 0, events: [event("checkout", "again")] },
+        { remove: "nothing", events: [event("nothing", "gone")] },
+        { put: v3, expectedVersion: 2, events: [event("checkout", "to 2000")] },
+        { events: [event("checkout", "note")] },
+      ]);
+      expect(results.map((r) => r.error?.kind ?? "ok")).toEqual(["ok", "ok", "aborted", "aborted", "ok", "already_exists", "not_found", "ok", "ok"]);
+      const appended = results.flatMap((r) => r.events ?? []);
+      expect(appended.map((e) => e.seq)).toEqual([1, 2, 3, 4, 5]);
+      const events = await store.listEvents({ afterSeq: 0, limit: 20 });
+      expect(events).toEqual(appended);
+      expect(events.map((e) => e.reason)).toEqual(["created", "to 1000", "created", "to 2000", "note"]);
+      expect(verifyChain(events).ok).toBe(true);
+      const chain = await store.listEvents({ rollout: "checkout", afterSeq: 0, limit: 20 });
+      expect(chain[2]!.prevHash).toBe(chain[1]!.hash);
+      const loaded = await store.loadRollouts();
+      expect(loaded.map((l) => l.rollout)).toEqual([v3, other]);
+      expect(await store.lastSeq()).toBe(5);
+      // The next single commit goes on from the group.
+      const [next] = await store.commit({ events: [event("checkout", "after")] });
+      expect(next!.seq).toBe(6);
+      expect(next!.prevHash).toBe(events[4]!.hash);
+      await store.close();
+    });
+
+    it("fails a group whole when a change fails with anything but a refusal, and writes nothing", async () => {
+      const store = await open();
+      await store.commit({ put: rolloutFixture(), events: [event("checkout", "created")] });
+      const bad = { ...event("checkout", "x"), snapshot: null as unknown as string };
+      const v2 = setWeight(rolloutFixture(), 1000, actor).rollout;
+      await expect(
+        store.commitMany([
+          { put: v2, expectedVersion: 1, events: [event("checkout", "to 1000")] },
+          { put: { ...rolloutFixture(), name: "other" }, expectedVersion: 0, events: [event("other", "created"), bad] },
+        ]),
+      ).rejects.toThrow();
+      expect((await store.loadRollouts()).map((l) => l.rollout)).toEqual([rolloutFixture()]);
+      expect(await store.lastSeq()).toBe(1);
+      expect(await store.commitMany([])).toEqual([]);
+      await store.close();
+    });
+
     it("refuses a change to a version that is not the stored one, and changes nothing", async () => {
       const store = await open();
       const v1 = rolloutFixture();

@@ -45,6 +45,8 @@ export interface EngineState {
   /** Entries with window buckets or evaluator state that the next flush must write. */
   readonly unflushed: Set<Entry>;
   readonly feeds: Feeds;
+  /** Writes buffered log lines out now (EngineOptions.flushLog). */
+  readonly flushLog: () => void;
 }
 
 /** Returns the live state of a rollout just created or loaded: empty windows, first evaluation one interval away. */

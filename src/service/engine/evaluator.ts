@@ -99,16 +99,18 @@ async function evaluateEntry(state: EngineState, e: Entry, now: number, decided?
     const next = transition.rollout;
     // The event shows the new state with the gate values that caused it.
     const changeEvent = auditEvent(next, transition.type, evaluator(ev.reason), transition.summary, ev.health, clock.now());
-    await commit(state, e, next, [...breachEvents, changeEvent]);
     const level = ev.decision === "promote" ? "info" : "warn";
-    logger[level]({ rollout: r.name, decision: ev.decision, reason: ev.reason, gates: gates(), version: next.version }, transition.summary);
+    await commit(state, e, next, [...breachEvents, changeEvent], () =>
+      logger[level]({ rollout: r.name, decision: ev.decision, reason: ev.reason, gates: gates(), version: next.version }, transition.summary),
+    );
     feeds.publishHealth({ ...healthView(e, now), message: `${ev.decision}: ${ev.reason}` });
     return;
   }
   if (breachEvents.length > 0 || decisionEvents.length > 0) {
     const appended = await store.commit({ events: [...breachEvents, ...decisionEvents] });
-    feeds.publishEvents(appended);
     for (const b of ev.newBreaches) logger.warn({ rollout: r.name, gate: b, reason: ev.reason, gates: gates() }, "gate breach");
+    state.flushLog();
+    feeds.publishEvents(appended);
   }
   feeds.publishHealth(ev.health);
 }
