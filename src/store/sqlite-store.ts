@@ -190,7 +190,7 @@ export function openSqliteStore(path: string): Store {
     },
     async commitMany(changes) {
       ensureOpen();
-      return commitManyTx(changes);
+      return write(() => commitManyTx(changes));
     },
     async listEvents(q: EventQuery) {
       ensureOpen();
