@@ -5,7 +5,7 @@
 // and rewrites bench/RESULTS.md, bench/results.json and bench/route-throughput.svg.
 //
 // Flags: --quick   one short round of everything, printed only (RESULTS.md left alone)
-//        --only=route,bucketing,batch,ingest,watch,scale,local,ofrep   a subset, printed only
+//        --only=route,bucketing,batch,ingest,watch,scale,local,ofrep,sequential   a subset, printed only
 import { execFileSync, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, release, tmpdir, totalmem } from "node:os";
@@ -14,6 +14,7 @@ import { bucketingCase } from "./cases/bucketing.mjs";
 import { ingestCase } from "./cases/ingest.mjs";
 import { localMemoryCase, localRouteCase, propagationCase } from "./cases/local.mjs";
 import { ofrepCase } from "./cases/ofrep.mjs";
+import { sequentialCase } from "./cases/sequential.mjs";
 import { LEVELS, routeBatchCase, routeCase, SERVERS } from "./cases/route.mjs";
 import { scaleCase, windowBoundCase } from "./cases/scale.mjs";
 import { watchCase } from "./cases/watch.mjs";
@@ -125,11 +126,13 @@ await runCase("localPropagation", "8. Local evaluation: WatchRoutes propagation"
 
 // Issue 14: reported, no target; only with --only=ofrep (the full run and its tables stay as they were).
 if (only?.has("ofrep")) await runCase("ofrep", "9. OFREP vs Route", () => ofrepCase({ dir, seconds: config.routeSeconds, rounds, log }));
+// Issue 18: reported, no target; only with --only=sequential.
+if (only?.has("sequential")) await runCase("sequential", "10. Sequential error-rate gate: cost per evaluation and state", () => sequentialCase({ rounds: Math.max(rounds, 5), log }));
 
 const rows = targets(R);
 log("\n== profiles");
 // A run of the local-evaluation cases only profiles nothing: the other targets were not measured.
-const localOnly = only !== undefined && [...only].every((k) => k.startsWith("local") || k === "ofrep");
+const localOnly = only !== undefined && [...only].every((k) => k.startsWith("local") || k === "ofrep" || k === "sequential");
 const profiles = localOnly ? [] : await runProfiles({ R, rows, dir, log, quick });
 
 meta.loadEnd = loadavg().map((x) => x.toFixed(2)).join(" ");

@@ -69,7 +69,12 @@ export interface SequentialEvidence {
   readonly alpha: number;
   /** P0(reaching the last look with at least S errors): below the look's budget is a crossing. */
   readonly pValue: number;
-  /** The estimated squared coefficient of variation of per-interval error rates beyond binomial noise (0: none). */
+  /** The share of the budget spent, as a probability (spentShare × alpha). */
+  readonly alphaSpent: number;
+  /**
+   * The rate variation the newest interval's kernel used: the estimated squared coefficient of
+   * variation of per-interval error rates beyond binomial noise (0: none, the binomial kernel).
+   */
   readonly rateVariation: number;
   readonly crossed: boolean;
 }
@@ -99,6 +104,8 @@ export interface SequentialAnalysisState {
   /** Buckets ending at or before this instant have been folded in. */
   readonly cursor: number;
   readonly dispersion: DispersionState;
+  /** The rate variation the newest interval folded in was judged with (absent: 0). */
+  readonly kappa?: number;
   readonly gates: readonly SequentialGateState[];
 }
 
@@ -232,6 +239,7 @@ export function runSequentialGates(r: Rollout, canary: WindowAggregate, stable: 
     rates.push(dispersion.n > 0 ? dispersion.errors / dispersion.n : 0);
     dispersion = foldDispersion(dispersion, i.stableErrors, i.stableN);
   }
+  const kappa = kappas.length > 0 ? (kappas.at(-1) as number) : fresh ? 0 : (base.kappa ?? 0);
   for (const g of r.gates) {
     if (!isSequential(g)) continue;
     const check = JSON.stringify(g.check);
@@ -260,9 +268,9 @@ export function runSequentialGates(r: Rollout, canary: WindowAggregate, stable: 
     if (tests.some((t, j) => t.crossed && s.tests[j]?.test.crossed !== true)) crossedNow.add(g.name);
     s = { ...s, tests: tests.map((t, j) => ({ bound: bounds[j]!.bound, test: t })) };
     gates.push(s);
-    results.set(g.name, resultOf(g, s, bounds, rateVariation(dispersion), enough));
+    results.set(g.name, resultOf(g, s, bounds, kappa, enough));
   }
-  return { state: { canaryVersion: r.canaryVersion, cursor, dispersion, gates }, results, crossedNow };
+  return { state: { canaryVersion: r.canaryVersion, cursor, dispersion, ...(kappa > 0 ? { kappa } : {}), gates }, results, crossedNow };
 }
 
 const pct = (x: number) => `${String(Number((x * 100).toPrecision(3)))}%`;
@@ -283,7 +291,8 @@ function resultOf(g: Gate, s: SequentialGateState, bounds: ReturnType<typeof bou
       expected: t.expected,
       spentShare: b.alpha > 0 ? Math.min(1, t.spent / b.alpha) : 0,
       alpha: b.alpha,
-      pValue: t.looks === 0 ? 1 : tailAt(t),
+      alphaSpent: Math.min(b.alpha, t.spent),
+      pValue: t.looks === 0 ? 1 : (t.pValue ?? tailAt(t)),
       rateVariation: kappa,
       crossed: t.crossed,
     };
@@ -295,7 +304,7 @@ function resultOf(g: Gate, s: SequentialGateState, bounds: ReturnType<typeof bou
     const test =
       t.looks === 0
         ? "sequential test: no look yet"
-        : `sequential test look ${t.looks} of ${PLANNED_LOOKS}: canary errors ${t.sum} ${t.crossed ? ">=" : "<"} boundary ${t.boundary < 0 ? "none" : t.boundary} (${fmt(t.expected)} expected at the bound), ${pct(evidence.spentShare)} of the ${pct(b.alpha)} error budget spent`;
+        : `sequential test look ${t.looks} of ${PLANNED_LOOKS}: canary errors ${t.sum} ${t.crossed ? ">=" : "<"} boundary ${t.boundary < 0 ? "none" : t.boundary} (${fmt(t.expected)} expected at the bound), ${pct(evidence.spentShare)} of the ${pct(b.alpha)} error budget spent${kappa > 0 ? `, bursty errors (rate variation ${fmt(kappa)})` : ""}`;
     const cmp = rate > threshold ? ">" : "<=";
     const since = `over ${s.canaryN} canary outcomes since the canary started`;
     let message: string;
@@ -343,5 +352,6 @@ export function parseSequentialAnalysis(v: unknown): SequentialAnalysisState | u
     }
     gates.push({ name: g.name, check: g.check, canaryN: g.canaryN as number, canaryErrors: g.canaryErrors as number, stableN: g.stableN as number, stableErrors: g.stableErrors as number, tests });
   }
-  return { canaryVersion: s.canaryVersion, cursor: s.cursor as number, dispersion: d as unknown as DispersionState, gates };
+  const kappa = num(s.kappa) && (s.kappa as number) > 0 ? { kappa: s.kappa as number } : {};
+  return { canaryVersion: s.canaryVersion, cursor: s.cursor as number, dispersion: d as unknown as DispersionState, ...kappa, gates };
 }

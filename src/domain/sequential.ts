@@ -61,6 +61,8 @@ export interface SequentialState {
   readonly boundary: number;
   /** True once S crossed a boundary: H0 is rejected and stays rejected. */
   readonly crossed: boolean;
+  /** P0(not stopped before the last look, S ≥ the S of that look), taken at that look (absent before any look). */
+  readonly pValue?: number;
 }
 
 /** Returns the state of a test before any data. */
@@ -187,19 +189,24 @@ export function look(s: SequentialState, alpha: number): SequentialState {
   if (s.crossed) return s;
   const looks = s.looks + 1;
   const budget = alphaSpending(alpha, looks) - s.spent;
-  if (!(budget > 0)) return { ...s, looks, boundary: -1 };
+  if (!(budget > 0)) return { ...s, looks, boundary: -1, pValue: tailAt(s) };
   const f = s.dist;
   let tail = 0;
   let cut = f.length;
   while (cut > 0 && tail + (f[cut - 1] as number) <= budget) tail += f[--cut] as number;
   const boundary = s.offset + cut;
   const crossed = s.sum >= boundary;
+  const pValue = tailAt(s);
   // Keep at least one entry so that F stays a well-formed array.
   const dist = cut > 0 ? f.slice(0, cut) : [0];
-  return { ...s, looks, spent: s.spent + tail, boundary, crossed, dist };
+  return { ...s, looks, spent: s.spent + tail, boundary, crossed, dist, pValue };
 }
 
-/** Returns P0(not stopped before the last look, S ≥ s.sum) under F: how surprising S is now (1 when S is at or below F's support). */
+/**
+ * Returns P0(not stopped before, S ≥ s.sum) under the F `s` holds: how surprising S is (1 when S
+ * is at or below F's support). Taken before a look's stopped paths leave F, it is that look's
+ * p-value (`pValue`); after a crossing they have left, so read `pValue` then.
+ */
 export function tailAt(s: SequentialState): number {
   let p = 0;
   for (let i = Math.max(0, s.sum - s.offset); i < s.dist.length; i++) p += s.dist[i] as number;
@@ -227,5 +234,6 @@ export function parseSequentialState(v: unknown): SequentialState | undefined {
     dist: s.dist as number[],
     boundary: s.boundary as number,
     crossed: s.crossed,
+    ...(prob(s.pValue) ? { pValue: s.pValue as number } : {}),
   };
 }
