@@ -135,7 +135,7 @@ export function foldDispersion(d: DispersionState, errors: number, n: number): D
 /**
  * How many standard errors above binomial noise the stable's successive differences must be
  * before κ is used: 2, so that a steady service rarely pays for a correction it does not need
- * (with 1, spurious widenings cost steady traffic 1.5 points of detection within 6; with 2, 1
+ * (measured with the previous, 3×-widened kernel: with 1, spurious widenings cost steady traffic 1.5 points of detection within 6; with 2, 1
  * point), while a CV of 0.5 (differences ~5× binomial) is still seen within a few intervals.
  */
 export const DISPERSION_EVIDENCE = 2;
