@@ -5,7 +5,7 @@
 // and rewrites bench/RESULTS.md, bench/results.json and bench/route-throughput.svg.
 //
 // Flags: --quick   one short round of everything, printed only (RESULTS.md left alone)
-//        --only=route,bucketing,batch,ingest,watch,scale,merge,durability,local,ofrep,otel,replicas,connect   a subset, printed only
+//        --only=route,bucketing,batch,ingest,watch,scale,merge,durability,local,ofrep,otel,replicas,connect,sequential   a subset, printed only
 //        --otel-baseline=<tree>   with --only=otel: also a server from <tree>/dist (another build)
 import { execFileSync, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -20,6 +20,7 @@ import { mergeCase } from "./cases/merge.mjs";
 import { ofrepCase } from "./cases/ofrep.mjs";
 import { replicasCase } from "./cases/replicas.mjs";
 import { otelCase } from "./cases/otel.mjs";
+import { sequentialCase } from "./cases/sequential.mjs";
 import { LEVELS, routeBatchCase, routeCase, SERVERS } from "./cases/route.mjs";
 import { scaleCase, windowBoundCase } from "./cases/scale.mjs";
 import { watchCase } from "./cases/watch.mjs";
@@ -153,11 +154,13 @@ if (only?.has("replicas")) await runCase("replicas", "10. Several replicas on Po
 // Issue 17: the Connect fast path and gRPC Route beside the bare node:http and node:http2
 // servers; only with --only=connect (figures appended to RESULTS.md by hand, as ofrep's are).
 if (only?.has("connect")) await runCase("connect", "10. Connect protocol and gRPC Route vs bare node", () => connectCase({ dir, seconds: config.routeSeconds * 2, rounds: Math.max(rounds, 5), log }));
+// Issue 18: reported, no target; only with --only=sequential.
+if (only?.has("sequential")) await runCase("sequential", "10. Sequential error-rate gate: cost per evaluation and state", () => sequentialCase({ rounds: Math.max(rounds, 5), log }));
 
 const rows = targets(R);
 log("\n== profiles");
 // A run of the local-evaluation cases only profiles nothing: the other targets were not measured.
-const localOnly = only !== undefined && [...only].every((k) => k.startsWith("local") || k === "ofrep" || k === "otel" || k === "replicas" || k === "connect");
+const localOnly = only !== undefined && [...only].every((k) => k.startsWith("local") || ["ofrep", "otel", "replicas", "connect", "sequential"].includes(k));
 const profiles = localOnly ? [] : await runProfiles({ R, rows, dir, log, quick });
 
 meta.loadEnd = loadavg().map((x) => x.toFixed(2)).join(" ");

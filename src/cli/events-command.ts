@@ -51,7 +51,44 @@ const PAGE = 1000;
  */
 export function eventLine(e: Event, rolloutWidth?: number): string {
   const rollout = rolloutWidth === undefined ? [] : [e.rollout.padEnd(rolloutWidth)];
-  return [String(e.seq).padStart(6), isoTime(e.time), ...rollout, enumName(EventType, e.type).toLowerCase().padEnd(16), (e.actor || "-").padEnd(10), e.reason].join("  ");
+  const line = [String(e.seq).padStart(6), isoTime(e.time), ...rollout, enumName(EventType, e.type).toLowerCase().padEnd(16), (e.actor || "-").padEnd(10), e.reason].join("  ");
+  return [line, ...crossingLines(e.snapshot)].join("\n");
+}
+
+/** A sequential gate's evidence as the audit snapshot keeps it (audit-snapshots.ts). */
+interface SequentialSnapshot {
+  readonly look: number;
+  readonly planned_looks: number;
+  readonly crossed: boolean;
+  readonly statistic: number;
+  readonly boundary: number;
+  readonly p_value: number;
+  readonly alpha: number;
+  readonly alpha_spent: number;
+  readonly rate_variation: number;
+}
+
+/**
+ * Returns, for an event whose snapshot holds a sequential gate that has crossed its boundary
+ * (the rollback it caused, its decision or breach), one indented line per such gate with the
+ * look's numbers; none for other events.
+ */
+export function crossingLines(snapshot: string): string[] {
+  if (!snapshot.includes('"crossed":true')) return [];
+  let gates: { name?: string; sequential?: SequentialSnapshot }[];
+  try {
+    gates = (JSON.parse(snapshot) as { gates?: typeof gates }).gates ?? [];
+  } catch {
+    return [];
+  }
+  const g6 = (x: number) => String(Number(x.toPrecision(3)));
+  return gates
+    .filter((g) => g.sequential?.crossed === true)
+    .map(({ name, sequential: s }) => {
+      const q = s!;
+      const spread = q.rate_variation > 0 ? `, rate variation ${g6(q.rate_variation)}` : ", no rate variation";
+      return `${" ".repeat(8)}${name ?? "?"}: sequential look ${q.look} of ${q.planned_looks} crossed: canary errors ${q.statistic} >= boundary ${q.boundary}, p ${g6(q.p_value)}, alpha spent ${g6(q.alpha_spent)} of ${g6(q.alpha)}${spread}`;
+    });
 }
 
 /** Returns the header of eventLine's columns, for the log of every rollout. */

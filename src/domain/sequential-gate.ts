@@ -1,7 +1,7 @@
 import type { GateResult, Verdict } from "./gates.js";
 import { fmt, upperVerdict } from "./gates.js";
 import type { Gate, Rollout } from "./rollout.js";
-import { PLANNED_LOOKS, foldInterval, initialSequentialState, look, parseSequentialState, tailAt, type SequentialState } from "./sequential.js";
+import { PLANNED_LOOKS, foldConditional, foldInterval, initialSequentialState, look, parseSequentialState, tailAt, type SequentialState } from "./sequential.js";
 import type { BucketCounts, WindowAggregate } from "./sliding-window.js";
 
 /**
@@ -22,7 +22,9 @@ import type { BucketCounts, WindowAggregate } from "./sliding-window.js";
  *   stays FAIL for the rest of that canary version. Otherwise the gate WARNs when the canary's
  *   rate is above its bound (or within 10% of it) and PASSes below.
  * - Bursty errors: the stable's per-interval rates give an estimate of the rate variation
- *   beyond binomial noise (`rateVariation`), and each interval's kernel is widened by it.
+ *   beyond binomial noise (`rateVariation`), including the intervals its window held before the
+ *   canary version started (so that the first looks are protected too), and each interval's
+ *   kernel becomes the null law of bursty traffic with that variation (`foldBound`).
  */
 
 /** Per-interval counts of both variants. */
@@ -67,7 +69,12 @@ export interface SequentialEvidence {
   readonly alpha: number;
   /** P0(reaching the last look with at least S errors): below the look's budget is a crossing. */
   readonly pValue: number;
-  /** The estimated squared coefficient of variation of per-interval error rates beyond binomial noise (0: none). */
+  /** The share of the budget spent, as a probability (spentShare × alpha). */
+  readonly alphaSpent: number;
+  /**
+   * The rate variation the newest interval's kernel used: the estimated squared coefficient of
+   * variation of per-interval error rates beyond binomial noise (0: none, the binomial kernel).
+   */
   readonly rateVariation: number;
   readonly crossed: boolean;
 }
@@ -97,6 +104,8 @@ export interface SequentialAnalysisState {
   /** Buckets ending at or before this instant have been folded in. */
   readonly cursor: number;
   readonly dispersion: DispersionState;
+  /** The rate variation the newest interval folded in was judged with (absent: 0). */
+  readonly kappa?: number;
   readonly gates: readonly SequentialGateState[];
 }
 
@@ -124,18 +133,9 @@ export function foldDispersion(d: DispersionState, errors: number, n: number): D
 }
 
 /**
- * How much the estimated rate variation widens the conditional kernel: Var(x | t) =
- * tθ(1 − θ)(1 + WIDENING·κ·tθ(1 − θ)). A first-order analysis of two independently varying
- * rates gives 2; the canary's share of the errors is then a ratio of skewed (beta) rates whose
- * upper tail is heavier than a beta-binomial of the same variance, and 3 is what the seeded
- * simulation (test/domain/sequential-quality.test.ts) needs at a CV of 0.5.
- */
-export const WIDENING = 3;
-
-/**
  * How many standard errors above binomial noise the stable's successive differences must be
  * before κ is used: 2, so that a steady service rarely pays for a correction it does not need
- * (with 1, spurious widenings cost steady traffic 1.5 points of detection within 6; with 2, 1
+ * (measured with the previous, 3×-widened kernel: with 1, spurious widenings cost steady traffic 1.5 points of detection within 6; with 2, 1
  * point), while a CV of 0.5 (differences ~5× binomial) is still seen within a few intervals.
  */
 export const DISPERSION_EVIDENCE = 2;
@@ -190,14 +190,20 @@ function boundsOf(g: Gate): { bound: "max_ratio" | "max"; value: number; alpha: 
   return out.map((b) => ({ ...b, alpha }));
 }
 
-/** Folds one interval into one bound's test. */
-function foldBound(test: SequentialState, bound: "max_ratio" | "max", value: number, i: IntervalCounts, kappa: number): SequentialState {
+/**
+ * Folds one interval into one bound's test. `kappa` is the rate variation estimated before the
+ * interval, `rate` the stable's pooled error rate before it (0 when unknown). With variation,
+ * a relative bound's kernel is the law of the canary's errors given the interval's total when
+ * both variants' rates vary independently (gamma, squared CV κ) around r0 × the same mean
+ * (`conditionalKernel`): the null model of bursty traffic, not a widened binomial.
+ */
+function foldBound(test: SequentialState, bound: "max_ratio" | "max", value: number, i: IntervalCounts, kappa: number, rate: number): SequentialState {
   if (bound === "max_ratio") {
     const t = i.canaryErrors + i.stableErrors;
     if (t === 0 || i.canaryN === 0) return test;
     const theta = (value * i.canaryN) / (value * i.canaryN + i.stableN);
-    // Var(x | t) = tθ(1 − θ)(1 + WIDENING·κ·tθ(1 − θ)): the canary's share of the errors varies with both variants' rates.
-    return foldInterval(test, i.canaryErrors, t, theta, WIDENING * kappa * theta * (1 - theta));
+    if (kappa <= 0) return foldInterval(test, i.canaryErrors, t, theta);
+    return foldConditional(test, i.canaryErrors, t, theta, 1 / kappa, rate * (value * i.canaryN + i.stableN));
   }
   if (i.canaryN === 0) return test;
   return foldInterval(test, i.canaryErrors, i.canaryN, value, value < 1 ? (kappa * value) / (1 - value) : 0);
@@ -226,11 +232,14 @@ export function runSequentialGates(r: Rollout, canary: WindowAggregate, stable: 
   const gates: SequentialGateState[] = [];
   const results = new Map<string, GateResult>();
   const kappas: number[] = [];
+  const rates: number[] = [];
   const crossedNow = new Set<string>();
   for (const i of intervals) {
     kappas.push(rateVariation(dispersion));
+    rates.push(dispersion.n > 0 ? dispersion.errors / dispersion.n : 0);
     dispersion = foldDispersion(dispersion, i.stableErrors, i.stableN);
   }
+  const kappa = kappas.length > 0 ? (kappas.at(-1) as number) : fresh ? 0 : (base.kappa ?? 0);
   for (const g of r.gates) {
     if (!isSequential(g)) continue;
     const check = JSON.stringify(g.check);
@@ -244,7 +253,9 @@ export function runSequentialGates(r: Rollout, canary: WindowAggregate, stable: 
     let tests = s.tests.map((t) => t.test);
     intervals.forEach((i, k) => {
       // Each interval's kernel is widened by the variation estimated before it: the estimate never uses the data it widens.
-      tests = tests.map((t, j) => foldBound(t, bounds[j]!.bound, bounds[j]!.value, i, kappas[k] ?? 0));
+      tests = tests.map((t, j) => foldBound(t, bounds[j]!.bound, bounds[j]!.value, i, kappas[k] ?? 0, rates[k] ?? 0));
+      // The stable's intervals from before the canary had traffic (its window's history) feed the rate-variation estimate only.
+      if (i.canaryN === 0) return;
       newErrors += i.canaryErrors + i.stableErrors;
       s = { ...s, canaryN: s.canaryN + i.canaryN, canaryErrors: s.canaryErrors + i.canaryErrors, stableN: s.stableN + i.stableN, stableErrors: s.stableErrors + i.stableErrors };
     });
@@ -257,9 +268,9 @@ export function runSequentialGates(r: Rollout, canary: WindowAggregate, stable: 
     if (tests.some((t, j) => t.crossed && s.tests[j]?.test.crossed !== true)) crossedNow.add(g.name);
     s = { ...s, tests: tests.map((t, j) => ({ bound: bounds[j]!.bound, test: t })) };
     gates.push(s);
-    results.set(g.name, resultOf(g, s, bounds, rateVariation(dispersion), enough));
+    results.set(g.name, resultOf(g, s, bounds, kappa, enough));
   }
-  return { state: { canaryVersion: r.canaryVersion, cursor, dispersion, gates }, results, crossedNow };
+  return { state: { canaryVersion: r.canaryVersion, cursor, dispersion, ...(kappa > 0 ? { kappa } : {}), gates }, results, crossedNow };
 }
 
 const pct = (x: number) => `${String(Number((x * 100).toPrecision(3)))}%`;
@@ -280,7 +291,8 @@ function resultOf(g: Gate, s: SequentialGateState, bounds: ReturnType<typeof bou
       expected: t.expected,
       spentShare: b.alpha > 0 ? Math.min(1, t.spent / b.alpha) : 0,
       alpha: b.alpha,
-      pValue: t.looks === 0 ? 1 : tailAt(t),
+      alphaSpent: Math.min(b.alpha, t.spent),
+      pValue: t.looks === 0 ? 1 : (t.pValue ?? tailAt(t)),
       rateVariation: kappa,
       crossed: t.crossed,
     };
@@ -292,7 +304,7 @@ function resultOf(g: Gate, s: SequentialGateState, bounds: ReturnType<typeof bou
     const test =
       t.looks === 0
         ? "sequential test: no look yet"
-        : `sequential test look ${t.looks} of ${PLANNED_LOOKS}: canary errors ${t.sum} ${t.crossed ? ">=" : "<"} boundary ${t.boundary < 0 ? "none" : t.boundary} (${fmt(t.expected)} expected at the bound), ${pct(evidence.spentShare)} of the ${pct(b.alpha)} error budget spent`;
+        : `sequential test look ${t.looks} of ${PLANNED_LOOKS}: canary errors ${t.sum} ${t.crossed ? ">=" : "<"} boundary ${t.boundary < 0 ? "none" : t.boundary} (${fmt(t.expected)} expected at the bound), ${pct(evidence.spentShare)} of the ${pct(b.alpha)} error budget spent${kappa > 0 ? `, bursty errors (rate variation ${fmt(kappa)})` : ""}`;
     const cmp = rate > threshold ? ">" : "<=";
     const since = `over ${s.canaryN} canary outcomes since the canary started`;
     let message: string;
@@ -340,5 +352,6 @@ export function parseSequentialAnalysis(v: unknown): SequentialAnalysisState | u
     }
     gates.push({ name: g.name, check: g.check, canaryN: g.canaryN as number, canaryErrors: g.canaryErrors as number, stableN: g.stableN as number, stableErrors: g.stableErrors as number, tests });
   }
-  return { canaryVersion: s.canaryVersion, cursor: s.cursor as number, dispersion: d as unknown as DispersionState, gates };
+  const kappa = num(s.kappa) && (s.kappa as number) > 0 ? { kappa: s.kappa as number } : {};
+  return { canaryVersion: s.canaryVersion, cursor: s.cursor as number, dispersion: d as unknown as DispersionState, ...kappa, gates };
 }

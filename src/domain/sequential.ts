@@ -14,9 +14,11 @@
  * every realised count; a larger canary rate only makes stopping likelier (S is stochastically
  * increasing in it), so the promise holds for every canary no worse than the bound.
  *
- * Bursty errors: when per-interval rates vary beyond binomial noise the kernel becomes a
- * beta-binomial with the same mean and a variance widened by the estimated rate variation
- * (see `dispersion`), which keeps the budget approximately; the binomial is the case of none.
+ * Bursty errors: when per-interval rates vary beyond binomial noise, the kernel of a relative
+ * bound becomes the conditional law of one gamma-Poisson (negative binomial) count given its
+ * sum with another (`conditionalKernel`), that of an absolute bound a beta-binomial; both with
+ * the estimated rate variation (sequential-gate.ts), which keeps the budget approximately; the
+ * binomial is the case of none.
  *
  * Everything here is plain numbers, so a state serialises to JSON and back unchanged.
  */
@@ -59,6 +61,8 @@ export interface SequentialState {
   readonly boundary: number;
   /** True once S crossed a boundary: H0 is rejected and stays rejected. */
   readonly crossed: boolean;
+  /** P0(not stopped before the last look, S ≥ the S of that look), taken at that look (absent before any look). */
+  readonly pValue?: number;
 }
 
 /** Returns the state of a test before any data. */
@@ -72,11 +76,33 @@ export function initialSequentialState(): SequentialState {
  * negligible, as [offset, probabilities] normalised to sum 1.
  */
 export function countKernel(t: number, theta: number, rho = 0): [number, number[]] {
+  return kernelOf(t, theta, rho, 0, 0);
+}
+
+/**
+ * Returns the law of x given x + y = t when x and y are independent gamma-Poisson (negative
+ * binomial) counts with the same shape `shape` (1 / the squared coefficient of variation of
+ * their rates from interval to interval) and means θ·m and (1 − θ)·m: what the canary's share
+ * of an interval's errors does under H0 when both variants' rates vary independently around
+ * r0 × the same mean. As `shape` grows it becomes Binomial(t, θ); `shape` is capped below at 1
+ * (a rate CV of 1), where the kernel stays unimodal. `m` is the interval's expected total of
+ * errors (the caller's estimate; t when not positive). Same form as countKernel.
+ */
+export function conditionalKernel(t: number, theta: number, shape: number, m: number): [number, number[]] {
+  return kernelOf(t, theta, 0, Math.max(1, shape), m > 0 ? m : t);
+}
+
+function kernelOf(t: number, theta: number, rho: number, shape: number, m: number): [number, number[]] {
   if (t <= 0 || theta <= 0) return [0, [1]];
   if (theta >= 1) return [t, [1]];
   // ratio(j) = P(j + 1) / P(j).
   let ratio: (j: number) => number;
-  if (rho > 0) {
+  if (shape > 0 && Number.isFinite(shape)) {
+    // P(x) ∝ NB(x; a, θm) · NB(t − x; a, (1 − θ)m), NB(k; a, μ) ∝ Γ(k + a)/k! · (μ / (a + μ))^k.
+    const a = shape;
+    const odds = (theta / (1 - theta)) * ((a + (1 - theta) * m) / (a + theta * m));
+    ratio = (j) => ((t - j) * (j + a) * odds) / ((j + 1) * (t - j - 1 + a));
+  } else if (rho > 0) {
     // Capped so that both shape parameters stay large enough for a unimodal kernel.
     const s = 1 / Math.min(rho, 0.3) - 1;
     const a = theta * s;
@@ -123,8 +149,16 @@ export function countKernel(t: number, theta: number, rho = 0): [number, number[
  * the kernel and trimmed of negligible mass.
  */
 export function foldInterval(s: SequentialState, x: number, t: number, theta: number, rho = 0): SequentialState {
-  if (t <= 0) return s;
-  const [kOffset, kernel] = countKernel(t, theta, rho);
+  return t <= 0 ? s : foldKernel(s, x, t * theta, countKernel(t, theta, rho));
+}
+
+/** Returns the state with one interval folded in whose null kernel is `conditionalKernel(t, θ, shape, m)`. */
+export function foldConditional(s: SequentialState, x: number, t: number, theta: number, shape: number, m: number): SequentialState {
+  return t <= 0 ? s : foldKernel(s, x, t * theta, conditionalKernel(t, theta, shape, m));
+}
+
+/** Folds one interval with `x` canary errors and null kernel `[kOffset, kernel]` (expected count `mean`, for display) into F. */
+function foldKernel(s: SequentialState, x: number, mean: number, [kOffset, kernel]: [number, number[]]): SequentialState {
   const f = s.dist;
   const kn = kernel.length;
   const out = new Float64Array(f.length + kn - 1);
@@ -142,7 +176,7 @@ export function foldInterval(s: SequentialState, x: number, t: number, theta: nu
   while (lo < hi - 1 && (out[lo] as number) < NEGLIGIBLE) moved += out[lo++] as number;
   const dist = Array.from(out.subarray(lo, hi));
   dist[0] = (dist[0] as number) + moved;
-  return { ...s, sum: s.sum + x, expected: s.expected + t * theta, offset: s.offset + kOffset + lo, dist, spent: s.spent + dropped };
+  return { ...s, sum: s.sum + x, expected: s.expected + mean, offset: s.offset + kOffset + lo, dist, spent: s.spent + dropped };
 }
 
 /**
@@ -155,19 +189,24 @@ export function look(s: SequentialState, alpha: number): SequentialState {
   if (s.crossed) return s;
   const looks = s.looks + 1;
   const budget = alphaSpending(alpha, looks) - s.spent;
-  if (!(budget > 0)) return { ...s, looks, boundary: -1 };
+  if (!(budget > 0)) return { ...s, looks, boundary: -1, pValue: tailAt(s) };
   const f = s.dist;
   let tail = 0;
   let cut = f.length;
   while (cut > 0 && tail + (f[cut - 1] as number) <= budget) tail += f[--cut] as number;
   const boundary = s.offset + cut;
   const crossed = s.sum >= boundary;
+  const pValue = tailAt(s);
   // Keep at least one entry so that F stays a well-formed array.
   const dist = cut > 0 ? f.slice(0, cut) : [0];
-  return { ...s, looks, spent: s.spent + tail, boundary, crossed, dist };
+  return { ...s, looks, spent: s.spent + tail, boundary, crossed, dist, pValue };
 }
 
-/** Returns P0(not stopped before the last look, S ≥ s.sum) under F: how surprising S is now (1 when S is at or below F's support). */
+/**
+ * Returns P0(not stopped before, S ≥ s.sum) under the F `s` holds: how surprising S is (1 when S
+ * is at or below F's support). Taken before a look's stopped paths leave F, it is that look's
+ * p-value (`pValue`); after a crossing they have left, so read `pValue` then.
+ */
 export function tailAt(s: SequentialState): number {
   let p = 0;
   for (let i = Math.max(0, s.sum - s.offset); i < s.dist.length; i++) p += s.dist[i] as number;
@@ -195,5 +234,6 @@ export function parseSequentialState(v: unknown): SequentialState | undefined {
     dist: s.dist as number[],
     boundary: s.boundary as number,
     crossed: s.crossed,
+    ...(prob(s.pValue) ? { pValue: s.pValue as number } : {}),
   };
 }

@@ -115,6 +115,34 @@ describe("sequential error-rate gates in the evaluator", () => {
   });
 });
 
+describe("the stable's history", () => {
+  it("a new canary version's first look uses the stable window's earlier buckets for the rate variation, not as test data", () => {
+    // The stable has run alone for 9 intervals with bursty errors (0.5% / 1.5% alternating) when canary v3 starts.
+    const bursty = sim();
+    const steady = sim();
+    const rnd = mulberry32(8);
+    for (let k = 0; k < 9; k++) {
+      for (const [s, rate] of [[bursty, k % 2 === 0 ? 0.005 : 0.015], [steady, 0.01]] as const) {
+        feed(s.stable, 2000, { errorRate: rate }, s.t, s.t + I, rnd);
+        s.t += I;
+      }
+    }
+    for (const s of [bursty, steady]) {
+      s.rollout = { ...s.rollout, canaryVersion: "v3", stepStartedAt: s.t - I };
+      const ev = step(s, 0.01, rnd);
+      const g = ev.gates[0]!;
+      expect(g.sequential!.look).toBe(1);
+      // The test's data are the canary's interval only: 100 canary and 1,900 stable outcomes.
+      expect(s.state.sequential!.gates[0]!).toMatchObject({ canaryN: 100, stableN: 1900 });
+      expect(s.state.sequential!.dispersion.pairs).toBe(9);
+    }
+    expect(bursty.state.sequential!.dispersion.pairs).toBe(9);
+    const kappa = (s: Sim) => rateVariation(s.state.sequential!.dispersion);
+    expect(kappa(bursty)).toBeGreaterThan(0.1);
+    expect(kappa(steady)).toBeLessThan(0.05);
+  });
+});
+
 describe("rate variation", () => {
   const fold = (rates: number[], n: number) => rates.reduce<DispersionState>((d, r) => foldDispersion(d, Math.round(r * n), n), { pairs: 0, sumSq: 0, sumInv: 0, prevRate: 0, prevN: 0, n: 0, errors: 0 });
 

@@ -33,6 +33,13 @@ export interface Scenario {
   /** After this evaluation the canary's traffic is multiplied by `stepFactor` (a weight step, stable traffic shrinking to match). */
   readonly stepAfter?: number;
   readonly stepFactor?: number;
+  /**
+   * Stable intervals (at the full traffic, canary + stable) in the stable's window when the
+   * canary version starts: a new canary version of a rollout whose stable has been running. The
+   * first evaluation folds them in (the engine's first look at a canary version sees every closed
+   * bucket of the stable's window). 0 (the default): a new rollout, no history.
+   */
+  readonly history?: number;
 }
 
 /** The evaluation (1-based) at which each policy rolled back, 0 for never. */
@@ -104,6 +111,17 @@ export function sequentialRollout(r0 = 1, confidence = 0.99): Rollout {
 
 const todayGate = gate("errors", { kind: "error_rate", maxRatio: 1.2, confidence: 0.995 }, { minSamples: 100 });
 
+/** Returns the stable's buckets before the canary started (Scenario.history), oldest first. */
+function historyOf(s: Scenario, rnd: () => number): { startMs: number; endMs: number; count: number; errors: number }[] {
+  const out = [];
+  const n = s.canaryN + s.stableN;
+  for (let h = s.history ?? 0; h >= 1; h--) {
+    const startMs = T0 - h * INTERVAL_MS;
+    out.push({ startMs, endMs: startMs + INTERVAL_MS, count: n, errors: binomial(n, burstyRate(s.stableRate, s.burstCv ?? 0, rnd), rnd) });
+  }
+  return out;
+}
+
 /** Simulates one rollout of a scenario, judged by the three policies on the same traffic. */
 export function simulateRun(s: Scenario, rollout: Rollout, rnd: () => number): RunResult {
   let state: SequentialAnalysisState | undefined;
@@ -124,7 +142,9 @@ export function simulateRun(s: Scenario, rollout: Rollout, rnd: () => number): R
     const from = T0 + (e - 1) * INTERVAL_MS;
     const now = from + INTERVAL_MS;
     if (sequential === 0) {
-      const run = runSequentialGates(rollout, agg(cn, ce, [{ startMs: from, endMs: now, count: cn, errors: ce }]), agg(sn, se, [{ startMs: from, endMs: now, count: sn, errors: se }]), state, now, true);
+      const stableBuckets = [{ startMs: from, endMs: now, count: sn, errors: se }];
+      if (e === 1) stableBuckets.unshift(...historyOf(s, rnd));
+      const run = runSequentialGates(rollout, agg(cn, ce, [{ startMs: from, endMs: now, count: cn, errors: ce }]), agg(sn, se, stableBuckets), state, now, true);
       state = run.state;
       if (run.results.get("errors")?.verdict === "fail") sequential = e;
     }

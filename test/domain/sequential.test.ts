@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { PLANNED_LOOKS, alphaSpending, countKernel, foldInterval, initialSequentialState, look, parseSequentialState, type SequentialState } from "../../src/domain/sequential.js";
+import { PLANNED_LOOKS, alphaSpending, conditionalKernel, countKernel, foldInterval, initialSequentialState, look, parseSequentialState, type SequentialState } from "../../src/domain/sequential.js";
 import { binomialUpperTail } from "../../src/domain/statistics.js";
 
 /** Returns P(Binomial(t, θ) = x) directly. */
@@ -67,6 +67,40 @@ describe("count kernels", () => {
       expect(mean).toBeCloseTo(t * theta, 6);
       expect(v / (t * theta * (1 - theta) * (1 + (t - 1) * rho))).toBeCloseTo(1, 4);
     }
+  });
+});
+
+describe("the bursty-traffic conditional kernel", () => {
+  /** P(NB = k) for a gamma-Poisson count of shape a and mean mu, from its definition. */
+  const nb = (k: number, a: number, mu: number) => {
+    let logp = a * Math.log(a / (a + mu)) + k * Math.log(mu / (a + mu));
+    for (let i = 0; i < k; i++) logp += Math.log((i + a) / (i + 1));
+    return Math.exp(logp);
+  };
+
+  it("is the law of one gamma-Poisson count given its sum with another (brute force), and tends to the binomial", () => {
+    for (const [t, theta, a, m] of [
+      [20, 0.05, 4, 20],
+      [35, 0.2, 1.5, 30],
+      [8, 0.5, 1, 6],
+      [60, 0.1, 10, 40],
+    ] as const) {
+      const joint = Array.from({ length: t + 1 }, (_, x) => nb(x, a, theta * m) * nb(t - x, a, (1 - theta) * m));
+      const total = joint.reduce((x, y) => x + y, 0);
+      const [off, k] = conditionalKernel(t, theta, a, m);
+      expect(k.reduce((x, y) => x + y, 0)).toBeCloseTo(1, 12);
+      for (let x = 0; x <= t; x++) expect(k[x - off] ?? 0).toBeCloseTo((joint[x] as number) / total, 12);
+    }
+    // Huge shape (no variation): the binomial.
+    const [offB, b] = countKernel(40, 0.1);
+    const [offC, c] = conditionalKernel(40, 0.1, 1e9, 40);
+    for (let x = 0; x <= 40; x++) expect(c[x - offC] ?? 0).toBeCloseTo(b[x - offB] ?? 0, 6);
+  });
+
+  it("has a heavier upper tail than the binomial, and caps the variation at a rate CV of 1", () => {
+    const tail = ([off, k]: [number, number[]], from: number) => k.reduce((s, p, i) => s + (off + i >= from ? p : 0), 0);
+    expect(tail(conditionalKernel(20, 0.05, 4, 20), 4)).toBeGreaterThan(2 * tail(countKernel(20, 0.05), 4));
+    expect(conditionalKernel(20, 0.05, 0.2, 20)).toEqual(conditionalKernel(20, 0.05, 1, 20));
   });
 });
 

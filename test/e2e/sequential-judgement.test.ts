@@ -8,6 +8,7 @@ import { RolloutService } from "../../gen/rollgate/v1/rollout_service_pb.js";
 import { manualClock } from "../../src/domain/clock.js";
 import { mulberry32 } from "../domain/fixtures.js";
 import { startTestServer, type TestServer } from "../helpers/servers.js";
+import { runCli } from "../cli/run-cli.js";
 
 /**
  * Sequential judgement through a real server on a real port (issue 18): many rollouts at once,
@@ -86,6 +87,25 @@ describe("sequential error-rate gate end to end (2 s interval, manual clock)", (
     const [, lookNo, errors, boundary] = /look (\d+) of 20: canary errors (\d+) >= boundary (\d+)/.exec(ev.reason)!;
     expect(Number(lookNo)).toBe(rolledBackAt.get(first));
     expect(Number(errors)).toBeGreaterThanOrEqual(Number(boundary));
+    // The same numbers as structured data in the event's snapshot: the look, the statistic against
+    // the boundary at that look, its p-value, the budget and how much of it is spent, the rate variation used.
+    const snap = (JSON.parse(ev.snapshot) as { gates: { name: string; verdict: string; sequential: Record<string, unknown> }[] }).gates.find((x) => x.name === "errors")!;
+    expect(snap.verdict).toBe("fail");
+    expect(snap.sequential).toMatchObject({ bound: "max_ratio", look: Number(lookNo), planned_looks: 20, crossed: true, statistic: Number(errors), boundary: Number(boundary), alpha: 0.01 });
+    const q = snap.sequential as { p_value: number; alpha_spent: number; spent_share: number; rate_variation: number; expected: number };
+    // Crossing means the look's p-value is within what the look may spend: at most the budget spent by then.
+    expect(q.p_value).toBeGreaterThan(0);
+    expect(q.p_value).toBeLessThanOrEqual(q.alpha_spent);
+    expect(q.alpha_spent).toBeLessThanOrEqual(0.01);
+    expect(q.spent_share).toBeCloseTo(q.alpha_spent / 0.01, 5);
+    expect(q.rate_variation).toBeGreaterThanOrEqual(0);
+    expect(q.expected).toBeLessThan(Number(errors));
+    // `rollgate events` shows it under the rollback's line.
+    const cli = await runCli(["--server", server.url, "events", first]);
+    expect(cli.code).toBe(0);
+    const lines = cli.stdout.trimEnd().split("\n");
+    const at = lines.findIndex((l) => /\srolled_back\s/.test(l));
+    expect(lines[at + 1]).toMatch(new RegExp(`^\\s+errors: sequential look ${lookNo} of 20 crossed: canary errors ${errors} >= boundary ${boundary}, p [\\d.e-]+, alpha spent [\\d.e-]+ of 0\\.01, (no rate variation|rate variation [\\d.e-]+)$`));
 
     // Health shows a live gate's evidence: statistic, the boundary at this look, the budget spent.
     const live = names.find((n) => n.startsWith("ok") && !rolledBackAt.has(n))!;
@@ -96,5 +116,10 @@ describe("sequential error-rate gate end to end (2 s interval, manual clock)", (
     expect(g.sequential!.boundary).toBeGreaterThan(g.sequential!.statistic);
     expect(g.sequential!.spentShare).toBeGreaterThan(0.5);
     expect(g.sequential!.spentShare).toBeLessThanOrEqual(1);
+    // The p-value of the last look is above what that look could spend (else it would have crossed), and the rate variation used is shown (steady traffic: ~0).
+    expect(g.sequential!.pValue).toBeGreaterThan(0);
+    expect(g.sequential!.pValue).toBeLessThanOrEqual(1);
+    expect(g.sequential!.rateVariation).toBeGreaterThanOrEqual(0);
+    expect(g.sequential!.rateVariation).toBeLessThan(0.2);
   });
 });

@@ -1,6 +1,7 @@
 import type { EventType, NewEvent } from "../../domain/audit-chain.js";
 import { roundValue as round, type RolloutHealth } from "../../domain/health.js";
 import type { Rollout } from "../../domain/rollout.js";
+import type { SequentialEvidence } from "../../domain/sequential-gate.js";
 import type { Caller } from "../engine.js";
 
 /**
@@ -30,9 +31,35 @@ export function snapshotOf(r: Rollout, summary: string, h: RolloutHealth, detail
       ...(g.baseline === undefined ? {} : { baseline: round(g.baseline) }),
       samples: g.samples,
       consecutive_breaches: g.consecutiveBreaches,
+      ...(g.sequential === undefined ? {} : { sequential: sequentialSnapshot(g.sequential) }),
     })),
     ...(detail === undefined ? {} : { detail }),
   });
+}
+
+/**
+ * Returns a sequential gate's evidence as the snapshot keeps it (docs/judgement.md): which look
+ * (and whether it crossed), the statistic against the boundary at that look, the p-value (the
+ * probability at the bound of reaching this look with at least this many errors), the error
+ * budget and how much of it is spent, and the rate variation the test was widened by.
+ */
+function sequentialSnapshot(s: SequentialEvidence) {
+  // Probabilities to 6 significant digits (1 − 0.99 is 0.010000000000000009 in binary).
+  const sig = (x: number) => Number(x.toPrecision(6));
+  return {
+    bound: s.bound,
+    look: s.look,
+    planned_looks: s.plannedLooks,
+    crossed: s.crossed,
+    statistic: s.statistic,
+    boundary: s.boundary,
+    expected: round(s.expected),
+    p_value: sig(s.pValue),
+    alpha: sig(s.alpha),
+    alpha_spent: sig(s.alphaSpent),
+    spent_share: round(s.spentShare),
+    rate_variation: round(s.rateVariation),
+  };
 }
 
 /**
