@@ -241,7 +241,11 @@ function tracedStore(store: Store, where: StoreTraceInfo, active: Active): Store
       SpanKind.CLIENT,
     );
   // PostgreSQL's own reads, which the engine looks for by name.
-  type Extra = { loadPeerWindowBuckets?: () => Promise<readonly unknown[]>; loadRollout?: (name: string) => Promise<unknown> };
+  type Extra = {
+    loadPeerWindowBuckets?: () => Promise<readonly unknown[]>;
+    loadRollout?: (name: string) => Promise<unknown>;
+    loadAnalysisStates?: () => Promise<ReadonlyMap<string, string>>;
+  };
   const traced = Object.create(store) as Store & Extra;
   traced.commit = (change) =>
     op(
@@ -253,6 +257,19 @@ function tracedStore(store: Store, where: StoreTraceInfo, active: Active): Store
       },
       () => store.commit(change),
     );
+  // A group commit (several queued changes, one transaction): one span, the child of the call
+  // whose change opened the group; the rollouts and rows are the group's.
+  traced.commitMany = (changes) =>
+    op(
+      "commit",
+      {
+        "rollgate.rollout": [...new Set(changes.map((c) => c.put?.name ?? c.remove ?? c.events[0]?.rollout ?? ""))].join(","),
+        "rollgate.store.rows": changes.reduce((n, c) => n + c.events.length + (c.put === undefined ? 0 : 1) + (c.remove === undefined ? 0 : 1), 0),
+        "rollgate.store.events": changes.reduce((n, c) => n + c.events.length, 0),
+        "rollgate.store.changes": changes.length,
+      },
+      () => store.commitMany(changes),
+    );
   traced.flushWindows = (flush) =>
     op(
       "flush_windows",
@@ -262,7 +279,8 @@ function tracedStore(store: Store, where: StoreTraceInfo, active: Active): Store
   traced.listEvents = (q) => op("list_events", q.rollout === undefined ? {} : { "rollgate.rollout": q.rollout }, () => store.listEvents(q), (r) => r.length);
   traced.loadRollouts = () => op("load_rollouts", {}, () => store.loadRollouts(), (r) => r.length);
   traced.loadWindowBuckets = () => op("load_window_buckets", {}, () => store.loadWindowBuckets(), (r) => r.length);
-  const { loadPeerWindowBuckets: peers, loadRollout: one } = store as Store & Extra;
+  const { loadPeerWindowBuckets: peers, loadRollout: one, loadAnalysisStates: states } = store as Store & Extra;
+  if (typeof states === "function") traced.loadAnalysisStates = () => op("load_analysis_states", {}, () => states.call(store), (r) => r.size);
   if (typeof peers === "function") traced.loadPeerWindowBuckets = () => op("load_peer_window_buckets", {}, () => peers.call(store), (r) => r.length);
   if (typeof one === "function") traced.loadRollout = (name) => op("load_rollout", { "rollgate.rollout": name }, () => one.call(store, name), (r) => (r === undefined ? 0 : 1));
   return traced;
