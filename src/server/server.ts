@@ -144,6 +144,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
         }
       : {}),
   });
+  metrics.observeLive({ subscribers: () => ({ ...engine.subscribers(), routes: routesFeed.watchers() }), sessions: () => listener.sessions() });
   const host = config.host;
   const address = host.includes(":") ? `[${host}]:${listener.port}` : `${host}:${listener.port}`;
   const url = `${config.tls === undefined ? "http" : "https"}://${address}`;
