@@ -59,12 +59,21 @@ export function parseDuration(s) {
  * above are kept in `logs` (the suites report them).
  */
 export function startServer({ db, port = 0, env = {}, nodeArgs = [] }) {
-  const [cmd, args] = pinnedCommand(SERVER_CORE, process.execPath, [...nodeArgs, cliPath, "serve", "--listen", `127.0.0.1:${port}`, "--db", db]);
+  // The probe (bench/lib/probe.mjs): on SIGUSR2 a full GC, then memoryUsage() on stdout.
+  const probeArgs = ["--expose-gc", "--import", join(benchDir, "lib", "probe.mjs")];
+  const [cmd, args] = pinnedCommand(SERVER_CORE, process.execPath, [...probeArgs, ...nodeArgs, cliPath, "serve", "--listen", `127.0.0.1:${port}`, "--db", db]);
   const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, LOG_LEVEL: "info", ...env } });
   const logs = [];
   let stderr = "";
   child.stderr.setEncoding("utf8").on("data", (s) => (stderr = (stderr + s).slice(-8000)));
   const exited = new Promise((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
+  const probes = [];
+  /** Resolves with the server's memoryUsage() after a full GC. */
+  const probe = () =>
+    new Promise((resolve) => {
+      probes.push(resolve);
+      child.kill("SIGUSR2");
+    });
   return new Promise((resolve, reject) => {
     let bound;
     createInterface({ input: child.stdout }).on("line", (line) => {
@@ -74,9 +83,10 @@ export function startServer({ db, port = 0, env = {}, nodeArgs = [] }) {
       } catch {
         return;
       }
+      if (e.probe !== undefined) return probes.shift()?.(e.probe);
       if (e.msg === "listening") bound = Number(e.port);
       if (e.level >= 40) logs.push(e);
-      if (e.msg === "ready" && bound !== undefined) resolve({ child, port: bound, pid: child.pid, logs, exited, stderr: () => stderr });
+      if (e.msg === "ready" && bound !== undefined) resolve({ child, port: bound, pid: child.pid, logs, exited, probe, stderr: () => stderr });
     });
     void exited.then(({ code, signal }) => reject(new Error(`rollgate exited (${code ?? signal}) before it was ready: ${stderr}`)));
   });

@@ -282,6 +282,8 @@ async function control(method, body) {
 }
 
 const churned = [];
+/** Rollouts whose last change has an unknown outcome (the server died during it). */
+const suspect = new Set();
 let churnN = 0;
 const paused = new Map(opts.rollouts.map((r) => [r, false]));
 
@@ -333,33 +335,29 @@ async function churnOnce() {
     const answer = await call();
     stats.changes.ok++;
     stats.changes.byOp[op] = (stats.changes.byOp[op] ?? 0) + 1;
+    suspect.delete(rollout);
     if (op === "create") churned.push(rollout);
     if (op === "delete") churned.shift();
     if (op === "pause" || op === "resume") paused.set(rollout, op === "pause");
     logChange({ op, rollout, acked: true, ...(op === "delete" ? {} : rolloutOf(answer)) });
   } catch (e) {
-    if (down || e.transport) stats.changes.down++;
+    // A refusal right after a change whose outcome is unknown (the server died during it) is
+    // that change having committed: e.g. Pause refused as already paused. Not an error.
+    if (down || e.transport || suspect.has(rollout)) stats.changes.down++;
     else {
       stats.changes.err++;
       stats.changes.lastError = e.message;
     }
+    if (down || e.transport) suspect.add(rollout);
     // Unknown outcome: the change may or may not have committed before the server died.
     logChange({ op, rollout, acked: false, error: e.message });
     // Learn the truth before the next change to it (a create or delete that did commit).
-    if (op === "create" || op === "delete") {
-      try {
-        await control("GetRollout", { name: rollout });
-        if (op === "create") churned.push(rollout);
-      } catch (g) {
-        if (op === "delete" && /HTTP 404/.test(g.message)) churned.shift();
-      }
-    }
-    if (op === "pause" || op === "resume") {
-      try {
-        paused.set(rollout, rolloutOf(await control("GetRollout", { name: rollout })).paused);
-      } catch {
-        /* learnt on the next try */
-      }
+    try {
+      const state = rolloutOf(await control("GetRollout", { name: rollout }));
+      if (op === "create" && !churned.includes(rollout)) churned.push(rollout);
+      paused.set(rollout, state.paused);
+    } catch (g) {
+      if (op === "delete" && /HTTP 404/.test(g.message) && churned[0] === rollout) churned.shift();
     }
   }
 }

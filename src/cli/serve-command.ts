@@ -22,6 +22,7 @@ export function serveCommand(): Command {
     .option("--tls-client-ca <file>", "PEM CA bundle: require client certificates (mTLS) [env ROLLGATE_TLS_CLIENT_CA]")
     .option("--no-grpc-fast-path", "serve every gRPC call through connect-node (for conformance checks) [env ROLLGATE_GRPC_FAST_PATH=off]")
     .option("--replica-id <id>", "this replica's name in logs, metrics and the database [env ROLLGATE_REPLICA_ID] (default host-pid-random)")
+    .option("--http2-keepalive <duration>", `PING each HTTP/2 connection this often, close it if unanswered as long [env ROLLGATE_HTTP2_KEEPALIVE] (default ${DEFAULTS.http2Keepalive}; 0 off)`)
     .option("--log-level <level>", `fatal|error|warn|info|debug|trace|silent [env LOG_LEVEL] (default ${DEFAULTS.logLevel})`)
     .action(async (options: ServerFlags, command: Command) => {
       // commander defaults a --no-* option to true; only an explicit flag may override the env.

@@ -27,6 +27,8 @@ export interface ServerConfig {
   readonly grpcFastPath: boolean;
   /** This process's name among replicas on one database (logs, metrics, window buckets). */
   readonly replicaId: string;
+  /** HTTP/2 keep-alive PING period in ms; a connection not answering within as long is closed (0: off). */
+  readonly http2KeepaliveMs: number;
 }
 
 /** Raw settings as flags give them (commander's camelCase option names). */
@@ -42,6 +44,7 @@ export interface ServerFlags {
   /** commander's `--no-grpc-fast-path` gives false. */
   readonly grpcFastPath?: boolean;
   readonly replicaId?: string;
+  readonly http2Keepalive?: string;
 }
 
 /** A setting that is wrong, named the way the operator wrote it. */
@@ -53,7 +56,7 @@ const ROLES = ["admin", "operator", "reporter", "reader"] as const;
 const LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
 
 /** Defaults of the server settings. */
-export const DEFAULTS = { listen: "127.0.0.1:8080", db: "./data/rollgate.db", logLevel: "info" } as const;
+export const DEFAULTS = { listen: "127.0.0.1:8080", db: "./data/rollgate.db", logLevel: "info", http2Keepalive: "15s" } as const;
 
 /**
  * Returns the server configuration from flags, then ROLLGATE_* environment variables, then
@@ -113,7 +116,22 @@ export function loadConfig(flags: ServerFlags, env: NodeJS.ProcessEnv): ServerCo
     logLevel,
     grpcFastPath,
     replicaId: replicaIdOf(pick(flags.replicaId, "ROLLGATE_REPLICA_ID")),
+    http2KeepaliveMs: keepaliveMsOf(pick(flags.http2Keepalive, "ROLLGATE_HTTP2_KEEPALIVE") ?? DEFAULTS.http2Keepalive),
   };
+}
+
+/**
+ * Returns the HTTP/2 keep-alive period in ms from "15s", "500ms", "1m" or "0" (off); at least
+ * 100 ms when on, at most an hour.
+ */
+export function keepaliveMsOf(setting: string): number {
+  const m = /^(\d+)(ms|s|m)?$/.exec(setting);
+  const ms = m === null ? NaN : Number(m[1]) * (m[2] === "ms" ? 1 : m[2] === "m" ? 60_000 : m[2] === "s" ? 1000 : NaN);
+  if (m?.[1] === "0" && m[2] === undefined) return 0;
+  if (!(ms === 0 || (ms >= 100 && ms <= 3_600_000))) {
+    throw new ConfigError(`--http2-keepalive/ROLLGATE_HTTP2_KEEPALIVE: "${setting}" must be a duration from 100ms to 1h (e.g. 15s), or 0 for off`);
+  }
+  return ms;
 }
 
 const TRUE = /^(1|true|yes|on)$/i;

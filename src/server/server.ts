@@ -131,6 +131,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     host: config.host,
     port: config.port,
     handler,
+    keepaliveMs: config.http2KeepaliveMs,
     ...(config.tls === undefined ? {} : { tls: config.tls }),
     ...(config.grpcFastPath
       ? {
