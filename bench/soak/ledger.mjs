@@ -21,6 +21,7 @@ export function startLedger({ port, rollout, perBatch = 20, everyMs = 20 }) {
   let sent = 0;
   let failed = 0;
   let paused = false;
+  let inflight = 0;
   let session;
   let base = `http://127.0.0.1:${port}`;
   const sessionOf = () => {
@@ -40,12 +41,14 @@ export function startLedger({ port, rollout, perBatch = 20, everyMs = 20 }) {
       return;
     }
     sent += perBatch;
+    inflight++;
     const chunks = [];
     let status;
     req.on("data", (c) => chunks.push(c));
     req.on("trailers", (t) => (status = t["grpc-status"]));
     req.on("error", () => undefined);
     req.on("close", () => {
+      inflight--;
       const b = Buffer.concat(chunks);
       if (status === "0" && b.length >= 5) acked += fromBinary(RecordOutcomeResponseSchema, b.subarray(5)).accepted;
       else failed++;
@@ -56,6 +59,11 @@ export function startLedger({ port, rollout, perBatch = 20, everyMs = 20 }) {
     acked: () => acked,
     sent: () => sent,
     failed: () => failed,
+    /** Resolves once no call is in flight (after a crash: every answer that arrived is counted). */
+    async settled(ms = 10_000) {
+      const until = Date.now() + ms;
+      while (inflight > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+    },
     perSecond: (perBatch * 1000) / everyMs,
     pause() {
       paused = true;

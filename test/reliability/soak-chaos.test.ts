@@ -19,6 +19,7 @@ describe("chaos (short)", () => {
     expect(r.changes.acked).toBeGreaterThan(0);
     expect(r.missing).toEqual([]);
     expect(r.stale).toEqual([]);
+    expect(r.unstable).toEqual([]);
     expect(r.verify.ok).toBe(true);
     expect(r.verify.checked).toBe(r.events);
     expect(r.integrity.afterEachCrash).toEqual(["ok", "ok", "ok"]);
