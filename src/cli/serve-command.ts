@@ -25,6 +25,7 @@ export function serveCommand(): Command {
     .option("--replica-id <id>", "this replica's name in logs, metrics and the database [env ROLLGATE_REPLICA_ID] (default host-pid-random)")
     .option("--notify <file>", "YAML or JSON file of outbound notification webhooks [env ROLLGATE_NOTIFY_FILE]")
     .option("--public-url <url>", "the server's URL as users reach it, for dashboard links in notifications [env ROLLGATE_PUBLIC_URL] (default the listen address)")
+    .option("--http2-keepalive <duration>", `PING each HTTP/2 connection this often, close it if unanswered as long [env ROLLGATE_HTTP2_KEEPALIVE] (default ${DEFAULTS.http2Keepalive}; 0 off)`)
     .option("--log-level <level>", `fatal|error|warn|info|debug|trace|silent [env LOG_LEVEL] (default ${DEFAULTS.logLevel})`)
     .action(async (options: ServerFlags, command: Command) => {
       // commander defaults a --no-* option to true; only an explicit flag may override the env.

@@ -37,6 +37,8 @@ export interface ServerConfig {
   readonly publicUrl?: string;
   /** OpenTelemetry traces, from the standard OTEL_* variables (tracing.ts); undefined when off. */
   readonly tracing?: TracingSettings;
+  /** HTTP/2 keep-alive PING period in ms; a connection not answering within as long is closed (0: off). */
+  readonly http2KeepaliveMs: number;
 }
 
 /** Raw settings as flags give them (commander's camelCase option names). */
@@ -56,6 +58,7 @@ export interface ServerFlags {
   readonly replicaId?: string;
   readonly notify?: string;
   readonly publicUrl?: string;
+  readonly http2Keepalive?: string;
 }
 
 /** A setting that is wrong, named the way the operator wrote it. */
@@ -67,7 +70,7 @@ const ROLES = ["admin", "operator", "reporter", "reader"] as const;
 const LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
 
 /** Defaults of the server settings. */
-export const DEFAULTS = { listen: "127.0.0.1:8080", db: "./data/rollgate.db", logLevel: "info" } as const;
+export const DEFAULTS = { listen: "127.0.0.1:8080", db: "./data/rollgate.db", logLevel: "info", http2Keepalive: "15s" } as const;
 
 /**
  * Returns the server configuration from flags, then ROLLGATE_* environment variables, then
@@ -144,6 +147,7 @@ export function loadConfig(flags: ServerFlags, env: NodeJS.ProcessEnv): ServerCo
     ...(notify === undefined ? {} : { notify }),
     ...(publicUrl === undefined ? {} : { publicUrl }),
     ...(tracing === undefined ? {} : { tracing }),
+    http2KeepaliveMs: keepaliveMsOf(pick(flags.http2Keepalive, "ROLLGATE_HTTP2_KEEPALIVE") ?? DEFAULTS.http2Keepalive),
   };
 }
 
@@ -160,6 +164,20 @@ function publicUrlOf(setting: string | undefined): string | undefined {
     throw new ConfigError(`--public-url/ROLLGATE_PUBLIC_URL: "${setting}" must be an http:// or https:// URL without query, e.g. https://rollgate.example.com`);
   }
   return setting.replace(/\/+$/, "");
+}
+
+/**
+ * Returns the HTTP/2 keep-alive period in ms from "15s", "500ms", "1m" or "0" (off); at least
+ * 100 ms when on, at most an hour.
+ */
+export function keepaliveMsOf(setting: string): number {
+  const m = /^(\d+)(ms|s|m)?$/.exec(setting);
+  const ms = m === null ? NaN : Number(m[1]) * (m[2] === "ms" ? 1 : m[2] === "m" ? 60_000 : m[2] === "s" ? 1000 : NaN);
+  if (m?.[1] === "0" && m[2] === undefined) return 0;
+  if (!(ms === 0 || (ms >= 100 && ms <= 3_600_000))) {
+    throw new ConfigError(`--http2-keepalive/ROLLGATE_HTTP2_KEEPALIVE: "${setting}" must be a duration from 100ms to 1h (e.g. 15s), or 0 for off`);
+  }
+  return ms;
 }
 
 const TRUE = /^(1|true|yes|on)$/i;

@@ -12,7 +12,29 @@ const STAGES: readonly Stage[] = ["canary", "staging", "production", "rolled_bac
  */
 export function createMetrics(stages: () => Iterable<Stage>) {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry });
+  // Event-loop delay sampled every 5 ms (prom-client's default is 10): its p99 gauge resets at
+  // each scrape, so it is the p99 since the last one.
+  collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 5 });
+  // Open streams and HTTP/2 sessions, read at scrape time from what the server hands to `live`.
+  let live: LiveCounts | undefined;
+  new Gauge({
+    name: "rollgate_stream_subscribers",
+    help: "Open subscriptions by feed: health (WatchHealth), events (WatchEvents), routes (WatchRoutes).",
+    labelNames: ["feed"] as const,
+    registers: [registry],
+    collect() {
+      if (live === undefined) return;
+      for (const [feed, n] of Object.entries(live.subscribers())) this.set({ feed }, n);
+    },
+  });
+  new Gauge({
+    name: "rollgate_http2_sessions",
+    help: "Open HTTP/2 connections.",
+    registers: [registry],
+    collect() {
+      if (live !== undefined) this.set(live.sessions());
+    },
+  });
 
   // The per-call counters are plain numbers, copied into prom-client when it is scraped
   // (collect): a prom-client label child hashes its labels on every inc, 3–5% of a Route call.
@@ -152,6 +174,10 @@ export function createMetrics(stages: () => Iterable<Stage>) {
 
   return {
     registry,
+    /** Gives the gauges of open streams and sessions their sources (once the server has them). */
+    observeLive(counts: LiveCounts): void {
+      live = counts;
+    },
     /** Counts keys routed to a variant. */
     routed(rollout: string, variant: Variant, count: number): void {
       let t = routeTotals.get(rollout);
@@ -243,6 +269,12 @@ export function createMetrics(stages: () => Iterable<Stage>) {
       },
     } satisfies EngineObserver,
   };
+}
+
+/** What the open-streams gauges read at scrape time. */
+export interface LiveCounts {
+  subscribers(): Record<string, number>;
+  sessions(): number;
 }
 
 /** The metrics type. */

@@ -65,6 +65,14 @@ export interface OnePortOptions {
    * from HTTP/2 (default 30 s); a silent one is closed so idle sockets cannot pile up.
    */
   readonly firstByteTimeoutMs?: number;
+  /**
+   * HTTP/2 keep-alive: every this many ms each HTTP/2 connection gets a PING, and one that has
+   * not answered it within as long again is closed, its streams with it (0: off). A peer that
+   * vanished without closing (its host froze, its network went away, its process stopped) keeps
+   * its socket open and its streams subscribed forever otherwise: the kernel has nothing to say
+   * until the send buffer is full, and then it just waits.
+   */
+  readonly keepaliveMs?: number;
 }
 
 /** A listening one-port server. */
@@ -124,9 +132,14 @@ export async function listenOnePort(opts: OnePortOptions): Promise<OnePortListen
   const h2 = opts.tls === undefined ? createH2cServer() : secureServer(opts.tls, http1);
   h2.on("request", handler);
   if (opts.onStream !== undefined) routeStreamsThroughHook(h2, opts.onStream);
+  const keepaliveMs = opts.keepaliveMs ?? 0;
   h2.on("session", (session: Http2Session) => {
     sessions.add(session);
-    session.once("close", () => sessions.delete(session));
+    const stopPinging = keepaliveMs > 0 ? pingUntilClosed(session, keepaliveMs) : () => {};
+    session.once("close", () => {
+      sessions.delete(session);
+      stopPinging();
+    });
     if (draining) session.close();
   });
 
@@ -209,6 +222,34 @@ export async function listenOnePort(opts: OnePortOptions): Promise<OnePortListen
     },
     sessions: () => sessions.size,
     connections: () => conns.size,
+  };
+}
+
+/**
+ * PINGs a session every `periodMs` and destroys it when a PING is not answered within `periodMs`
+ * (see OnePortOptions.keepaliveMs); returns the function that stops the timers.
+ */
+function pingUntilClosed(session: Http2Session, periodMs: number): () => void {
+  let deadline: NodeJS.Timeout | undefined;
+  const timer = setInterval(() => {
+    if (deadline !== undefined || session.destroyed || session.closed) return;
+    const sent = session.ping((err) => {
+      clearTimeout(deadline);
+      deadline = undefined;
+      // An error means the session is going away or the ping was cancelled: nothing to do.
+      void err;
+    });
+    if (!sent) return; // too many unanswered pings of the peer's own in flight: try next period
+    deadline = setTimeout(() => {
+      deadline = undefined;
+      session.destroy();
+    }, periodMs);
+    deadline.unref();
+  }, periodMs);
+  timer.unref();
+  return () => {
+    clearInterval(timer);
+    clearTimeout(deadline);
   };
 }
 

@@ -194,9 +194,11 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     host: config.host,
     port: config.port,
     handler,
+    keepaliveMs: config.http2KeepaliveMs,
     ...(config.tls === undefined ? {} : { tls: config.tls }),
     ...(onStream === undefined ? {} : { onStream }),
   });
+  metrics.observeLive({ subscribers: () => ({ ...engine.subscribers(), routes: routesFeed.watchers() }), sessions: () => listener.sessions() });
   const host = config.host;
   const address = host.includes(":") ? `[${host}]:${listener.port}` : `${host}:${listener.port}`;
   const url = `${config.tls === undefined ? "http" : "https"}://${address}`;

@@ -2,7 +2,7 @@ import { spawn } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { ConfigError, loadConfig, parseBoolean } from "../../src/server/config.js";
+import { ConfigError, keepaliveMsOf, loadConfig, parseBoolean } from "../../src/server/config.js";
 import { cliPath, spawnServer, tempDir, type ServerProcess } from "../helpers/servers.js";
 
 const tmps: ReturnType<typeof tempDir>[] = [];
@@ -58,6 +58,24 @@ describe("boolean settings", () => {
     const r = await serveFails(["--db", join(dir(), "r.db")], { ROLLGATE_INSECURE: "maybe" });
     expect(r.code).toBe(2);
     expect(r.stderr).toBe('rollgate serve: ROLLGATE_INSECURE: "maybe" must be one of on, off, true, false, yes, no, 1, 0\n');
+  });
+});
+
+describe("the HTTP/2 keep-alive setting", () => {
+  it("takes a duration from flag or environment, 15 s by default, 0 for off", () => {
+    const db = join(dir(), "rollgate.db");
+    expect(loadConfig({ db }, {}).http2KeepaliveMs).toBe(15_000);
+    expect(loadConfig({ db }, { ROLLGATE_HTTP2_KEEPALIVE: "2s" }).http2KeepaliveMs).toBe(2000);
+    expect(loadConfig({ db, http2Keepalive: "500ms" }, { ROLLGATE_HTTP2_KEEPALIVE: "2s" }).http2KeepaliveMs).toBe(500);
+    expect(keepaliveMsOf("1m")).toBe(60_000);
+    expect(keepaliveMsOf("0")).toBe(0);
+    expect(keepaliveMsOf("0s")).toBe(0);
+  });
+  it("refuses what is not a duration from 100 ms to 1 h, naming the setting", () => {
+    for (const bad of ["15", "fast", "50ms", "2h", "-1s", "1.5s"]) {
+      expect(() => keepaliveMsOf(bad)).toThrow(ConfigError);
+      expect(() => keepaliveMsOf(bad)).toThrow(/--http2-keepalive\/ROLLGATE_HTTP2_KEEPALIVE/);
+    }
   });
 });
 
