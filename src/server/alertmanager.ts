@@ -1,5 +1,4 @@
-import type { IncomingMessage, ServerResponse } from "node:http";
-import { constants as http2constants, type Http2ServerRequest } from "node:http2";
+import type { ServerResponse } from "node:http";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { Counter, type Registry } from "prom-client";
@@ -12,6 +11,7 @@ import type { Admit } from "./admit.js";
 import { parseAlertmanagerPayload, PayloadError, type Alert, type AlertAction } from "./alertmanager-payload.js";
 import type { RequestHandler } from "./http-endpoints.js";
 import type { CallReporter } from "./observe.js";
+import { bodyPending, stopReading } from "./refused-body.js";
 
 /**
  * The Alertmanager receiver, `POST /webhooks/alertmanager` on the server's own port: a firing
@@ -299,34 +299,3 @@ export function withAlertmanager(opts: AlertmanagerOptions, next: RequestHandler
   };
 }
 
-/** A request with a body still (possibly) on the wire. */
-function bodyPending(req: IncomingMessage | Http2ServerRequest): boolean {
-  if (req.complete) return false;
-  if ("stream" in req) return !req.stream.readableEnded;
-  const length = req.headers["content-length"];
-  return (length !== undefined && length !== "0") || req.headers["transfer-encoding"] !== undefined;
-}
-
-/**
- * After a refusal answered while the body is still coming: HTTP/1.1 closes the connection once the
- * answer is flushed, HTTP/2 resets the stream with NO_ERROR; meanwhile at most `budget` more
- * body bytes are read.
- */
-function stopReading(req: IncomingMessage | Http2ServerRequest, res: ServerResponse, budget: number): void {
-  const cut = () => {
-    if ("stream" in req) {
-      if (!req.stream.closed) req.stream.close(http2constants.NGHTTP2_NO_ERROR);
-    } else {
-      req.socket.destroy();
-    }
-  };
-  let read = 0;
-  req.on("data", (c: Buffer) => {
-    read += c.length;
-    if (read > budget) cut();
-  });
-  req.resume();
-  res.once("finish", () => {
-    if (!req.complete) cut();
-  });
-}

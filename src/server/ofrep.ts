@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { constants as http2constants, type Http2ServerRequest } from "node:http2";
+import type { Http2ServerRequest } from "node:http2";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { keyProblem } from "../domain/bucketing.js";
 import { DomainError } from "../domain/errors.js";
@@ -10,6 +10,7 @@ import type { Engine } from "../service/engine.js";
 import type { Admit } from "./admit.js";
 import type { RequestHandler } from "./http-endpoints.js";
 import type { CallReporter } from "./observe.js";
+import { bodyPending, stopReading } from "./refused-body.js";
 
 /**
  * OFREP (OpenFeature Remote Evaluation Protocol) on the server's own port: docs/ofrep.md says
@@ -184,40 +185,6 @@ function etagMatches(ifNoneMatch: string | undefined, etag: string): boolean {
   return ifNoneMatch.split(",").some((t) => {
     const tag = t.trim();
     return tag === "*" || tag.replace(/^W\//, "") === bare;
-  });
-}
-
-/** A request with a body still (possibly) on the wire: a declared length or a chunked body, not yet all read. */
-function bodyPending(req: IncomingMessage | Http2ServerRequest): boolean {
-  if (req.complete) return false;
-  if ("stream" in req) return !req.stream.readableEnded;
-  const length = req.headers["content-length"];
-  return (length !== undefined && length !== "0") || req.headers["transfer-encoding"] !== undefined;
-}
-
-/**
- * After a refusal answered while the body is still coming: stop reading it. HTTP/1.1 answers
- * with `connection: close` (set by the caller) and the socket is destroyed once the answer is
- * flushed — never read to the end to keep the connection; HTTP/2 closes the stream with
- * RST_STREAM NO_ERROR once the answer is sent (RFC 9113 §8.1: the client stops sending, the
- * answer stands). Until then at most `budget` more body bytes are read (checked per chunk the
- * socket delivers); past it the connection (or stream) goes at once.
- */
-function stopReading(req: IncomingMessage | Http2ServerRequest, res: ServerResponse, budget: number): void {
-  const cut = () => {
-    if ("stream" in req) {
-      if (!req.stream.closed) req.stream.close(http2constants.NGHTTP2_NO_ERROR);
-    } else {
-      req.socket.destroy();
-    }
-  };
-  let read = 0;
-  req.on("data", (c: Buffer) => {
-    read += c.length;
-    if (read > budget) cut();
-  });
-  res.once("finish", () => {
-    if (!req.complete) cut();
   });
 }
 
