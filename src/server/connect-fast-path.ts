@@ -4,14 +4,14 @@ import { fromBinary, fromJsonString, toJsonString, type DescMessage } from "@buf
 import { base64Decode } from "@bufbuild/protobuf/wire";
 import { MethodOptions_IdempotencyLevel } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { procedureOf, type HotMethod, type HotUnary } from "../service/hot-method.js";
+import { procedureOf, type HotUnary } from "../service/hot-method.js";
 import { toConnectError } from "../service/errors.js";
-import type { Admit } from "./admit.js";
 import { asDecodeFailure } from "./request-decode-codes.js";
 import { connectTimeoutOf, errorBody, httpStatusOf, unaryEncodingOf, type UnaryEncoding } from "./connect/wire.js";
 import type { RequestHandler } from "./http-endpoints.js";
-import { rolloutOf, type CallReporter, type CallSpan, type CallTracer } from "./observe.js";
+import { rolloutOf, type CallSpan } from "./observe.js";
 import type { OnStreamHook } from "./one-port.js";
+import type { FastPathOptions } from "./grpc-fast-path.js";
 
 /**
  * The Connect fast path: the hot unary RPCs (Route, RouteBatch, RecordOutcome) over the Connect
@@ -47,18 +47,8 @@ export interface ConnectCompression {
 }
 
 /** Options of the Connect fast path: the same settings connect-node's adapter is given. */
-export interface ConnectFastPathOptions {
-  /** The hot methods to serve (a service's hot-method table; its unary entries are taken). */
-  readonly methods: readonly HotMethod[];
-  /** The admission step every call goes through (connect-node's interceptor calls the same). */
-  readonly admit: Admit;
-  readonly report: CallReporter;
-  /** Starts each call's server span (tracing.ts); undefined when tracing is off. */
-  readonly trace?: CallTracer | undefined;
-  /** Called once per call this path serves. */
-  readonly served?: (procedure: string) => void;
-  /** Largest request message in bytes (connect's readMaxBytes), after decompression too. */
-  readonly maxBytes: number;
+export interface ConnectFastPathOptions extends FastPathOptions {
+  // maxBytes is connect's readMaxBytes, after decompression too; of `methods` the unary entries are taken.
   /** The compressions accepted and offered, in the server's order of preference. */
   readonly acceptCompression: readonly ConnectCompression[];
   /** Answers are compressed only from this size on (connect's compressMinBytes; default 1024). */

@@ -32,7 +32,7 @@ import type { OnStreamHook } from "./one-port.js";
  * Connect, JSON, compressed messages, other methods — goes to connect-node.
  */
 
-/** Options of the fast path. */
+/** Options of the gRPC fast path, and what the Connect fast path shares (connect-fast-path.ts). */
 export interface FastPathOptions {
   /** The hot methods to serve (a service's hot-method table). */
   readonly methods: readonly HotMethod[];
