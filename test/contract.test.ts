@@ -75,12 +75,14 @@ describe("architecture (docs/conventions.md)", () => {
     for (const f of handlers) expect(readFileSync(f, "utf8")).not.toMatch(/new ConnectError\(/);
   });
 
-  it("fences connect's internal protocol modules: protocol-grpc only in src/server/grpc/, protocol-connect only in src/server/connect/, pinned exactly", () => {
+  it("fences connect's internal protocol modules: protocol-grpc only in src/server/grpc/, protocol and protocol-connect only in src/server/connect/, pinned exactly", () => {
     // connect-es marks its protocol-* modules internal (not semver-stable). Each one in use has
     // one folder that may import it; any other protocol-* import needs a fence of its own here.
     const fences: Record<string, string> = {
       "@connectrpc/connect/protocol-grpc": join(repoRoot, "src", "server", "grpc") + sep,
       "@connectrpc/connect/protocol-connect": join(repoRoot, "src", "server", "connect") + sep,
+      // The universal handler types, to correct connect-node's answers (request-decode-codes.ts).
+      "@connectrpc/connect/protocol": join(repoRoot, "src", "server", "connect") + sep,
     };
     const internal = /^@connectrpc\/[\w-]+\/protocol/;
     const users = new Set<string>();

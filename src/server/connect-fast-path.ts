@@ -6,7 +6,7 @@ import { MethodOptions_IdempotencyLevel } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { procedureOf, type HotUnary } from "../service/hot-method.js";
 import { toConnectError } from "../service/errors.js";
-import { asDecodeFailure } from "./request-decode-codes.js";
+import { asDecodeFailure } from "./connect/request-decode-codes.js";
 import { connectTimeoutOf, errorBody, httpStatusOf, unaryEncodingOf, type UnaryEncoding } from "./connect/wire.js";
 import type { RequestHandler } from "./http-endpoints.js";
 import { rolloutOf, type CallSpan } from "./observe.js";

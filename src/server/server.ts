@@ -34,7 +34,7 @@ import { withOfrep } from "./ofrep.js";
 import { registerReflection } from "./reflection.js";
 import { loadDashboardAssets, withDashboard } from "./ui.js";
 import { startTracing, type StoreTraceInfo } from "./tracing.js";
-import { withRequestDecodeCodes } from "./request-decode-codes.js";
+import { withRequestDecodeCodes } from "./connect/request-decode-codes.js";
 
 /** Largest request message accepted, per docs/design.md §8; larger ones get RESOURCE_EXHAUSTED. */
 export const MAX_REQUEST_BYTES = 4 * 1024 * 1024;
