@@ -6,6 +6,9 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 60_000,
     pool: "forks",
+    // Two test files at a time on the 2-core CI machine (vitest would run one: cores − 1). The
+    // tests assert no timings, so sharing the cores changes how long they take, not what they find.
+    maxWorkers: 2,
     globalSetup: ["test/setup/tools.ts"],
   },
 });
