@@ -246,7 +246,8 @@ export function withAlertmanager(opts: AlertmanagerOptions, next: RequestHandler
         logger.warn({ requestId, status: e.status, error: e.message }, "Alertmanager notification refused");
         return send(e.status, { error: e.message });
       }
-      if (isDomainError(e) && (e.kind === "unavailable" || e.kind === "aborted")) {
+      // Unavailable, a version race, or a full disk (SQLite): nothing was changed; a retry may succeed.
+      if (isDomainError(e) && (e.kind === "unavailable" || e.kind === "aborted" || e.kind === "resource_exhausted")) {
         // Alertmanager retries 5xx: alerts already acted on are "already" on the retry.
         report(new ConnectError(e.message, Code.Unavailable));
         logger.warn({ requestId, error: e.message }, "Alertmanager notification not processed; Alertmanager will retry");

@@ -16,6 +16,8 @@ export interface LogDestination {
   write(line: string): boolean;
   /** Writes everything gathered so far, synchronously. */
   flushSync(): void;
+  /** Writes what is gathered and stops writing on exit (the server stopped; its last lines are out). */
+  close(): void;
 }
 
 /** Gathered text beyond which a write goes out at once rather than at the end of the turn. */
@@ -107,5 +109,9 @@ export function createLogDestination(fd = 1): LogDestination {
       return true;
     },
     flushSync,
+    close() {
+      flushSync();
+      process.off("exit", flushSync);
+    },
   };
 }

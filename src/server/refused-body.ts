@@ -37,8 +37,14 @@ export function stopReading(req: IncomingMessage | Http2ServerRequest, res: Serv
     if (read > budget) cut();
   });
   req.resume();
-  res.once("finish", () => {
-    if (!req.complete) cut();
-  });
+  // HTTP/2: the stream is reset once the answer is out. HTTP/1.1: the server's lingering close
+  // (http1-drain.ts, for every HTTP/1.1 request) ends the socket after the answer and reads the
+  // rest of the body within `budget` (the cut above), so that a client that sends its whole body
+  // before reading gets the answer, not a reset.
+  if ("stream" in req) {
+    res.once("finish", () => {
+      if (!req.complete) cut();
+    });
+  }
 }
 

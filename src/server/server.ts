@@ -387,6 +387,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
         // Last: the spans of the final flush and commit go out too.
         await tracing?.shutdown();
         logger.info("stopped");
+        logDestination?.close();
       })();
       return closing;
     },

@@ -6,7 +6,7 @@ import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { AuditEvent } from "../../src/domain/audit-chain.js";
 import { systemClock } from "../../src/domain/clock.js";
-import { setWeight } from "../../src/domain/rollout-machine.js";
+import { rollback, setWeight } from "../../src/domain/rollout-machine.js";
 import { createEngine, type Engine } from "../../src/service/engine.js";
 import { openPostgresStore, type PostgresStore } from "../../src/store/postgres-store.js";
 import type { Store } from "../../src/store/store.js";
@@ -196,6 +196,12 @@ describe("replicas on one PostgreSQL", () => {
     expect((await b.engine.listEvents("checkout", 0, 100)).map((e) => e.type)).toEqual(logBefore);
     // And the evaluator's Health merges b's outcomes too, not only at its tick.
     expect(a.engine.health("checkout").samples).toEqual({ stable: 40, canary: 40 });
+    // A rollback starts the canary afresh on every replica: b shows none of the old canary's
+    // outcomes, its own or the ones it last read from a, before its next round.
+    await a.engine.change("checkout", caller, (r, actor) => rollback(r, actor));
+    await b.engine.reconcile();
+    expect(b.engine.get("checkout").stage).toBe("rolled_back");
+    expect(b.engine.health("checkout").samples).toEqual({ stable: 40, canary: 0 });
   }, 60_000);
 
   it("runs one flush at a time: the timer's and shutdown's never overlap", async () => {

@@ -215,6 +215,8 @@ export function applyCommitted(state: EngineState, e: Entry, next: Rollout): voi
   const now = state.clock.now();
   if (startsAfresh(prev, next)) {
     clear(e.windows.canary);
+    // The other replicas' canary buckets last read are of the old canary too.
+    if (e.peers !== undefined) e.peers = { ...e.peers, canary: [] };
     e.analysis = initialAnalysisState();
     e.analysisDirty = true;
     state.unflushed.add(e);
@@ -224,6 +226,8 @@ export function applyCommitted(state: EngineState, e: Entry, next: Rollout): voi
       stable: resizeWindow(e.windows.stable, next.analysis.windowMs, next.analysis.intervalMs, now),
       canary: resizeWindow(e.windows.canary, next.analysis.windowMs, next.analysis.intervalMs, now),
     };
+    // Cut for the old layout: the next round reads the other replicas' buckets again.
+    delete e.peers;
     state.unflushed.add(e);
   }
   if (next.stepStartedAt !== prev.stepStartedAt || next.analysis.intervalMs !== prev.analysis.intervalMs) {
