@@ -37,6 +37,7 @@ import {
   machine,
   median,
   parseDuration,
+  loadOptionsOf,
   parseFlags,
   pinSelf,
   quantileOf,
@@ -53,15 +54,7 @@ const seedArg = Number(flags.seed ?? 1);
 const minUp = parseDuration(flags["min-up"] ?? "2s");
 const maxUp = parseDuration(flags["max-up"] ?? "6s");
 const num = (v, d) => (v === undefined ? d : Number(v));
-const load = {
-  routeRate: num(flags["route-rate"], 5000),
-  outcomeRate: num(flags["outcome-rate"], 50_000),
-  outcomeBatch: 500,
-  watchHealth: num(flags["watch-health"], 200),
-  watchRoutes: num(flags["watch-routes"], 10),
-  churnRate: num(flags["churn-rate"], 4),
-  seed: seedArg,
-};
+const load = loadOptionsOf(flags);
 const log = (s) => process.stderr.write(`${s}\n`);
 let seed = seedArg >>> 0 || 1;
 const rnd = () => ((seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 4294967296);

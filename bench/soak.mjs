@@ -35,6 +35,7 @@ import {
   MB,
   median,
   parseDuration,
+  loadOptionsOf,
   parseFlags,
   pinSelf,
   quantileOf,
@@ -52,15 +53,7 @@ const seconds = parseDuration(flags.duration ?? "10m");
 const sampleMs = parseDuration(flags.sample ?? (seconds >= 300 ? "5s" : "2s")) * 1000;
 const log = (s) => process.stderr.write(`${s}\n`);
 const num = (v, d) => (v === undefined ? d : Number(v));
-const load = {
-  routeRate: num(flags["route-rate"], 5000),
-  outcomeRate: num(flags["outcome-rate"], 50_000),
-  outcomeBatch: 500,
-  watchHealth: num(flags["watch-health"], 200),
-  watchRoutes: num(flags["watch-routes"], 10),
-  churnRate: num(flags["churn-rate"], 4),
-  seed: num(flags.seed, 1),
-};
+const load = loadOptionsOf(flags);
 export const LIMITS = { growth: 0.05, lagP99Ms: 20 };
 
 pinSelf();

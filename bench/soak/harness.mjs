@@ -32,6 +32,20 @@ export function freePort() {
 }
 
 /** Parses flags of the form --name value / --name=value / --flag. */
+/** Returns the mixed load's settings from the command-line flags (the soak's and the chaos run's defaults). */
+export function loadOptionsOf(flags) {
+  const num = (v, d) => (v === undefined ? d : Number(v));
+  return {
+    routeRate: num(flags["route-rate"], 5000),
+    outcomeRate: num(flags["outcome-rate"], 50_000),
+    outcomeBatch: 500,
+    watchHealth: num(flags["watch-health"], 200),
+    watchRoutes: num(flags["watch-routes"], 10),
+    churnRate: num(flags["churn-rate"], 4),
+    seed: num(flags.seed, 1),
+  };
+}
+
 export function parseFlags(argv) {
   const out = {};
   for (let i = 0; i < argv.length; i++) {
