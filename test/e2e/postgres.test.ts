@@ -43,6 +43,29 @@ async function routeAll(address: string, rollout: string, keys: string[]): Promi
   }
 }
 
+/** Creates an error-gated rollout on the first replica and waits until every replica knows it. */
+async function createOnAll(replicas: readonly (ServerProcess & { url: string })[], name: string, analysis: object): Promise<void> {
+  const created = await connectJson(replicas[0]!.url, "rollgate.v1.RolloutService/CreateRollout", {
+    rollout: { name, stableVersion: "v1", canaryVersion: "v2", gates: [{ name: "errors", minSamples: "50", errorRate: { max: 0.05 } }], analysis },
+  });
+  expect(created.status).toBe(200);
+  for (const p of replicas) {
+    await expect.poll(async () => (await connectJson(p.url, "rollgate.v1.RolloutService/GetRollout", { name })).status, { timeout: 15_000, interval: 50 }).toBe(200);
+  }
+}
+
+/**
+ * Sends 20 canary outcomes (30% errors) and 20 stable ones to each replica: under the gate's 50
+ * samples on any one of three replicas, 60 in all.
+ */
+async function spreadBadCanary(replicas: readonly (ServerProcess & { url: string })[], rollout: string): Promise<void> {
+  const canary = Array.from({ length: 20 }, (_, i) => ({ variant: "VARIANT_CANARY", success: i >= 6, latencyMs: 20 }));
+  const stable = Array.from({ length: 20 }, () => ({ variant: "VARIANT_STABLE", success: true, latencyMs: 18 }));
+  for (const p of replicas) {
+    expect((await connectJson(p.url, "rollgate.v1.DecisionService/RecordOutcome", { rollout, outcomes: [...canary, ...stable] })).json).toEqual({ accepted: 40 });
+  }
+}
+
 describe("the server on PostgreSQL", () => {
   it("serves, keeps its state across a restart, and its audit log verifies", async () => {
     const db = await cluster.createDatabase();
@@ -326,28 +349,8 @@ describe("the server on PostgreSQL", () => {
     const db = await cluster.createDatabase();
     const replicas = await Promise.all(["w1", "w2", "w3"].map((id) => serve(db, ["--replica-id", id])));
     const [a] = replicas as [ServerProcess & { url: string }];
-    const created = await connectJson(a.url, "rollgate.v1.RolloutService/CreateRollout", {
-      rollout: {
-        name: "spread",
-        stableVersion: "v1",
-        canaryVersion: "v2",
-        gates: [{ name: "errors", minSamples: "50", errorRate: { max: 0.05 } }],
-        analysis: { interval: "1s", window: "60s", consecutiveBreaches: 2 },
-      },
-    });
-    expect(created.status).toBe(200);
-    // Every replica knows the rollout before outcomes arrive.
-    for (const p of replicas) {
-      await expect.poll(async () => (await connectJson(p.url, "rollgate.v1.RolloutService/GetRollout", { name: "spread" })).status, { timeout: 15_000, interval: 50 }).toBe(200);
-    }
-    // 20 canary outcomes (30% errors) and 20 stable ones per replica: under the gate's 50 samples
-    // on any one replica, 60 in all.
-    const canary = Array.from({ length: 20 }, (_, i) => ({ variant: "VARIANT_CANARY", success: i >= 6, latencyMs: 20 }));
-    const stable = Array.from({ length: 20 }, () => ({ variant: "VARIANT_STABLE", success: true, latencyMs: 18 }));
-    for (const p of replicas) {
-      const r = await connectJson(p.url, "rollgate.v1.DecisionService/RecordOutcome", { rollout: "spread", outcomes: [...canary, ...stable] });
-      expect(r.json).toEqual({ accepted: 40 });
-    }
+    await createOnAll(replicas, "spread", { interval: "1s", window: "60s", consecutiveBreaches: 2 });
+    await spreadBadCanary(replicas, "spread");
     for (const p of replicas) {
       await expect
         .poll(async () => ((await connectJson(p.url, "rollgate.v1.RolloutService/GetRollout", { name: "spread" })).json as { rollout: { stage: string } }).rollout.stage, {
@@ -367,21 +370,8 @@ describe("the server on PostgreSQL", () => {
   it("three replicas: Health and WatchHealth on every one show every replica's outcomes and the evaluator's breach count", async () => {
     const db = await cluster.createDatabase();
     const replicas = await Promise.all(["h1", "h2", "h3"].map((id) => serve(db, ["--replica-id", id])));
-    const [a] = replicas as [ServerProcess & { url: string }];
     // Never rolled back within the test: breaches are counted, one per evaluation.
-    const created = await connectJson(a.url, "rollgate.v1.RolloutService/CreateRollout", {
-      rollout: {
-        name: "seen",
-        stableVersion: "v1",
-        canaryVersion: "v2",
-        gates: [{ name: "errors", minSamples: "50", errorRate: { max: 0.05 } }],
-        analysis: { interval: "1s", window: "120s", consecutiveBreaches: 100 },
-      },
-    });
-    expect(created.status).toBe(200);
-    for (const p of replicas) {
-      await expect.poll(async () => (await connectJson(p.url, "rollgate.v1.RolloutService/GetRollout", { name: "seen" })).status, { timeout: 15_000, interval: 50 }).toBe(200);
-    }
+    await createOnAll(replicas, "seen", { interval: "1s", window: "120s", consecutiveBreaches: 100 });
     // WatchHealth on every replica, over gRPC.
     const seen = replicas.map(() => [] as { canary: number; breaches: number }[]);
     const clients = replicas.map((p) => grpcJsClient(DecisionService, p.address));
@@ -393,12 +383,7 @@ describe("the server on PostgreSQL", () => {
       return call;
     });
     try {
-      // 20 canary outcomes (30% errors) and 20 stable ones per replica: 60 of each in all.
-      const canary = Array.from({ length: 20 }, (_, i) => ({ variant: "VARIANT_CANARY", success: i >= 6, latencyMs: 20 }));
-      const stable = Array.from({ length: 20 }, () => ({ variant: "VARIANT_STABLE", success: true, latencyMs: 18 }));
-      for (const p of replicas) {
-        expect((await connectJson(p.url, "rollgate.v1.DecisionService/RecordOutcome", { rollout: "seen", outcomes: [...canary, ...stable] })).json).toEqual({ accepted: 40 });
-      }
+      await spreadBadCanary(replicas, "seen");
       // Every replica, the two that are not the evaluator included, shows the merged window and
       // the breaches the evaluator has recorded (it alone counts them).
       for (const p of replicas) {
