@@ -8,6 +8,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { procedureOf, type HotUnary } from "../service/hot-method.js";
 import { toConnectError } from "../service/errors.js";
 import { asDecodeFailure } from "./connect/request-decode-codes.js";
+import { lingerIfIncomplete, readsOwnBody } from "./http1-drain.js";
 import { connectTimeoutOf, errorBody, httpStatusOf, unaryEncodingOf, type UnaryEncoding } from "./connect/wire.js";
 import type { RequestHandler } from "./http-endpoints.js";
 import { rolloutOf, type CallSpan } from "./observe.js";
@@ -157,6 +158,8 @@ export function createConnectFastPath(opts: ConnectFastPathOptions): ConnectFast
       if (call === undefined) return next(req, res);
       opts.served?.(call.route.procedure);
       const request = req as IncomingMessage;
+      // The call reads the body to its end before answering; an answer sooner arms the lingering close itself.
+      readsOwnBody(request);
       request.on("error", ignore);
       call.start(request);
     },
@@ -430,6 +433,8 @@ class ConnectCall {
     const { res, stream } = this;
     if (res !== undefined) {
       if (res.destroyed) return;
+      // A refusal before the body has all come: read and drop the rest after the answer (http1-drain.ts).
+      if (!res.req.complete) lingerIfIncomplete(res.req, res);
       res.writeHead(status, out);
       // node:http reads and discards what is left of the body once the answer is written.
       res.end(body);

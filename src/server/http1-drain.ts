@@ -22,9 +22,7 @@ export const DRAIN_MAX_MS = 10_000;
  * passes `maxBytes`/`maxMs` (then it is cut as before) — the "lingering close" of RFC 9112 §9.6.
  */
 export function drainRefusedBody(req: IncomingMessage, res: ServerResponse, maxBytes = DRAIN_MAX_BYTES, maxMs = DRAIN_MAX_MS): void {
-  if (req.complete) return;
-  const length = req.headers["content-length"];
-  if ((length === undefined || length === "0") && req.headers["transfer-encoding"] === undefined) return;
+  if (req.complete || (req as Marked)[OWN_BODY] === true || !hasBody(req)) return;
   // A body that came in the packet of its headers (most requests) is parsed as soon as the
   // 'request' listeners return, before the next tick, and nothing can answer it or destroy it
   // sooner (an answer's write completes, and 'finish' fires, in a later tick): such a request is
@@ -32,6 +30,29 @@ export function drainRefusedBody(req: IncomingMessage, res: ServerResponse, maxB
   // every small request two shadowing methods and their deletion, which turned the request and
   // its keep-alive socket into slow dictionary-mode objects (~4% of a Connect call's CPU).
   process.nextTick(armUnlessComplete, req, res, maxBytes, maxMs);
+}
+
+const OWN_BODY = Symbol("rollgate.readsOwnBody");
+type Marked = IncomingMessage & { [OWN_BODY]?: true };
+
+/**
+ * Marks a request whose handler reads its body to the end before it answers (the Connect fast
+ * path), so drainRefusedBody (called after the handlers) arms nothing for it; the handler calls
+ * lingerIfIncomplete before an answer it writes sooner (a refusal).
+ */
+export function readsOwnBody(req: IncomingMessage): void {
+  (req as Marked)[OWN_BODY] = true;
+}
+
+/** Arms the lingering close for an answer about to be written before its request's body has all come. */
+export function lingerIfIncomplete(req: IncomingMessage, res: ServerResponse): void {
+  if (req.complete || req.socket.destroyed || !hasBody(req)) return;
+  arm(req, res, DRAIN_MAX_BYTES, DRAIN_MAX_MS);
+}
+
+function hasBody(req: IncomingMessage): boolean {
+  const length = req.headers["content-length"];
+  return !((length === undefined || length === "0") && req.headers["transfer-encoding"] === undefined);
 }
 
 function armUnlessComplete(req: IncomingMessage, res: ServerResponse, maxBytes: number, maxMs: number): void {

@@ -299,7 +299,6 @@ function trackHttp1Requests(handler: OnePortHandler, busy: Map<Duplex, number>, 
     const r = res as ServerResponse;
     busy.set(socket, (busy.get(socket) ?? 0) + 1);
     if (draining() && !r.headersSent) r.setHeader("connection", "close");
-    drainRefusedBody(req as IncomingMessage, r);
     r.once("close", () => {
       const left = (busy.get(socket) ?? 1) - 1;
       if (left > 0) {
@@ -311,6 +310,8 @@ function trackHttp1Requests(handler: OnePortHandler, busy: Map<Duplex, number>, 
       if (draining()) socket.end();
     });
     handler(req, res);
+    // After the handler: one that reads its own body marks the request (readsOwnBody).
+    drainRefusedBody(req as IncomingMessage, r);
   };
 }
 
