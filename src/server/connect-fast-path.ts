@@ -371,6 +371,10 @@ class ConnectCall {
     if (raw.length > max) {
       throw new ConnectError(`message size ${raw.length} is larger than configured readMaxBytes ${max}`, Code.ResourceExhausted);
     }
+    if (encoding === "proto" && route.entry.fromBinary !== undefined) {
+      const read = route.entry.fromBinary(raw);
+      if (read !== undefined) return read;
+    }
     return decode(route.input, encoding, raw, shared.jsonRead);
   }
 

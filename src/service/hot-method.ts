@@ -39,6 +39,8 @@ export interface HotUnary<I extends DescMessage = DescMessage, O extends DescMes
    * always protobuf-es.
    */
   fromJson?(text: string): MessageShape<I> | undefined;
+  /** The same for protobuf binary: exactly what fromBinary(method.input, bytes) returns, or undefined. */
+  fromBinary?(bytes: Uint8Array): MessageShape<I> | undefined;
 }
 
 /**

@@ -11,7 +11,7 @@ import type { RouteRequest } from "../../gen/rollgate/v1/decision_service_pb.js"
  * name, `null`, a number, a nested value, trailing bytes, a leading BOM — returns undefined, and
  * the caller decodes the text with protobuf-es as before: its answers and its errors (unknown
  * fields, duplicate keys, the strict-input rules) stay exactly what they were. A property test
- * (test/service/route-request-json.test.ts) holds both readers to the same result on every text.
+ * (test/service/route-request-readers.test.ts) holds both readers to the same result on every text.
  */
 export function readRouteRequestJson(text: string): RouteRequest | undefined {
   const n = text.length;
@@ -91,4 +91,55 @@ function fieldOf(text: string, from: number, to: number): number {
   if (len === 7 && text.startsWith("rollout", from)) return ROLLOUT;
   if (len === 3 && text.startsWith("key", from)) return KEY;
   return 0;
+}
+
+/**
+ * The same for protobuf binary: a RouteRequest of field 1 (rollout) and field 2 (key), each at
+ * most once, in either order, one-byte tags, printable-ASCII values; exactly what
+ * fromBinary(RouteRequestSchema, bytes) returns for those. Anything else — another field (kept
+ * by protobuf-es as unknown), a repeated one, another wire type, a non-ASCII value (protobuf-es
+ * checks its UTF-8), a truncated length — returns undefined for protobuf-es to decode.
+ */
+export function readRouteRequestBinary(bytes: Uint8Array): RouteRequest | undefined {
+  const n = bytes.length;
+  let i = 0;
+  let rollout: string | undefined;
+  let key: string | undefined;
+  while (i < n) {
+    const tag = bytes[i]!;
+    if (tag !== TAG_ROLLOUT && tag !== TAG_KEY) return undefined;
+    // The length: a varint of at most 4 bytes (values below 2^28).
+    let len = 0;
+    let shift = 0;
+    let b: number;
+    i++;
+    do {
+      if (i >= n || shift > 21) return undefined;
+      b = bytes[i++]!;
+      len |= (b & 0x7f) << shift;
+      shift += 7;
+    } while (b & 0x80);
+    const end = i + len;
+    if (end > n) return undefined;
+    let value = "";
+    for (let j = i; j < end; j++) {
+      const c = bytes[j]!;
+      if (c < 0x20 || c > 0x7e) return undefined;
+    }
+    if (len > 0) value = latin1(bytes, i, end);
+    i = end;
+    if (tag === TAG_ROLLOUT && rollout === undefined) rollout = value;
+    else if (tag === TAG_KEY && key === undefined) key = value;
+    else return undefined; // repeated: protobuf-es keeps the last
+  }
+  return { $typeName: "rollgate.v1.RouteRequest", rollout: rollout ?? "", key: key ?? "" };
+}
+
+const TAG_ROLLOUT = (1 << 3) | 2;
+const TAG_KEY = (2 << 3) | 2;
+
+/** Returns bytes [from, to) as a string of one character per byte (they are ASCII here). */
+function latin1(bytes: Uint8Array, from: number, to: number): string {
+  const b = bytes instanceof Buffer ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  return b.toString("latin1", from, to);
 }

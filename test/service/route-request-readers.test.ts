@@ -1,8 +1,8 @@
-import { fromJsonString } from "@bufbuild/protobuf";
+import { create, fromBinary, fromJsonString, toBinary } from "@bufbuild/protobuf";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { RouteRequestSchema } from "../../gen/rollgate/v1/decision_service_pb.js";
-import { readRouteRequestJson } from "../../src/service/route-request-json.js";
+import { readRouteRequestBinary, readRouteRequestJson } from "../../src/service/route-request-readers.js";
 
 /** What protobuf-es makes of a text under the server's strict rule: the message, or its error. */
 function protobufEs(text: string, ignoreUnknownFields = false): { message: unknown } | { error: string } {
@@ -144,5 +144,75 @@ describe("the hand-written RouteRequest JSON reader", () => {
       fromJsonString(RouteRequestSchema, '{"rollout":"checkout","key":"user-12345"}'),
     );
     expect(readRouteRequestJson(" {}\n")).toStrictEqual(fromJsonString(RouteRequestSchema, "{}"));
+  });
+});
+
+/** Binary: the reader gives fromBinary's message exactly, or defers; never takes what fromBinary refuses. */
+function agreesBinary(bytes: Uint8Array): boolean {
+  const mine = readRouteRequestBinary(bytes);
+  if (mine === undefined) return true;
+  let theirs: unknown;
+  try {
+    theirs = fromBinary(RouteRequestSchema, bytes);
+  } catch (e) {
+    throw new Error(`the reader took what fromBinary refuses (${String(e)}): ${Buffer.from(bytes).toString("hex")}`);
+  }
+  expect(mine).toStrictEqual(theirs);
+  expect(Object.keys(mine)).toEqual(Object.keys(theirs as object));
+  return true;
+}
+
+/** A field as written on the wire: a tag (sometimes odd), a length (sometimes wrong or long-form), a value. */
+const wireField = fc
+  .record({
+    tag: fc.oneof({ arbitrary: fc.constantFrom(0x0a, 0x12), weight: 6 }, fc.constantFrom(0x08, 0x10, 0x1a, 0x0b, 0x8a, 0x00, 0xff)),
+    value: fc.oneof({ arbitrary: plainString.map((s) => Buffer.from(s, "latin1")), weight: 4 }, anyString.map((s) => Buffer.from(s, "utf8")), fc.uint8Array({ maxLength: 8 })),
+    lengthDelta: fc.oneof({ arbitrary: fc.constant(0), weight: 8 }, fc.integer({ min: -2, max: 2 })),
+    longLength: fc.boolean(),
+  })
+  .map(({ tag, value, lengthDelta, longLength }) => {
+    const len = Math.max(0, value.length + lengthDelta);
+    // A length as a minimal varint, or padded to two bytes (still valid protobuf).
+    const prefix = longLength && len < 0x80 ? [0x80 | len, 0x00] : len < 0x80 ? [len] : [0x80 | (len & 0x7f), len >> 7];
+    return Buffer.concat([Buffer.from([tag, ...prefix]), value]);
+  });
+
+describe("the hand-written RouteRequest binary reader", () => {
+  it("reads every plain request exactly as protobuf-es fromBinary does, in either field order", () => {
+    fc.assert(
+      fc.property(fc.record({ rollout: plainString, key: plainString }, { requiredKeys: [] }), fc.boolean(), (fields, reversed) => {
+        const bytes = toBinary(RouteRequestSchema, create(RouteRequestSchema, fields));
+        expect(readRouteRequestBinary(bytes)).toStrictEqual(fromBinary(RouteRequestSchema, bytes));
+        // The other order (protobuf allows it): taken too.
+        const parts = [fields.rollout, fields.key].map((v, i) => (v === undefined || v === "" ? Buffer.alloc(0) : Buffer.concat([Buffer.from([i === 0 ? 0x0a : 0x12, v.length]), Buffer.from(v, "latin1")])));
+        const swapped = Buffer.concat(reversed ? parts.reverse() : parts);
+        expect(readRouteRequestBinary(swapped)).toBeDefined();
+        return agreesBinary(swapped);
+      }),
+      { numRuns: 800 },
+    );
+  });
+
+  it("defers on everything else: unknown, repeated or mistyped fields, bad lengths, non-ASCII, garbage", () => {
+    let taken = 0;
+    fc.assert(
+      fc.property(fc.array(wireField, { maxLength: 4 }), fc.uint8Array({ maxLength: 3 }), fc.boolean(), (fields, trail, withTrail) => {
+        const bytes = Buffer.concat([...fields, withTrail ? Buffer.from(trail) : Buffer.alloc(0)]);
+        if (readRouteRequestBinary(bytes) !== undefined) taken++;
+        return agreesBinary(bytes);
+      }),
+      { numRuns: 3000 },
+    );
+    expect(taken).toBeGreaterThan(300);
+    fc.assert(fc.property(fc.uint8Array({ maxLength: 40 }), agreesBinary), { numRuns: 2000 });
+    const deferred = [
+      [0x0a, 0x01, 0x61, 0x0a, 0x01, 0x62], // repeated: fromBinary keeps the last
+      [0x1a, 0x01, 0x61], // an unknown field: fromBinary keeps it
+      [0x12, 0x02, 0xc3, 0xa9], // non-ASCII (valid UTF-8)
+      [0x12, 0x02, 0xc3], // truncated
+      [0x08, 0x01], // field 1 as a varint
+    ];
+    for (const b of deferred) expect(readRouteRequestBinary(new Uint8Array(b)), b.join(",")).toBeUndefined();
+    expect(readRouteRequestBinary(new Uint8Array(0))).toStrictEqual(fromBinary(RouteRequestSchema, new Uint8Array(0)));
   });
 });
