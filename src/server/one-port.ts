@@ -163,6 +163,9 @@ export async function listenOnePort(opts: OnePortOptions): Promise<OnePortListen
         } else {
           h1Sockets.add(socket);
           socket.once("close", () => h1Sockets.delete(socket));
+          // TCP_NODELAY, as node:http sets on the sockets it accepts itself (its `noDelay`
+          // default); this socket was accepted by the raw TCP server, which does not.
+          socket.setNoDelay(true);
           h1.emit("connection", socket);
         }
       });
