@@ -25,7 +25,9 @@ import type { FastPathOptions } from "./grpc-fast-path.js";
  * GET `encoding`) → compression negotiation (`content-encoding`/`compression`, `accept-encoding`;
  * an unknown encoding is UNIMPLEMENTED naming the supported ones) → `connect-timeout-ms` → the
  * body within readMaxBytes (a declared content-length first) → decompression → decoding with the
- * method's input schema (JSON with the server's strict unknown-field rule) → admission (admit.ts:
+ * method's input schema (JSON with the server's strict unknown-field rule; the table's
+ * hand-written readers first, HotUnary.fromJson/fromBinary, which take only plain requests and
+ * leave anything else to protobuf-es) → admission (admit.ts:
  * request id, readiness, auth) → the table's handler → the answer (`message` for JSON, `bytes`
  * for binary), compressed when negotiated and at least compressMinBytes. Errors are Connect's
  * error JSON with its HTTP status; the call reporter (metrics, logging) sees every call that
