@@ -4,6 +4,7 @@
 // node:http2 echo; each rollgate figure also via connect-node (--no-connect-fast-path), the
 // "before" figure.
 import { writeFileSync } from "node:fs";
+import { loadavg } from "node:os";
 import { join } from "node:path";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { RouteRequestSchema } from "../../dist/gen/rollgate/v1/decision_service_pb.js";
@@ -26,8 +27,9 @@ export const CONNECT_RATIOS = [
   { id: "connect-proto-h2", over: "bare-h2", goal: 0.5 },
   { id: "connect-proto-h2-node", over: "bare-h2" },
   { id: "grpc-h2", over: "bare-h2", goal: 0.75 },
-  // With ROLLGATE_BENCH_BEFORE=<a checkout with dist/ built>: gRPC Route at that commit, same run.
+  // With ROLLGATE_BENCH_BEFORE=<a checkout with dist/ built>: gRPC and Connect JSON Route at that commit, same run.
   { id: "grpc-h2-before", over: "bare-h2", optional: true },
+  { id: "connect-json-h1-before", over: "bare-h1", optional: true },
 ];
 
 function cases(dir, ports, before) {
@@ -53,7 +55,12 @@ function cases(dir, ports, before) {
     "connect-proto-h2": { label: "rollgate Connect binary Route, fast path (h2c)", opts: { port: ports.fast, path: ROUTE, body: proto, headers: protoType, ...H2 } },
     "connect-proto-h2-node": { label: "rollgate Connect binary Route, connect-node (h2c)", opts: { port: ports.node, path: ROUTE, body: proto, headers: protoType, ...H2 } },
     "grpc-h2": { label: "rollgate gRPC Route, fast path (h2c)", opts: { port: ports.fast, path: ROUTE, body: grpc, ...H2 } },
-    ...(before === undefined ? {} : { "grpc-h2-before": { label: `rollgate gRPC Route, fast path, at ${before.commit} (h2c)`, opts: { port: ports.before, path: ROUTE, body: grpc, ...H2 } } }),
+    ...(before === undefined
+      ? {}
+      : {
+          "grpc-h2-before": { label: `rollgate gRPC Route, fast path, at ${before.commit} (h2c)`, opts: { port: ports.before, path: ROUTE, body: grpc, ...H2 } },
+          "connect-json-h1-before": { label: `rollgate Connect JSON POST Route, fast path, at ${before.commit} (HTTP/1.1)`, opts: { port: ports.before, path: ROUTE, body: json, headers: jsonType, ...H1 } },
+        }),
   };
 }
 
@@ -103,6 +110,18 @@ export async function connectCase({ dir, seconds, rounds, log }) {
       log(`    ratios (req/s | CPU per call): ${ratioCases.map((r) => `${r.id}/${r.over} ${ratios[r.id].at(-1).toFixed(2)} | ${cpuRatios[r.id].at(-1).toFixed(2)}`).join(", ")}`);
     }
     const summary = Object.fromEntries(Object.keys(all).map((k) => [k, { label: all[k].label, rps: mmm(rps[k]), cpuUs: mmm(cpuUs[k]) }]));
+    // The figures RESULTS.md quotes, over all rounds: medians (min–max), each ratio beside its goal.
+    const load = loadavg().map((x) => x.toFixed(2)).join(" ");
+    const f = (m, d = 0) => `${m.median.toFixed(d)} (${m.min.toFixed(d)}–${m.max.toFixed(d)})`;
+    log(`  connect summary over ${rounds} rounds (load average at the end: ${load}):`);
+    for (const [k, v] of Object.entries(summary)) log(`    ${k.padEnd(22)} req/s ${f(v.rps)}, server CPU µs/call ${f(v.cpuUs, 1)}`);
+    const verdicts = ratioCases.map((r) => {
+      const byRps = mmm(ratios[r.id]);
+      const byCpu = mmm(cpuRatios[r.id]);
+      const verdict = r.goal === undefined ? "" : `goal ≥ ${r.goal}: ${byRps.median >= r.goal ? "met" : "missed"} by req/s, ${byCpu.median >= r.goal ? "met" : "missed"} by CPU per call`;
+      log(`    ${`${r.id}/${r.over}`.padEnd(30)} req/s ${f(byRps, 2)} | CPU per call ${f(byCpu, 2)} ${verdict}`);
+      return { id: r.id, over: r.over, goal: r.goal, rps: byRps, cpu: byCpu };
+    });
     const commands = [
       commandText(SERVER_CORE, "node", ["bench/refs/bare-http1.mjs"]),
       commandText(SERVER_CORE, "node", ["bench/refs/bare-http2.mjs"]),
@@ -112,7 +131,7 @@ export async function connectCase({ dir, seconds, rounds, log }) {
       "# ROLLGATE_BENCH_BEFORE=<a checkout with dist/ built> ROLLGATE_BENCH_BEFORE_COMMIT=<its commit> adds gRPC Route at that commit, started the same way",
       ...Object.entries(all).map(([k, c]) => `${h2loadCommand({ ...c.opts, port: `<${k}>`, seconds, warmup: 0.3 }).replaceAll(dir, "<tmp>")}`),
     ];
-    return { rps, cpuUs, ratios, cpuRatios, summary, commands };
+    return { rps, cpuUs, ratios, cpuRatios, summary, verdicts, load, commands };
   } finally {
     await fast.stop();
     await node.stop();

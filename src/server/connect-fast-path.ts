@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:http";
+import type { ServerHttp2Stream } from "node:http2";
 import { constants } from "node:http2";
 import { fromBinary, fromJsonString, toJsonString, type DescMessage } from "@bufbuild/protobuf";
 import { base64Decode } from "@bufbuild/protobuf/wire";
@@ -7,6 +8,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { procedureOf, type HotUnary } from "../service/hot-method.js";
 import { toConnectError } from "../service/errors.js";
 import { asDecodeFailure } from "./connect/request-decode-codes.js";
+import { lingerIfIncomplete, readsOwnBody } from "./http1-drain.js";
 import { connectTimeoutOf, errorBody, httpStatusOf, unaryEncodingOf, type UnaryEncoding } from "./connect/wire.js";
 import type { RequestHandler } from "./http-endpoints.js";
 import { rolloutOf, type CallSpan } from "./observe.js";
@@ -23,7 +25,9 @@ import type { FastPathOptions } from "./grpc-fast-path.js";
  * GET `encoding`) → compression negotiation (`content-encoding`/`compression`, `accept-encoding`;
  * an unknown encoding is UNIMPLEMENTED naming the supported ones) → `connect-timeout-ms` → the
  * body within readMaxBytes (a declared content-length first) → decompression → decoding with the
- * method's input schema (JSON with the server's strict unknown-field rule) → admission (admit.ts:
+ * method's input schema (JSON with the server's strict unknown-field rule; the table's
+ * hand-written readers first, HotUnary.fromJson/fromBinary, which take only plain requests and
+ * leave anything else to protobuf-es) → admission (admit.ts:
  * request id, readiness, auth) → the table's handler → the answer (`message` for JSON, `bytes`
  * for binary), compressed when negotiated and at least compressMinBytes. Errors are Connect's
  * error JSON with its HTTP status; the call reporter (metrics, logging) sees every call that
@@ -75,24 +79,21 @@ interface Route {
   readonly get: boolean;
 }
 
-/** One call, whatever its transport. */
-interface Call {
-  readonly route: Route;
-  readonly encoding: UnaryEncoding;
-  readonly headers: IncomingHttpHeaders;
-  /** The query of a GET, undefined for a POST. */
-  readonly query: URLSearchParams | undefined;
-  /** The request body (a POST's). */
-  readonly body: NodeJS.ReadableStream;
-  /**
-   * Writes the answer: status, headers (lowercase), body; an answer written before the body has
-   * all come (a refusal) also stops the client sending the rest.
-   */
-  reply(status: number, headers: OutgoingHttpHeaders, body: Uint8Array): void;
-}
-
 const decoder = new TextDecoder();
 const CONTENT_TYPE: Record<UnaryEncoding, string> = { json: "application/json", proto: "application/proto" };
+/** Most distinct `accept-encoding` values whose negotiation is remembered (clients send a handful). */
+const ACCEPT_CACHE_MAX = 64;
+
+/** What every call of one fast path shares. */
+interface Shared {
+  readonly opts: ConnectFastPathOptions;
+  readonly jsonRead: { readonly ignoreUnknownFields: boolean };
+  readonly compressMinBytes: number;
+  /** The accepted compressions' names, comma-separated (UNIMPLEMENTED's message, `accept-encoding`). */
+  readonly acceptable: string;
+  /** The compression each `accept-encoding` value seen picks (null: none). */
+  readonly picked: Map<string, ConnectCompression | null>;
+}
 
 /** Returns the Connect fast path for a hot-method table (see the module comment). */
 export function createConnectFastPath(opts: ConnectFastPathOptions): ConnectFastPath {
@@ -106,12 +107,25 @@ export function createConnectFastPath(opts: ConnectFastPathOptions): ConnectFast
       get: entry.method.idempotency === MethodOptions_IdempotencyLevel.NO_SIDE_EFFECTS,
     });
   }
-  const jsonRead = { ignoreUnknownFields: opts.ignoreUnknownFields };
-  const compressMinBytes = opts.compressMinBytes ?? 1024;
-  const acceptable = opts.acceptCompression.map((c) => c.name).join(",");
+  const shared: Shared = {
+    opts,
+    jsonRead: { ignoreUnknownFields: opts.ignoreUnknownFields },
+    compressMinBytes: opts.compressMinBytes ?? 1024,
+    acceptable: opts.acceptCompression.map((c) => c.name).join(","),
+    picked: new Map(),
+  };
 
-  /** Returns what connect-node would serve with its Connect unary handler, or undefined to pass the request on. */
-  function take(method: string | undefined, url: string | undefined, headers: IncomingHttpHeaders): Omit<Call, "body" | "reply"> | undefined {
+  /**
+   * Returns the call when connect-node would serve the request with its Connect unary handler,
+   * or undefined to pass it on.
+   */
+  function take(
+    method: string | undefined,
+    url: string | undefined,
+    headers: IncomingHttpHeaders,
+    res: ServerResponse | undefined,
+    stream: ServerHttp2Stream | undefined,
+  ): ConnectCall | undefined {
     if (url === undefined || (method !== "POST" && method !== "GET")) return undefined;
     const q = url.indexOf("?");
     const route = byPath.get(q < 0 ? url : url.slice(0, q));
@@ -119,171 +133,22 @@ export function createConnectFastPath(opts: ConnectFastPathOptions): ConnectFast
     const type = headers["content-type"];
     if (method === "POST") {
       const encoding = unaryEncodingOf(type);
-      return encoding === undefined ? undefined : { route, encoding, headers, query: undefined };
+      return encoding === undefined ? undefined : new ConnectCall(shared, route, encoding, headers, undefined, res, stream);
     }
     // GET: only the Connect handler allows it; a content type, if sent, must still be a Connect one.
     if (!route.get || (type !== undefined && type !== "" && unaryEncodingOf(type) === undefined)) return undefined;
     const query = new URLSearchParams(q < 0 ? "" : url.slice(q + 1, hashAt(url, q)));
     const enc = query.get("encoding");
     const encoding = enc === "json" ? "json" : enc === "proto" ? "proto" : undefined;
-    return encoding === undefined ? undefined : { route, encoding, headers, query };
-  }
-
-  function serve(call: Call): void {
-    const started = process.hrtime.bigint();
-    const { route, encoding, headers, query } = call;
-    const { procedure, entry } = route;
-    let done = false;
-    let timer: NodeJS.Timeout | undefined;
-    let requestId: string | undefined;
-
-    const answer = (status: number, out: OutgoingHttpHeaders, body: Uint8Array, accepted: ConnectCompression | undefined) => {
-      if (accepted === undefined || body.length < compressMinBytes) {
-        out["content-length"] = body.length;
-        return call.reply(status, out, body);
-      }
-      accepted.compress(body).then(
-        (packed) => {
-          out["content-encoding"] = accepted.name;
-          out["content-length"] = packed.length;
-          call.reply(status, out, packed);
-        },
-        () => {
-          out["content-length"] = body.length;
-          call.reply(status, out, body);
-        },
-      );
-    };
-    // The call's span once admitted (tracing on); the reporter ends it with the call's status.
-    let span: CallSpan | undefined;
-    const fail = (e: unknown, accepted: ConnectCompression | undefined, admitted?: { caller: string; rollout: string }) => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      let ce: ConnectError;
-      if (admitted !== undefined && requestId !== undefined) {
-        ce = toConnectError(e, requestId);
-        opts.report({ procedure, method: entry.method.name, requestId, caller: admitted.caller, rollout: admitted.rollout, started, span }, ce);
-        ce.metadata.set("x-request-id", requestId);
-      } else {
-        ce = e instanceof ConnectError ? e : new ConnectError("internal error", Code.Internal, undefined, undefined, e);
-      }
-      const out: OutgoingHttpHeaders = { "content-type": "application/json" };
-      ce.metadata.forEach((value, key) => (out[key] = value));
-      answer(httpStatusOf(ce.code), out, errorBody(ce), accepted);
-    };
-
-    // Compression: what the request is in, and what the answer may be in.
-    const requested = query === undefined ? headers["content-encoding"] : (query.get("compression") ?? undefined);
-    let inflate: ConnectCompression | undefined;
-    let compressionError: ConnectError | undefined;
-    if (requested !== undefined && requested !== "identity") {
-      inflate = opts.acceptCompression.find((c) => c.name === requested);
-      if (inflate === undefined) {
-        compressionError = new ConnectError(`unknown compression "${requested}": supported encodings are ${acceptable}`, Code.Unimplemented, {
-          "accept-encoding": acceptable,
-        });
-      }
-    }
-    const acceptEncoding = headers["accept-encoding"];
-    let deflate: ConnectCompression | undefined;
-    if (acceptEncoding === undefined || acceptEncoding === "") {
-      deflate = inflate;
-    } else {
-      for (const name of acceptEncoding.split(",")) {
-        deflate = opts.acceptCompression.find((c) => c.name === name.trim());
-        if (deflate !== undefined) break;
-      }
-    }
-
-    if (opts.requireConnectProtocolHeader) {
-      const version = query === undefined ? headers["connect-protocol-version"] : query.get("connect");
-      const want = query === undefined ? "1" : "v1";
-      const name = query === undefined ? "Connect-Protocol-Version" : "connect";
-      if (version === undefined || version === null) {
-        return fail(new ConnectError(`missing required ${query === undefined ? "header" : "parameter"}: set ${name} to "${want}"`, Code.InvalidArgument), deflate);
-      }
-      if (version !== want) return fail(new ConnectError(`${name} must be "${want}": got "${String(version)}"`, Code.InvalidArgument), deflate);
-    }
-    if (compressionError !== undefined) return fail(compressionError, deflate);
-    const timeout = connectTimeoutOf(headers["connect-timeout-ms"] as string | undefined);
-    if (timeout.error !== undefined) return fail(timeout.error, deflate);
-    if (timeout.ms !== undefined) timer = setTimeout(() => fail(new ConnectError("the operation timed out", Code.DeadlineExceeded), deflate), timeout.ms);
-
-    const decoded = (bytes: Uint8Array) => {
-      if (done) return;
-      if (inflate === undefined) return handle(bytes);
-      inflate.decompress(bytes, opts.maxBytes).then(
-        (b) => (done ? undefined : handle(b)),
-        (e: unknown) => fail(asDecodeFailure(e), deflate),
-      );
-    };
-
-    const handle = (bytes: Uint8Array) => {
-      let request: never;
-      try {
-        if (bytes.length > opts.maxBytes) {
-          throw new ConnectError(`message size ${bytes.length} is larger than configured readMaxBytes ${opts.maxBytes}`, Code.ResourceExhausted);
-        }
-        request = decode(route.input, encoding, bytes, jsonRead) as never;
-      } catch (e) {
-        return fail(e, deflate);
-      }
-      const rid = headers["x-request-id"];
-      const admission = opts.admit(procedure, headers.authorization, Array.isArray(rid) ? rid.join(", ") : rid);
-      requestId = admission.requestId;
-      const caller = admission.caller.name;
-      const rollout = rolloutOf(request);
-      span = opts.trace?.(procedure, "connect_rpc", headers.traceparent as string | undefined, headers.tracestate as string | undefined);
-      if (admission.refusal !== undefined) return fail(admission.refusal, deflate, { caller, rollout });
-      let body: Uint8Array;
-      try {
-        const run = () =>
-          encoding === "proto"
-            ? entry.bytes(request)
-            : Buffer.from(entry.json !== undefined ? entry.json(request) : toJsonString(entry.method.output, entry.message(request)), "utf8");
-        body = span === undefined ? run() : span.run(run);
-      } catch (e) {
-        return fail(e, deflate, { caller, rollout });
-      }
-      done = true;
-      clearTimeout(timer);
-      opts.report({ procedure, method: entry.method.name, requestId, caller, rollout, started, span }, undefined);
-      answer(200, { "content-type": CONTENT_TYPE[encoding], "x-request-id": requestId }, body, deflate);
-    };
-
-    if (query !== undefined) {
-      // GET: the message is in the query, base64 (either alphabet) when `base64=1`.
-      const message = query.get("message") ?? "";
-      let bytes: Uint8Array;
-      try {
-        bytes = query.get("base64") === "1" ? base64Decode(message) : encoder.encode(message);
-      } catch (e) {
-        return fail(e, deflate);
-      }
-      return decoded(bytes);
-    }
-    readBody(call.body, headers["content-length"], opts.maxBytes, decoded, (e) => fail(e, deflate));
+    return encoding === undefined ? undefined : new ConnectCall(shared, route, encoding, headers, query, res, stream);
   }
 
   const onStream: OnStreamHook = (stream, headers) => {
-    const t = take(headers[":method"], headers[":path"], headers);
-    if (t === undefined) return false;
-    opts.served?.(t.route.procedure);
+    const call = take(headers[":method"], headers[":path"], headers, undefined, stream);
+    if (call === undefined) return false;
+    opts.served?.(call.route.procedure);
     stream.on("error", ignore);
-    serve({
-      ...t,
-      body: stream,
-      reply(status, out, body) {
-        if (stream.destroyed) return;
-        out[":status"] = status;
-        stream.respond(out);
-        // A refusal answered while the client is still sending: RST_STREAM NO_ERROR once it is out.
-        stream.end(body, () => {
-          if (!stream.destroyed && !stream.readableEnded) stream.close(constants.NGHTTP2_NO_ERROR);
-        });
-      },
-    });
+    call.start(stream);
     return true;
   };
 
@@ -291,25 +156,307 @@ export function createConnectFastPath(opts: ConnectFastPathOptions): ConnectFast
     onStream,
     handler: (next) => (req, res) => {
       if (req.httpVersionMajor !== 1) return next(req, res);
-      const t = take(req.method, req.url, req.headers);
-      if (t === undefined) return next(req, res);
-      opts.served?.(t.route.procedure);
-      const r = res as ServerResponse;
+      const call = take(req.method, req.url, req.headers, res as ServerResponse, undefined);
+      if (call === undefined) return next(req, res);
+      opts.served?.(call.route.procedure);
       const request = req as IncomingMessage;
+      // The call reads the body to its end before answering; an answer sooner arms the lingering close itself.
+      readsOwnBody(request);
       request.on("error", ignore);
-      serve({
-        ...t,
-        body: request,
-        reply(status, out, body) {
-          if (r.destroyed) return;
-          r.writeHead(status, out);
-          // node:http reads and discards what is left of the body once the answer is written.
-          r.end(body);
-        },
-      });
+      call.start(request);
     },
   };
 }
+
+/**
+ * One call, whatever its transport (an HTTP/1.1 response or an HTTP/2 stream): one object per
+ * call holding its state, its steps as methods, instead of a closure per step.
+ */
+class ConnectCall {
+  readonly started = process.hrtime.bigint();
+  private done = false;
+  private timer: NodeJS.Timeout | undefined = undefined;
+  private requestId: string | undefined = undefined;
+  /** The call's span once admitted (tracing on); the reporter ends it with the call's status. */
+  private span: CallSpan | undefined = undefined;
+  /** The compression the request is in, and the one the answer may be in. */
+  private inflate: ConnectCompression | undefined = undefined;
+  private deflate: ConnectCompression | undefined = undefined;
+  // The body as it arrives (a POST's): its declared length, what has come, whether reading stopped.
+  private declared = -1;
+  private first: Buffer | undefined = undefined;
+  private chunks: Buffer[] | undefined = undefined;
+  private size = 0;
+  private stopped = false;
+
+  constructor(
+    private readonly shared: Shared,
+    readonly route: Route,
+    private readonly encoding: UnaryEncoding,
+    private readonly headers: IncomingHttpHeaders,
+    /** The query of a GET, undefined for a POST. */
+    private readonly query: URLSearchParams | undefined,
+    private readonly res: ServerResponse | undefined,
+    private readonly stream: ServerHttp2Stream | undefined,
+  ) {}
+
+  /** Serves the call; `body` is the request body (a POST's). */
+  start(body: NodeJS.ReadableStream): void {
+    const { headers, query } = this;
+    const { opts, acceptable } = this.shared;
+    // Compression: what the request is in, and what the answer may be in.
+    const requested = query === undefined ? headers["content-encoding"] : (query.get("compression") ?? undefined);
+    let compressionError: ConnectError | undefined;
+    if (requested !== undefined && requested !== "identity") {
+      this.inflate = opts.acceptCompression.find((c) => c.name === requested);
+      if (this.inflate === undefined) {
+        compressionError = new ConnectError(`unknown compression "${requested}": supported encodings are ${acceptable}`, Code.Unimplemented, {
+          "accept-encoding": acceptable,
+        });
+      }
+    }
+    const acceptEncoding = headers["accept-encoding"];
+    this.deflate = acceptEncoding === undefined || acceptEncoding === "" ? this.inflate : this.pick(acceptEncoding);
+
+    if (opts.requireConnectProtocolHeader) {
+      const version = query === undefined ? headers["connect-protocol-version"] : query.get("connect");
+      const want = query === undefined ? "1" : "v1";
+      const name = query === undefined ? "Connect-Protocol-Version" : "connect";
+      if (version === undefined || version === null) {
+        return this.fail(new ConnectError(`missing required ${query === undefined ? "header" : "parameter"}: set ${name} to "${want}"`, Code.InvalidArgument));
+      }
+      if (version !== want) return this.fail(new ConnectError(`${name} must be "${want}": got "${String(version)}"`, Code.InvalidArgument));
+    }
+    if (compressionError !== undefined) return this.fail(compressionError);
+    const timeoutHeader = headers["connect-timeout-ms"] as string | undefined;
+    if (timeoutHeader !== undefined) {
+      const timeout = connectTimeoutOf(timeoutHeader);
+      if (timeout.error !== undefined) return this.fail(timeout.error);
+      if (timeout.ms !== undefined) {
+        this.timer = setTimeout(() => this.fail(new ConnectError("the operation timed out", Code.DeadlineExceeded)), timeout.ms);
+      }
+    }
+
+    if (query !== undefined) {
+      // GET: the message is in the query, base64 (either alphabet) when `base64=1`.
+      const message = query.get("message") ?? "";
+      if (query.get("base64") === "1") {
+        let bytes: Uint8Array;
+        try {
+          bytes = base64Decode(message);
+        } catch (e) {
+          return this.fail(e);
+        }
+        return this.decoded(bytes);
+      }
+      // The message as text: the JSON reader takes it without the round trip through UTF-8.
+      if (this.inflate === undefined) return this.handle(undefined, message);
+      return this.decoded(encoder.encode(message));
+    }
+    this.readBody(body);
+  }
+
+  /** Returns the compression an `accept-encoding` value picks: the first name the server accepts. */
+  private pick(acceptEncoding: string): ConnectCompression | undefined {
+    const { picked, opts } = this.shared;
+    const known = picked.get(acceptEncoding);
+    if (known !== undefined) return known ?? undefined;
+    let deflate: ConnectCompression | undefined;
+    for (const name of acceptEncoding.split(",")) {
+      deflate = opts.acceptCompression.find((c) => c.name === name.trim());
+      if (deflate !== undefined) break;
+    }
+    if (picked.size < ACCEPT_CACHE_MAX) picked.set(acceptEncoding, deflate ?? null);
+    return deflate;
+  }
+
+  /**
+   * Reads a unary request body as connect-node does: a declared content-length over the limit
+   * is refused before anything is read, a body that breaks its declared length is
+   * INVALID_ARGUMENT, and an undeclared one is refused as soon as it passes the limit.
+   */
+  private readBody(body: NodeJS.ReadableStream): void {
+    const max = this.shared.opts.maxBytes;
+    const lengthHeader = this.headers["content-length"];
+    const hint = lengthHeader === undefined ? NaN : parseInt(lengthHeader, 10);
+    if (Number.isSafeInteger(hint) && hint >= 0) {
+      if (hint > max) return this.fail(new ConnectError(`message size ${hint} is larger than configured readMaxBytes ${max}`, Code.ResourceExhausted));
+      this.declared = hint;
+    }
+    body.on("data", (chunk: Buffer) => this.onData(chunk));
+    body.on("end", () => this.onEnd());
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.stopped) return;
+    this.size += chunk.length;
+    const { declared, size } = this;
+    if (declared >= 0 && size > declared) {
+      this.stopped = true;
+      return this.fail(new ConnectError(`protocol error: promised ${declared} bytes, received ${size}`, Code.InvalidArgument));
+    }
+    if (declared < 0 && size > this.shared.opts.maxBytes) {
+      this.stopped = true;
+      return this.fail(new ConnectError(`message size is larger than configured readMaxBytes ${this.shared.opts.maxBytes}`, Code.ResourceExhausted));
+    }
+    if (this.first === undefined) this.first = chunk;
+    else (this.chunks ??= [this.first]).push(chunk);
+  }
+
+  private onEnd(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    const { declared, size } = this;
+    if (declared >= 0 && size < declared) {
+      return this.fail(new ConnectError(`protocol error: promised ${declared} bytes, received ${size}`, Code.InvalidArgument));
+    }
+    const bytes = this.chunks !== undefined ? Buffer.concat(this.chunks, size) : (this.first ?? EMPTY);
+    this.first = undefined;
+    this.chunks = undefined;
+    this.decoded(bytes);
+  }
+
+  /** The request's bytes as sent: decompressed when they are compressed, then handled. */
+  private decoded(bytes: Uint8Array): void {
+    if (this.done) return;
+    const inflate = this.inflate;
+    if (inflate === undefined) return this.handle(bytes, undefined);
+    inflate.decompress(bytes, this.shared.opts.maxBytes).then(
+      (b) => (this.done ? undefined : this.handle(b, undefined)),
+      (e: unknown) => this.fail(asDecodeFailure(e)),
+    );
+  }
+
+  /** Decodes the request (its bytes, or a GET's message as text), admits it, runs the handler, answers. */
+  private handle(bytes: Uint8Array | undefined, text: string | undefined): void {
+    const { route, headers, shared } = this;
+    const { opts } = shared;
+    const { procedure, entry } = route;
+    let request: never;
+    try {
+      request = this.decode(bytes, text) as never;
+    } catch (e) {
+      return this.fail(e);
+    }
+    const rid = headers["x-request-id"];
+    const admission = opts.admit(procedure, headers.authorization, Array.isArray(rid) ? rid.join(", ") : rid);
+    const requestId = (this.requestId = admission.requestId);
+    const caller = admission.caller.name;
+    const rollout = rolloutOf(request);
+    const span = (this.span = opts.trace?.(procedure, "connect_rpc", headers.traceparent as string | undefined, headers.tracestate as string | undefined));
+    if (admission.refusal !== undefined) return this.fail(admission.refusal, caller, rollout);
+    let body: Uint8Array;
+    try {
+      body = span === undefined ? this.run(request) : span.run(() => this.run(request));
+    } catch (e) {
+      return this.fail(e, caller, rollout);
+    }
+    this.done = true;
+    clearTimeout(this.timer);
+    opts.report({ procedure, method: entry.method.name, requestId, caller, rollout, started: this.started, span }, undefined);
+    this.answer(200, { "content-type": CONTENT_TYPE[this.encoding], "x-request-id": requestId }, body, this.deflate);
+  }
+
+  /** Returns the request message decoded as connect-node decodes it, errors included. */
+  private decode(bytes: Uint8Array | undefined, text: string | undefined): unknown {
+    const { route, encoding, shared } = this;
+    const max = shared.opts.maxBytes;
+    if (encoding === "json" && route.entry.fromJson !== undefined) {
+      // The hand-written reader takes printable ASCII only, so its text's length is its size.
+      const plain = text ?? (bytes instanceof Buffer ? bytes.toString("latin1", 0, bytes.length) : undefined);
+      if (plain !== undefined && plain.length <= max) {
+        const read = route.entry.fromJson(plain);
+        if (read !== undefined) return read;
+      }
+    }
+    const raw = bytes ?? encoder.encode(text);
+    if (raw.length > max) {
+      throw new ConnectError(`message size ${raw.length} is larger than configured readMaxBytes ${max}`, Code.ResourceExhausted);
+    }
+    if (encoding === "proto" && route.entry.fromBinary !== undefined) {
+      const read = route.entry.fromBinary(raw);
+      if (read !== undefined) return read;
+    }
+    return decode(route.input, encoding, raw, shared.jsonRead);
+  }
+
+  /** Returns the answer's body: the table's bytes or JSON. */
+  private run(request: never): Uint8Array {
+    const { entry } = this.route;
+    if (this.encoding === "proto") return entry.bytes(request);
+    return Buffer.from(entry.json !== undefined ? entry.json(request) : toJsonString(entry.method.output, entry.message(request)), "utf8");
+  }
+
+  /**
+   * Answers an error: Connect's error JSON with its HTTP status; reported (and its request id
+   * echoed) once the call was admitted (`caller` given).
+   */
+  private fail(e: unknown, caller?: string, rollout?: string): void {
+    if (this.done) return;
+    this.done = true;
+    clearTimeout(this.timer);
+    let ce: ConnectError;
+    const { requestId, route } = this;
+    if (caller !== undefined && requestId !== undefined) {
+      ce = toConnectError(e, requestId);
+      this.shared.opts.report(
+        { procedure: route.procedure, method: route.entry.method.name, requestId, caller, rollout: rollout ?? "", started: this.started, span: this.span },
+        ce,
+      );
+      ce.metadata.set("x-request-id", requestId);
+    } else {
+      ce = e instanceof ConnectError ? e : new ConnectError("internal error", Code.Internal, undefined, undefined, e);
+    }
+    const out: OutgoingHttpHeaders = { "content-type": "application/json" };
+    ce.metadata.forEach((value, key) => (out[key] = value));
+    this.answer(httpStatusOf(ce.code), out, errorBody(ce), this.deflate);
+  }
+
+  /** Writes an answer, compressed when `accepted` and large enough. */
+  private answer(status: number, out: OutgoingHttpHeaders, body: Uint8Array, accepted: ConnectCompression | undefined): void {
+    if (accepted === undefined || body.length < this.shared.compressMinBytes) {
+      out["content-length"] = body.length;
+      return this.reply(status, out, body);
+    }
+    accepted.compress(body).then(
+      (packed) => {
+        out["content-encoding"] = accepted.name;
+        out["content-length"] = packed.length;
+        this.reply(status, out, packed);
+      },
+      () => {
+        out["content-length"] = body.length;
+        this.reply(status, out, body);
+      },
+    );
+  }
+
+  /**
+   * Writes the answer: status, headers (lowercase), body; an answer written before the body has
+   * all come (a refusal) also stops the client sending the rest.
+   */
+  private reply(status: number, out: OutgoingHttpHeaders, body: Uint8Array): void {
+    const { res, stream } = this;
+    if (res !== undefined) {
+      if (res.destroyed) return;
+      // A refusal before the body has all come: read and drop the rest after the answer (http1-drain.ts).
+      if (!res.req.complete) lingerIfIncomplete(res.req, res);
+      res.writeHead(status, out);
+      // node:http reads and discards what is left of the body once the answer is written.
+      res.end(body);
+      return;
+    }
+    if (stream === undefined || stream.destroyed) return;
+    out[":status"] = status;
+    stream.respond(out);
+    // A refusal answered while the client is still sending: RST_STREAM NO_ERROR once it is out.
+    stream.end(body, () => {
+      if (!stream.destroyed && !stream.readableEnded) stream.close(constants.NGHTTP2_NO_ERROR);
+    });
+  }
+}
+
+const EMPTY = new Uint8Array(0);
 
 const encoder = new TextEncoder();
 const ignore = () => undefined;
@@ -335,39 +482,4 @@ function decode(schema: DescMessage, encoding: UnaryEncoding, bytes: Uint8Array,
   } catch (e) {
     throw ConnectError.from(e, Code.InvalidArgument);
   }
-}
-
-/**
- * Reads a unary request body as connect-node does: a declared content-length over `max` is
- * refused before anything is read, a body that breaks its declared length is INVALID_ARGUMENT,
- * and an undeclared one is refused as soon as it passes `max`.
- */
-function readBody(body: NodeJS.ReadableStream, lengthHeader: string | undefined, max: number, done: (bytes: Uint8Array) => void, fail: (e: ConnectError) => void): void {
-  const hint = lengthHeader === undefined ? NaN : parseInt(lengthHeader, 10);
-  const declared = Number.isSafeInteger(hint) && hint >= 0;
-  if (declared && hint > max) return fail(new ConnectError(`message size ${hint} is larger than configured readMaxBytes ${max}`, Code.ResourceExhausted));
-  let first: Buffer | undefined;
-  let chunks: Buffer[] | undefined;
-  let size = 0;
-  let stopped = false;
-  const onData = (chunk: Buffer) => {
-    if (stopped) return;
-    size += chunk.length;
-    if (declared && size > hint) {
-      stopped = true;
-      return fail(new ConnectError(`protocol error: promised ${hint} bytes, received ${size}`, Code.InvalidArgument));
-    }
-    if (!declared && size > max) {
-      stopped = true;
-      return fail(new ConnectError(`message size is larger than configured readMaxBytes ${max}`, Code.ResourceExhausted));
-    }
-    if (first === undefined) first = chunk;
-    else (chunks ??= [first]).push(chunk);
-  };
-  body.on("data", onData);
-  body.once("end", () => {
-    if (stopped) return;
-    if (declared && size < hint) return fail(new ConnectError(`protocol error: promised ${hint} bytes, received ${size}`, Code.InvalidArgument));
-    done(chunks !== undefined ? Buffer.concat(chunks, size) : (first ?? new Uint8Array(0)));
-  });
 }

@@ -84,7 +84,7 @@ function serve(opts: FastPathOptions, { procedure, entry }: Route, stream: Serve
   let timer: NodeJS.Timeout | undefined;
   // Set once a server stream has started: ends it when the client goes away or the deadline passes.
   let aborted: AbortController | undefined;
-  stream.on("error", () => undefined);
+  stream.on("error", ignore);
 
   const fail = (e: unknown) => {
     if (done) return;
@@ -120,7 +120,7 @@ function serve(opts: FastPathOptions, { procedure, entry }: Route, stream: Serve
     if (done) return;
     let request: never;
     try {
-      request = decodeUnary(entry.method.input, body.bytes()) as never;
+      request = decodeUnary(entry.method.input, body.bytes(), entry.kind === "unary" ? entry.fromBinary : undefined) as never;
     } catch (e) {
       return fail(e);
     }
@@ -137,7 +137,7 @@ function serve(opts: FastPathOptions, { procedure, entry }: Route, stream: Serve
       opts.report({ procedure, method, requestId, caller, rollout, started, span }, undefined);
       if (stream.destroyed) return;
       stream.respond({ ":status": 200, "content-type": RESPONSE_HEADERS["content-type"], "x-request-id": requestId }, WAIT_FOR_TRAILERS);
-      stream.once("wantTrailers", () => stream.sendTrailers(STATUS_OK));
+      stream.once("wantTrailers", sendOkTrailers);
       stream.end(frameInPlace(answer));
       return;
     }
@@ -182,6 +182,12 @@ function serve(opts: FastPathOptions, { procedure, entry }: Route, stream: Serve
 }
 
 const WAIT_FOR_TRAILERS = { waitForTrailers: true } as const;
+const ignore = () => undefined;
+
+/** A unary call's `wantTrailers` listener (the emitter is `this`): one function for every call, no closure each. */
+function sendOkTrailers(this: ServerHttp2Stream): void {
+  this.sendTrailers(STATUS_OK);
+}
 
 /** Writes `data` and resolves once it has left the stream's buffer, or the stream closed. */
 function written(stream: ServerHttp2Stream, data: Uint8Array): Promise<void> {

@@ -163,6 +163,9 @@ export async function listenOnePort(opts: OnePortOptions): Promise<OnePortListen
         } else {
           h1Sockets.add(socket);
           socket.once("close", () => h1Sockets.delete(socket));
+          // TCP_NODELAY, as node:http sets on the sockets it accepts itself (its `noDelay`
+          // default); this socket was accepted by the raw TCP server, which does not.
+          socket.setNoDelay(true);
           h1.emit("connection", socket);
         }
       });
@@ -299,7 +302,6 @@ function trackHttp1Requests(handler: OnePortHandler, busy: Map<Duplex, number>, 
     const r = res as ServerResponse;
     busy.set(socket, (busy.get(socket) ?? 0) + 1);
     if (draining() && !r.headersSent) r.setHeader("connection", "close");
-    drainRefusedBody(req as IncomingMessage, r);
     r.once("close", () => {
       const left = (busy.get(socket) ?? 1) - 1;
       if (left > 0) {
@@ -311,6 +313,8 @@ function trackHttp1Requests(handler: OnePortHandler, busy: Map<Duplex, number>, 
       if (draining()) socket.end();
     });
     handler(req, res);
+    // After the handler: one that reads its own body marks the request (readsOwnBody).
+    drainRefusedBody(req as IncomingMessage, r);
   };
 }
 

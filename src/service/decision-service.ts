@@ -32,6 +32,7 @@ import type { Engine, HealthChange } from "./engine.js";
 import { withErrorMapping } from "./errors.js";
 import { connectMethodsOf, type HotServerStream, type HotUnary } from "./hot-method.js";
 import { createRoutesFeed, encodeRoutesMessage, routesMessageToProto, type RoutesFeed, type RoutesMessage } from "./watch-routes.js";
+import { readRouteRequestBinary, readRouteRequestJson } from "./route-request-readers.js";
 import { encodeHealthUpdate, encodeRouteBatch, encodeRouteResponse, encodeRouteResponseJson, withHeadroom, type BatchCounts } from "./wire-encoding.js";
 
 /** Keys per RouteBatch call. */
@@ -143,6 +144,8 @@ export function createDecisionHotMethods(opts: DecisionServiceOptions): Decision
         const { table, decision } = routeOne(req);
         return encodeRouteResponseJson(table, decision);
       },
+      fromJson: readRouteRequestJson,
+      fromBinary: readRouteRequestBinary,
     },
 
     /** RouteBatch: where each of up to 1,000 keys goes, all under one rollout version. */

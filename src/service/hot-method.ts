@@ -32,6 +32,15 @@ export interface HotUnary<I extends DescMessage = DescMessage, O extends DescMes
    * writes, or throws what `message` would; when absent, a path writes toJsonString itself.
    */
   json?(req: MessageShape<I>): string;
+  /**
+   * Reads a Connect JSON request when it is in the simple form a hand-written reader takes,
+   * returning exactly what fromJsonString(method.input, text) would; undefined for anything
+   * else, which a path then decodes with protobuf-es (so its errors stay protobuf-es's). Absent:
+   * always protobuf-es.
+   */
+  fromJson?(text: string): MessageShape<I> | undefined;
+  /** The same for protobuf binary: exactly what fromBinary(method.input, bytes) returns, or undefined. */
+  fromBinary?(bytes: Uint8Array): MessageShape<I> | undefined;
 }
 
 /**

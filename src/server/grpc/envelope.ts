@@ -71,8 +71,12 @@ export function requestBody(maxBytes: number): RequestBody {
   };
 }
 
-/** Returns the one message of a unary gRPC request body, decoded; errors as connect reports them. */
-export function decodeUnary<D extends DescMessage>(schema: D, body: Buffer): MessageShape<D> {
+/**
+ * Returns the one message of a unary gRPC request body, decoded; errors as connect reports them.
+ * `read`, when given, is a hand-written reader tried first (HotUnary.fromBinary): it returns
+ * what fromBinary would, or undefined to leave the message to fromBinary.
+ */
+export function decodeUnary<D extends DescMessage>(schema: D, body: Buffer, read?: (bytes: Uint8Array) => MessageShape<D> | undefined): MessageShape<D> {
   if (body.length === 0) throw new ConnectError("protocol error: missing input message for unary method", Code.Unimplemented);
   if (body.length < FRAME_HEADER) throw new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument);
   if ((body[0]! & 1) === 1) throw new ConnectError("received compressed envelope, but do not know how to decompress", Code.InvalidArgument);
@@ -81,8 +85,13 @@ export function decodeUnary<D extends DescMessage>(schema: D, body: Buffer): Mes
     throw new ConnectError(`protocol error: promised ${length} bytes in enveloped message, got ${body.length - FRAME_HEADER} bytes`, Code.InvalidArgument);
   }
   if (FRAME_HEADER + length < body.length) throw new ConnectError("protocol error: received extra input message for unary method", Code.Unimplemented);
+  const message = body.subarray(FRAME_HEADER);
+  if (read !== undefined) {
+    const m = read(message);
+    if (m !== undefined) return m;
+  }
   try {
-    return fromBinary(schema, body.subarray(FRAME_HEADER));
+    return fromBinary(schema, message);
   } catch (e) {
     // A request that does not parse is the caller's mistake (connect-node answers the same: request-decode-codes.ts).
     throw new ConnectError(`parse binary: ${e instanceof Error ? e.message : String(e)}`, Code.InvalidArgument);
