@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 // `npm run fuzz [-- --cases N --seed S --seconds T]`: the long fuzz run of
 // test/reliability/fuzz.test.ts (default 100,000 cases, seed 20261201, no time limit), its
-// figures appended to bench/FUZZ.md (date, commit, command, cases, findings).
+// figures added to bench/FUZZ.md's table of runs (date, commit, command, cases, findings, load).
 import { spawnSync } from "node:child_process";
-import { appendFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { loadavg } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -24,8 +25,15 @@ const s = existsSync(summary) ? JSON.parse(readFileSync(summary, "utf8")) : unde
 const commit = spawnSync("git", ["rev-parse", "--short", "HEAD"], { cwd: root, encoding: "utf8" }).stdout.trim();
 const file = join(root, "bench", "FUZZ.md");
 if (!existsSync(file)) {
-  writeFileSync(file, "# Fuzz runs\n\n`npm run fuzz` (test/reliability/fuzz.test.ts, long): every RPC on both serving paths; see the test's header for the properties.\n\n| date | commit | command | cases | seconds | findings | codes |\n|---|---|---|---|---|---|---|\n");
+  writeFileSync(file, "# Fuzz runs\n\n`npm run fuzz` (test/reliability/fuzz.test.ts, long): every RPC on both serving paths; see the test's header for the properties.\n\n| date | commit | command | cases | seconds | findings | codes | load at the end |\n|---|---|---|---|---|---|---|---|\n");
 }
 const command = `npm run fuzz -- --cases ${cases} --seed ${seed}${seconds !== "0" ? ` --seconds ${seconds}` : ""}`;
-appendFileSync(file, `| ${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC | ${commit} | \`${command}\` | ${s?.cases ?? "?"} | ${s?.seconds ?? "?"} | ${s === undefined ? "run failed" : s.findings} | ${s === undefined ? "" : JSON.stringify(s.codes)} |\n`);
+const row = `| ${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC | ${commit} | \`${command}\` | ${s?.cases ?? "?"} | ${s?.seconds ?? "?"} | ${s === undefined ? "run failed" : s.findings} | ${s === undefined ? "" : JSON.stringify(s.codes)} | ${loadavg()[0].toFixed(1)} |`;
+// The row goes at the end of the runs table (the first table of the file), not after the sections below it.
+const lines = readFileSync(file, "utf8").split("\n");
+const head = lines.findIndex((l) => l.startsWith("| date | commit |"));
+let end = head + 2;
+while (end < lines.length && lines[end].startsWith("|")) end++;
+lines.splice(end, 0, row);
+writeFileSync(file, lines.join("\n"));
 process.exit(run.status ?? 1);
