@@ -73,7 +73,40 @@ export interface OnePortOptions {
    * until the send buffer is full, and then it just waits.
    */
   readonly keepaliveMs?: number;
+  /**
+   * The most streams one HTTP/2 connection may have open at once, sent in SETTINGS
+   * (default {@link MAX_CONCURRENT_STREAMS}); clients queue the streams beyond it.
+   */
+  readonly maxConcurrentStreams?: number;
+  /**
+   * Rapid-reset guard (CVE-2023-44487): how many streams may end reset within a second of
+   * opening, as a bucket of `burst` refilled at `perSecond` (default {@link RESET_GUARD}). A
+   * connection that empties it gets GOAWAY(ENHANCE_YOUR_CALM) and is closed.
+   */
+  readonly resetGuard?: ResetGuard;
+  /** Called when the reset guard closes a connection (to log it). */
+  readonly onCalm?: (remoteAddress: string | undefined) => void;
 }
+
+/** A bucket of client resets: `burst` at most, refilled at `perSecond`. */
+export interface ResetGuard {
+  readonly burst: number;
+  readonly perSecond: number;
+}
+
+/**
+ * Default per-connection stream limit: far above what a client multiplexes (the streams soak
+ * holds 2,000 WatchHealth streams per connection), far below node's default of 2^32 − 1.
+ */
+export const MAX_CONCURRENT_STREAMS = 4096;
+
+/**
+ * Default reset guard: 200 young streams reset at once, 100 a second after that. A client that
+ * gives up on calls (deadlines, cancelled watches) stays below; nghttp2's own limit (1,000
+ * RST_STREAM frames, then 33 a second) lets a burst cost the server a second or more of work
+ * first, and answers it with a GOAWAY(INTERNAL_ERROR) that leaves the connection open.
+ */
+export const RESET_GUARD: ResetGuard = { burst: 200, perSecond: 100 };
 
 /** A listening one-port server. */
 export interface OnePortListener {
@@ -129,12 +162,15 @@ export async function listenOnePort(opts: OnePortOptions): Promise<OnePortListen
 
   const handler = trackHttp1Requests(opts.handler, h1Busy, () => draining);
   const http1 = http1Timeouts(opts);
-  const h2 = opts.tls === undefined ? createH2cServer() : secureServer(opts.tls, http1);
+  const settings = { maxConcurrentStreams: opts.maxConcurrentStreams ?? MAX_CONCURRENT_STREAMS };
+  const h2 = opts.tls === undefined ? createH2cServer({ settings }) : secureServer(opts.tls, http1, settings);
   h2.on("request", handler);
   if (opts.onStream !== undefined) routeStreamsThroughHook(h2, opts.onStream);
   const keepaliveMs = opts.keepaliveMs ?? 0;
+  const guard = opts.resetGuard ?? RESET_GUARD;
   h2.on("session", (session: Http2Session) => {
     sessions.add(session);
+    guardResets(session, guard, opts.onCalm);
     const stopPinging = keepaliveMs > 0 ? pingUntilClosed(session, keepaliveMs) : () => {};
     session.once("close", () => {
       sessions.delete(session);
@@ -256,6 +292,87 @@ function pingUntilClosed(session: Http2Session, periodMs: number): () => void {
   };
 }
 
+/** A session's reset bucket, kept on the session under this symbol. */
+const RESETS = Symbol("rollgate.resets");
+/** When a stream was opened (performance.now()), kept on the stream under this symbol. */
+const OPENED = Symbol("rollgate.opened");
+
+const CALM_DEBUG_DATA = Buffer.from("too many streams reset");
+
+/** Streams reset later than this after they opened are not counted: the client used them. */
+const YOUNG_MS = 1000;
+
+interface ResetState {
+  readonly session: Http2Session;
+  readonly guard: ResetGuard;
+  readonly onCalm: ((remoteAddress: string | undefined) => void) | undefined;
+  tokens: number;
+  /** When the bucket was last refilled (performance.now()). */
+  at: number;
+  /** The highest stream id the session has seen: the GOAWAY's last processed stream. */
+  lastId: number;
+  calmed: boolean;
+}
+
+type GuardedSession = Http2Session & { [RESETS]?: ResetState };
+type GuardedStream = ServerHttp2Stream & { [OPENED]?: number; [RESETS]?: ResetState };
+
+/**
+ * Counts the streams that end reset (RST_STREAM) within a second of opening — the client's
+ * RST right after HEADERS, or a call cancelled before the server finished it: the rapid-reset
+ * pattern of CVE-2023-44487, where each stream costs the server its set-up (often its whole
+ * answer) while a reset frees the client's concurrency slot at once, so nothing bounds the
+ * rate — and closes a session that resets more than its guard allows: GOAWAY with
+ * ENHANCE_YOUR_CALM, then the connection, so the frames still in its buffers are never read.
+ * A stream the server completed ends without a reset and is not counted; nor is one reset
+ * after a second (a watch the client is done with): at most `maxConcurrentStreams` of those a
+ * second, no amplification. The server resets streams of its own only with NO_ERROR (after
+ * answering), which does not count. Per stream: two properties and one listener, a shared
+ * function (no closure).
+ */
+function guardResets(session: Http2Session, guard: ResetGuard, onCalm: ((remoteAddress: string | undefined) => void) | undefined): void {
+  (session as GuardedSession)[RESETS] = { session, guard, onCalm, tokens: guard.burst, at: performance.now(), lastId: 0, calmed: false };
+  session.on("stream", onGuardedStream);
+}
+
+function onGuardedStream(this: GuardedSession, stream: GuardedStream): void {
+  const state = this[RESETS]!;
+  const id = stream.id ?? 0;
+  if (id > state.lastId) state.lastId = id;
+  stream[OPENED] = performance.now();
+  // The stream forgets its session once closed: it keeps the bucket itself.
+  stream[RESETS] = state;
+  // 'aborted' comes at once, while node is still reading the frames that came with the reset
+  // (so a burst is cut short); 'close' later, for the streams reset after their answer started.
+  stream.on("aborted", onGuardedStreamAborted);
+  stream.on("close", onGuardedStreamClose);
+}
+
+function onGuardedStreamAborted(this: GuardedStream): void {
+  countReset(this);
+}
+
+function onGuardedStreamClose(this: GuardedStream): void {
+  if (this.aborted || this.rstCode === undefined || this.rstCode === h2constants.NGHTTP2_NO_ERROR) return;
+  countReset(this);
+}
+
+function countReset(stream: GuardedStream): void {
+  const now = performance.now();
+  if (now - (stream[OPENED] ?? now) > YOUNG_MS) return;
+  const state = stream[RESETS];
+  if (state === undefined || state.calmed || state.session.destroyed) return;
+  state.tokens = Math.min(state.guard.burst, state.tokens + ((now - state.at) * state.guard.perSecond) / 1000);
+  state.at = now;
+  if (--state.tokens >= 0) return;
+  state.calmed = true;
+  state.onCalm?.(state.session.socket?.remoteAddress);
+  // GOAWAY(ENHANCE_YOUR_CALM), then the connection goes at once, the frames not read yet with it.
+  const session = state.session;
+  if (!session.closed) session.goaway(h2constants.NGHTTP2_ENHANCE_YOUR_CALM, state.lastId, CALM_DEBUG_DATA);
+  session.destroy(undefined, h2constants.NGHTTP2_ENHANCE_YOUR_CALM);
+}
+
 /** node:http server options both HTTP/1.1 paths share. */
 interface Http1Timeouts {
   readonly keepAliveTimeout: number;
@@ -277,9 +394,10 @@ function http1Timeouts(opts: OnePortOptions): Http1Timeouts {
 }
 
 /** Creates the TLS server: HTTP/2 or HTTP/1.1 by ALPN, client certificates required with a CA. */
-function secureServer(tls: OnePortTls, http1: Http1Timeouts): Http2SecureServer {
+function secureServer(tls: OnePortTls, http1: Http1Timeouts, settings: { maxConcurrentStreams: number }): Http2SecureServer {
   const server = createSecureServer({
     allowHTTP1: true,
+    settings,
     cert: tls.cert,
     key: tls.key,
     ...(tls.clientCa === undefined ? {} : { ca: tls.clientCa, requestCert: true, rejectUnauthorized: true }),

@@ -195,6 +195,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     port: config.port,
     handler,
     keepaliveMs: config.http2KeepaliveMs,
+    onCalm: (remoteAddress) => logger.warn({ remoteAddress }, "HTTP/2 connection closed: too many streams reset (GOAWAY ENHANCE_YOUR_CALM)"),
     ...(config.tls === undefined ? {} : { tls: config.tls }),
     ...(onStream === undefined ? {} : { onStream }),
   });

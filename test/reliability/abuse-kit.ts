@@ -133,6 +133,29 @@ export function rawH2(port: number): Promise<Socket> {
   });
 }
 
+/** What a raw HTTP/2 connection has received so far: the GOAWAY frames' error codes, in order. */
+export interface Received {
+  readonly goaways: number[];
+}
+
+/** Parses the frames a raw HTTP/2 connection receives (see {@link rawH2}) and records its GOAWAYs. */
+export function watchFrames(s: Socket): Received {
+  const goaways: number[] = [];
+  let buf = Buffer.alloc(0);
+  s.on("data", (d: Buffer) => {
+    buf = Buffer.concat([buf, d]);
+    let at = 0;
+    while (at + 9 <= buf.length) {
+      const len = buf.readUIntBE(at, 3);
+      if (at + 9 + len > buf.length) break;
+      if (buf[at + 3] === FRAME.GOAWAY && len >= 8) goaways.push(buf.readUInt32BE(at + 13));
+      at += 9 + len;
+    }
+    buf = buf.subarray(at);
+  });
+  return { goaways };
+}
+
 /** Latency figures of a run of calls. */
 export interface Figures {
   readonly calls: number;

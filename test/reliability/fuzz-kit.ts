@@ -9,8 +9,12 @@ import fc from "fast-check";
  * bytes it is given and reads back the status however the server gives it.
  */
 
-/** Rollout names the fuzzer prefers for `name`/`rollout` fields, so inputs reach past NOT_FOUND. */
-export const KNOWN_NAMES = ["fz-a", "fz-b", "fz-c"] as const;
+/**
+ * Rollout names the fuzzer prefers for `name`/`rollout` fields, so inputs reach past NOT_FOUND:
+ * four of each kind the fuzz test seeds (`fz-a*` plain, `fz-b*` paused, `fz-c*` with gates), so
+ * that a batch of concurrent mutating calls can name a dozen distinct existing rollouts.
+ */
+export const KNOWN_NAMES = ["fz-a", "fz-b", "fz-c", "fz-a1", "fz-b1", "fz-c1", "fz-a2", "fz-b2", "fz-c2", "fz-a3", "fz-b3", "fz-c3"] as const;
 
 const NAME_FIELDS = new Set(["name", "rollout", "feature", "key", "gate"]);
 

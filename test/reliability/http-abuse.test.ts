@@ -14,9 +14,14 @@ import {
   runPython,
   sleep,
   startChild,
+  watchFrames,
   type ChildServer,
   type Figures,
+  type Received,
 } from "./abuse-kit.js";
+
+/** HTTP/2 error code ENHANCE_YOUR_CALM (RFC 9113 §7). */
+const ENHANCE_YOUR_CALM = 0xb;
 
 /**
  * HTTP-level abuse against a real server in a child process, while a well-behaved grpc-js
@@ -95,9 +100,12 @@ function closedWithin(s: Socket, ms: number): Promise<boolean> {
 }
 
 describe("HTTP/2 abuse", () => {
-  it("rapid reset (CVE-2023-44487): thousands of streams opened and reset at once", async () => {
+  it("rapid reset (CVE-2023-44487): thousands of streams opened and reset at once; the attacker gets GOAWAY(ENHANCE_YOUR_CALM) and is closed", async () => {
+    let received: Received | undefined;
+    let closed = false;
     await underAttack("rapid reset", async () => {
       const s = await rawH2(server.port);
+      received = watchFrames(s);
       const block = grpcHeaders(server.address, "/rollgate.v1.DecisionService/Route");
       const rst = Buffer.alloc(4);
       rst.writeUInt32BE(8); // CANCEL
@@ -109,16 +117,23 @@ describe("HTTP/2 abuse", () => {
         s.write(Buffer.concat(frames));
         await sleep(5);
       }
-      await closedWithin(s, 500);
+      closed = await closedWithin(s, 5000);
       s.destroy();
     });
+    // The server's own guard (one-port.ts), not nghttp2's limit (GOAWAY INTERNAL_ERROR, connection left open).
+    expect(received?.goaways[0]).toBe(ENHANCE_YOUR_CALM);
+    expect(closed).toBe(true);
   });
 
   it("rapid reset through node:http2's client: stream.close(NGHTTP2_CANCEL) in a loop", async () => {
     const http2 = await import("node:http2");
+    const goaways: number[] = [];
+    let closed = false;
     await underAttack("rapid reset (node:http2 client)", async () => {
       const session = http2.connect(server.url);
       session.on("error", () => {});
+      session.on("goaway", (code) => goaways.push(code));
+      const gone = new Promise<void>((resolve) => session.once("close", resolve));
       for (let i = 0; i < 3000 && !session.destroyed && !session.closed; i++) {
         try {
           const req = session.request({ ":method": "POST", ":path": "/rollgate.v1.DecisionService/Route", "content-type": "application/grpc", te: "trailers" });
@@ -129,8 +144,11 @@ describe("HTTP/2 abuse", () => {
         }
         if (i % 200 === 0) await sleep(1);
       }
+      closed = await Promise.race([gone.then(() => true), sleep(5000).then(() => false)]);
       session.destroy();
     });
+    expect(goaways[0]).toBe(ENHANCE_YOUR_CALM);
+    expect(closed).toBe(true);
   });
 
   it("oversized and numerous headers", async () => {

@@ -357,6 +357,86 @@ describe("listenOnePort, onStream hook", () => {
   });
 });
 
+describe("listenOnePort, HTTP/2 stream limits (rapid reset, CVE-2023-44487)", () => {
+  const http2Client = async (l: OnePortListener) => {
+    const { connect } = await import("node:http2");
+    const session = connect(`http://${l.address}`);
+    session.on("error", () => {});
+    await new Promise<void>((resolve) => session.once("remoteSettings", () => resolve()));
+    return session;
+  };
+  const goawayOf = (session: import("node:http2").ClientHttp2Session) =>
+    new Promise<number | undefined>((resolve) => {
+      session.once("goaway", (code) => resolve(code));
+      session.once("close", () => resolve(undefined));
+    });
+  const getHealthz = (session: import("node:http2").ClientHttp2Session) =>
+    new Promise<number>((resolve, reject) => {
+      const req = session.request({ ":path": "/healthz" });
+      req.on("response", (h) => resolve(Number(h[":status"])));
+      req.on("error", reject);
+      req.resume();
+    });
+
+  it("advertises a bounded maxConcurrentStreams (4096 by default)", async () => {
+    const session = await http2Client(await start());
+    expect(session.remoteSettings.maxConcurrentStreams).toBe(4096);
+    session.destroy();
+    const small = await http2Client(await start({ maxConcurrentStreams: 10 }));
+    expect(small.remoteSettings.maxConcurrentStreams).toBe(10);
+    small.destroy();
+  });
+
+  it("sends GOAWAY(ENHANCE_YOUR_CALM) and closes a connection that resets more young streams than the guard allows; others are served", async () => {
+    const { constants } = await import("node:http2");
+    const calmed: (string | undefined)[] = [];
+    const l = await start({ resetGuard: { burst: 5, perSecond: 1 }, onCalm: (a) => calmed.push(a) });
+    const attacker = await http2Client(l);
+    const got = goawayOf(attacker);
+    const closed = new Promise<void>((resolve) => attacker.once("close", resolve));
+    for (let i = 0; i < 20 && !attacker.closed && !attacker.destroyed; i++) {
+      try {
+        const req = attacker.request({ ":method": "POST", ":path": ROUTE_PATH, "content-type": "application/grpc" });
+        req.on("error", () => {});
+        req.close(constants.NGHTTP2_CANCEL);
+      } catch {
+        break; // GOAWAY came: no new streams
+      }
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    expect(await got).toBe(constants.NGHTTP2_ENHANCE_YOUR_CALM);
+    await closed;
+    expect(calmed).toEqual(["127.0.0.1"]);
+    // A well-behaved client on another connection is served.
+    const other = await http2Client(l);
+    expect(await getHealthz(other)).toBe(200);
+    other.destroy();
+  });
+
+  it("does not count streams the server completed, nor streams reset after they were used a while", async () => {
+    const { constants } = await import("node:http2");
+    const l = await start({ resetGuard: { burst: 2, perSecond: 0 } });
+    const session = await http2Client(l);
+    let goaway: number | undefined;
+    session.on("goaway", (code) => (goaway = code));
+    for (let i = 0; i < 20; i++) expect(await getHealthz(session)).toBe(200);
+    // Three watches open past a second, then cancelled: a client done with them.
+    const watches = [0, 1, 2].map(() => {
+      const req = session.request({ ":method": "POST", ":path": "/rollgate.v1.DecisionService/WatchHealth", "content-type": "application/grpc", te: "trailers" });
+      req.on("error", () => {});
+      req.resume();
+      req.end(Buffer.from(envelope(0, toBinary(WatchHealthRequestSchema, create(WatchHealthRequestSchema, {})))));
+      return req;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 1200));
+    for (const w of watches) w.close(constants.NGHTTP2_CANCEL);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(await getHealthz(session)).toBe(200);
+    expect(goaway).toBeUndefined();
+    session.destroy();
+  });
+});
+
 describe("listenOnePort, request size limit (readMaxBytes in connect)", () => {
   const bigKey = "k".repeat(MAX_REQUEST_BYTES + 1024);
 
