@@ -24,7 +24,9 @@ import type { BucketCounts, WindowAggregate } from "./sliding-window.js";
  * - Bursty errors: the stable's per-interval rates give an estimate of the rate variation
  *   beyond binomial noise (`rateVariation`), including the intervals its window held before the
  *   canary version started (so that the first looks are protected too), and each interval's
- *   kernel becomes the null law of bursty traffic with that variation (`foldBound`).
+ *   kernel becomes the null law of bursty traffic with that variation (`foldBound`). With few
+ *   stable intervals (a brand-new rollout) the estimate's upper confidence bound is used, and no
+ *   look can cross before two pairs of them (MIN_PAIRS).
  */
 
 /** Per-interval counts of both variants. */
@@ -135,10 +137,22 @@ export function foldDispersion(d: DispersionState, errors: number, n: number): D
 /**
  * How many standard errors above binomial noise the stable's successive differences must be
  * before κ is used: 2, so that a steady service rarely pays for a correction it does not need
- * (measured with the previous, 3×-widened kernel: with 1, spurious widenings cost steady traffic 1.5 points of detection within 6; with 2, 1
- * point), while a CV of 0.5 (differences ~5× binomial) is still seen within a few intervals.
+ * (measured with the previous, 3×-widened kernel: with 1, spurious widenings cost steady traffic
+ * 1.5 points of detection within 6; with 2, 1 point), while a CV of 0.5 (differences ~5×
+ * binomial) is still seen within a few intervals.
  */
 export const DISPERSION_EVIDENCE = 2;
+
+/**
+ * Below this many pairs of stable intervals (a brand-new rollout's first looks: its stable has
+ * no history) the estimate is thin and most often low exactly when errors are bursty, so its
+ * upper confidence bound is used instead of the point estimate (docs/judgement.md, "Bursty errors").
+ */
+export const FEW_PAIRS = 10;
+/** The one-sided normal quantile of that upper confidence bound (0.84: 80%), the sum of squares taken as a chi-square with df = pairs. */
+export const FEW_PAIRS_Z = 0.84;
+/** No boundary can be crossed before the estimate rests on this many pairs (such looks spend nothing: their budget carries to the next look). */
+export const MIN_PAIRS = 2;
 
 /**
  * Returns κ, the estimated squared coefficient of variation of the per-interval error rate
@@ -146,7 +160,10 @@ export const DISPERSION_EVIDENCE = 2;
  * (so that a slow drift shared by both variants is not mistaken for it), E[(r_j − r_{j−1})²]
  * = p(1 − p)(1/n_j + 1/n_{j−1}) + 2κp²; 0 until the stable has shown two intervals and while
  * the differences are within DISPERSION_EVIDENCE standard errors of binomial noise (so that a
- * steady service loses little power to a correction it does not need).
+ * steady service loses little power to a correction it does not need). With fewer than
+ * FEW_PAIRS pairs, the upper confidence bound (FEW_PAIRS_Z) of the differences' expected square
+ * (Wilson–Hilferty quantile of a chi-square with df = pairs) instead of the point estimate,
+ * capped at 1.
  */
 export function rateVariation(d: DispersionState): number {
   const p = d.n > 0 ? d.errors / d.n : 0;
@@ -154,7 +171,11 @@ export function rateVariation(d: DispersionState): number {
   const binomialPart = p * (1 - p) * d.sumInv;
   // Only variation the binomial noise cannot explain: the observed sum of squares more than DISPERSION_EVIDENCE standard errors above the binomial one.
   if (d.sumSq / binomialPart <= 1 + DISPERSION_EVIDENCE * Math.sqrt(2 / d.pairs)) return 0;
-  return Math.max(0, (d.sumSq - binomialPart) / (2 * p * p * d.pairs));
+  if (d.pairs >= FEW_PAIRS) return Math.max(0, (d.sumSq - binomialPart) / (2 * p * p * d.pairs));
+  const df = d.pairs;
+  const lower = df * (1 - 2 / (9 * df) - FEW_PAIRS_Z * Math.sqrt(2 / (9 * df))) ** 3;
+  const upper = (d.sumSq * df) / Math.max(lower, 1e-3 * df);
+  return Math.min(1, Math.max(0, (upper - binomialPart) / (2 * p * p * d.pairs)));
 }
 
 /** Returns the intervals of the buckets of both windows that ended by `now` and after `cursor`, oldest first, and the new cursor. */
@@ -191,8 +212,8 @@ function boundsOf(g: Gate): { bound: "max_ratio" | "max"; value: number; alpha: 
 }
 
 /**
- * Folds one interval into one bound's test. `kappa` is the rate variation estimated before the
- * interval, `rate` the stable's pooled error rate before it (0 when unknown). With variation,
+ * Folds one interval into one bound's test. `kappa` is the rate variation estimated from the
+ * stable's intervals up to this one, `rate` the stable's pooled error rate over them. With variation,
  * a relative bound's kernel is the law of the canary's errors given the interval's total when
  * both variants' rates vary independently (gamma, squared CV κ) around r0 × the same mean
  * (`conditionalKernel`): the null model of bursty traffic, not a widened binomial.
@@ -235,9 +256,10 @@ export function runSequentialGates(r: Rollout, canary: WindowAggregate, stable: 
   const rates: number[] = [];
   const crossedNow = new Set<string>();
   for (const i of intervals) {
+    // The stable's counts of the interval itself count in the estimate its kernel uses (one pair more at every look: at the first looks that is most of the evidence).
+    dispersion = foldDispersion(dispersion, i.stableErrors, i.stableN);
     kappas.push(rateVariation(dispersion));
     rates.push(dispersion.n > 0 ? dispersion.errors / dispersion.n : 0);
-    dispersion = foldDispersion(dispersion, i.stableErrors, i.stableN);
   }
   const kappa = kappas.length > 0 ? (kappas.at(-1) as number) : fresh ? 0 : (base.kappa ?? 0);
   for (const g of r.gates) {
@@ -252,7 +274,7 @@ export function runSequentialGates(r: Rollout, canary: WindowAggregate, stable: 
     let newErrors = 0;
     let tests = s.tests.map((t) => t.test);
     intervals.forEach((i, k) => {
-      // Each interval's kernel is widened by the variation estimated before it: the estimate never uses the data it widens.
+      // Each interval's kernel uses the variation estimated from the stable's intervals up to it (its own included, never the canary's).
       tests = tests.map((t, j) => foldBound(t, bounds[j]!.bound, bounds[j]!.value, i, kappas[k] ?? 0, rates[k] ?? 0));
       // The stable's intervals from before the canary had traffic (its window's history) feed the rate-variation estimate only.
       if (i.canaryN === 0) return;
@@ -261,9 +283,11 @@ export function runSequentialGates(r: Rollout, canary: WindowAggregate, stable: 
     });
     const need = Math.max(1, g.minSamples);
     const enough = (b: { bound: string }) => s.canaryN >= need && (b.bound === "max" || s.stableN >= need);
+    // Before MIN_PAIRS pairs of stable intervals (a brand-new rollout's first looks) a look cannot cross: its budget carries over.
+    const canStop = dispersion.pairs >= MIN_PAIRS;
     tests = tests.map((t, j) => {
       const b = bounds[j]!;
-      return looking && !t.crossed && newErrors > 0 && enough(b) ? look(t, b.alpha) : t;
+      return looking && !t.crossed && newErrors > 0 && enough(b) ? look(t, b.alpha, canStop) : t;
     });
     if (tests.some((t, j) => t.crossed && s.tests[j]?.test.crossed !== true)) crossedNow.add(g.name);
     s = { ...s, tests: tests.map((t, j) => ({ bound: bounds[j]!.bound, test: t })) };

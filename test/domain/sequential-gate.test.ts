@@ -36,11 +36,19 @@ function step(s: Sim, canaryRate: number, rnd: () => number, canaryN = 100, stab
 
 describe("sequential error-rate gates in the evaluator", () => {
   it("a boundary crossing rolls back at once, whatever consecutive_breaches, and says which look crossed", () => {
-    const s = sim({ consecutiveBreaches: 3 });
-    const ev = step(s, 0.3, mulberry32(1));
+    const s = sim({ consecutiveBreaches: 5 });
+    const rnd = mulberry32(1);
+    // A brand-new rollout: the stable has no history, and no look can cross before two pairs of its intervals (MIN_PAIRS): looks 1 and 2 only warn.
+    for (let k = 1; k <= 2; k++) {
+      const ev = step(s, 0.3, rnd);
+      expect(ev.decision).not.toBe("rollback");
+      expect(ev.gates[0]!.verdict).toBe("warn");
+      expect(ev.gates[0]!.sequential).toMatchObject({ look: k, crossed: false, boundary: -1 });
+    }
+    const ev = step(s, 0.3, rnd);
     expect(ev.decision).toBe("rollback");
-    expect(ev.reason).toMatch(/^errors: canary error rate 0\.\d+ > stable 0\.\d+ × 1 = 0\.\d+ over 100 canary outcomes since the canary started, worse with 99% confidence: sequential test look 1 of 20: canary errors \d+ >= boundary \d+/);
-    expect(ev.gates[0]!.sequential).toMatchObject({ look: 1, crossed: true, bound: "max_ratio" });
+    expect(ev.reason).toMatch(/^errors: canary error rate 0\.\d+ > stable 0\.\d+ × 1 = 0\.\d+ over 300 canary outcomes since the canary started, worse with 99% confidence: sequential test look 3 of 20: canary errors \d+ >= boundary \d+/);
+    expect(ev.gates[0]!.sequential).toMatchObject({ look: 3, crossed: true, bound: "max_ratio" });
   });
 
   it("a healthy canary passes or warns, never fails, and its evidence grows look by look", () => {

@@ -114,6 +114,18 @@ describe("sequential judgement quality (seeded simulation)", () => {
     for (const i of [0, 3, 4]) expect(healthyStress[i]!.rolledBack).toBeLessThanOrEqual(0.01 + 2.5 * healthyStress[i]!.se);
   });
 
+  it("10× traffic (1,000 canary + 19,000 stable per evaluation, the coarse lattice): ≤ 1% false rollbacks, and 1.5× canaries caught about as fast as 3× ones at 1×", { timeout: TIMEOUT }, () => {
+    const big = { ...base, canaryN: 1000, stableN: 19_000 };
+    const runs = OTHER_RUNS;
+    const healthy = simulate(big, runs, 18_050);
+    const bad = simulate({ ...big, ratio: 1.5 }, runs, 18_051);
+    console.log(table(`10× traffic, ${runs} rollouts per cell`, [row("sequential, healthy", healthy.sequential), row("today's rule, healthy", healthy.today), row("sequential, 1.5×", bad.sequential, bad.fixed6), row("today's rule, 1.5×", bad.today)]));
+    expect(healthy.sequential.rolledBack).toBeLessThanOrEqual(0.01 + 2 * healthy.sequential.se);
+    // The best single look at 6 (exact) is the yardstick: the sequential test catches about as many by 6, and many sooner.
+    expect(bad.sequential.within6).toBeGreaterThanOrEqual(bad.fixed6.within6 - 0.05);
+    expect(bad.sequential.meanEvaluations).toBeLessThan(6);
+  });
+
   it("costs a few microseconds per evaluation (printed, not asserted)", () => {
     const r = sequentialRollout();
     const sketch = createSketch();

@@ -1,6 +1,22 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { PLANNED_LOOKS, alphaSpending, conditionalKernel, countKernel, foldInterval, initialSequentialState, look, parseSequentialState, type SequentialState } from "../../src/domain/sequential.js";
+import {
+  COARSE_LIMITS,
+  EXACT_LIMITS,
+  PLANNED_LOOKS,
+  alphaSpending,
+  conditionalKernel,
+  countKernel,
+  foldConditional,
+  foldInterval,
+  initialSequentialState,
+  look,
+  parseSequentialState,
+  tailAt,
+  type LatticeLimits,
+  type SequentialState,
+} from "../../src/domain/sequential.js";
+import { mulberry32 } from "./fixtures.js";
 import { binomialUpperTail } from "../../src/domain/statistics.js";
 
 /** Returns P(Binomial(t, θ) = x) directly. */
@@ -175,5 +191,104 @@ describe("the group-sequential test", () => {
     for (let k = 0; k < 20; k++) s = look(foldInterval(s, 1, 20, 0.05), 0.01);
     expect(s.dist.length).toBeLessThan(60);
     expect(JSON.stringify(s).length).toBeLessThan(2000);
+  });
+});
+
+describe("the coarse lattice above the size limits (high traffic)", () => {
+  /** 20 looks at `scale`× the reference traffic (20 errors per interval, the canary's share 5%), the binomial kernel or the bursty one of shape `shape`. */
+  function boundaries(scale: number, shape: number, limits: LatticeLimits): SequentialState[] {
+    let s = initialSequentialState();
+    const out: SequentialState[] = [];
+    for (let k = 0; k < 20; k++) {
+      const t = 20 * scale;
+      s = shape > 0 ? foldConditional(s, 0, t, 0.05, shape, t, limits) : foldInterval(s, 0, t, 0.05, 0, limits);
+      s = look(s, 0.01);
+      out.push(s);
+    }
+    return out;
+  }
+
+  it("is exact below the limits: the reference traffic's test is the same with or without them", () => {
+    for (const shape of [0, 4]) expect(boundaries(1, shape, COARSE_LIMITS)).toEqual(boundaries(1, shape, EXACT_LIMITS));
+  });
+
+  // The stated tolerance (docs/judgement.md, "Cost"): at every look the boundary is within one
+  // lattice step of the exact test's (a step is at most ~1/3 of the standard deviation of one
+  // interval's kernel), the budget spent so far within 3% of α of what the exact test spent, and
+  // the p-values around the boundary within 15% of α.
+  it("agrees with the exact test within the stated tolerance at 10×, 100× and 1,000× traffic, steady and bursty, in at most 128 numbers", () => {
+    for (const [scale, shape] of [
+      [10, 0],
+      [100, 0],
+      [1000, 0],
+      [10, 4],
+      [100, 4],
+      [30, 1],
+    ] as const) {
+      const exact = boundaries(scale, shape, EXACT_LIMITS);
+      const coarse = boundaries(scale, shape, COARSE_LIMITS);
+      coarse.forEach((c, k) => {
+        const e = exact[k]!;
+        const step = c.step ?? 1;
+        expect(c.dist.length).toBeLessThanOrEqual(COARSE_LIMITS.dist);
+        expect(Math.abs(c.boundary - e.boundary), `${scale}× shape ${shape} look ${k + 1}`).toBeLessThanOrEqual(step);
+        expect(Math.abs(c.spent - e.spent)).toBeLessThanOrEqual(0.03 * 0.01);
+        expect(c.spent).toBeLessThanOrEqual(alphaSpending(0.01, k + 1) + 1e-15);
+        // The p-value of counts around the exact boundary (± 2 steps): within 15% of α of the exact one.
+        const before = k === 0 ? initialSequentialState() : coarse[k - 1]!;
+        const beforeExact = k === 0 ? initialSequentialState() : exact[k - 1]!;
+        const fold = (s: SequentialState, limits: LatticeLimits) => (shape > 0 ? foldConditional(s, 0, 20 * scale, 0.05, shape, 20 * scale, limits) : foldInterval(s, 0, 20 * scale, 0.05, 0, limits));
+        for (let d = -2; d <= 2; d++) {
+          const at = e.boundary + d * step;
+          expect(Math.abs(tailAt({ ...fold(before, COARSE_LIMITS), sum: at }) - tailAt({ ...fold(beforeExact, EXACT_LIMITS), sum: at }))).toBeLessThanOrEqual(0.15 * 0.01);
+        }
+      });
+      expect(coarse.at(-1)!.step).toBeGreaterThan(1);
+      expect(JSON.stringify(coarse.at(-1)).length).toBeLessThan(4000);
+    }
+  });
+
+  it("rolls back the same paths as the exact test at 10× traffic (seeded, 400 null and 400 1.3× paths)", () => {
+    const rnd = mulberry32(1801);
+    const draw = (n: number, p: number) => {
+      let x = 0;
+      for (let i = 0; i < n; i++) if (rnd() < p) x++;
+      return x;
+    };
+    const runs = 400;
+    const count = (ratio: number) => {
+      let exact = 0;
+      let coarse = 0;
+      let within6E = 0;
+      let within6C = 0;
+      for (let r = 0; r < runs; r++) {
+        let e = initialSequentialState();
+        let c = initialSequentialState();
+        let atE = 0;
+        let atC = 0;
+        for (let k = 1; k <= 20 && (atE === 0 || atC === 0); k++) {
+          const t = 180 + Math.floor(rnd() * 41);
+          const theta = 0.05;
+          const x = draw(t, (ratio * theta) / (ratio * theta + 1 - theta));
+          if (atE === 0) e = look(foldInterval(e, x, t, theta, 0, EXACT_LIMITS), 0.01);
+          if (atC === 0) c = look(foldInterval(c, x, t, theta, 0, COARSE_LIMITS), 0.01);
+          if (atE === 0 && e.crossed) atE = k;
+          if (atC === 0 && c.crossed) atC = k;
+        }
+        exact += atE > 0 ? 1 : 0;
+        coarse += atC > 0 ? 1 : 0;
+        within6E += atE > 0 && atE <= 6 ? 1 : 0;
+        within6C += atC > 0 && atC <= 6 ? 1 : 0;
+      }
+      return { exact: exact / runs, coarse: coarse / runs, within6E: within6E / runs, within6C: within6C / runs };
+    };
+    const h = count(1);
+    const b = count(1.3);
+    console.log(`10× traffic, same paths: healthy rolled back exact ${(100 * h.exact).toFixed(2)}% coarse ${(100 * h.coarse).toFixed(2)}% (within 6: ${(100 * h.within6E).toFixed(2)}%, ${(100 * h.within6C).toFixed(2)}%); 1.3× exact ${(100 * b.exact).toFixed(1)}% coarse ${(100 * b.coarse).toFixed(1)}% (within 6: ${(100 * b.within6E).toFixed(1)}%, ${(100 * b.within6C).toFixed(1)}%)`);
+    // The same paths: the shares rolled back (in 20 looks and within 6) agree within 1.5 points, and the healthy share stays within the budget.
+    expect(h.coarse).toBeLessThanOrEqual(0.01 + 2 * Math.sqrt((0.01 * 0.99) / runs));
+    expect(Math.abs(h.coarse - h.exact)).toBeLessThanOrEqual(0.005);
+    expect(Math.abs(b.coarse - b.exact)).toBeLessThanOrEqual(0.015);
+    expect(Math.abs(b.within6C - b.within6E)).toBeLessThanOrEqual(0.015);
   });
 });
