@@ -24,6 +24,11 @@
 //        --no-write (leave bench/SOAK.md and bench/soak/*.svg alone)  --no-build
 //        --window 60s (the rollouts' window: it fills during the warm-up; a short run wants a short one)
 //        --route-rate 5000 --outcome-rate 50000 --watch-health 200 --watch-routes 10 --churn-rate 4
+//        diagnosis (not for a recorded run: they cost the server CPU):
+//        --cpu-prof <dir> (the server runs under node --cpu-prof, the profile lands in <dir>)
+//        --long-tasks <file> (bench/soak/longtasks.mjs: every event-loop stall > 20 ms and every GC
+//        pause, written to <file> at exit; `node bench/soak/long-tasks-report.mjs <file> <profile>`
+//        says what ran in each stall)
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -49,6 +54,11 @@ import {
 import { timeChart } from "./soak/svg.mjs";
 
 const flags = parseFlags(process.argv.slice(2));
+if (flags.help === true) {
+  const src = await import("node:fs").then((fs) => fs.readFileSync(new URL(import.meta.url), "utf8"));
+  process.stdout.write(src.slice(src.indexOf("// Flags:"), src.indexOf("\nimport ")).replace(/^\/\/ ?/gm, "") + "\n");
+  process.exit(0);
+}
 const seconds = parseDuration(flags.duration ?? "10m");
 const sampleMs = parseDuration(flags.sample ?? (seconds >= 300 ? "5s" : "2s")) * 1000;
 const log = (s) => process.stderr.write(`${s}\n`);
@@ -60,7 +70,14 @@ pinSelf();
 build(flags["no-build"] === true);
 const before = machine();
 const dir = mkdtempSync(join(tmpdir(), "rollgate-soak-"));
-const server = await startServer({ db: join(dir, "rollgate.db") });
+const nodeArgs = [];
+const env = {};
+if (typeof flags["cpu-prof"] === "string") nodeArgs.push("--cpu-prof", "--cpu-prof-dir", flags["cpu-prof"]);
+if (typeof flags["long-tasks"] === "string") {
+  nodeArgs.push("--import", join(benchDir, "soak", "longtasks.mjs"));
+  env.ROLLGATE_LONG_TASKS = flags["long-tasks"];
+}
+const server = await startServer({ db: join(dir, "rollgate.db"), nodeArgs, env });
 const rollouts = ["soak-0", "soak-1", "soak-2", "soak-3"];
 const window = flags.window ?? "60s";
 for (const r of rollouts) await createRollout(server.port, r, { window });
