@@ -28,7 +28,8 @@
 //        --cpu-prof <dir> (the server runs under node --cpu-prof, the profile lands in <dir>)
 //        --long-tasks <file> (bench/soak/longtasks.mjs: every event-loop stall > 20 ms and every GC
 //        pause, written to <file> at exit; `node bench/soak/long-tasks-report.mjs <file> <profile>`
-//        says what ran in each stall)
+//        says what ran in each stall)  --alloc-prof <file> (with --long-tasks: where the allocation
+//        that the GC collects comes from, a .heapprofile)
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -76,6 +77,7 @@ if (typeof flags["cpu-prof"] === "string") nodeArgs.push("--cpu-prof", "--cpu-pr
 if (typeof flags["long-tasks"] === "string") {
   nodeArgs.push("--import", join(benchDir, "soak", "longtasks.mjs"));
   env.ROLLGATE_LONG_TASKS = flags["long-tasks"];
+  if (typeof flags["alloc-prof"] === "string") env.ROLLGATE_ALLOC_PROF = flags["alloc-prof"];
 }
 const server = await startServer({ db: join(dir, "rollgate.db"), nodeArgs, env });
 const rollouts = ["soak-0", "soak-1", "soak-2", "soak-3"];

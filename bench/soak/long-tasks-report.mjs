@@ -27,9 +27,11 @@ const CATEGORIES = [
   ["health fan-out", (f) => /publishHealth|fan-out|encodeHealth/.test(f.functionName) || /fan-out/.test(f.url)],
   ["metrics scrape", (f) => /prom-client/.test(f.url)],
   ["probe (forced GC)", (f) => /probe\.mjs/.test(f.url)],
-  ["RecordOutcome ingest", (f) => /recordOutcomes|ingest|decodeOutcome|latency-sketch|sliding-window/.test(f.functionName + f.url)],
+  ["RecordOutcome decode + validate", (f) => /protobuf\/dist\/esm\/(from-binary|reflect|create|wire)/.test(f.url) || /validateOutcomes|outcomeFromProto|decodeOutcome/.test(f.functionName)],
+  ["RecordOutcome ingest (windows)", (f) => /recordOutcomes|ingest|latency-sketch|sliding-window/.test(f.functionName + f.url)],
   ["Route", (f) => /route/i.test(f.functionName) && /src\//.test(f.url)],
-  ["gRPC fast path / HTTP/2", (f) => /grpc-fast-path|one-port|internal\/http2/.test(f.url)],
+  ["gRPC fast path (rollgate)", (f) => /grpc-fast-path|one-port|hot-method|wire-encoding/.test(f.url)],
+  ["node:http2 (per stream)", (f) => /internal\/http2/.test(f.url)],
 ];
 const stackOf = (id) => {
   const s = [];

@@ -25,3 +25,15 @@ setInterval(() => {
   last = now;
 }, 1).unref();
 if (file !== undefined) process.on("exit", () => writeFileSync(file, JSON.stringify({ limitUs, stalls, gcs })));
+
+// ROLLGATE_ALLOC_PROF=<file>: the sampling heap profiler keeping the objects GC collected too,
+// so that the profile (.heapprofile, for Chrome DevTools) is where the allocation comes from,
+// not what is left at the end.
+const allocFile = process.env.ROLLGATE_ALLOC_PROF;
+if (allocFile !== undefined) {
+  const { Session } = await import("node:inspector");
+  const session = new Session();
+  session.connect();
+  session.post("HeapProfiler.startSampling", { samplingInterval: 65536, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+  process.on("exit", () => session.post("HeapProfiler.stopSampling", (err, r) => err === null && writeFileSync(allocFile, JSON.stringify(r.profile))));
+}
