@@ -52,6 +52,11 @@ const fnName = (id) => {
   return `${f.functionName || "(anonymous)"} ${f.url.split("/").slice(-2).join("/")}:${f.lineNumber + 1}`;
 };
 
+// The profiler's nominal interval: a sample every this many µs while the thread runs. On a loaded
+// machine a stall's wall time includes time the process was not running at all (no samples);
+// its samples x the interval is about the CPU time it held the loop for, what it would take on
+// an idle machine.
+const interval = [...prof.timeDeltas].sort((a, b) => a - b)[prof.timeDeltas.length >> 1];
 const mine = stalls.filter((s) => s.fromUs >= t0 + fromS * 1e6 && s.toUs <= prof.endTime);
 const byCat = new Map();
 const bySelf = new Map();
@@ -61,7 +66,9 @@ const rows = [];
 for (const s of mine) {
   while (i < times.length && times[i] < s.fromUs) i++;
   const cats = new Map();
+  let busy = 0;
   for (let j = i; j < times.length && times[j] <= s.toUs; j++) {
+    if (byId.get(prof.samples[j]).callFrame.functionName !== "(idle)") busy++;
     const dt = (times[j + 1] ?? times[j]) - times[j];
     const c = categoryOf(prof.samples[j]);
     cats.set(c, (cats.get(c) ?? 0) + dt);
@@ -75,7 +82,7 @@ for (const s of mine) {
   const e = dominant.get(d) ?? { n: 0, us: 0, max: 0 };
   const dur = s.toUs - s.fromUs;
   dominant.set(d, { n: e.n + 1, us: e.us + dur, max: Math.max(e.max, dur) });
-  rows.push({ atS: (s.fromUs - t0) / 1e6, ms: dur / 1000, gcMs: gc / 1000, top: top.slice(0, 3).map(([c, us]) => `${c} ${(us / 1000).toFixed(1)}`).join(", ") });
+  rows.push({ atS: (s.fromUs - t0) / 1e6, ms: dur / 1000, cpuMs: (busy * interval) / 1000, dominant: d, gcMs: gc / 1000, top: top.slice(0, 3).map(([c, us]) => `${c} ${(us / 1000).toFixed(1)}`).join(", ") });
 }
 const spanS = (prof.endTime - t0) / 1e6 - fromS;
 const total = mine.reduce((a, s) => a + s.toUs - s.fromUs, 0);
@@ -101,6 +108,15 @@ console.log("\nprofile samples inside stalls, by category (ms):");
 for (const [c, us] of [...byCat].sort((a, b) => b[1] - a[1]).slice(0, 15)) console.log(`  ${c}: ${ms(us)}`);
 console.log("\nself time inside stalls, top functions (ms):");
 for (const [f, us] of [...bySelf].sort((a, b) => b[1] - a[1]).slice(0, 25)) console.log(`  ${ms(us)}  ${f}`);
+console.log(`\nstalls by their CPU content (busy samples x ${interval} µs), the part a loaded machine does not add:`);
+for (const lim of [10, 20, 40]) {
+  const over = rows.filter((r) => r.cpuMs > lim);
+  const by = {};
+  for (const r of over) by[r.dominant] = (by[r.dominant] ?? 0) + 1;
+  console.log(`  over ${lim} ms: ${over.length} (${(over.length / spanS).toFixed(2)}/s): ${Object.entries(by).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v}`).join(", ")}`);
+}
+console.log("\nlongest stalls by CPU content:");
+for (const r of [...rows].sort((a, b) => b.cpuMs - a.cpuMs).slice(0, 15)) console.log(`  t=${r.atS.toFixed(2)}s ${r.cpuMs.toFixed(0)} ms CPU in ${r.ms.toFixed(1)} ms (GC ${r.gcMs.toFixed(1)}): ${r.top}`);
 console.log("\nlongest stalls:");
 for (const r of rows.sort((a, b) => b.ms - a.ms).slice(0, 25)) console.log(`  t=${r.atS.toFixed(2)}s ${r.ms.toFixed(1)} ms (GC ${r.gcMs.toFixed(1)}): ${r.top}`);
 

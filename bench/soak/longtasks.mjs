@@ -5,7 +5,7 @@
 // JSON to ROLLGATE_LONG_TASKS when the process exits. Diagnosis only: the 1 ms timer it runs
 // costs the server a little CPU, so a run that records long tasks is not the one to record.
 import { writeFileSync } from "node:fs";
-import { PerformanceObserver, constants } from "node:perf_hooks";
+import { PerformanceObserver, constants, monitorEventLoopDelay } from "node:perf_hooks";
 
 const file = process.env.ROLLGATE_LONG_TASKS;
 const limitUs = Number(process.env.ROLLGATE_LONG_TASK_MS ?? 20) * 1000;
@@ -24,7 +24,11 @@ setInterval(() => {
   if (now - last > limitUs) stalls.push({ fromUs: last, toUs: now });
   last = now;
 }, 1).unref();
-if (file !== undefined) process.on("exit", () => writeFileSync(file, JSON.stringify({ limitUs, stalls, gcs })));
+// The same sampler as the server's metric (5 ms): how many delay samples a second it records.
+const eld = monitorEventLoopDelay({ resolution: 5 });
+eld.enable();
+const startedUs = nowUs();
+if (file !== undefined) process.on("exit", () => writeFileSync(file, JSON.stringify({ limitUs, stalls, gcs, delaySamplesPerSec: eld.count / ((nowUs() - startedUs) / 1e6) })));
 
 // ROLLGATE_ALLOC_PROF=<file>: the sampling heap profiler keeping the objects GC collected too,
 // so that the profile (.heapprofile, for Chrome DevTools) is where the allocation comes from,
