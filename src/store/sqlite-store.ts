@@ -7,6 +7,7 @@ import { DomainError } from "../domain/errors.js";
 import type { Variant } from "../domain/rollout.js";
 import { MIGRATIONS } from "./migrations.js";
 import { isDomainError } from "../domain/errors.js";
+import { startCheckpointer } from "./sqlite-checkpointer.js";
 import { BUSY_TIMEOUT_MS, LOCK_WAIT_MS, checkWritable, writeWithRetry } from "./sqlite-faults.js";
 import { decodeRollout, encodeRollout } from "./rollout-codec.js";
 import type { Commit, CommitResult, EventQuery, Store, StoredRollout, WindowBucketRow, WindowFlush } from "./store.js";
@@ -61,8 +62,10 @@ function openDatabase(path: string): Database.Database {
  * synchronous FULL so a committed change survives power loss, migrations applied. Throws a
  * StoreOpenError naming the path when the file cannot be opened as a database.
  */
-export function openSqliteStore(path: string): Store {
+export function openSqliteStore(path: string, opts: { checkpointThread?: { warn: (msg: string) => void; everyMs?: number } } = {}): Store {
   const db = openDatabase(path);
+  // The server's store checkpoints the WAL from a worker thread, not inside a commit (sqlite-checkpointer.ts).
+  const checkpointer = opts.checkpointThread === undefined || path === ":memory:" ? undefined : startCheckpointer(db, path, opts.checkpointThread.warn, opts.checkpointThread.everyMs);
 
   const st = {
     putRollout: db.prepare(
@@ -257,6 +260,7 @@ export function openSqliteStore(path: string): Store {
       if (!open) return;
       open = false;
       await walSync.catch(() => undefined);
+      await checkpointer?.stop();
       db.close();
       if (wal !== undefined) await (await wal.catch(() => undefined))?.close();
     },
