@@ -398,7 +398,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
 /** Opens the configured store: PostgreSQL (with a bounded, logged retry of the first connection) or SQLite. */
 async function openStore(config: ServerConfig, logger: Logger, deps: ServerDeps): Promise<Store> {
   const db = config.database;
-  if (db.kind === "sqlite") return openSqliteStore(db.path);
+  if (db.kind === "sqlite") return openSqliteStore(db.path, { checkpointThread: { warn: (msg) => logger.warn(msg) } });
   // Loaded only when used: every CLI command imports this module, and pg is not small.
   const { openPostgresStore } = await import("../store/postgres-store.js");
   return openPostgresStore({

@@ -1,4 +1,5 @@
 import { mkdirSync } from "node:fs";
+import { open as openFile, type FileHandle } from "node:fs/promises";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
 import { chainEvent, type AuditEvent, type EventType } from "../domain/audit-chain.js";
@@ -6,6 +7,7 @@ import { DomainError } from "../domain/errors.js";
 import type { Variant } from "../domain/rollout.js";
 import { MIGRATIONS } from "./migrations.js";
 import { isDomainError } from "../domain/errors.js";
+import { startCheckpointer } from "./sqlite-checkpointer.js";
 import { BUSY_TIMEOUT_MS, LOCK_WAIT_MS, checkWritable, writeWithRetry } from "./sqlite-faults.js";
 import { decodeRollout, encodeRollout } from "./rollout-codec.js";
 import type { Commit, CommitResult, EventQuery, Store, StoredRollout, WindowBucketRow, WindowFlush } from "./store.js";
@@ -60,8 +62,10 @@ function openDatabase(path: string): Database.Database {
  * synchronous FULL so a committed change survives power loss, migrations applied. Throws a
  * StoreOpenError naming the path when the file cannot be opened as a database.
  */
-export function openSqliteStore(path: string): Store {
+export function openSqliteStore(path: string, opts: { checkpointThread?: { warn: (msg: string) => void; everyMs?: number } } = {}): Store {
   const db = openDatabase(path);
+  // The server's store checkpoints the WAL from a worker thread, not inside a commit (sqlite-checkpointer.ts).
+  const checkpointer = opts.checkpointThread === undefined || path === ":memory:" ? undefined : startCheckpointer(db, path, opts.checkpointThread.warn, opts.checkpointThread.everyMs);
 
   const st = {
     putRollout: db.prepare(
@@ -161,6 +165,22 @@ export function openSqliteStore(path: string): Store {
   });
 
   let open = true;
+  // The WAL file, opened once for the flush's sync (see flushWindows); the last sync, awaited by close.
+  let wal: Promise<FileHandle> | undefined;
+  let walSync: Promise<void> = Promise.resolve();
+  const syncWal = async () => {
+    // Read-only is enough for fdatasync (Linux), and works when only the database file is writable.
+    wal ??= openFile(`${path}-wal`, "r");
+    try {
+      await (await wal).datasync();
+    } catch (e) {
+      // Opened afresh next time (the flush is given back and retried by the engine).
+      const failed = wal;
+      wal = undefined;
+      void failed.then((h) => h.close()).catch(() => undefined);
+      throw e;
+    }
+  };
   const ensureOpen = () => {
     if (!open) throw new Error("store is closed");
   };
@@ -212,7 +232,23 @@ export function openSqliteStore(path: string): Store {
     },
     async flushWindows(flush) {
       ensureOpen();
-      await write(() => flushTx(flush));
+      if (path === ":memory:") return write(() => flushTx(flush));
+      // Durable as a FULL commit, without the fsync on the event loop: the transaction commits
+      // at synchronous NORMAL (its WAL frames written, not synced), then the WAL is synced on
+      // libuv's thread pool and the flush resolves only after that, as a FULL commit returns
+      // only after its own sync of the WAL. A crash before the sync loses at most this flush,
+      // as a crash during a FULL commit does; SQLite keeps the database consistent either way
+      // (NORMAL syncs the WAL before every checkpoint). Control-plane commits stay FULL.
+      await write(() => {
+        db.pragma("synchronous = NORMAL");
+        try {
+          flushTx(flush);
+        } finally {
+          db.pragma("synchronous = FULL");
+        }
+      });
+      const sync = (walSync = syncWal());
+      await sync;
     },
     /** Resolves when the database can be written (for /readyz); rejects with the fault (sqlite-faults.ts). */
     async ping() {
@@ -223,7 +259,10 @@ export function openSqliteStore(path: string): Store {
     async close() {
       if (!open) return;
       open = false;
+      await walSync.catch(() => undefined);
+      await checkpointer?.stop();
       db.close();
+      if (wal !== undefined) await (await wal.catch(() => undefined))?.close();
     },
   };
 }

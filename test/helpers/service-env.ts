@@ -4,7 +4,7 @@ import { manualClock, type ManualClock } from "../../src/domain/clock.js";
 import { authInterceptor, createAuthenticator } from "../../src/server/auth.js";
 import type { TokenEntry } from "../../src/server/config.js";
 import { createDecisionService } from "../../src/service/decision-service.js";
-import { createEngine, type Engine } from "../../src/service/engine.js";
+import { createEngine, type Engine, type EngineTracer } from "../../src/service/engine.js";
 import { createRolloutService } from "../../src/service/rollout-service.js";
 import { openSqliteStore } from "../../src/store/sqlite-store.js";
 import type { Store } from "../../src/store/store.js";
@@ -24,10 +24,10 @@ export interface ServiceEnv {
 }
 
 /** Returns a service environment; with `tokens`, calls are authorized as on the server. */
-export async function serviceEnv(opts: { tokens?: TokenEntry[]; keepaliveMs?: number; store?: Store } = {}): Promise<ServiceEnv> {
+export async function serviceEnv(opts: { tokens?: TokenEntry[]; keepaliveMs?: number; store?: Store; tracer?: EngineTracer } = {}): Promise<ServiceEnv> {
   const clock = manualClock();
   const store = opts.store ?? openSqliteStore(":memory:");
-  const engine = createEngine({ store, clock, logger: pino({ level: "silent" }) });
+  const engine = createEngine({ store, clock, logger: pino({ level: "silent" }), tracer: opts.tracer });
   await engine.load();
   const interceptors: Interceptor[] = [authInterceptor(createAuthenticator(opts.tokens))];
   const transport = (extra: Interceptor[] = []) =>

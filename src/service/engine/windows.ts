@@ -18,6 +18,13 @@ import { entryOf, type EngineState, type Entry } from "./entries.js";
 const STORE_RETENTION_MS = 25 * 3_600_000;
 const SWEEP_EVERY_MS = 3_600_000;
 
+/**
+ * Buckets per flush transaction (about: one rollout's are never split). A flush of more — many
+ * busy rollouts — is written in several transactions, a turn of the event loop between two,
+ * each durable before the next starts; the flush resolves once all are written.
+ */
+export const FLUSH_CHUNK_BUCKETS = 256;
+
 /** The window operations (see Engine for recordOutcomes and flush). */
 export interface Windows {
   /** Restores every loaded rollout's window buckets from the store; returns how many were kept. */
@@ -87,18 +94,59 @@ export function createWindows(state: EngineState): Windows {
 
   async function flushOnce(): Promise<void> {
     const now = clock.now();
-    const buckets: WindowBucketRow[] = [];
-    const cleared: { rollout: string; variant: Variant }[] = [];
-    const analysis: { rollout: string; state: string }[] = [];
-    const expired: { rollout: string; variant: Variant; beforeMs: number }[] = [];
     // Only rollouts whose windows or evaluator state changed since the last flush: an idle
     // rollout costs nothing here.
     const todo = [...unflushed];
     unflushed.clear();
+    const sweep = now - lastSweepAt >= SWEEP_EVERY_MS;
+    let next = 0;
+    let wrote = false;
+    while (next < todo.length) {
+      const chunk = takeChunk(todo, next, now);
+      next = chunk.end;
+      const last = next >= todo.length;
+      const { buckets, cleared, analysis, expired } = chunk;
+      const empty = buckets.length === 0 && cleared.length === 0 && analysis.length === 0;
+      if (!empty) {
+        try {
+          // The sweep rides on the flush's last write (never on a flush with nothing to write).
+          await store.flushWindows({ buckets, cleared, analysis, expired, ...(sweep && last ? { expireBeforeMs: now - STORE_RETENTION_MS } : {}) });
+          wrote = true;
+        } catch (err) {
+          // Nothing of this chunk was written (one transaction): mark it unflushed again, and the
+          // rollouts not reached yet too, so that the next flush once the store is back writes
+          // them, with whatever was recorded since. Earlier chunks are written and stay so.
+          const live = (e: Entry) => entries.get(e.rollout.name) === e;
+          for (const t of chunk.taken) if (live(t.e)) flushFailed(t.e.windows[t.variant], t.cleared, t.starts);
+          for (const e of chunk.analysed) if (live(e)) e.analysisDirty = true;
+          for (const e of todo.slice(chunk.start)) if (live(e)) unflushed.add(e);
+          throw err;
+        }
+      }
+      // A big flush (thousands of rollouts) is several transactions with a turn of the event
+      // loop between them, so that calls are served meanwhile rather than after all of it.
+      if (!last) await new Promise((resolve) => setImmediate(resolve));
+    }
+    if (sweep && wrote) lastSweepAt = now;
+  }
+
+  /**
+   * Takes (encodes and marks clean) what the rollouts todo[start..] have to flush, until about
+   * FLUSH_CHUNK_BUCKETS buckets: one rollout's writes are never split across two chunks. A
+   * rollout deleted since the flush began is skipped (its buckets went with it).
+   */
+  function takeChunk(todo: readonly Entry[], start: number, now: number) {
+    const buckets: WindowBucketRow[] = [];
+    const cleared: { rollout: string; variant: Variant }[] = [];
+    const analysis: { rollout: string; state: string }[] = [];
+    const expired: { rollout: string; variant: Variant; beforeMs: number }[] = [];
     // What was taken from each entry, to give back if the write fails.
     const taken: { e: Entry; variant: Variant; cleared: boolean; starts: number[] }[] = [];
     const analysed: Entry[] = [];
-    for (const e of todo) {
+    let i = start;
+    for (; i < todo.length && buckets.length < FLUSH_CHUNK_BUCKETS; i++) {
+      const e = todo[i]!;
+      if (entries.get(e.rollout.name) !== e) continue;
       const name = e.rollout.name;
       for (const variant of ["stable", "canary"] as const) {
         const w = e.windows[variant];
@@ -116,19 +164,6 @@ export function createWindows(state: EngineState): Windows {
         analysis.push({ rollout: name, state: JSON.stringify(e.analysis) });
       }
     }
-    if (buckets.length === 0 && cleared.length === 0 && analysis.length === 0) return;
-    const sweep = now - lastSweepAt >= SWEEP_EVERY_MS;
-    try {
-      await store.flushWindows({ buckets, cleared, analysis, expired, ...(sweep ? { expireBeforeMs: now - STORE_RETENTION_MS } : {}) });
-      if (sweep) lastSweepAt = now;
-    } catch (err) {
-      // Nothing was written (one transaction): mark it all unflushed again, so that the next
-      // flush once the store is back writes it, with whatever was recorded since.
-      const live = (e: Entry) => entries.get(e.rollout.name) === e;
-      for (const t of taken) if (live(t.e)) flushFailed(t.e.windows[t.variant], t.cleared, t.starts);
-      for (const e of analysed) if (live(e)) e.analysisDirty = true;
-      for (const e of todo) if (live(e)) unflushed.add(e);
-      throw err;
-    }
+    return { start, end: i, buckets, cleared, analysis, expired, taken, analysed };
   }
 }
