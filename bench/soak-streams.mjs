@@ -30,6 +30,8 @@
 //
 // Flags: --streams 10000 --connections 4 --rollouts 20 --seconds 30 --keepalive 5
 //        --heap-growth 0.1 --json --no-write --no-build --cpu-prof <dir>
+//        --baseline <file>: the --json output of a run of another build in the same minutes (on a
+//        shared machine only such a pair compares), shown beside this one in SOAK-STREAMS.md
 import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createInterface } from "node:readline";
@@ -238,6 +240,20 @@ result.pass = {
 };
 result.passed = Object.values(result.pass).every(Boolean);
 
+/** Returns the SOAK-STREAMS.md section that sets a baseline run beside this one. */
+function comparison(b, r) {
+  const row = (name, f) => `| ${name} | ${f(b)} | ${f(r)} |\n`;
+  const perMsg = (x, p) => (x[p].cpu.server * seconds * 1e6) / x[p].delays.n;
+  return `
+## Beside a run of the previous build, in the same minutes
+
+Baseline: commit ${b.commit}, ${b.date}, load average ${b.loadavg.join(", ")}; this run: commit ${r.commit}, ${r.date}, load average ${r.loadavg.join(", ")}. Same command and machine; server CPU per reader delivery is the server's whole CPU time in the phase (evaluation, keep-alive, every stream) over the readers' deliveries.
+
+| | baseline | this run |
+|---|---|---|
+${row("readers' delay p50 / p99, phase 1", (x) => `${f1(x.phase1.delays.p50Ms)} / ${f1(x.phase1.delays.p99Ms)} ms`)}${row("readers' delay p50 / p99, phase 2", (x) => `${f1(x.phase2.delays.p50Ms)} / ${f1(x.phase2.delays.p99Ms)} ms`)}${row("readers' deliveries, phase 1 / 2", (x) => `${x.phase1.delays.n} / ${x.phase2.delays.n}`)}${row("server CPU, phase 1 / 2", (x) => `${pct(x.phase1.cpu.server)} / ${pct(x.phase2.cpu.server)}`)}${row("server CPU per reader delivery, phase 1 / 2", (x) => `${f1(perMsg(x, "phase1"))} / ${f1(perMsg(x, "phase2"))} µs`)}${row("event-loop delay p99, phase 1 / 2", (x) => `${f1(x.phase1.lagP99Ms)} / ${f1(x.phase2.lagP99Ms)} ms`)}${row("live heap after GC: subscribed / phase 1 / phase 2", (x) => `${f1(x.memory.subscribed.heap / MB)} / ${f1(x.memory.phase1.heap / MB)} / ${f1(x.memory.phase2.heap / MB)} MiB`)}${row("RSS: subscribed / phase 1 / phase 2", (x) => `${f1(x.memory.subscribed.rss / MB)} / ${f1(x.memory.phase1.rss / MB)} / ${f1(x.memory.phase2.rss / MB)} MiB`)}${row("updates skipped (readers)", (x) => `${x.readers.skipped ?? "n/a"}`)}${row("verdict", (x) => (x.passed ? "PASS" : "FAIL"))}`;
+}
+
 const f1 = (x) => (x === null || !Number.isFinite(x) ? "n/a" : x.toFixed(1));
 const pct = (x) => (Number.isFinite(x) ? `${(x * 100).toFixed(0)}%` : "n/a");
 if (flags["no-write"] !== true) {
@@ -268,7 +284,7 @@ A stream whose reader does not keep up never has more than one write in flight i
 Cleanup: with the vanishing process stopped, the server's WatchHealth subscribers fell to ${afterVanish} (expected ${readers + noread}) after ${f1(cleanupSeconds)} s (HTTP/2 keep-alive PING every ${keepalive} s, connection closed when one is not answered within ${keepalive} s); ${afterAll} left after every client closed.
 Readers: ${readersFinal.messages} messages, ${readersFinal.gaps} seq gaps, ${readersFinal.skipped} updates skipped (estimated from evaluated_at: the stream was behind and got only the latest), ${readersFinal.errors} errors, ${readersFinal.closed} streams closed by the server.
 `;
-  writeFileSync(join(benchDir, "SOAK-STREAMS.md"), md);
+  writeFileSync(join(benchDir, "SOAK-STREAMS.md"), md + (typeof flags.baseline === "string" ? comparison(JSON.parse(readFileSync(flags.baseline, "utf8")), result) : ""));
   log("wrote bench/SOAK-STREAMS.md");
 }
 log(`streams ${result.passed ? "PASS" : "FAIL"}: ${JSON.stringify(result.pass)}`);
