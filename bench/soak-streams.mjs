@@ -240,6 +240,9 @@ result.pass = {
 };
 result.passed = Object.values(result.pass).every(Boolean);
 
+/** In SOAK-STREAMS.md, the line after which notes written by hand begin (kept by every run). */
+const KEPT_MARKER = "<!-- Notes below are written by hand and kept by every run. -->";
+
 /** Returns the SOAK-STREAMS.md section that sets a baseline run beside this one. */
 function comparison(b, r) {
   const row = (name, f) => `| ${name} | ${f(b)} | ${f(r)} |\n`;
@@ -284,7 +287,17 @@ A stream whose reader does not keep up never has more than one write in flight i
 Cleanup: with the vanishing process stopped, the server's WatchHealth subscribers fell to ${afterVanish} (expected ${readers + noread}) after ${f1(cleanupSeconds)} s (HTTP/2 keep-alive PING every ${keepalive} s, connection closed when one is not answered within ${keepalive} s); ${afterAll} left after every client closed.
 Readers: ${readersFinal.messages} messages, ${readersFinal.gaps} seq gaps, ${readersFinal.skipped} updates skipped (estimated from evaluated_at: the stream was behind and got only the latest), ${readersFinal.errors} errors, ${readersFinal.closed} streams closed by the server.
 `;
-  writeFileSync(join(benchDir, "SOAK-STREAMS.md"), md + (typeof flags.baseline === "string" ? comparison(JSON.parse(readFileSync(flags.baseline, "utf8")), result) : ""));
+  // Notes written by hand below the marker (profiles, findings) are kept from run to run.
+  const file = join(benchDir, "SOAK-STREAMS.md");
+  let kept = "";
+  try {
+    const old = readFileSync(file, "utf8");
+    const at = old.indexOf(KEPT_MARKER);
+    if (at >= 0) kept = `\n${old.slice(at)}`;
+  } catch {
+    /* first run */
+  }
+  writeFileSync(file, md + (typeof flags.baseline === "string" ? comparison(JSON.parse(readFileSync(flags.baseline, "utf8")), result) : "") + kept);
   log("wrote bench/SOAK-STREAMS.md");
 }
 log(`streams ${result.passed ? "PASS" : "FAIL"}: ${JSON.stringify(result.pass)}`);
