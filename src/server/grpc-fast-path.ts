@@ -197,8 +197,8 @@ const BATCH_BYTES = 16 * 1024;
 
 /**
  * Streams the items of a push source (HotServerStream.watch) to `stream`: each item is framed
- * and written in the publisher's turn — no promise, no iterator step per item, which is what
- * lets one server keep 10,000 WatchHealth streams within milliseconds of each update.
+ * and written in the publisher's turn — no promise, no iterator step per item (with 10,000
+ * streams those, and the garbage they made, cost more than the writes: bench/SOAK-STREAMS.md).
  *
  * Backpressure: one write in flight per stream. While it is (its callback, called once the bytes
  * have left for the connection, has not run), the source holds what comes (the health feed: the

@@ -174,9 +174,9 @@ type Listener<T> = (item: T) => void;
  * aborts) is removed at once. `keyOf` (needed by key filters) names an item's key.
  *
  * A subscriber in push mode is handed each item in the publisher's turn — no promise, no
- * iterator step per item — which is what lets one server push a health update to 10,000
- * WatchHealth streams within milliseconds; the iterator is a sink that takes one item each
- * time it is asked for the next, so both consumers see the same items.
+ * iterator step per item, which at 10,000 WatchHealth streams cost more than the writes
+ * (bench/SOAK-STREAMS.md); the iterator is a sink that takes one item each time it is asked for
+ * the next, so both consumers see the same items.
  */
 export function createFanOut<T>(backlog: Backlog<T>, keyOf?: (item: T) => string) {
   /** Subscribers with a predicate (or none): every item is offered to each. */
