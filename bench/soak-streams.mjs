@@ -11,17 +11,29 @@
 //     open, nothing reads or answers, like a peer whose host froze or whose network went away),
 //     killed with SIGKILL only at the end.
 // Phases: all subscribed → `seconds` with every group live → vanish (SIGSTOP) → `seconds` more.
-// Pass: the readers' delivery p99 <= 100 ms in both phases; the vanished streams cleaned up
-// while their process is still stopped (the server's rollgate_stream_subscribers{feed="health"}
-// falls back to readers + non-readers, through the HTTP/2 keep-alive: a PING unanswered within
-// --http2-keepalive closes the connection); the server's memory bounded: RSS with every stream
-// open, before and after the vanish phase, grows by at most `--rss-growth` (default 10%) while
-// the never-reading streams stay blocked; readers lose no update; no reader stream fails.
+// Pass: the readers' delivery p99 <= 100 ms in both phases (delay = the client's Date.now() on
+// receipt - the health's evaluated_at, the server's Date.now() when the evaluation round
+// started; see streams-client.mjs); the vanished streams cleaned up while their process is still
+// stopped (the server's rollgate_stream_subscribers{feed="health"} falls back to readers +
+// non-readers, through the HTTP/2 keep-alive: a PING unanswered within --http2-keepalive closes
+// the connection); the server's memory bounded: its live heap (after a full GC) at the end of
+// phase 1 grows by at most `--heap-growth` (default 10%) over the same after the warm-up, with
+// the same streams open and the never-reading ones blocked, and is no larger at the end of
+// phase 2 (fewer streams) — RSS is reported beside it, not judged: it keeps the allocator's
+// high-water mark; readers lose no update (no seq gap) and no reader stream fails.
+// The server's full GCs for the memory probes pause it for up to a second: each phase's delays
+// are counted from a couple of seconds after the probe before it, so they are not in the figures.
+// The load: each stream watches one rollout, each rollout is evaluated once a second, so every
+// stream gets 1 update/s and the server sends `streams` updates/s (8,000/s to readers at the
+// defaults), all in the same few milliseconds of each evaluation round (every rollout is due at
+// once). Server and clients' CPU use per phase is reported (/proc), to show which side is busy.
 //
 // Flags: --streams 10000 --connections 4 --rollouts 20 --seconds 30 --keepalive 5
-//        --json --no-write --no-build
+//        --heap-growth 0.1 --json --no-write --no-build --cpu-prof <dir>
+//        --baseline <file>: the --json output of a run of another build in the same minutes (on a
+//        shared machine only such a pair compares), shown beside this one in SOAK-STREAMS.md
 import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -47,7 +59,7 @@ const connections = Number(flags.connections ?? 4);
 const rollouts = Number(flags.rollouts ?? 20);
 const seconds = parseDuration(flags.seconds ?? "30s");
 const keepalive = parseDuration(flags.keepalive ?? "5s");
-const rssLimit = Number(flags["rss-growth"] ?? 0.1);
+const heapLimit = Number(flags["heap-growth"] ?? 0.1);
 const log = (s) => process.stderr.write(`${s}\n`);
 
 /** Starts one client group; resolves once every stream is subscribed. */
@@ -58,30 +70,66 @@ function startGroup(opts) {
   child.stderr.setEncoding("utf8").on("data", (s) => (stderr = (stderr + s).slice(-4000)));
   const waiting = [];
   let subscribed;
+  let exited;
   const ready = new Promise((resolve, reject) => {
     subscribed = resolve;
-    child.once("exit", (code, signal) => reject(new Error(`${opts.mode} group exited ${code ?? signal}: ${stderr}`)));
+    child.once("exit", (code, signal) => {
+      // A group that dies fails the run (its pending reports too) rather than hanging it.
+      exited = new Error(`${opts.mode} group exited ${code ?? signal}: ${stderr}`);
+      reject(exited);
+      for (const w of waiting.splice(0)) w.reject(exited);
+    });
   });
+  ready.catch(() => undefined);
   createInterface({ input: child.stdout }).on("line", (line) => {
     const m = JSON.parse(line);
     if (m.event === "subscribed") subscribed();
-    else waiting.shift()?.(m);
+    else waiting.shift()?.resolve(m);
   });
+  const ask = (signal) =>
+    new Promise((resolve, reject) => {
+      if (exited !== undefined) return reject(exited);
+      waiting.push({ resolve, reject });
+      child.kill(signal);
+    });
   return {
     child,
     ready,
     /** Asks for the figures since the last report. */
-    report: () =>
-      new Promise((resolve) => {
-        waiting.push(resolve);
-        child.kill("SIGUSR2");
-      }),
-    finish: () =>
-      new Promise((resolve) => {
-        waiting.push(resolve);
-        child.kill("SIGTERM");
-      }),
+    report: () => ask("SIGUSR2"),
+    finish: () => ask("SIGTERM"),
   };
+}
+
+/** Returns a process's CPU time (user + system) in seconds, from /proc; NaN when it is gone. */
+function cpuSeconds(pid) {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch {
+    return NaN;
+  }
+}
+
+/** Returns a function that, called, gives the CPU share (of one core) of each pid since the previous call. */
+function cpuMeter(pids) {
+  let t = performance.now();
+  let last = pids.map(cpuSeconds);
+  return () => {
+    const now = performance.now();
+    const cur = pids.map(cpuSeconds);
+    const share = cur.map((c, i) => (c - last[i]) / ((now - t) / 1000));
+    t = now;
+    last = cur;
+    return share;
+  };
+}
+
+/** Takes the server's memory after a full GC (it pauses the server), then lets delivery catch up. */
+async function probeAndSettle(server) {
+  const m = await server.probe();
+  await sleep(2000);
+  return m;
 }
 
 /** Waits until the server's health subscriber count is `n` (or `ms` pass); returns [count, seconds waited]. */
@@ -101,10 +149,12 @@ pinSelf();
 build(flags["no-build"] === true);
 const before = machine();
 const dir = mkdtempSync(join(tmpdir(), "rollgate-streams-"));
-const server = await startServer({ db: join(dir, "rollgate.db"), env: { ROLLGATE_HTTP2_KEEPALIVE: `${keepalive}s` } });
+// --cpu-prof <dir>: the server writes a V8 CPU profile there when it stops.
+const nodeArgs = typeof flags["cpu-prof"] === "string" ? ["--cpu-prof", "--cpu-prof-dir", flags["cpu-prof"]] : [];
+const server = await startServer({ db: join(dir, "rollgate.db"), env: { ROLLGATE_HTTP2_KEEPALIVE: `${keepalive}s` }, nodeArgs });
 const port = server.port;
 for (let i = 0; i < rollouts; i++) await createRollout(port, `w-${i}`, { gates: false });
-const idle = await sampleServer(port);
+const idleProbe = await server.probe();
 const noread = Math.round(total / 10);
 const vanish = Math.round(total / 10);
 const readers = total - noread - vanish;
@@ -120,27 +170,33 @@ const [subscribedCount] = await subscribersReach(port, total, 30_000);
 log(`subscribed: the server counts ${subscribedCount} WatchHealth subscribers`);
 // Let the never-reading streams' windows fill (a few updates each) before measuring.
 await sleep(5000);
+const heapSubscribed = await probeAndSettle(server);
+const pids = [server.pid, groups.readers.child.pid, groups.noread.child.pid, groups.vanish.child.pid];
+const cpu = cpuMeter(pids);
 await groups.readers.report();
-const rssSubscribed = (await server.probe()).rss;
 
 // Phase 1: every group live.
 await sleep(seconds * 1000);
 const p1 = await groups.readers.report();
+const cpu1 = cpu();
 const s1 = await sampleServer(port);
-const live1 = await server.probe();
-log(`phase 1: readers p99 ${p1.delays.p99Ms?.toFixed(1)} ms over ${p1.delays.n} deliveries; rss ${(s1.rss / MB).toFixed(1)} MB, live heap ${(live1.heapUsed / MB).toFixed(1)} MB`);
+const live1 = await probeAndSettle(server);
+log(`phase 1: readers p99 ${p1.delays.p99Ms?.toFixed(1)} ms over ${p1.delays.n} deliveries; server cpu ${(cpu1[0] * 100).toFixed(0)}%, readers' ${(cpu1[1] * 100).toFixed(0)}%; rss ${(s1.rss / MB).toFixed(1)} MB, live heap ${(live1.heapUsed / MB).toFixed(1)} MB`);
 
 // Phase 2: the vanish group stops (SIGSTOP), the others go on.
 const vanishReport = await groups.vanish.report();
+await groups.readers.report();
+cpu();
 groups.vanish.child.kill("SIGSTOP");
 const stoppedAt = Date.now();
 const [afterVanish, cleanupSeconds] = await subscribersReach(port, readers + noread, Math.max(seconds, keepalive * 4) * 1000);
 log(`vanished: subscribers ${afterVanish} (expected ${readers + noread}) after ${cleanupSeconds.toFixed(1)} s`);
 await sleep(Math.max(0, seconds * 1000 - (Date.now() - stoppedAt)));
 const p2 = await groups.readers.report();
+const cpu2 = cpu();
 const s2 = await sampleServer(port);
 const live2 = await server.probe();
-log(`phase 2: readers p99 ${p2.delays.p99Ms?.toFixed(1)} ms over ${p2.delays.n} deliveries; rss ${(s2.rss / MB).toFixed(1)} MB`);
+log(`phase 2: readers p99 ${p2.delays.p99Ms?.toFixed(1)} ms over ${p2.delays.n} deliveries; server cpu ${(cpu2[0] * 100).toFixed(0)}%; rss ${(s2.rss / MB).toFixed(1)} MB, live heap ${(live2.heapUsed / MB).toFixed(1)} MB`);
 
 groups.vanish.child.kill("SIGKILL");
 const readersFinal = await groups.readers.finish();
@@ -153,16 +209,24 @@ rmSync(dir, { recursive: true, force: true });
 // rollout, one evaluation per second; the count is checked loosely (late evaluations on a busy
 // core), the loss of whole updates is what it catches.
 const phaseSeconds = (Date.now() - stoppedAt) / 1000;
+const cpuOf = (c) => ({ server: c[0], readers: c[1], noread: c[2], vanish: c[3] });
 const result = {
   ...before,
   command: `npm run soak:streams -- --streams ${total} --connections ${connections} --rollouts ${rollouts} --seconds ${seconds} --keepalive ${keepalive}`,
   streams: { total, readers, noread, vanish, connections, rollouts },
   subscribed: subscribedCount,
-  phase1: { delays: p1.delays, rss: s1.rss, liveHeap: live1.heapUsed, lagP99Ms: s1.lagP99Ms },
-  phase2: { delays: p2.delays, rss: s2.rss, liveHeap: live2.heapUsed, lagP99Ms: s2.lagP99Ms },
-  rss: { idle: idle.rss, subscribed: rssSubscribed, end: s2.rss, growth: s2.rss / rssSubscribed - 1 },
+  phase1: { delays: p1.delays, rss: s1.rss, liveHeap: live1.heapUsed, lagP99Ms: s1.lagP99Ms, cpu: cpuOf(cpu1) },
+  phase2: { delays: p2.delays, rss: s2.rss, liveHeap: live2.heapUsed, lagP99Ms: s2.lagP99Ms, cpu: cpuOf(cpu2) },
+  rss: { idle: idleProbe.rss, subscribed: heapSubscribed.rss, end: live2.rss, growth: live2.rss / heapSubscribed.rss - 1 },
+  memory: {
+    idle: { rss: idleProbe.rss, heap: idleProbe.heapUsed },
+    subscribed: { rss: heapSubscribed.rss, heap: heapSubscribed.heapUsed, external: heapSubscribed.external },
+    phase1: { rss: live1.rss, heap: live1.heapUsed, external: live1.external },
+    phase2: { rss: live2.rss, heap: live2.heapUsed, external: live2.external },
+    heapGrowth: live1.heapUsed / heapSubscribed.heapUsed - 1,
+  },
   cleanup: { subscribersAfterVanish: afterVanish, expected: readers + noread, seconds: cleanupSeconds, afterAllClosed: afterAll },
-  readers: { messages: readersFinal.messages, errors: readersFinal.errors, closed: readersFinal.closed },
+  readers: { messages: readersFinal.messages, gaps: readersFinal.gaps, skipped: readersFinal.skipped, errors: readersFinal.errors, closed: readersFinal.closed },
   vanishBeforeStop: { messages: vanishReport.messages },
   noread: { errors: noreadFinal.errors, closed: noreadFinal.closed },
   phaseSeconds,
@@ -171,12 +235,30 @@ const result = {
 result.pass = {
   delivery: (p1.delays.p99Ms ?? Infinity) <= 100 && (p2.delays.p99Ms ?? Infinity) <= 100,
   cleanup: afterVanish === readers + noread && afterAll === 0,
-  memory: result.rss.growth <= rssLimit,
-  readers: readersFinal.errors === 0 && readersFinal.closed === 0 && p1.delays.n > 0 && p2.delays.n > 0,
+  memory: result.memory.heapGrowth <= heapLimit && live2.heapUsed <= live1.heapUsed * (1 + heapLimit),
+  readers: readersFinal.errors === 0 && readersFinal.closed === 0 && readersFinal.gaps === 0 && p1.delays.n > 0 && p2.delays.n > 0,
 };
 result.passed = Object.values(result.pass).every(Boolean);
 
+/** In SOAK-STREAMS.md, the line after which notes written by hand begin (kept by every run). */
+const KEPT_MARKER = "<!-- Notes below are written by hand and kept by every run. -->";
+
+/** Returns the SOAK-STREAMS.md section that sets a baseline run beside this one. */
+function comparison(b, r) {
+  const row = (name, f) => `| ${name} | ${f(b)} | ${f(r)} |\n`;
+  const perMsg = (x, p) => (x[p].cpu.server * seconds * 1e6) / x[p].delays.n;
+  return `
+## Beside a run of the previous build, in the same minutes
+
+Baseline: commit ${b.commit}, ${b.date}, load average ${b.loadavg.join(", ")}; this run: commit ${r.commit}, ${r.date}, load average ${r.loadavg.join(", ")}. Same command and machine; server CPU per reader delivery is the server's whole CPU time in the phase (evaluation, keep-alive, every stream) over the readers' deliveries.
+
+| | baseline | this run |
+|---|---|---|
+${row("readers' delay p50 / p99, phase 1", (x) => `${f1(x.phase1.delays.p50Ms)} / ${f1(x.phase1.delays.p99Ms)} ms`)}${row("readers' delay p50 / p99, phase 2", (x) => `${f1(x.phase2.delays.p50Ms)} / ${f1(x.phase2.delays.p99Ms)} ms`)}${row("readers' deliveries, phase 1 / 2", (x) => `${x.phase1.delays.n} / ${x.phase2.delays.n}`)}${row("server CPU, phase 1 / 2", (x) => `${pct(x.phase1.cpu.server)} / ${pct(x.phase2.cpu.server)}`)}${row("server CPU per reader delivery, phase 1 / 2", (x) => `${f1(perMsg(x, "phase1"))} / ${f1(perMsg(x, "phase2"))} µs`)}${row("event-loop delay p99, phase 1 / 2", (x) => `${f1(x.phase1.lagP99Ms)} / ${f1(x.phase2.lagP99Ms)} ms`)}${row("live heap after GC: subscribed / phase 1 / phase 2", (x) => `${f1(x.memory.subscribed.heap / MB)} / ${f1(x.memory.phase1.heap / MB)} / ${f1(x.memory.phase2.heap / MB)} MiB`)}${row("RSS: subscribed / phase 1 / phase 2", (x) => `${f1(x.memory.subscribed.rss / MB)} / ${f1(x.memory.phase1.rss / MB)} / ${f1(x.memory.phase2.rss / MB)} MiB`)}${row("updates skipped (readers)", (x) => `${x.readers.skipped ?? "n/a"}`)}${row("verdict", (x) => (x.passed ? "PASS" : "FAIL"))}`;
+}
+
 const f1 = (x) => (x === null || !Number.isFinite(x) ? "n/a" : x.toFixed(1));
+const pct = (x) => (Number.isFinite(x) ? `${(x * 100).toFixed(0)}%` : "n/a");
 if (flags["no-write"] !== true) {
   const md = `# Streams under pressure — last recorded run
 
@@ -195,15 +277,27 @@ Short version in \`npm test\`: \`test/reliability/soak-streams.test.ts\` (2,000 
 | | phase 1 (all live, ${seconds} s) | phase 2 (${vanish} vanished, ${seconds} s) | limit |
 |---|---|---|---|
 | readers' delivery delay p50 / p99 / max | ${f1(p1.delays.p50Ms)} / ${f1(p1.delays.p99Ms)} / ${f1(p1.delays.maxMs)} ms (${p1.delays.n} deliveries) | ${f1(p2.delays.p50Ms)} / ${f1(p2.delays.p99Ms)} / ${f1(p2.delays.maxMs)} ms (${p2.delays.n}) | p99 ≤ 100 ms |
-| server RSS / live heap | ${f1(s1.rss / MB)} / ${f1(live1.heapUsed / MB)} MiB | ${f1(s2.rss / MB)} / ${f1(live2.heapUsed / MB)} MiB | |
-| event-loop delay p99 (last interval) | ${f1(s1.lagP99Ms)} ms | ${f1(s2.lagP99Ms)} ms | |
+| server CPU (of one core) / reader process CPU | ${pct(cpu1[0])} / ${pct(cpu1[1])} | ${pct(cpu2[0])} / ${pct(cpu2[1])} | |
+| server live heap after GC / RSS | ${f1(live1.heapUsed / MB)} / ${f1(live1.rss / MB)} MiB | ${f1(live2.heapUsed / MB)} / ${f1(live2.rss / MB)} MiB | |
+| event-loop delay p99 (last scrape interval) | ${f1(s1.lagP99Ms)} ms | ${f1(s2.lagP99Ms)} ms | |
 
-Memory: RSS ${f1(idle.rss / MB)} MiB idle, ${f1(rssSubscribed / MB)} MiB with every stream open (the never-reading ones blocked), ${f1(s2.rss / MB)} MiB at the end: ${(result.rss.growth * 100).toFixed(1)}% (limit ${rssLimit * 100}%).
-A stream whose reader does not keep up never buffers more than one update per rollout in the server: the fast path writes one message and then waits for 'drain' (src/server/grpc-fast-path.ts), and the health fan-out keeps only the latest health per rollout for it (src/service/fan-out.ts, backlog "latest"): a slow reader skips intermediate states.
+Delay: the reader's \`Date.now()\` when a message's 'data' event runs minus the health's \`evaluated_at\` (the server's \`Date.now()\` when the evaluation round that published it started; same machine, same clock): it covers the evaluation, the fan-out, both HTTP/2 stacks and the client's own queueing. Load: every stream watches one of the ${rollouts} rollouts, each evaluated once a second, so each stream gets 1 update/s and the server sends ${total} updates/s (${readers}/s to readers), all due in the same moment of each round.
+Memory (after a full GC; RSS beside it): idle ${f1(idleProbe.heapUsed / MB)} MiB heap / ${f1(idleProbe.rss / MB)} MiB RSS; after the warm-up with every stream open ${f1(heapSubscribed.heapUsed / MB)} / ${f1(heapSubscribed.rss / MB)} MiB; end of phase 1 ${f1(live1.heapUsed / MB)} / ${f1(live1.rss / MB)} MiB (heap ${(result.memory.heapGrowth * 100).toFixed(1)}%, limit ${heapLimit * 100}%); end of phase 2 ${f1(live2.heapUsed / MB)} / ${f1(live2.rss / MB)} MiB. RSS is not judged: it keeps the allocator's high-water mark (V8 and malloc keep freed pages mapped), which a leak would not explain without the heap after GC growing too.
+A stream whose reader does not keep up never has more than one write in flight in the server: the fast path writes each update in the publisher's turn and, while a write is in flight, the health fan-out keeps only the latest health per rollout for it (src/service/fan-out.ts, backlog "latest"), sent in one write when the previous one completes (src/server/grpc-fast-path.ts): a slow reader skips intermediate states.
 Cleanup: with the vanishing process stopped, the server's WatchHealth subscribers fell to ${afterVanish} (expected ${readers + noread}) after ${f1(cleanupSeconds)} s (HTTP/2 keep-alive PING every ${keepalive} s, connection closed when one is not answered within ${keepalive} s); ${afterAll} left after every client closed.
-Readers: ${readersFinal.messages} messages, ${readersFinal.errors} errors, ${readersFinal.closed} streams closed by the server.
+Readers: ${readersFinal.messages} messages, ${readersFinal.gaps} seq gaps, ${readersFinal.skipped} updates skipped (estimated from evaluated_at: the stream was behind and got only the latest), ${readersFinal.errors} errors, ${readersFinal.closed} streams closed by the server.
 `;
-  writeFileSync(join(benchDir, "SOAK-STREAMS.md"), md);
+  // Notes written by hand below the marker (profiles, findings) are kept from run to run.
+  const file = join(benchDir, "SOAK-STREAMS.md");
+  let kept = "";
+  try {
+    const old = readFileSync(file, "utf8");
+    const at = old.indexOf(KEPT_MARKER);
+    if (at >= 0) kept = `\n${old.slice(at)}`;
+  } catch {
+    /* first run */
+  }
+  writeFileSync(file, md + (typeof flags.baseline === "string" ? comparison(JSON.parse(readFileSync(flags.baseline, "utf8")), result) : "") + kept);
   log("wrote bench/SOAK-STREAMS.md");
 }
 log(`streams ${result.passed ? "PASS" : "FAIL"}: ${JSON.stringify(result.pass)}`);

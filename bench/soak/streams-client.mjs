@@ -1,21 +1,31 @@
 // WatchHealth streams under pressure (issue 16, point 5): one group of `streams` WatchHealth
 // streams over `connections` HTTP/2 connections, subscriber i watching `<prefix><i mod rollouts>`.
 //   mode "read":   every message is read; for each one after the first (the current health),
-//                  delay = arrival - health.evaluated_at (same machine, same clock), in ms.
+//                  delay = arrival - health.evaluated_at, in ms: arrival is Date.now() when the
+//                  message's 'data' event runs, evaluated_at the server's clock (Date.now() too,
+//                  same machine) when the evaluation round that published it started, so the
+//                  delay covers evaluation, fan-out, both HTTP/2 stacks and this process's own
+//                  queueing. Only seq and evaluated_at are decoded, by hand (a full protobuf-es
+//                  decode per message made this process, not the server, the bottleneck). A seq
+//                  that is not the previous one + 1 counts as a gap (there must be none: seq
+//                  numbers what the stream sends). An update the server skipped (the stream was
+//                  behind, so it got only the latest health) shows as evaluated_at advancing by
+//                  two intervals or more: counted as `skipped` (an estimate: the evaluator ticks
+//                  every 250 ms, so a late round can look like one).
 //   mode "noread": nothing is ever read (no 'data' listener, the streams stay paused), so their
 //                  HTTP/2 flow-control windows fill up and the server's writes back up.
 // The "vanish" group is a "read" group whose process the suite stops (SIGSTOP: the kernel still
 // holds its sockets open, nothing answers) and later kills.
 // Prints {"event":"subscribed"} once every stream has its first message (or, for "noread", its
 // response headers), then on SIGUSR2 (and at SIGTERM, with "final": true) a JSON line of
-// {messages, errors, closed, open, delays: {n, p50Ms, p99Ms, maxMs}} since the previous one.
-// Usage: node streams-client.mjs '<json {port, prefix, rollouts, streams, connections, mode}>'
+// {messages, gaps, skipped, errors, closed, open, delays: {n, p50Ms, p99Ms, maxMs}}: the delays since
+// the previous line, the rest totals.
+// Usage: node streams-client.mjs '<json {port, prefix, rollouts, streams, connections, mode, intervalMs}>'
 import { connect } from "node:http2";
-import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { HealthUpdateSchema, WatchHealthRequestSchema } from "../../dist/gen/rollgate/v1/decision_service_pb.js";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { WatchHealthRequestSchema } from "../../dist/gen/rollgate/v1/decision_service_pb.js";
 
 const o = JSON.parse(process.argv[2]);
-const nowMs = () => performance.timeOrigin + performance.now();
 const sessions = await Promise.all(
   Array.from({ length: o.connections }, () => {
     const s = connect(`http://127.0.0.1:${o.port}`);
@@ -26,6 +36,9 @@ const sessions = await Promise.all(
 
 let ready = 0;
 let messages = 0;
+let gaps = 0;
+let skipped = 0;
+const intervalMs = o.intervalMs ?? 1000;
 let errors = 0;
 let closed = 0;
 let delays = [];
@@ -47,32 +60,103 @@ for (let i = 0; i < o.streams; i++) {
     continue;
   }
   let buf = Buffer.alloc(0);
-  let first = true;
+  let seq = 0;
+  let lastAt;
   req.on("data", (chunk) => {
-    const arrived = nowMs();
+    const arrived = Date.now();
     buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
-    while (buf.length >= 5) {
-      const len = buf.readUInt32BE(1);
-      if (buf.length < 5 + len) break;
-      const msg = fromBinary(HealthUpdateSchema, buf.subarray(5, 5 + len));
-      buf = buf.subarray(5 + len);
+    let at = 0;
+    while (buf.length - at >= 5) {
+      const len = buf.readUInt32BE(at + 1);
+      if (buf.length - at < 5 + len) break;
+      const m = readUpdate(buf, at + 5, at + 5 + len);
+      at += 5 + len;
       messages++;
-      if (first) {
-        first = false;
+      if (m.seq !== seq + 1) gaps++;
+      seq = m.seq;
+      if (seq === 1) {
         ready++;
         continue;
       }
-      const at = msg.health?.evaluatedAt;
-      if (at !== undefined) delays.push(arrived - (Number(at.seconds) * 1000 + at.nanos / 1e6));
+      if (m.evaluatedAtMs === undefined) continue;
+      delays.push(arrived - m.evaluatedAtMs);
+      if (lastAt !== undefined) skipped += Math.max(0, Math.floor((m.evaluatedAtMs - lastAt) / intervalMs + 0.25) - 1);
+      lastAt = m.evaluatedAtMs;
     }
+    buf = at === buf.length ? Buffer.alloc(0) : buf.subarray(at);
   });
+}
+
+/** Reads a varint at `pos` (values below 2^53); returns [value, next position]. */
+function varint(b, pos) {
+  let v = 0;
+  let mul = 1;
+  for (;;) {
+    const x = b[pos++];
+    v += (x & 0x7f) * mul;
+    if (x < 0x80) return [v, pos];
+    mul *= 128;
+  }
+}
+
+/** Returns the position after the field whose tag's wire type is `wt`, its value starting at `pos`. */
+function skip(b, pos, wt) {
+  if (wt === 0) return varint(b, pos)[1];
+  if (wt === 1) return pos + 8;
+  if (wt === 5) return pos + 4;
+  if (wt === 2) {
+    const [len, p] = varint(b, pos);
+    return p + len;
+  }
+  throw new Error(`unexpected wire type ${wt}`);
+}
+
+/**
+ * Decodes what the suite needs of a HealthUpdate in b[pos, end): seq (field 1) and
+ * health.evaluated_at (HealthUpdate field 2, RolloutHealth field 13, a Timestamp) in ms.
+ */
+function readUpdate(b, pos, end) {
+  let seq = 0;
+  let evaluatedAtMs;
+  while (pos < end) {
+    const [tag, p] = varint(b, pos);
+    if (tag === 1 << 3) [seq, pos] = varint(b, p);
+    else if (tag === ((2 << 3) | 2)) {
+      const [len, q] = varint(b, p);
+      evaluatedAtMs = evaluatedAtOf(b, q, q + len);
+      pos = q + len;
+    } else pos = skip(b, p, tag & 7);
+  }
+  return { seq, evaluatedAtMs };
+}
+
+/** Returns RolloutHealth.evaluated_at in ms from the health in b[pos, end), or undefined. */
+function evaluatedAtOf(b, pos, end) {
+  while (pos < end) {
+    const [tag, p] = varint(b, pos);
+    if (tag !== ((13 << 3) | 2)) {
+      pos = skip(b, p, tag & 7);
+      continue;
+    }
+    const [len, q] = varint(b, p);
+    let seconds = 0;
+    let nanos = 0;
+    for (let i = q; i < q + len; ) {
+      const [t, r] = varint(b, i);
+      if (t === 1 << 3) [seconds, i] = varint(b, r);
+      else if (t === 2 << 3) [nanos, i] = varint(b, r);
+      else i = skip(b, r, t & 7);
+    }
+    return seconds * 1000 + nanos / 1e6;
+  }
+  return undefined;
 }
 
 const q = (sorted, p) => (sorted.length === 0 ? null : sorted[Math.min(sorted.length - 1, Math.ceil(p * sorted.length) - 1)]);
 function report(final) {
   const d = delays.sort((a, b) => a - b);
   delays = [];
-  process.stdout.write(`${JSON.stringify({ mode: o.mode, final, messages, errors, closed, open: o.streams - closed, delays: { n: d.length, p50Ms: q(d, 0.5), p99Ms: q(d, 0.99), maxMs: d.at(-1) ?? null } })}\n`);
+  process.stdout.write(`${JSON.stringify({ mode: o.mode, final, messages, gaps, skipped, errors, closed, open: o.streams - closed, delays: { n: d.length, p50Ms: q(d, 0.5), p99Ms: q(d, 0.99), maxMs: d.at(-1) ?? null } })}\n`);
 }
 process.on("SIGUSR2", () => report(false));
 process.on("SIGTERM", () => {

@@ -1,6 +1,7 @@
 import { constants, type IncomingHttpHeaders, type ServerHttp2Stream } from "node:http2";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { procedureOf, type HotMethod } from "../service/hot-method.js";
+import type { Pushable } from "../service/fan-out.js";
+import { procedureOf, type HotMethod, type HotServerStream } from "../service/hot-method.js";
 import { abortedStreamError, toConnectError } from "../service/errors.js";
 import type { Admit } from "./admit.js";
 import { decodeUnary, FRAME_HEADER, frameInPlace, frameOf, requestBody } from "./grpc/envelope.js";
@@ -144,6 +145,26 @@ function serve(opts: FastPathOptions, { procedure, entry }: Route, stream: Serve
     // Server streaming: errors found before the first message (validation, NOT_FOUND) are
     // answered trailers-only; later ones end the stream with their status in the trailers.
     const controller = new AbortController();
+    const reportEnd = (error: ConnectError | undefined) => {
+      done = true;
+      clearTimeout(timer);
+      opts.report({ procedure, method, requestId, caller, rollout, started, span }, error);
+      if (stream.destroyed) return;
+      stream.once("wantTrailers", () => stream.sendTrailers(error === undefined ? STATUS_OK : statusHeaders(error)));
+      stream.end();
+    };
+    if (entry.watch !== undefined) {
+      let source: Pushable<unknown>;
+      try {
+        source = span === undefined ? entry.watch(request, controller.signal) : span.run(() => entry.watch!(request, controller.signal));
+      } catch (e) {
+        return fail(e);
+      }
+      aborted = controller;
+      stream.respond({ ...RESPONSE_HEADERS, "x-request-id": requestId }, { waitForTrailers: true });
+      pushTo(stream, entry, source, controller, requestId, reportEnd);
+      return;
+    }
     let items: AsyncIterable<unknown>;
     try {
       items = span === undefined ? entry.open(request, controller.signal) : span.run(() => entry.open(request, controller.signal));
@@ -158,12 +179,7 @@ function serve(opts: FastPathOptions, { procedure, entry }: Route, stream: Serve
       try {
         for await (const item of items) {
           if (stream.destroyed) break;
-          // Backpressure: one message in flight per stream. The next is written once this one
-          // has left for the connection (its write callback), so a reader that does not keep
-          // up is sent the newest state when it can take one (the fan-outs keep the latest per
-          // rollout) rather than a queue of stale ones: waiting only for 'drain' let 16 KiB
-          // (highWaterMark) pile up per stream, a minute of health updates, 160 MiB for
-          // 10,000 streams, delivered tens of seconds late.
+          // Backpressure: one message in flight per stream (see pushTo).
           await written(stream, frameOf(entry.bytes(item)));
         }
         // Ended by the deadline (the timer's reason) or by the client going away (CANCELED).
@@ -171,13 +187,100 @@ function serve(opts: FastPathOptions, { procedure, entry }: Route, stream: Serve
       } catch (e) {
         error = toConnectError(e, requestId);
       }
-      done = true;
-      clearTimeout(timer);
-      opts.report({ procedure, method, requestId, caller, rollout, started, span }, error);
-      if (stream.destroyed) return;
-      stream.once("wantTrailers", () => stream.sendTrailers(error === undefined ? STATUS_OK : statusHeaders(error)));
-      stream.end();
+      reportEnd(error);
     })();
+  });
+}
+
+/** Most bytes a stream writes at once when it catches up with what was held for it. */
+const BATCH_BYTES = 16 * 1024;
+
+/**
+ * Streams the items of a push source (HotServerStream.watch) to `stream`: each item is framed
+ * and written in the publisher's turn — no promise, no iterator step per item (with 10,000
+ * streams those, and the garbage they made, cost more than the writes: bench/SOAK-STREAMS.md).
+ *
+ * Backpressure: one write in flight per stream. While it is (its callback, called once the bytes
+ * have left for the connection, has not run), the source holds what comes (the health feed: the
+ * latest per rollout), and when it has, everything held goes out in one write (up to
+ * BATCH_BYTES; the rest after that one). So a reader that does not keep up is sent the newest
+ * state when it can take one rather than a queue of stale ones: waiting only for 'drain' let
+ * 16 KiB (the highWaterMark) pile up per stream, a minute of health updates, 160 MiB for 10,000
+ * streams, delivered tens of seconds late.
+ *
+ * It ends when the source ends (closed at shutdown, a watched rollout deleted, the deadline:
+ * `end` then comes once the last write is out), or at once when the stream closes (the client
+ * went away): `reportEnd` is then called with CANCELED.
+ */
+function pushTo(
+  stream: ServerHttp2Stream,
+  entry: HotServerStream,
+  source: Pushable<unknown>,
+  controller: AbortController,
+  requestId: string,
+  reportEnd: (error: ConnectError | undefined) => void,
+): void {
+  let ended = false;
+  // Set while a completed write resumes the source: the frames it gives (the first, then any
+  // more) are written together after.
+  let collecting = false;
+  let first: Uint8Array | undefined;
+  let more: Uint8Array[] | undefined;
+  let collected = 0;
+  // The source's end, when it came while frames were being collected.
+  let endAfterBatch: { error: Error | undefined } | undefined;
+  const finish = (error: ConnectError | undefined) => {
+    if (ended) return;
+    ended = true;
+    source.close();
+    reportEnd(error);
+  };
+  const sourceEnded = (e: Error | undefined) => {
+    finish(e === undefined ? abortedStreamError(controller.signal) : toConnectError(e, requestId));
+  };
+  const onWritten = () => {
+    if (ended || stream.destroyed) return;
+    collecting = true;
+    source.resume();
+    collecting = false;
+    if (first !== undefined) {
+      stream.write(more === undefined ? first : Buffer.concat([first, ...more], collected), onWritten);
+      first = more = undefined;
+      collected = 0;
+    }
+    const end = endAfterBatch;
+    endAfterBatch = undefined;
+    if (end !== undefined) sourceEnded(end.error);
+  };
+  stream.once("close", () => {
+    controller.abort();
+    finish(abortedStreamError(controller.signal));
+  });
+  source.push({
+    write(item) {
+      if (ended || stream.destroyed) return false;
+      let frame: Uint8Array;
+      try {
+        frame = frameInPlace(entry.bytes(item, FRAME_HEADER));
+      } catch (e) {
+        finish(toConnectError(e, requestId));
+        return false;
+      }
+      if (!collecting) {
+        stream.write(frame, onWritten);
+        return false;
+      }
+      if (first === undefined) first = frame;
+      else (more ??= []).push(frame);
+      collected += frame.length;
+      return collected < BATCH_BYTES;
+    },
+    end(e) {
+      // Ended while frames are collected: they go out first. The stream's end waits for any
+      // write in flight anyway.
+      if (collecting) endAfterBatch = { error: e };
+      else sourceEnded(e);
+    },
   });
 }
 

@@ -29,6 +29,7 @@ import {
 import { RolloutHealthSchema, type RolloutHealth } from "../../gen/rollgate/v1/health_pb.js";
 import { healthToProto, outcomeFromProto, routeToProto } from "./convert.js";
 import type { Engine, HealthChange } from "./engine.js";
+import { iterate, type Pushable, type Sink } from "./fan-out.js";
 import { withErrorMapping } from "./errors.js";
 import { connectMethodsOf, type HotServerStream, type HotUnary } from "./hot-method.js";
 import { createRoutesFeed, encodeRoutesMessage, routesMessageToProto, type RoutesFeed, type RoutesMessage } from "./watch-routes.js";
@@ -187,16 +188,12 @@ export function createDecisionHotMethods(opts: DecisionServiceOptions): Decision
     watchHealth: {
       kind: "server_streaming",
       method: m.watchHealth,
-      open(req, signal) {
-        // Validates at once (watchHealthChanges throws NOT_FOUND before returning).
-        const changes = watchHealthChanges(engine, req.rollout, signal);
-        return (async function* () {
-          let seq = 0;
-          for await (const change of changes) yield { seq: ++seq, change };
-        })();
-      },
+      // Both validate at once (watchHealth throws NOT_FOUND before returning); the iterator is
+      // a sink of the same push source, so the two paths send the same messages.
+      watch: (req, signal) => watchHealth(engine, req.rollout, signal),
+      open: (req, signal) => iterate(watchHealth(engine, req.rollout, signal)),
       message: ({ seq, change }) => ({ seq: BigInt(seq), health: healthOnWire(change.health), deleted: change.deleted }),
-      bytes: ({ seq, change }) => encodeHealthUpdate(seq, healthBytesOf(change.health), change.deleted),
+      bytes: ({ seq, change }, headroom) => encodeHealthUpdate(seq, healthBytesOf(change.health), change.deleted, headroom),
     },
 
     /**
@@ -236,28 +233,49 @@ export function healthBytesOf(h: RolloutHealthDomain): Uint8Array {
 }
 
 /**
- * Returns what a WatchHealth stream sends, validated: the current health of the rollout (or of
- * every rollout) first, then every change; it ends after the deletion of a watched rollout,
- * when `signal` aborts, or at shutdown. Both serving paths number and encode these.
+ * Returns what a WatchHealth stream sends, validated and numbered from 1: the current health of
+ * the rollout (or of every rollout) first, then every change; it ends after the deletion of a
+ * watched rollout, when `signal` aborts, or at shutdown. A sink that cannot keep up is given
+ * the latest health per rollout when it resumes (the health feed's backlog), numbered as it is
+ * given. Both serving paths send these: the gRPC fast path as a sink, connect-node through
+ * `iterate`.
  */
-export function watchHealthChanges(engine: Engine, rolloutName: string, signal: AbortSignal): AsyncIterable<HealthChange> {
+export function watchHealth(engine: Engine, rolloutName: string, signal: AbortSignal): Pushable<NumberedHealth> {
   const rollout = rolloutName === "" ? undefined : rolloutName;
   if (rollout !== undefined) checkRollout(engine, rollout);
   // Subscribe first so that nothing published while the current health is sent is lost.
   const live = engine.subscribeHealth(rollout, signal);
   const current = rollout === undefined ? engine.allHealth() : [engine.health(rollout)];
-  return (async function* () {
-    try {
-      for (const health of current) yield { health, deleted: false };
-      for await (const c of live) {
-        yield c;
-        // A watch of one rollout has nothing more to say once it is deleted.
-        if (c.deleted && rollout !== undefined) return;
-      }
-    } finally {
-      live.close();
+  let sent = 0;
+  let seq = 0;
+  let out: Sink<NumberedHealth> | undefined;
+  let attached = false;
+  const liveSink: Sink<HealthChange> = {
+    write(change) {
+      const more = out!.write({ seq: ++seq, change });
+      // A watch of one rollout has nothing more to say once it is deleted.
+      if (change.deleted && rollout !== undefined) live.close();
+      return more;
+    },
+    end: (e) => out!.end(e),
+  };
+  const resume = () => {
+    if (out === undefined) return;
+    while (sent < current.length) {
+      if (!out.write({ seq: ++seq, change: { health: current[sent++]!, deleted: false } })) return;
     }
-  })();
+    if (attached) return live.resume();
+    attached = true;
+    live.push(liveSink);
+  };
+  return {
+    push(sink) {
+      out = sink;
+      resume();
+    },
+    resume,
+    close: () => live.close(),
+  };
 }
 
 /**

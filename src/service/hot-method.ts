@@ -1,6 +1,7 @@
 import type { DescMessage, DescMethodServerStreaming, DescMethodUnary, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
 import type { HandlerContext } from "@connectrpc/connect";
 import { abortedStreamError } from "./errors.js";
+import type { Pushable } from "./fan-out.js";
 
 /**
  * One description of a hot RPC, from which every serving path is built: connect-node's
@@ -58,8 +59,19 @@ export interface HotServerStream<I extends DescMessage = DescMessage, O extends 
   open(req: MessageShape<I>, signal: AbortSignal): AsyncIterable<T>;
   /** Returns the message of one item. */
   message(item: T): MessageInitShape<O>;
-  /** Returns the encoded message of one item: the bytes toBinary writes for `message(item)`. */
-  bytes(item: T): Uint8Array;
+  /**
+   * Returns the encoded message of one item: the bytes toBinary writes for `message(item)`, after
+   * `headroom` bytes left for the caller (the gRPC frame header; see HotUnary.bytes). An entry
+   * with `watch` must honour `headroom` (the gRPC fast path frames its items in place).
+   */
+  bytes(item: T, headroom?: number): Uint8Array;
+  /**
+   * The same items as `open`, in push mode (fan-out.ts): handed to a sink in the publisher's
+   * turn while it can take them, the rest held (as `open`'s would be while its reader is
+   * slow), with no promise or iterator step per item. `open` is then built from it, so the two
+   * cannot differ. Throws at once what `open` throws at once.
+   */
+  watch?(req: MessageShape<I>, signal: AbortSignal): Pushable<T>;
 }
 
 /**

@@ -215,19 +215,39 @@ export function withHeadroom(bytes: Uint8Array, headroom: number): Uint8Array {
 
 /**
  * Returns HealthUpdate bytes: `seq`, the already encoded RolloutHealth (shared by every stream
- * carrying it) and `deleted`. A WatchHealth stream thus pays a few bytes per update, not an
- * encoding of the whole health.
+ * carrying it) and `deleted`, after `headroom` bytes left for the caller (the gRPC path's frame
+ * header, see HotUnary.bytes). A WatchHealth stream thus pays one small buffer per update (from
+ * Buffer's pool, sized exactly), not an encoding of the whole health.
  */
-export function encodeHealthUpdate(seq: number, health: Uint8Array, deleted: boolean): Uint8Array {
-  const s = sink(health.length + 24);
-  varint(s, 1 << 3);
-  varint64(s, seq);
-  varint(s, (2 << 3) | 2);
-  varint(s, health.length);
-  bytes(s, health);
+export function encodeHealthUpdate(seq: number, health: Uint8Array, deleted: boolean, headroom = 0): Uint8Array {
+  // Buffer's pool rather than an ArrayBuffer of its own (a malloc and GC bookkeeping each), seen
+  // as a plain Uint8Array.
+  const pooled = Buffer.allocUnsafe(headroom + 1 + varintSize(seq) + 1 + varintSize(health.length) + health.length + (deleted ? 2 : 0));
+  const out = new Uint8Array(pooled.buffer, pooled.byteOffset, pooled.length);
+  let pos = headroom;
+  out[pos++] = 1 << 3;
+  pos = putVarint(out, pos, seq);
+  out[pos++] = (2 << 3) | 2;
+  pos = putVarint(out, pos, health.length);
+  out.set(health, pos);
+  pos += health.length;
   if (deleted) {
-    varint(s, 3 << 3);
-    varint(s, 1);
+    out[pos++] = 3 << 3;
+    out[pos++] = 1;
   }
-  return done(s);
+  return out;
+}
+
+/** Returns the length of a varint of a non-negative integer below 2^53. */
+function varintSize(v: number): number {
+  let n = 1;
+  for (; v >= 0x80; n++) v = Math.floor(v / 0x80);
+  return n;
+}
+
+/** Writes a varint of a non-negative integer below 2^53 at `pos`; returns the position after it. */
+function putVarint(out: Uint8Array, pos: number, v: number): number {
+  for (; v >= 0x80; v = Math.floor(v / 0x80)) out[pos++] = (v % 0x80) | 0x80;
+  out[pos++] = v;
+  return pos;
 }

@@ -88,3 +88,143 @@ describe("fan-out", () => {
     expect(f.size()).toBe(0);
   });
 });
+
+/** A sink that records what it is given and takes items while `open` is true. */
+function recorder<T>() {
+  const r = {
+    items: [] as T[],
+    ended: [] as (Error | undefined)[],
+    open: true,
+    sink: {
+      write(item: T) {
+        r.items.push(item);
+        return r.open;
+      },
+      end(e: Error | undefined) {
+        r.ended.push(e);
+      },
+    },
+  };
+  return r;
+}
+
+describe("fan-out in push mode", () => {
+  type Item = { k: string; v: number };
+  const latest = () => createFanOut<Item>({ kind: "latest", key: (x) => x.k }, (x) => x.k);
+
+  it("writes each item in the publisher's turn while the sink takes them", () => {
+    const f = latest();
+    const r = recorder<Item>();
+    f.subscribe(() => true).push(r.sink);
+    f.publish({ k: "a", v: 1 }, { k: "b", v: 1 });
+    expect(r.items).toEqual([
+      { k: "a", v: 1 },
+      { k: "b", v: 1 },
+    ]);
+  });
+
+  it("holds the latest per key while the sink is full, and gives them on resume, in arrival order", () => {
+    const f = latest();
+    const r = recorder<Item>();
+    const sub = f.subscribe(() => true);
+    sub.push(r.sink);
+    r.open = false;
+    f.publish({ k: "a", v: 1 }); // written; the sink is now full
+    f.publish({ k: "a", v: 2 }, { k: "b", v: 1 }, { k: "a", v: 3 }, { k: "b", v: 2 }, { k: "c", v: 1 });
+    expect(r.items).toEqual([{ k: "a", v: 1 }]);
+    r.open = true;
+    sub.resume();
+    expect(r.items.slice(1)).toEqual([
+      { k: "a", v: 3 },
+      { k: "b", v: 2 },
+      { k: "c", v: 1 },
+    ]);
+    // Resumed and empty: the next item goes straight through.
+    f.publish({ k: "a", v: 4 });
+    expect(r.items.at(-1)).toEqual({ k: "a", v: 4 });
+  });
+
+  it("a key filter gets only its key's items; subscribers of every key and of others are unaffected", () => {
+    const f = latest();
+    const a = recorder<Item>();
+    const all = recorder<Item>();
+    f.subscribe({ key: "a" }).push(a.sink);
+    f.subscribe(() => true).push(all.sink);
+    f.publish({ k: "a", v: 1 }, { k: "b", v: 1 }, { k: "a", v: 2 });
+    expect(a.items.map((x) => x.v)).toEqual([1, 2]);
+    expect(all.items).toHaveLength(3);
+    expect(f.size()).toBe(2);
+  });
+
+  it("holds what comes before a sink is attached, then gives it at once", () => {
+    const f = latest();
+    const sub = f.subscribe({ key: "a" });
+    f.publish({ k: "a", v: 1 }, { k: "a", v: 2 });
+    const r = recorder<Item>();
+    sub.push(r.sink);
+    expect(r.items).toEqual([{ k: "a", v: 2 }]);
+  });
+
+  it("closed while full: the held items go out on resume, then end; closed while ready: ends at once", () => {
+    const f = latest();
+    const full = recorder<Item>();
+    const ready = recorder<Item>();
+    const s1 = f.subscribe(() => true);
+    s1.push(full.sink);
+    f.subscribe(() => true).push(ready.sink);
+    full.open = false;
+    f.publish({ k: "a", v: 1 }, { k: "b", v: 1 });
+    f.closeAll();
+    expect(ready.ended).toEqual([undefined]);
+    expect(full.ended).toEqual([]);
+    expect(f.size()).toBe(0);
+    f.publish({ k: "c", v: 1 }); // after the close: not given
+    full.open = true;
+    s1.resume();
+    expect(full.items.map((x) => x.k)).toEqual(["a", "b"]);
+    expect(full.ended).toEqual([undefined]);
+  });
+
+  it("queue: a sink too far behind gets what was held, then RESOURCE_EXHAUSTED", () => {
+    const f = createFanOut<number>({ kind: "queue", max: 2 });
+    const r = recorder<number>();
+    const sub = f.subscribe(() => true);
+    sub.push(r.sink);
+    r.open = false;
+    f.publish(1, 2, 3, 4);
+    expect(f.size()).toBe(0);
+    r.open = true;
+    sub.resume();
+    expect(r.items).toEqual([1, 2, 3]);
+    expect(r.ended).toHaveLength(1);
+    expect((r.ended[0] as DomainError).kind).toBe("resource_exhausted");
+  });
+
+  it("a sink that closes its subscription while writing ends after that write; one that throws ends alone", () => {
+    const f = latest();
+    const sub = f.subscribe(() => true);
+    const ended: (Error | undefined)[] = [];
+    sub.push({
+      write(x) {
+        if (x.v === 2) sub.close();
+        return true;
+      },
+      end: (e) => ended.push(e),
+    });
+    const bad = f.subscribe(() => true);
+    const badEnd: (Error | undefined)[] = [];
+    bad.push({
+      write() {
+        throw new Error("boom");
+      },
+      end: (e) => badEnd.push(e),
+    });
+    const other = recorder<Item>();
+    f.subscribe(() => true).push(other.sink);
+    f.publish({ k: "a", v: 1 }, { k: "a", v: 2 }, { k: "a", v: 3 });
+    expect(ended).toEqual([undefined]);
+    expect(badEnd.map((e) => e?.message)).toEqual(["boom"]);
+    expect(other.items.map((x) => x.v)).toEqual([1, 2, 3]);
+    expect(f.size()).toBe(1);
+  });
+});

@@ -85,4 +85,16 @@ describe("hand-written HealthUpdate encoding", () => {
       }),
     );
   });
+
+  it("leaves the headroom asked for before the same bytes (the gRPC path writes its frame header there)", async () => {
+    const { HealthUpdateSchema } = await import("../../gen/rollgate/v1/decision_service_pb.js");
+    const { RolloutHealthSchema } = await import("../../gen/rollgate/v1/health_pb.js");
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 2 ** 53 - 1 }), fc.boolean(), fc.string(), fc.integer({ min: 0, max: 8 }), (seq, deleted, name, headroom) => {
+        const health = create(RolloutHealthSchema, { rollout: name });
+        const bytes = encodeHealthUpdate(seq, toBinary(RolloutHealthSchema, health), deleted, headroom);
+        expect(bytes.subarray(headroom)).toEqual(toBinary(HealthUpdateSchema, create(HealthUpdateSchema, { seq: BigInt(seq), health, deleted })));
+      }),
+    );
+  });
 });

@@ -50,6 +50,9 @@ export interface Feeds {
   closeAll(): void;
 }
 
+/** The filter of a watch of every rollout. */
+const everything = () => true;
+
 /** Events read per query when catching up with other writers. */
 export const CATCH_UP_PAGE = 500;
 
@@ -60,9 +63,9 @@ export const CATCH_UP_PAGE = 500;
  */
 export function createFeeds(observer: EngineObserver, onGap?: () => void): Feeds {
   // Events: every one, in order (a subscriber too far behind is ended and resumes by seq).
-  const events = createFanOut<AuditEvent>({ kind: "queue", max: MAX_EVENT_BACKLOG });
+  const events = createFanOut<AuditEvent>({ kind: "queue", max: MAX_EVENT_BACKLOG }, (e) => e.rollout);
   // Health: the latest per rollout; a slow WatchHealth reader skips intermediate states.
-  const health = createFanOut<HealthChange>({ kind: "latest", key: (c) => c.health.rollout });
+  const health = createFanOut<HealthChange>({ kind: "latest", key: (c) => c.health.rollout }, (c) => c.health.rollout);
   // Every event up to `watermark` has been published, in seq order. With other writers
   // (`onGap` given: several replicas) an own event above a gap — another replica's earlier
   // event not read yet — is held until catchUp fills the gap, so that no watcher is told a seq
@@ -139,10 +142,10 @@ export function createFeeds(observer: EngineObserver, onGap?: () => void): Feeds
       observer.deleted?.(last.rollout);
     },
     subscribeEvents(rollout, signal) {
-      return events.subscribe((e) => rollout === undefined || e.rollout === rollout, signal);
+      return events.subscribe(rollout === undefined ? everything : { key: rollout }, signal);
     },
     subscribeHealth(rollout, signal) {
-      return health.subscribe((c) => rollout === undefined || c.health.rollout === rollout, signal);
+      return health.subscribe(rollout === undefined ? everything : { key: rollout }, signal);
     },
     subscribers() {
       return { events: events.size(), health: health.size() };
