@@ -224,8 +224,8 @@ export function targets(R) {
       const v = c === 8 ? verdict(ratio.median, 0.5, ">=") : undefined;
       add({
         id: c === 1 ? "7b" : "7c",
-        name: `Durability: SetWeight/s on one rollout, ${c} caller${c === 1 ? "" : "s"}`,
-        measured: range(sw, (x) => `${fmt(x)}/s`),
+        name: `Durability: SetWeight/s on one rollout over Connect JSON (${s.setWeightClient ?? "node fetch"}), ${c} caller${c === 1 ? "" : "s"}`,
+        measured: `${range(sw, (x) => `${fmt(x)}/s`)}${s.setWeightCpu === undefined ? "" : `, server CPU ${fmt(mmm(s.setWeightCpu[c]).median * 1e6)} µs per change`}`,
         baseline: `SQLite floor ${fmt(floor.median)} commits/s`,
         ratio: `${ratio.median.toFixed(2)}× floor (same-round ratios ${ratio.min.toFixed(2)}–${ratio.max.toFixed(2)})`,
         goal: c === 8 ? "≥ 0.5× floor" : "reported",
