@@ -77,19 +77,24 @@ const U32_MAX = 0xffffffff;
  * iteration this module needs. Counts are integers (values are added with weight 1, merged bins
  * with their integer counts, and only what was added is ever taken away).
  *
- * Sparse while at most SPARSE_MAX_KEYS keys are in use: `keys` (ascending) and `counts`, the
- * first `n` entries, a key leaving when its count returns to 0. Dense beyond: `bins[k - offset]`
+ * Sparse while at most SPARSE_MAX_KEYS keys are in use: `keys` (ascending) and `counts`, a key
+ * leaving when its count returns to 0. Dense beyond: `bins[k - offset]`
  * for keys offset..offset + bins.length - 1, never sparse again.
  */
 class BinStore {
   count = 0;
   /** The highest key added: what keyAtRank answers past the last count, as the library's store does. */
   maxKey = -Infinity;
-  n = 0;
-  keys: Int32Array | undefined = undefined;
-  counts: Float64Array | undefined = undefined;
+  /** The sorted list (plain arrays: small ones cost less to make and grow than typed arrays); empty once dense. */
+  keys: number[] = [];
+  counts: number[] = [];
   bins: Uint32Array | Float64Array | undefined = undefined;
   offset = 0;
+
+  /** How many keys the sorted list holds. */
+  get n(): number {
+    return this.keys.length;
+  }
 
   add(key: number, weight = 1): void {
     this.count += weight;
@@ -99,41 +104,36 @@ class BinStore {
       return;
     }
     const keys = this.keys;
-    const n = this.n;
+    const n = keys.length;
     // Binary search for the first entry >= key.
     let lo = 0;
     let hi = n;
-    if (keys !== undefined) {
-      while (lo < hi) {
-        const mid = (lo + hi) >>> 1;
-        if ((keys[mid] as number) < key) lo = mid + 1;
-        else hi = mid;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if ((keys[mid] as number) < key) lo = mid + 1;
+      else hi = mid;
+    }
+    if (lo < n && keys[lo] === key) {
+      const c = (this.counts[lo] as number) + weight;
+      if (c !== 0) this.counts[lo] = c;
+      else {
+        keys.splice(lo, 1);
+        this.counts.splice(lo, 1);
       }
-      if (lo < n && keys[lo] === key) {
-        const counts = this.counts as Float64Array;
-        const c = (counts[lo] as number) + weight;
-        if (c !== 0) counts[lo] = c;
-        else {
-          keys.copyWithin(lo, lo + 1, n);
-          counts.copyWithin(lo, lo + 1, n);
-          this.n = n - 1;
-        }
-        return;
-      }
+      return;
     }
     if (n === SPARSE_MAX_KEYS) {
       this.toDense(key);
       this.addDense(key, weight);
       return;
     }
-    if (keys === undefined || n === keys.length) this.reserve(n === 0 ? 4 : n * 2);
-    const k = this.keys as Int32Array;
-    const counts = this.counts as Float64Array;
-    k.copyWithin(lo + 1, lo, n);
-    counts.copyWithin(lo + 1, lo, n);
-    k[lo] = key;
-    counts[lo] = weight;
-    this.n = n + 1;
+    if (lo === n) {
+      keys.push(key);
+      this.counts.push(weight);
+    } else {
+      keys.splice(lo, 0, key);
+      this.counts.splice(lo, 0, weight);
+    }
   }
 
   /** Returns the key of the count at `rank` (0-based) walking the keys upwards: the library's DenseStore.keyAtRank. */
@@ -149,8 +149,7 @@ class BinStore {
     }
     const keys = this.keys;
     const counts = this.counts;
-    if (keys === undefined || counts === undefined) return this.maxKey;
-    for (let i = 0; i < this.n; i++) {
+    for (let i = 0; i < keys.length; i++) {
       running += counts[i] as number;
       if ((lower && running > rank) || (!lower && running >= rank + 1)) return keys[i] as number;
     }
@@ -169,45 +168,30 @@ class BinStore {
     }
     const keys = from.keys;
     const counts = from.counts;
-    if (keys === undefined || counts === undefined) return;
-    for (let i = 0; i < from.n; i++) this.add(keys[i] as number, weight * (counts[i] as number));
+    for (let i = 0; i < keys.length; i++) this.add(keys[i] as number, weight * (counts[i] as number));
   }
 
   /** Makes this (empty) store a copy of `from`. */
   copyOf(from: BinStore): void {
     this.count = from.count;
     this.maxKey = from.maxKey;
-    this.n = from.n;
     this.offset = from.offset;
-    this.keys = from.keys?.slice();
-    this.counts = from.counts?.slice();
+    this.keys = from.keys.slice();
+    this.counts = from.counts.slice();
     this.bins = from.bins?.slice();
-  }
-
-  private reserve(capacity: number): void {
-    const keys = new Int32Array(Math.min(capacity, SPARSE_MAX_KEYS));
-    const counts = new Float64Array(keys.length);
-    if (this.keys !== undefined && this.counts !== undefined) {
-      keys.set(this.keys.subarray(0, this.n));
-      counts.set(this.counts.subarray(0, this.n));
-    }
-    this.keys = keys;
-    this.counts = counts;
   }
 
   /** Turns the sorted list into dense bins covering its keys and `key`. */
   private toDense(key: number): void {
-    const keys = this.keys as Int32Array;
-    const counts = this.counts as Float64Array;
+    const { keys, counts } = this;
     const lo = Math.min(key, keys[0] as number);
-    const hi = Math.max(key, keys[this.n - 1] as number);
+    const hi = Math.max(key, keys[keys.length - 1] as number);
     this.bins = new Uint32Array(0);
     this.offset = lo;
     this.grow(lo, hi);
-    for (let i = 0; i < this.n; i++) this.setDense((keys[i] as number) - this.offset, counts[i] as number);
-    this.keys = undefined;
-    this.counts = undefined;
-    this.n = 0;
+    for (let i = 0; i < keys.length; i++) this.setDense((keys[i] as number) - this.offset, counts[i] as number);
+    this.keys = [];
+    this.counts = [];
   }
 
   private addDense(key: number, weight: number): void {
@@ -346,8 +330,8 @@ export function encodeSketch(s: LatencySketch): Uint8Array {
     }
   } else if (st.n > 0) {
     used = st.n;
-    first = (st.keys as Int32Array)[0] as number;
-    last = (st.keys as Int32Array)[st.n - 1] as number;
+    first = st.keys[0] as number;
+    last = st.keys[st.n - 1] as number;
   }
   const span = used === 0 ? 0 : last - first + 1;
   const sparse = used * 2 < span;
@@ -374,9 +358,8 @@ export function encodeSketch(s: LatencySketch): Uint8Array {
       if (c > 0) put(i + st.offset, c);
     }
   } else {
-    const keys = st.keys as Int32Array;
-    const counts = st.counts as Float64Array;
-    for (let i = 0; i < st.n; i++) put(keys[i] as number, counts[i] as number);
+    const { keys, counts } = st;
+    for (let i = 0; i < keys.length; i++) put(keys[i] as number, counts[i] as number);
   }
   return w.done();
 }

@@ -120,7 +120,7 @@ function serve(opts: FastPathOptions, { procedure, entry }: Route, stream: Serve
     if (done) return;
     let request: never;
     try {
-      request = decodeUnary(entry.method.input, body.bytes()) as never;
+      request = decodeUnary(entry.method.input, body.bytes(), entry.kind === "unary" ? entry.decode : undefined) as never;
     } catch (e) {
       return fail(e);
     }

@@ -32,6 +32,11 @@ export interface HotUnary<I extends DescMessage = DescMessage, O extends DescMes
    * writes, or throws what `message` would; when absent, a path writes toJsonString itself.
    */
   json?(req: MessageShape<I>): string;
+  /**
+   * Returns the request decoded from its binary form, exactly what fromBinary(method.input, bytes)
+   * returns or throws, only cheaper (outcome-decode.ts); when absent, a path calls fromBinary.
+   */
+  decode?(bytes: Uint8Array): MessageShape<I>;
 }
 
 /**

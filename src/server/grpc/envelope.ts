@@ -71,8 +71,8 @@ export function requestBody(maxBytes: number): RequestBody {
   };
 }
 
-/** Returns the one message of a unary gRPC request body, decoded; errors as connect reports them. */
-export function decodeUnary<D extends DescMessage>(schema: D, body: Buffer): MessageShape<D> {
+/** Returns the one message of a unary gRPC request body, decoded (by `decode` when given: the hot method's own); errors as connect reports them. */
+export function decodeUnary<D extends DescMessage>(schema: D, body: Buffer, decode?: (bytes: Uint8Array) => MessageShape<D>): MessageShape<D> {
   if (body.length === 0) throw new ConnectError("protocol error: missing input message for unary method", Code.Unimplemented);
   if (body.length < FRAME_HEADER) throw new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument);
   if ((body[0]! & 1) === 1) throw new ConnectError("received compressed envelope, but do not know how to decompress", Code.InvalidArgument);
@@ -82,7 +82,7 @@ export function decodeUnary<D extends DescMessage>(schema: D, body: Buffer): Mes
   }
   if (FRAME_HEADER + length < body.length) throw new ConnectError("protocol error: received extra input message for unary method", Code.Unimplemented);
   try {
-    return fromBinary(schema, body.subarray(FRAME_HEADER));
+    return decode === undefined ? fromBinary(schema, body.subarray(FRAME_HEADER)) : decode(body.subarray(FRAME_HEADER));
   } catch (e) {
     // A request that does not parse is the caller's mistake (connect-node answers the same: request-decode-codes.ts).
     throw new ConnectError(`parse binary: ${e instanceof Error ? e.message : String(e)}`, Code.InvalidArgument);
