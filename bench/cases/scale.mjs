@@ -182,7 +182,7 @@ export async function windowBoundCase({ log }) {
       (await runPinned(SERVER_CORE, process.execPath, ["--expose-gc", join(benchDir, "clients", "window-memory.mjs"), "20", mode])).trim().split("\n").at(-1),
     );
     out[mode] = res;
-    log(`  window bound (${mode}): ${res.fullBytesPerRollout.map((b) => `${Math.round(b / 1024)} KiB`).join(" → ")} per rollout over 4 passes`);
+    log(`  window bound (${mode}): ${res.fullBytesPerRollout.map((b) => `${Math.round(b / 1024)} KiB`).join(" → ")} per rollout over ${res.fullBytesPerRollout.length} passes`);
   }
   out.command = commandText(SERVER_CORE, "node", ["--expose-gc", "bench/clients/window-memory.mjs", "20", "latency|metrics"]);
   return out;
