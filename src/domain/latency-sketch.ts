@@ -14,8 +14,8 @@ import { DDSketch } from "@datadog/sketches-js";
  * at most, whatever the traffic. The bins live in our own store (BinStore below) in place of the
  * library's dense store: up to SPARSE_MAX_KEYS distinct keys as a sorted list of (key, count)
  * (a 10 s bucket of a lightly used rollout holds a few dozen latencies spread over the whole
- * range: a few hundred bytes instead of a 1,268-bin array), beyond that one 32-bit count per key
- * between the lowest and highest seen (≤ ~5 KiB; 64-bit past 2³² in a bin). The library's store
+ * range: a few hundred bytes instead of a 1,268-bin array), beyond that one count per key
+ * between the lowest and highest seen (a Float64Array, ≤ ~10 KiB). The library's store
  * grows by shifting and re-centring its whole array whenever a key falls outside it, which is
  * most of what recording cost under spread traffic. Both hold the same count per key as the
  * library's store would, and quantiles are read the library's way (`keyAtRank` over the keys in
@@ -69,7 +69,6 @@ const KEY_LO = MAPPING.key(SKETCH_MIN_MS);
 const KEY_HI = MAPPING.key(SKETCH_MAX_MS);
 /** Keys added either side when a dense store grows, so that a few neighbours do not each reallocate. */
 const DENSE_SLACK = 32;
-const U32_MAX = 0xffffffff;
 
 /**
  * The positive-value store of our sketches, in place of the library's DenseStore: what the
@@ -88,7 +87,7 @@ class BinStore {
   /** The sorted list (plain arrays: small ones cost less to make and grow than typed arrays); empty once dense. */
   keys: number[] = [];
   counts: number[] = [];
-  bins: Uint32Array | Float64Array | undefined = undefined;
+  bins: Float64Array | undefined = undefined;
   offset = 0;
 
   /** How many keys the sorted list holds. */
@@ -186,40 +185,32 @@ class BinStore {
     const { keys, counts } = this;
     const lo = Math.min(key, keys[0] as number);
     const hi = Math.max(key, keys[keys.length - 1] as number);
-    this.bins = new Uint32Array(0);
+    this.bins = new Float64Array(0);
     this.offset = lo;
     this.grow(lo, hi);
-    for (let i = 0; i < keys.length; i++) this.setDense((keys[i] as number) - this.offset, counts[i] as number);
+    const bins = this.bins as Float64Array;
+    for (let i = 0; i < keys.length; i++) bins[(keys[i] as number) - this.offset] = counts[i] as number;
     this.keys = [];
     this.counts = [];
   }
 
   private addDense(key: number, weight: number): void {
-    let bins = this.bins as Uint32Array | Float64Array;
+    let bins = this.bins as Float64Array;
     if (key < this.offset || key >= this.offset + bins.length) {
       this.grow(Math.min(key, this.offset), Math.max(key, this.offset + bins.length - 1));
-      bins = this.bins as Uint32Array | Float64Array;
+      bins = this.bins as Float64Array;
     }
     const i = key - this.offset;
-    this.setDense(i, (bins[i] as number) + weight);
-  }
-
-  private setDense(i: number, c: number): void {
-    const bins = this.bins as Uint32Array | Float64Array;
-    if (bins instanceof Uint32Array && !(c >= 0 && c <= U32_MAX && Number.isInteger(c))) {
-      // A count a 32-bit bin cannot hold: 64-bit bins from now on.
-      this.bins = Float64Array.from(bins);
-    }
-    (this.bins as Uint32Array | Float64Array)[i] = c;
+    bins[i] = (bins[i] as number) + weight;
   }
 
   /** Reallocates the bins to cover lo..hi (and some slack within the sketch's key range), keeping the counts. */
   private grow(lo: number, hi: number): void {
-    const old = this.bins as Uint32Array | Float64Array;
+    const old = this.bins as Float64Array;
     const from = lo < this.offset ? Math.min(lo, Math.max(KEY_LO, lo - DENSE_SLACK)) : lo;
     const oldHi = this.offset + old.length - 1;
     const to = hi > oldHi ? Math.max(hi, Math.min(KEY_HI, hi + DENSE_SLACK)) : hi;
-    const next = old instanceof Float64Array ? new Float64Array(to - from + 1) : new Uint32Array(to - from + 1);
+    const next = new Float64Array(to - from + 1);
     if (old.length > 0) next.set(old, this.offset - from);
     this.bins = next;
     this.offset = from;
