@@ -2,7 +2,8 @@
 // traffic, memory per rollout idle and after traffic, the in-process worst-case bound of a
 // rollout's windows — and control-plane mutations/s with synchronous FULL commits (the
 // creates themselves, SetWeight on one rollout) beside the bare SQLite commit floor.
-import { rmSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -99,27 +100,40 @@ export async function scaleCase({ idleSeconds, trafficSeconds, rounds, trafficRa
     const mem2 = await probe(rg);
     const rss2 = rssBytes(rg.pid);
 
-    // Durability: SetWeight on one rollout, one caller and eight, beside the SQLite floor.
+    // Durability: SetWeight on one rollout, one caller and eight, beside the SQLite floor. The
+    // callers are goroutines of a Go program (bench/clients/set-weight-go) when Go is installed:
+    // eight Node `fetch` loops on one loaded core were the limit, not the server.
     const setWeight = { 1: [], 8: [] };
+    const setWeightCpu = { 1: [], 8: [] };
     const floor = [];
     const floorDb = join(tmpdir(), `rollgate-bench-floor-${process.pid}.db`);
+    const goClient = buildSetWeightClient(log);
     for (let round = 0; round < rounds; round++) {
       for (const c of [1, 8]) {
-        const r = await runClient("set-weight.mjs", [rg.port, "s-0", c, 2]);
-        if (r.errors > 0) throw new Error(`SetWeight: ${r.errors} calls failed (HTTP ${r.lastError})`);
+        const c0 = cpuSeconds(rg.pid);
+        const r =
+          goClient === undefined
+            ? await runClient("set-weight.mjs", [rg.port, "s-0", c, 2])
+            : JSON.parse((await runPinned(CLIENT_CORE, goClient.bin, [rg.port, "s-0", c, 2].map(String))).trim().split("\n").at(-1));
+        if (r.errors > 0) throw new Error(`SetWeight: ${r.errors} calls failed (${r.lastError})`);
         setWeight[c].push(r.perSec);
+        setWeightCpu[c].push((cpuSeconds(rg.pid) - c0) / r.calls);
       }
       const f = JSON.parse((await runPinned(SERVER_CORE, process.execPath, [join(benchDir, "clients", "sqlite-floor.mjs"), floorDb, "2"])).trim());
       floor.push(f.commitsPerSec);
-      log(`  durability round ${round + 1}/${rounds}: SetWeight ${Math.round(setWeight[1].at(-1))}/s (1 caller), ${Math.round(setWeight[8].at(-1))}/s (8), SQLite floor ${Math.round(floor.at(-1))} commits/s`);
+      const us = (c) => Math.round(setWeightCpu[c].at(-1) * 1e6);
+      log(`  durability round ${round + 1}/${rounds}: SetWeight ${Math.round(setWeight[1].at(-1))}/s (1 caller, ${us(1)} µs server CPU each), ${Math.round(setWeight[8].at(-1))}/s (8, ${us(8)} µs), SQLite floor ${Math.round(floor.at(-1))} commits/s`);
     }
     for (const suffix of ["", "-wal", "-shm"]) rmSync(floorDb + suffix, { force: true });
+    if (goClient !== undefined) rmSync(goClient.dir, { recursive: true, force: true });
 
     const commands = [
       rollgateCommand({ probe: true }) + "   # the probe prints memoryUsage() after gc() on SIGUSR2",
       `# ${SCALE_ROLLOUTS} rollouts s-0..s-${SCALE_ROLLOUTS - 1} created over Connect JSON by ${CREATE_CONCURRENCY} concurrent callers: 2 gates, interval 10s, window 300s`,
       commandText(CLIENT_CORE, "node", ["bench/clients/spread-outcomes.mjs", "<port>", "s-", SCALE_ROLLOUTS, perCall, trafficRate, trafficSeconds].map(String)),
-      commandText(CLIENT_CORE, "node", ["bench/clients/set-weight.mjs", "<port>", "s-0", "1", "2"]) + "   # and 8 callers",
+      goClient === undefined
+        ? commandText(CLIENT_CORE, "node", ["bench/clients/set-weight.mjs", "<port>", "s-0", "1", "2"]) + "   # and 8 callers (Go not installed)"
+        : "(cd bench/clients/set-weight-go && go build -o <tmp>/set-weight .); " + commandText(CLIENT_CORE, "<tmp>/set-weight", ["<port>", "s-0", "1", "2"]) + "   # and 8 callers",
       commandText(SERVER_CORE, "node", ["bench/clients/sqlite-floor.mjs", "<tmp>/floor.db", "2"]),
     ];
     return {
@@ -136,11 +150,27 @@ export async function scaleCase({ idleSeconds, trafficSeconds, rounds, trafficRa
       busy,
       traffic: { ...sent, perCall, rate: trafficRate },
       setWeight,
+      setWeightCpu,
+      setWeightClient: goClient === undefined ? "node fetch" : "Go net/http",
       floor,
       commands,
     };
   } finally {
     await rg.stop();
+  }
+}
+
+/** Builds bench/clients/set-weight-go into a temporary directory; undefined (and a note) when Go is missing. */
+function buildSetWeightClient(log) {
+  const dir = mkdtempSync(join(tmpdir(), "rollgate-bench-go-"));
+  const bin = join(dir, "set-weight");
+  try {
+    execFileSync("go", ["build", "-o", bin, "."], { cwd: join(benchDir, "clients", "set-weight-go"), stdio: ["ignore", "ignore", "pipe"] });
+    return { dir, bin };
+  } catch (e) {
+    rmSync(dir, { recursive: true, force: true });
+    log(`  durability: no Go client (${String(e.message).split("\n")[0]}); SetWeight from Node fetch loops instead`);
+    return undefined;
   }
 }
 
@@ -152,7 +182,7 @@ export async function windowBoundCase({ log }) {
       (await runPinned(SERVER_CORE, process.execPath, ["--expose-gc", join(benchDir, "clients", "window-memory.mjs"), "20", mode])).trim().split("\n").at(-1),
     );
     out[mode] = res;
-    log(`  window bound (${mode}): ${res.fullBytesPerRollout.map((b) => `${Math.round(b / 1024)} KiB`).join(" → ")} per rollout over 4 passes`);
+    log(`  window bound (${mode}): ${res.fullBytesPerRollout.map((b) => `${Math.round(b / 1024)} KiB`).join(" → ")} per rollout over ${res.fullBytesPerRollout.length} passes`);
   }
   out.command = commandText(SERVER_CORE, "node", ["--expose-gc", "bench/clients/window-memory.mjs", "20", "latency|metrics"]);
   return out;

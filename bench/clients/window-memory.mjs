@@ -3,7 +3,7 @@
 // 5-minute window and 10-second interval (30 + 1 buckets each) are fed, bucket after bucket,
 // outcomes whose latencies hit every bin of the sketch (1 µs .. 10^8 ms) — and, with
 // `metrics`, 256 distinct custom-metric names per bucket (the per-bucket cap); then fed the
-// same again three times over. Heap per rollout (two windows) after each pass shows the
+// same again five times over. Heap (and ArrayBuffer) bytes per rollout (two windows) after each pass shows the
 // bound, and that it stays put.
 // Usage: node --expose-gc window-memory.mjs <pairs> <latency|metrics>
 // Prints {"idleBytesPerRollout", "fullBytesPerRollout": [per pass], "buckets", "outcomesPerBucket"}.
@@ -13,10 +13,13 @@ const pairs = Number(process.argv[2] ?? 100);
 const withMetrics = process.argv[3] === "metrics";
 const WINDOW_MS = 300_000;
 const INTERVAL_MS = 10_000;
+// The JS heap plus ArrayBuffer memory: a sketch's dense bins are a typed array, whose bytes V8
+// keeps outside the heap (in `arrayBuffers`) once it is larger than a few dozen bytes.
 const heap = () => {
   globalThis.gc();
   globalThis.gc();
-  return process.memoryUsage().heapUsed;
+  const m = process.memoryUsage();
+  return m.heapUsed + m.arrayBuffers;
 };
 
 // Latencies: 2,000 values log-spaced over the sketch's whole range (its ~1,270 bins all hit).
@@ -44,7 +47,7 @@ const windows = Array.from({ length: pairs }, () => [createWindow(WINDOW_MS, INT
 let now = 1_700_000_000_000;
 const buckets = 31;
 const full = [];
-for (let pass = 0; pass < 4; pass++) {
+for (let pass = 0; pass < 6; pass++) {
   for (let b = 0; b < buckets; b++) {
     for (const pair of windows) for (const w of pair) for (const s of samples) record(w, s, now);
     now += INTERVAL_MS;

@@ -11,8 +11,15 @@ import { DDSketch } from "@datadog/sketches-js";
  * is a clock artefact, not a measurement.
  *
  * Memory: that value range is what bounds the sketch. It spans SKETCH_MAX_BINS (1,268) bins
- * at most, ~10 KiB, whatever the traffic; latencies between 1 ms and 10 s use ~470 bins,
- * which the store allocates in chunks of 128.
+ * at most, whatever the traffic. The bins live in our own store (BinStore below) in place of the
+ * library's dense store: up to SPARSE_MAX_KEYS distinct keys as a sorted list of (key, count)
+ * (a 10 s bucket of a lightly used rollout holds a few dozen latencies spread over the whole
+ * range: a few hundred bytes instead of a 1,268-bin array), beyond that one count per key
+ * between the lowest and highest seen (a Float64Array, ≤ ~10 KiB). The library's store
+ * grows by shifting and re-centring its whole array whenever a key falls outside it, which is
+ * most of what recording cost under spread traffic. Both hold the same count per key as the
+ * library's store would, and quantiles are read the library's way (`keyAtRank` over the keys in
+ * order), so every quantile is the one the library's own store gives.
  *
  * Where we deliberately do not use the library (v2.1.1):
  * - its collapsing stores (the usual way to bound a DDSketch) miscount after collapsing:
@@ -24,7 +31,9 @@ import { DDSketch } from "@datadog/sketches-js";
  * - encoding: its `toProto`/`fromProto` need `protobufjs`, which the package does not declare
  *   (it is only present here as a dev dependency of @grpc/grpc-js and is pruned from the
  *   production image), and `fromProto` drops sum, min and max. We write a compact encoding
- *   of the bins instead (varint counts: about a byte per bin).
+ *   of the bins instead: a varint count per key over the range (format 1), or, when fewer than
+ *   half the keys in the range are used, (key gap, count) varint pairs of the used keys only
+ *   (format 2); both are read.
  */
 
 /** The relative accuracy of quantiles (1%). */
@@ -36,8 +45,12 @@ export const SKETCH_MIN_MS = 1e-3;
 /** Latencies above this (~28 h) count as this. */
 export const SKETCH_MAX_MS = 1e8;
 
-/** The encoding format version, first byte of every encoded sketch. */
-const FORMAT = 1;
+/** Encoding formats, first byte of every encoded sketch: one count per key over the range, or the used keys only. */
+const FORMAT_DENSE = 1;
+const FORMAT_SPARSE = 2;
+
+/** Most distinct keys a store keeps as a sorted list; one more and it turns dense. */
+export const SPARSE_MAX_KEYS = 64;
 
 declare const sketchBrand: unique symbol;
 
@@ -46,20 +59,175 @@ export interface LatencySketch {
   readonly [sketchBrand]: true;
 }
 
-type Impl = DDSketch;
+type Impl = DDSketch & { store: BinStore };
 
 const impl = (s: LatencySketch): Impl => s as unknown as Impl;
 
+const MAPPING = new DDSketch({ relativeAccuracy: SKETCH_RELATIVE_ACCURACY }).mapping;
+/** The keys of SKETCH_MIN_MS and SKETCH_MAX_MS: every latency's key is in between. */
+const KEY_LO = MAPPING.key(SKETCH_MIN_MS);
+const KEY_HI = MAPPING.key(SKETCH_MAX_MS);
+/** Keys added either side when a dense store grows, so that a few neighbours do not each reallocate. */
+const DENSE_SLACK = 32;
+
+/**
+ * The positive-value store of our sketches, in place of the library's DenseStore: what the
+ * library's DDSketch calls (`add`, `keyAtRank`, `count`) with the library's meaning, plus the
+ * iteration this module needs. Counts are integers (values are added with weight 1, merged bins
+ * with their integer counts, and only what was added is ever taken away).
+ *
+ * Sparse while at most SPARSE_MAX_KEYS keys are in use: `keys` (ascending) and `counts`, a key
+ * leaving when its count returns to 0. Dense beyond: `bins[k - offset]`
+ * for keys offset..offset + bins.length - 1, never sparse again.
+ */
+class BinStore {
+  count = 0;
+  /** The highest key added: what keyAtRank answers past the last count, as the library's store does. */
+  maxKey = -Infinity;
+  /** The sorted list (plain arrays: small ones cost less to make and grow than typed arrays); empty once dense. */
+  keys: number[] = [];
+  counts: number[] = [];
+  bins: Float64Array | undefined = undefined;
+  offset = 0;
+
+  /** How many keys the sorted list holds. */
+  get n(): number {
+    return this.keys.length;
+  }
+
+  add(key: number, weight = 1): void {
+    this.count += weight;
+    if (key > this.maxKey) this.maxKey = key;
+    if (this.bins !== undefined) {
+      this.addDense(key, weight);
+      return;
+    }
+    const keys = this.keys;
+    const n = keys.length;
+    // Binary search for the first entry >= key.
+    let lo = 0;
+    let hi = n;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if ((keys[mid] as number) < key) lo = mid + 1;
+      else hi = mid;
+    }
+    if (lo < n && keys[lo] === key) {
+      const c = (this.counts[lo] as number) + weight;
+      if (c !== 0) this.counts[lo] = c;
+      else {
+        keys.splice(lo, 1);
+        this.counts.splice(lo, 1);
+      }
+      return;
+    }
+    if (n === SPARSE_MAX_KEYS) {
+      this.toDense(key);
+      this.addDense(key, weight);
+      return;
+    }
+    if (lo === n) {
+      keys.push(key);
+      this.counts.push(weight);
+    } else {
+      keys.splice(lo, 0, key);
+      this.counts.splice(lo, 0, weight);
+    }
+  }
+
+  /** Returns the key of the count at `rank` (0-based) walking the keys upwards: the library's DenseStore.keyAtRank. */
+  keyAtRank(rank: number, lower = true): number {
+    let running = 0;
+    const bins = this.bins;
+    if (bins !== undefined) {
+      for (let i = 0; i < bins.length; i++) {
+        running += bins[i] as number;
+        if ((lower && running > rank) || (!lower && running >= rank + 1)) return i + this.offset;
+      }
+      return this.maxKey;
+    }
+    const keys = this.keys;
+    const counts = this.counts;
+    for (let i = 0; i < keys.length; i++) {
+      running += counts[i] as number;
+      if ((lower && running > rank) || (!lower && running >= rank + 1)) return keys[i] as number;
+    }
+    return this.maxKey;
+  }
+
+  /** Adds `weight` times every count of `from`. */
+  addAll(from: BinStore, weight: 1 | -1): void {
+    const bins = from.bins;
+    if (bins !== undefined) {
+      for (let i = 0; i < bins.length; i++) {
+        const c = bins[i] as number;
+        if (c > 0) this.add(i + from.offset, weight * c);
+      }
+      return;
+    }
+    const keys = from.keys;
+    const counts = from.counts;
+    for (let i = 0; i < keys.length; i++) this.add(keys[i] as number, weight * (counts[i] as number));
+  }
+
+  /** Makes this (empty) store a copy of `from`. */
+  copyOf(from: BinStore): void {
+    this.count = from.count;
+    this.maxKey = from.maxKey;
+    this.offset = from.offset;
+    this.keys = from.keys.slice();
+    this.counts = from.counts.slice();
+    this.bins = from.bins?.slice();
+  }
+
+  /** Turns the sorted list into dense bins covering its keys and `key`. */
+  private toDense(key: number): void {
+    const { keys, counts } = this;
+    const lo = Math.min(key, keys[0] as number);
+    const hi = Math.max(key, keys[keys.length - 1] as number);
+    this.bins = new Float64Array(0);
+    this.offset = lo;
+    this.grow(lo, hi);
+    const bins = this.bins as Float64Array;
+    for (let i = 0; i < keys.length; i++) bins[(keys[i] as number) - this.offset] = counts[i] as number;
+    this.keys = [];
+    this.counts = [];
+  }
+
+  private addDense(key: number, weight: number): void {
+    let bins = this.bins as Float64Array;
+    if (key < this.offset || key >= this.offset + bins.length) {
+      this.grow(Math.min(key, this.offset), Math.max(key, this.offset + bins.length - 1));
+      bins = this.bins as Float64Array;
+    }
+    const i = key - this.offset;
+    bins[i] = (bins[i] as number) + weight;
+  }
+
+  /** Reallocates the bins to cover lo..hi (and some slack within the sketch's key range), keeping the counts. */
+  private grow(lo: number, hi: number): void {
+    const old = this.bins as Float64Array;
+    const from = lo < this.offset ? Math.min(lo, Math.max(KEY_LO, lo - DENSE_SLACK)) : lo;
+    const oldHi = this.offset + old.length - 1;
+    const to = hi > oldHi ? Math.max(hi, Math.min(KEY_HI, hi + DENSE_SLACK)) : hi;
+    const next = new Float64Array(to - from + 1);
+    if (old.length > 0) next.set(old, this.offset - from);
+    this.bins = next;
+    this.offset = from;
+  }
+}
+
 /** Returns a new, empty latency sketch. */
 export function createSketch(): LatencySketch {
-  return new DDSketch({ relativeAccuracy: SKETCH_RELATIVE_ACCURACY }) as unknown as LatencySketch;
+  const s = new DDSketch({ relativeAccuracy: SKETCH_RELATIVE_ACCURACY }) as unknown as { store: unknown; mapping: unknown };
+  // The library's sketch over our store (see BinStore); one mapping shared by all (it is immutable).
+  s.store = new BinStore();
+  s.mapping = MAPPING;
+  return s as unknown as LatencySketch;
 }
 
 /** The most bins a sketch can have: the keys from SKETCH_MIN_MS to SKETCH_MAX_MS. */
-export const SKETCH_MAX_BINS: number = (() => {
-  const m = impl(createSketch()).mapping;
-  return m.key(SKETCH_MAX_MS) - m.key(SKETCH_MIN_MS) + 1;
-})();
+export const SKETCH_MAX_BINS: number = KEY_HI - KEY_LO + 1;
 
 /**
  * Adds one latency in milliseconds: below 1 µs (and NaN, and negatives, which callers have
@@ -74,11 +242,7 @@ export function mergeSketch(into: LatencySketch, from: LatencySketch): void {
   const a = impl(into);
   const b = impl(from);
   if (b.count === 0) return;
-  const st = b.store;
-  for (let key = st.minKey; key <= st.maxKey; key++) {
-    const c = st.bins[key - st.offset] ?? 0;
-    if (c > 0) a.store.add(key, c);
-  }
+  a.store.addAll(b.store, 1);
   a.zeroCount += b.zeroCount;
   a.count += b.count;
   a.sum += b.sum;
@@ -98,21 +262,8 @@ export function mergeSketchBins(into: LatencySketch, from: LatencySketch, weight
   const b = impl(from);
   // A running sum keeps no count of its own: look at its bins.
   if (b.store.count === 0 && b.zeroCount === 0) return;
-  const st = b.store;
-  if (weight === 1 && a.store.bins.length === 0 && st.bins.length > 0) {
-    // Into an empty store: copy the bins whole rather than growing the range key by key.
-    a.store.bins = st.bins.slice();
-    a.store.offset = st.offset;
-    a.store.minKey = st.minKey;
-    a.store.maxKey = st.maxKey;
-    a.store.count = st.count;
-    a.zeroCount += b.zeroCount;
-    return;
-  }
-  for (let key = st.minKey; key <= st.maxKey; key++) {
-    const c = st.bins[key - st.offset] ?? 0;
-    if (c > 0) a.store.add(key, weight * c);
-  }
+  if (weight === 1 && a.store.count === 0 && a.store.n === 0 && a.store.bins === undefined) a.store.copyOf(b.store);
+  else a.store.addAll(b.store, weight);
   a.zeroCount += weight * b.zeroCount;
 }
 
@@ -146,36 +297,74 @@ export function sketchMean(s: LatencySketch): number {
 /**
  * Returns the sketch in a compact binary form that decodeSketch reads back exactly.
  *
- * Layout: format byte (1), varint zero count, float64 sum, min and max, varint bin count,
- * zigzag-varint lowest key, then one varint count per key from the lowest to the highest.
+ * Layout: format byte, varint zero count, float64 sum, min and max, then
+ * - format 1 (dense): varint bin count, zigzag-varint lowest key, one varint count per key from
+ *   the lowest used key to the highest;
+ * - format 2 (sparse): varint count of used keys, zigzag-varint lowest key, its varint count, then
+ *   for each further used key the varint gap to the one before minus 1 and its varint count.
+ * Format 2 is written when fewer than half the keys of the range are used.
  */
 export function encodeSketch(s: LatencySketch): Uint8Array {
   const x = impl(s);
   const st = x.store;
-  const bins = st.count > 0 ? st.maxKey - st.minKey + 1 : 0;
-  const w = writer(1 + 10 + 24 + 10 + 10 + bins * 3);
-  w.byte(FORMAT);
+  // The used keys: their number, the lowest and the highest.
+  let used = 0;
+  let first = 0;
+  let last = 0;
+  if (st.bins !== undefined) {
+    const bins = st.bins;
+    for (let i = 0; i < bins.length; i++) {
+      if ((bins[i] as number) <= 0) continue;
+      if (used === 0) first = i + st.offset;
+      last = i + st.offset;
+      used++;
+    }
+  } else if (st.n > 0) {
+    used = st.n;
+    first = st.keys[0] as number;
+    last = st.keys[st.n - 1] as number;
+  }
+  const span = used === 0 ? 0 : last - first + 1;
+  const sparse = used * 2 < span;
+  const w = writer(1 + 10 + 24 + 10 + 10 + (sparse ? used * 6 : span * 3));
+  w.byte(sparse ? FORMAT_SPARSE : FORMAT_DENSE);
   w.varint(x.zeroCount);
   w.f64(x.sum);
   w.f64(x.min);
   w.f64(x.max);
-  w.varint(bins);
-  if (bins > 0) {
-    w.varint(zigzag(st.minKey));
-    for (let key = st.minKey; key <= st.maxKey; key++) w.varint(Math.round(st.bins[key - st.offset] ?? 0));
+  w.varint(sparse ? used : span);
+  if (used === 0) return w.done();
+  w.varint(zigzag(first));
+  let prev = first - 1;
+  // Each used key in turn: dense, the zero counts of the keys skipped and its own; sparse, the gap and its count.
+  const put = (key: number, c: number) => {
+    if (!sparse) for (let k = prev + 1; k < key; k++) w.varint(0);
+    else if (key !== first) w.varint(key - prev - 1);
+    w.varint(Math.round(c));
+    prev = key;
+  };
+  if (st.bins !== undefined) {
+    for (let i = 0; i < st.bins.length; i++) {
+      const c = st.bins[i] as number;
+      if (c > 0) put(i + st.offset, c);
+    }
+  } else {
+    const { keys, counts } = st;
+    for (let i = 0; i < keys.length; i++) put(keys[i] as number, counts[i] as number);
   }
   return w.done();
 }
 
 /**
- * Returns the sketch encoded by encodeSketch.
+ * Returns the sketch encoded by encodeSketch (either format).
  *
  * Throws RangeError on bytes that are not such an encoding (a corrupt store row); the sliding
  * window catches it and drops the bucket.
  */
 export function decodeSketch(bytes: Uint8Array): LatencySketch {
   const r = reader(bytes);
-  if (r.byte() !== FORMAT) throw new RangeError("latency sketch: unknown format");
+  const format = r.byte();
+  if (format !== FORMAT_DENSE && format !== FORMAT_SPARSE) throw new RangeError("latency sketch: unknown format");
   const s = createSketch();
   const x = impl(s);
   const zeroCount = r.varint();
@@ -185,12 +374,15 @@ export function decodeSketch(bytes: Uint8Array): LatencySketch {
   const bins = r.varint();
   if (bins > SKETCH_MAX_BINS) throw new RangeError("latency sketch: too many bins");
   if (bins > 0) {
-    const minKey = unzigzag(r.varint());
-    const lowest = x.mapping.key(SKETCH_MIN_MS);
-    if (minKey < lowest || minKey + bins - 1 > lowest + SKETCH_MAX_BINS - 1) throw new RangeError("latency sketch: keys out of range");
+    let key = unzigzag(r.varint());
+    if (key < KEY_LO) throw new RangeError("latency sketch: keys out of range");
     for (let i = 0; i < bins; i++) {
+      if (format === FORMAT_SPARSE && i > 0) key += r.varint() + 1;
+      if (key > KEY_HI) throw new RangeError("latency sketch: keys out of range");
       const c = r.varint();
-      if (c > 0) x.store.add(minKey + i, c);
+      if (c > 0) x.store.add(key, c);
+      else if (format === FORMAT_SPARSE) throw new RangeError("latency sketch: empty bin");
+      if (format === FORMAT_DENSE) key++;
     }
   }
   r.end();

@@ -27,7 +27,7 @@ import type { OutcomeSample } from "./outcome.js";
  *
  * Memory: an idle window is a small object with no ring at all; buckets are allocated when
  * an outcome lands in them and released once they expire. A bucket holds at most
- * MAX_METRICS_PER_BUCKET metric names and one sketch (≤ 8 KiB), so a window is bounded
+ * MAX_METRICS_PER_BUCKET metric names and one sketch (≤ ~10 KiB of bins), so a window is bounded
  * whatever the traffic.
  *
  * The functions mutate the window they are given; the engine owns one window per rollout and

@@ -7,6 +7,7 @@ import { route, type RouteTable } from "../domain/routing.js";
 import { keyProblem } from "../domain/bucketing.js";
 import { validateKey, validateName } from "../domain/validation.js";
 import { validateOutcomes } from "../domain/outcome.js";
+import { readPlainRecordOutcomeRequest } from "./outcome-decode.js";
 import {
   DecisionService,
   RecordOutcomeResponseSchema,
@@ -178,6 +179,7 @@ export function createDecisionHotMethods(opts: DecisionServiceOptions): Decision
       method: m.recordOutcome,
       message: recordOutcome,
       bytes: (req, headroom = 0) => withHeadroom(toBinary(RecordOutcomeResponseSchema, recordOutcome(req)), headroom),
+      fromBinary: readPlainRecordOutcomeRequest,
     },
 
     /**

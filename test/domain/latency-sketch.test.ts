@@ -1,14 +1,19 @@
+import { DDSketch } from "@datadog/sketches-js";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
   SKETCH_MAX_BINS,
   SKETCH_MAX_MS,
   SKETCH_MIN_MS,
+  SKETCH_RELATIVE_ACCURACY,
+  SPARSE_MAX_KEYS,
   addLatency,
   createSketch,
   decodeSketch,
   encodeSketch,
   mergeSketch,
+  mergeSketchBins,
+  mergeSketchSummary,
   sketchCount,
   sketchMean,
   sketchQuantile,
@@ -162,5 +167,116 @@ describe("latency sketch", () => {
     expect(sketchQuantile(createSketch(), 0.5)).toBeNaN();
     expect(sketchMean(createSketch())).toBeNaN();
     expect(sketchCount(decodeSketch(encodeSketch(createSketch())))).toBe(0);
+  });
+
+  describe("our bin store gives the library's own quantiles", () => {
+    /** The library's sketch with its own dense store, fed the values as addLatency clamps them. */
+    function reference(values: readonly number[]): DDSketch {
+      const d = new DDSketch({ relativeAccuracy: SKETCH_RELATIVE_ACCURACY });
+      for (const v of values) d.accept(v >= SKETCH_MIN_MS ? Math.min(v, SKETCH_MAX_MS) : 0);
+      return d;
+    }
+    // Many quantiles, not only the gates' ones: every rank boundary the tests can reach.
+    const qs = fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { minLength: 1, maxLength: 20 });
+    // Latencies over the whole range (few per key: the sparse list), or few keys (many per key), and sizes either side of SPARSE_MAX_KEYS.
+    const spread = fc.double({ min: -4, max: 9, noNaN: true }).map((e) => 10 ** e);
+    const narrow = fc.integer({ min: 1, max: 40 }).map((k) => 0.5 * 1.02 ** k);
+    const values = fc.array(fc.oneof(spread, narrow, distributions.bimodalWithZeros as fc.Arbitrary<number>), { maxLength: 600 });
+    const same = (ours: LatencySketch, ref: DDSketch, q: readonly number[]) => {
+      expect(sketchCount(ours)).toBe(ref.count);
+      for (const x of [...q, ...QUANTILES]) expect(sketchQuantile(ours, x)).toBe(ref.getValueAtQuantile(x));
+    };
+
+    it("after adding values", () => {
+      fc.assert(
+        fc.property(values, qs, (v, q) => same(sketchOf(v), reference(v), q)),
+        { numRuns: 200 },
+      );
+    });
+
+    it("after merging sketches and after decoding", () => {
+      fc.assert(
+        fc.property(fc.array(values, { minLength: 1, maxLength: 5 }), qs, (parts, q) => {
+          const merged = createSketch();
+          for (const p of parts) mergeSketch(merged, sketchOf(p));
+          const all = parts.flat();
+          same(merged, reference(all), q);
+          same(decodeSketch(encodeSketch(merged)), reference(all), q);
+        }),
+        { numRuns: 150 },
+      );
+    });
+
+    it("after a running sum of bins gains sketches and loses some (the closed-bucket cache)", () => {
+      fc.assert(
+        fc.property(fc.array(fc.tuple(values, fc.boolean()), { minLength: 1, maxLength: 6 }), qs, (parts, q) => {
+          const sketches = parts.map(([v]) => sketchOf(v));
+          const sum = createSketch();
+          for (const s of sketches) mergeSketchBins(sum, s, 1);
+          // Take away the ones marked false, then read the sum as the window does.
+          parts.forEach(([, keep], i) => keep || mergeSketchBins(sum, sketches[i] as LatencySketch, -1));
+          const read = createSketch();
+          mergeSketchBins(read, sum, 1);
+          parts.forEach(([, keep], i) => keep && mergeSketchSummary(read, sketches[i] as LatencySketch));
+          const kept = parts.filter(([, keep]) => keep).flatMap(([v]) => v);
+          if (kept.length === 0) expect(sketchCount(read)).toBe(0);
+          else same(read, reference(kept), q);
+        }),
+        { numRuns: 150 },
+      );
+    });
+  });
+
+  it("writes the used keys only when they are few (format 2) and one count per key when they fill the range (format 1); reads both", () => {
+    // A light bucket: 30 latencies over the whole range.
+    const light = sketchOf(Array.from({ length: 30 }, (_, i) => 10 ** (-3 + (11 * i) / 29)));
+    const lightBytes = encodeSketch(light);
+    expect(lightBytes[0]).toBe(2);
+    expect(lightBytes.length).toBeLessThan(30 * 3 + 50);
+    // A busy one: every key from 1 to 1,000 ms used.
+    const busy = sketchOf(Array.from({ length: 10_000 }, (_, i) => 1 + (i % 1000)));
+    expect(encodeSketch(busy)[0]).toBe(1);
+    for (const s of [light, busy]) {
+      const back = decodeSketch(encodeSketch(s));
+      for (const q of QUANTILES) expect(sketchQuantile(back, q)).toBe(sketchQuantile(s, q));
+    }
+    // More keys than the sorted list holds, still few in the range: dense in memory, sparse on disk.
+    const many = sketchOf(Array.from({ length: SPARSE_MAX_KEYS * 3 }, (_, i) => 10 ** (-3 + (11 * i) / (SPARSE_MAX_KEYS * 3))));
+    expect(encodeSketch(many)[0]).toBe(2);
+    expect(encodeSketch(decodeSketch(encodeSketch(many)))).toEqual(encodeSketch(many));
+    // A format-2 sketch with an empty bin, or keys past the range, is not one we wrote.
+    expect(() => decodeSketch(Uint8Array.from([...lightBytes.subarray(0, lightBytes.length - 1), 0]))).toThrow(RangeError);
+  });
+
+  it("reads a sketch in format 1 as rollgate wrote every sketch before format 2", () => {
+    // encodeSketch of sketchOf([0, 0.5, 1, 1, 250, 3e6]) by the code of commit 8484f83.
+    const old = Buffer.from(
+      "010100000040dee3464100000000000000000000000060e346418d0643010000000000000000000000000000000000000000" +
+        "0000000000000000000000000002000000000000000000000000000000000000000000000000000000000000000000000000" +
+        "0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000" +
+        "0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000" +
+        "0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000" +
+        "0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000" +
+        "0000000000000000000000000000000000000000000000000000000000000000000000000000000001000000000000000000" +
+        "0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000" +
+        "0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000" +
+        "0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000" +
+        "0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000" +
+        "0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000" +
+        "0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000" +
+        "0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000" +
+        "0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000" +
+        "0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000" +
+        "00000000000000000001",
+      "hex",
+    );
+    const s = decodeSketch(old);
+    const fresh = sketchOf([0, 0.5, 1, 1, 250, 3e6]);
+    expect(sketchCount(s)).toBe(6);
+    for (const q of [...QUANTILES, 0.2, 0.4, 0.6, 0.8]) expect(sketchQuantile(s, q)).toBe(sketchQuantile(fresh, q));
+    expect(sketchMean(s)).toBe(sketchMean(fresh));
+    // Written again, it takes the new, smaller form.
+    expect(encodeSketch(s)[0]).toBe(2);
+    expect(encodeSketch(s).length).toBeLessThan(old.length / 10);
   });
 });

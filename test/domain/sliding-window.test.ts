@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { sketchCount, sketchQuantile } from "../../src/domain/latency-sketch.js";
@@ -235,6 +236,36 @@ describe("persistence", () => {
     expect(restoreBuckets(target, [old, broken, garbage], T0 + 110_000)).toEqual({ restored: 0, expired: 1, corrupt: 2 });
     expect(restoreBuckets(target, [fresh], T0 + 110_000)).toEqual({ restored: 1, expired: 0, corrupt: 0 });
     expect(aggregate(target, T0 + 110_000).count).toBe(1);
+  });
+
+  it("reads a bucket stored before the sparse sketch encoding (sketch format 1) and writes it back in the new form", () => {
+    // Written by the code of commit 8484f83 (test/domain/data/window-bucket-v1.json says how).
+    const old = JSON.parse(readFileSync(new URL("data/window-bucket-v1.json", import.meta.url), "utf8")) as {
+      nowMs: number;
+      windowMs: number;
+      intervalMs: number;
+      startMs: number;
+      hex: string;
+      samples: { success: boolean; latencyMs: number; invariantViolations: number; metrics: Record<string, number> }[];
+    };
+    const data = Uint8Array.from(Buffer.from(old.hex, "hex"));
+    // The same outcomes recorded now.
+    const fresh = createWindow(old.windowMs, old.intervalMs);
+    for (const x of old.samples) record(fresh, { variant: "canary", key: "", ...x, metrics: new Map(Object.entries(x.metrics)) }, old.nowMs);
+    const restored = createWindow(old.windowMs, old.intervalMs);
+    expect(restoreBuckets(restored, [{ startMs: old.startMs, data }], old.nowMs)).toEqual({ restored: 1, expired: 0, corrupt: 0 });
+    const a = aggregate(restored, old.nowMs);
+    const b = aggregate(fresh, old.nowMs);
+    expect(summary(a)).toEqual(summary(b));
+    expect(a.count).toBe(40);
+    for (const q of [0, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 1]) expect(sketchQuantile(a.latency, q)).toBe(sketchQuantile(b.latency, q));
+    // Its new encoding (what the next flush writes) is far smaller and reads back the same.
+    const [row] = takeDirtyBuckets(fresh);
+    expect(row?.startMs).toBe(old.startMs);
+    expect(row?.data.length).toBeLessThan(data.length / 4);
+    const again = createWindow(old.windowMs, old.intervalMs);
+    restoreBuckets(again, [row as { startMs: number; data: Uint8Array }], old.nowMs);
+    expect(summary(aggregate(again, old.nowMs))).toEqual(summary(b));
   });
 
   it("re-lays snapshots cut for another bucket width and asks for the stored rows to be replaced", () => {

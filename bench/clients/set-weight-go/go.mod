@@ -1,0 +1,3 @@
+module rollgate/bench/set-weight
+
+go 1.26.0
