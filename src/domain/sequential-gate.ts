@@ -288,7 +288,8 @@ export function runSequentialGates(r: Rollout, canary: WindowAggregate, stable: 
     const need = Math.max(1, g.minSamples);
     const enough = (b: { bound: string }) => s.canaryN >= need && (b.bound === "max" || s.stableN >= need);
     // Before MIN_PAIRS pairs of stable intervals (a brand-new rollout's first looks) a look cannot cross: its budget carries over.
-    const canStop = dispersion.pairs >= MIN_PAIRS;
+    // A look whose intervals hold no stable traffic (100% canary weight: only an absolute `max` can judge) is not held: waiting would not bring the pairs.
+    const canStop = dispersion.pairs >= MIN_PAIRS || intervals.every((i) => i.stableN === 0);
     tests = tests.map((t, j) => {
       const b = bounds[j]!;
       return looking && !t.crossed && newErrors > 0 && enough(b) ? look(t, b.alpha, canStop) : t;
