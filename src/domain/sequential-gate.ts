@@ -135,13 +135,17 @@ export function foldDispersion(d: DispersionState, errors: number, n: number): D
 }
 
 /**
- * How many standard errors above binomial noise the stable's successive differences must be
- * before κ is used: 2, so that a steady service rarely pays for a correction it does not need
- * (measured with the previous, 3×-widened kernel: with 1, spurious widenings cost steady traffic
- * 1.5 points of detection within 6; with 2, 1 point), while a CV of 0.5 (differences ~5×
- * binomial) is still seen within a few intervals.
+ * How much evidence of variation beyond binomial noise the stable's successive differences must
+ * show before κ is used: their sum of squares, over its binomial expectation, must exceed the
+ * chi-square (df = pairs) quantile at this normal quantile, by the Wilson–Hilferty approximation
+ * (1.75: from ~10 pairs on the same threshold as the earlier mean + 2 standard errors of the
+ * normal approximation, 1 + 2·√(2/pairs); at a brand-new rollout's first 1–5 pairs, where that
+ * approximation let ~5% of steady services pay for a correction they do not need at every look,
+ * a little stricter: 4.1 instead of 3.8 at 1 pair, 3.2 instead of 3.0 at 2). Measured in
+ * docs/judgement.md ("A brand-new rollout"): steady detection kept, while a CV of 0.5
+ * (differences ~5× binomial) is still seen within a few intervals.
  */
-export const DISPERSION_EVIDENCE = 2;
+export const DISPERSION_EVIDENCE = 1.75;
 
 /**
  * Below this many pairs of stable intervals (a brand-new rollout's first looks: its stable has
@@ -159,7 +163,7 @@ export const MIN_PAIRS = 2;
  * beyond binomial noise: from successive differences of the stable's per-interval rates
  * (so that a slow drift shared by both variants is not mistaken for it), E[(r_j − r_{j−1})²]
  * = p(1 − p)(1/n_j + 1/n_{j−1}) + 2κp²; 0 until the stable has shown two intervals and while
- * the differences are within DISPERSION_EVIDENCE standard errors of binomial noise (so that a
+ * the differences are within the DISPERSION_EVIDENCE chi-square quantile of binomial noise (so that a
  * steady service loses little power to a correction it does not need). With fewer than
  * FEW_PAIRS pairs, the upper confidence bound (FEW_PAIRS_Z) of the differences' expected square
  * (Wilson–Hilferty quantile of a chi-square with df = pairs) instead of the point estimate,
@@ -169,10 +173,10 @@ export function rateVariation(d: DispersionState): number {
   const p = d.n > 0 ? d.errors / d.n : 0;
   if (p <= 0 || d.pairs === 0) return 0;
   const binomialPart = p * (1 - p) * d.sumInv;
-  // Only variation the binomial noise cannot explain: the observed sum of squares more than DISPERSION_EVIDENCE standard errors above the binomial one.
-  if (d.sumSq / binomialPart <= 1 + DISPERSION_EVIDENCE * Math.sqrt(2 / d.pairs)) return 0;
-  if (d.pairs >= FEW_PAIRS) return Math.max(0, (d.sumSq - binomialPart) / (2 * p * p * d.pairs));
+  // Only variation the binomial noise cannot explain: the observed sum of squares above the chi-square quantile of the binomial one (DISPERSION_EVIDENCE).
   const df = d.pairs;
+  if (d.sumSq / binomialPart <= (1 - 2 / (9 * df) + DISPERSION_EVIDENCE * Math.sqrt(2 / (9 * df))) ** 3) return 0;
+  if (d.pairs >= FEW_PAIRS) return Math.max(0, (d.sumSq - binomialPart) / (2 * p * p * d.pairs));
   const lower = df * (1 - 2 / (9 * df) - FEW_PAIRS_Z * Math.sqrt(2 / (9 * df))) ** 3;
   const upper = (d.sumSq * df) / Math.max(lower, 1e-3 * df);
   return Math.min(1, Math.max(0, (upper - binomialPart) / (2 * p * p * d.pairs)));
@@ -284,7 +288,8 @@ export function runSequentialGates(r: Rollout, canary: WindowAggregate, stable: 
     const need = Math.max(1, g.minSamples);
     const enough = (b: { bound: string }) => s.canaryN >= need && (b.bound === "max" || s.stableN >= need);
     // Before MIN_PAIRS pairs of stable intervals (a brand-new rollout's first looks) a look cannot cross: its budget carries over.
-    const canStop = dispersion.pairs >= MIN_PAIRS;
+    // A look whose intervals hold no stable traffic (100% canary weight: only an absolute `max` can judge) is not held: waiting would not bring the pairs.
+    const canStop = dispersion.pairs >= MIN_PAIRS || intervals.every((i) => i.stableN === 0);
     tests = tests.map((t, j) => {
       const b = bounds[j]!;
       return looking && !t.crossed && newErrors > 0 && enough(b) ? look(t, b.alpha, canStop) : t;

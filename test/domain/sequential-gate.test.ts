@@ -51,6 +51,19 @@ describe("sequential error-rate gates in the evaluator", () => {
     expect(ev.gates[0]!.sequential).toMatchObject({ look: 3, crossed: true, bound: "max_ratio" });
   });
 
+  it("an absolute max with no stable traffic (100% canary weight) is not held for pairs that never come", () => {
+    const rollout = rolloutWith({
+      gates: [gate("errors", { kind: "error_rate", max: 0.01, confidence: 0.99 })],
+      analysis: { windowMs: 10 * I, intervalMs: I, consecutiveBreaches: 2 },
+    });
+    const s: Sim = { rollout, canary: createWindow(10 * I, I), stable: createWindow(10 * I, I), state: initialAnalysisState(), t: T0 };
+    const rnd = mulberry32(11);
+    let at = 0;
+    for (let k = 1; k <= 6 && at === 0; k++) if (step(s, 0.2, rnd, 100, 0).decision === "rollback") at = k;
+    expect(at).toBe(1);
+    expect(s.state.sequential!.dispersion.pairs).toBe(0);
+  });
+
   it("a healthy canary passes or warns, never fails, and its evidence grows look by look", () => {
     const s = sim();
     const rnd = mulberry32(2);
