@@ -290,6 +290,12 @@ function http1Json(i: number, path: string, body: Buffer): Promise<CallResult> {
       const chunks: Buffer[] = [];
       res.on("data", (c: Buffer) => chunks.push(c));
       res.on("error", (e) => resolve(failed(e)));
+      // A response cut before its end (the socket closed, or destroyed by the timeout below once
+      // the answer had begun) emits neither 'end' nor always 'error': without this the call would
+      // wait forever, holding the whole run (seen once in CI, with no timer left in the process).
+      res.on("close", () => {
+        if (!res.complete) resolve(failed(new Error("response cut before its end")));
+      });
       res.on("end", () => {
         const data = Buffer.concat(chunks);
         const status = res.statusCode ?? 0;
