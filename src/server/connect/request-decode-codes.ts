@@ -1,5 +1,6 @@
 import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import type { UniversalHandler, UniversalServerResponse } from "@connectrpc/connect/protocol";
+import { frameOf } from "../grpc/envelope.js";
 
 /**
  * A request connect-es cannot decode is the caller's mistake, but connect-es reports it as
@@ -127,11 +128,7 @@ async function* connectStreamBody(body: Body): AsyncIterable<Uint8Array> {
     if (c.length >= 5 && (c[0]! & 2) === 2 && Buffer.from(c.buffer, c.byteOffset, c.byteLength).readUInt32BE(1) === c.length - 5) {
       const fixed = fixErrorJson(Buffer.from(c.subarray(5)).toString("utf8"));
       if (fixed !== undefined) {
-        const payload = Buffer.from(fixed, "utf8");
-        const head = Buffer.alloc(5);
-        head[0] = c[0]!;
-        head.writeUInt32BE(payload.length, 1);
-        yield Buffer.concat([head, payload]);
+        yield frameOf(Buffer.from(fixed, "utf8"), c[0]!);
         continue;
       }
     }
@@ -146,11 +143,7 @@ async function* grpcWebBody(body: Body): AsyncIterable<Uint8Array> {
       const text = Buffer.from(c.subarray(5)).toString("utf8");
       const message = /^grpc-message: ?(.*)$/im.exec(text)?.[1]?.trim();
       if (/^grpc-status: ?13\s*$/im.test(text) && decodeFailure(message)) {
-        const payload = Buffer.from(text.replace(/^grpc-status: ?13/im, "grpc-status: 3"), "utf8");
-        const head = Buffer.alloc(5);
-        head[0] = c[0]!;
-        head.writeUInt32BE(payload.length, 1);
-        yield Buffer.concat([head, payload]);
+        yield frameOf(Buffer.from(text.replace(/^grpc-status: ?13/im, "grpc-status: 3"), "utf8"), c[0]!);
         continue;
       }
     }

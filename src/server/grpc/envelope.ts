@@ -10,10 +10,10 @@ import { Code, ConnectError } from "@connectrpc/connect";
 /** Bytes before each message: the flags byte and the 4-byte length. */
 export const FRAME_HEADER = 5;
 
-/** Returns a gRPC message frame: no compression, 4-byte big-endian length, the message. */
-export function frameOf(body: Uint8Array): Buffer {
+/** Returns a message frame (gRPC, Connect and gRPC-web envelopes alike): the flags byte (0: an uncompressed message), 4-byte big-endian length, the message. */
+export function frameOf(body: Uint8Array, flags = 0): Buffer {
   const frame = Buffer.allocUnsafe(FRAME_HEADER + body.length);
-  frame[0] = 0;
+  frame[0] = flags;
   frame.writeUInt32BE(body.length, 1);
   frame.set(body, FRAME_HEADER);
   return frame;
