@@ -1,6 +1,5 @@
-import { fromBinary } from "@bufbuild/protobuf";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import { RecordOutcomeRequestSchema, type Outcome, type RecordOutcomeRequest } from "../../gen/rollgate/v1/decision_service_pb.js";
+import type { Outcome, RecordOutcomeRequest } from "../../gen/rollgate/v1/decision_service_pb.js";
 
 /**
  * RecordOutcomeRequest's binary decoding by hand: what fromBinary(RecordOutcomeRequestSchema)
@@ -12,14 +11,9 @@ import { RecordOutcomeRequestSchema, type Outcome, type RecordOutcomeRequest } f
  * (an unknown field, which fromBinary keeps in `$unknown`; a field twice that fromBinary would
  * merge; a wire type it would read differently; bad UTF-8; truncated bytes) makes it hand the
  * bytes to fromBinary instead, so the result, or the error, is always fromBinary's.
- */
-export function decodeRecordOutcomeRequest(bytes: Uint8Array): RecordOutcomeRequest {
-  return readPlainRecordOutcomeRequest(bytes) ?? fromBinary(RecordOutcomeRequestSchema, bytes);
-}
-
-/**
- * The hand decoding as a hot method's `fromBinary` reader (hot-method.ts): the message in the
- * common form, or undefined to leave the bytes to fromBinary (whose result or error then stands).
+ *
+ * It is the RecordOutcome entry's `fromBinary` reader (hot-method.ts): the message in the common
+ * form, or undefined to leave the bytes to fromBinary, which the serving path then calls.
  */
 export function readPlainRecordOutcomeRequest(bytes: Uint8Array): RecordOutcomeRequest | undefined {
   try {
@@ -29,12 +23,12 @@ export function readPlainRecordOutcomeRequest(bytes: Uint8Array): RecordOutcomeR
   }
 }
 
-/** The hand decoding alone: throws where decodeRecordOutcomeRequest leaves the bytes to fromBinary (for the tests). */
+/** The hand decoding alone: throws where readPlainRecordOutcomeRequest leaves the bytes to fromBinary (for the tests). */
 export function readRecordOutcomeRequest(bytes: Uint8Array): RecordOutcomeRequest {
   return readRequest(bytes);
 }
 
-/** Thrown to leave for fromBinary; never escapes decodeRecordOutcomeRequest. */
+/** Thrown to leave for fromBinary; never escapes readPlainRecordOutcomeRequest. */
 const GIVE_UP = new Error("outcome-decode: not the common form");
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });

@@ -2,7 +2,10 @@ import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { RecordOutcomeRequestSchema } from "../../gen/rollgate/v1/decision_service_pb.js";
-import { decodeRecordOutcomeRequest, readRecordOutcomeRequest } from "../../src/service/outcome-decode.js";
+import { readPlainRecordOutcomeRequest, readRecordOutcomeRequest } from "../../src/service/outcome-decode.js";
+
+/** What a serving path decodes (decodeUnary, the Connect fast path): the hand reader, else fromBinary. */
+const decodeRecordOutcomeRequest = (bytes: Uint8Array) => readPlainRecordOutcomeRequest(bytes) ?? fromBinary(RecordOutcomeRequestSchema, bytes);
 
 /** What fromBinary gives for `bytes`: the message, or the error's message. */
 function reference(bytes: Uint8Array): unknown {
