@@ -12,8 +12,9 @@
 //     killed with SIGKILL only at the end.
 // Phases: all subscribed → `seconds` with every group live → vanish (SIGSTOP) → `seconds` more.
 // Pass: the readers' delivery p99 <= 100 ms in both phases (delay = the client's Date.now() on
-// receipt - the health's evaluated_at, the server's Date.now() when the evaluation round
-// started; see streams-client.mjs); the vanished streams cleaned up while their process is still
+// receipt - the health's evaluated_at, the server's Date.now() when it judged that rollout,
+// each in its turn of the round; see streams-client.mjs; the rounds' own durations are
+// reported beside it, from rollgate_evaluation_round_seconds); the vanished streams cleaned up while their process is still
 // stopped (the server's rollgate_stream_subscribers{feed="health"} falls back to readers +
 // non-readers, through the HTTP/2 keep-alive: a PING unanswered within --http2-keepalive closes
 // the connection); the server's memory bounded: its live heap (after a full GC) at the end of
@@ -25,8 +26,8 @@
 // are counted from a couple of seconds after the probe before it, so they are not in the figures.
 // The load: each stream watches one rollout, each rollout is evaluated once a second, so every
 // stream gets 1 update/s and the server sends `streams` updates/s (8,000/s to readers at the
-// defaults), all in the same few milliseconds of each evaluation round (every rollout is due at
-// once). Server and clients' CPU use per phase is reported (/proc), to show which side is busy.
+// defaults), all in the same evaluation round (every rollout is due at once), one rollout's
+// streams after another's. Server and clients' CPU use per phase is reported (/proc), to show which side is busy.
 //
 // Flags: --streams 10000 --connections 4 --rollouts 20 --seconds 30 --keepalive 5
 //        --heap-growth 0.1 --json --no-write --no-build --cpu-prof <dir>
@@ -47,6 +48,7 @@ import {
   parseDuration,
   parseFlags,
   pinSelf,
+  roundsBetween,
   sampleServer,
   sleep,
   startServer,
@@ -174,12 +176,14 @@ const heapSubscribed = await probeAndSettle(server);
 const pids = [server.pid, groups.readers.child.pid, groups.noread.child.pid, groups.vanish.child.pid];
 const cpu = cpuMeter(pids);
 await groups.readers.report();
+const s0 = await sampleServer(port);
 
 // Phase 1: every group live.
 await sleep(seconds * 1000);
 const p1 = await groups.readers.report();
 const cpu1 = cpu();
 const s1 = await sampleServer(port);
+const rounds1 = roundsBetween(s0, s1);
 const live1 = await probeAndSettle(server);
 log(`phase 1: readers p99 ${p1.delays.p99Ms?.toFixed(1)} ms over ${p1.delays.n} deliveries; server cpu ${(cpu1[0] * 100).toFixed(0)}%, readers' ${(cpu1[1] * 100).toFixed(0)}%; rss ${(s1.rss / MB).toFixed(1)} MB, live heap ${(live1.heapUsed / MB).toFixed(1)} MB`);
 
@@ -187,6 +191,7 @@ log(`phase 1: readers p99 ${p1.delays.p99Ms?.toFixed(1)} ms over ${p1.delays.n} 
 const vanishReport = await groups.vanish.report();
 await groups.readers.report();
 cpu();
+const s1b = await sampleServer(port);
 groups.vanish.child.kill("SIGSTOP");
 const stoppedAt = Date.now();
 const [afterVanish, cleanupSeconds] = await subscribersReach(port, readers + noread, Math.max(seconds, keepalive * 4) * 1000);
@@ -195,6 +200,7 @@ await sleep(Math.max(0, seconds * 1000 - (Date.now() - stoppedAt)));
 const p2 = await groups.readers.report();
 const cpu2 = cpu();
 const s2 = await sampleServer(port);
+const rounds2 = roundsBetween(s1b, s2);
 const live2 = await server.probe();
 log(`phase 2: readers p99 ${p2.delays.p99Ms?.toFixed(1)} ms over ${p2.delays.n} deliveries; server cpu ${(cpu2[0] * 100).toFixed(0)}%; rss ${(s2.rss / MB).toFixed(1)} MB, live heap ${(live2.heapUsed / MB).toFixed(1)} MB`);
 
@@ -215,8 +221,8 @@ const result = {
   command: `npm run soak:streams -- --streams ${total} --connections ${connections} --rollouts ${rollouts} --seconds ${seconds} --keepalive ${keepalive}`,
   streams: { total, readers, noread, vanish, connections, rollouts },
   subscribed: subscribedCount,
-  phase1: { delays: p1.delays, rss: s1.rss, liveHeap: live1.heapUsed, lagP99Ms: s1.lagP99Ms, cpu: cpuOf(cpu1) },
-  phase2: { delays: p2.delays, rss: s2.rss, liveHeap: live2.heapUsed, lagP99Ms: s2.lagP99Ms, cpu: cpuOf(cpu2) },
+  phase1: { delays: p1.delays, rss: s1.rss, liveHeap: live1.heapUsed, lagP99Ms: s1.lagP99Ms, cpu: cpuOf(cpu1), rounds: rounds1 },
+  phase2: { delays: p2.delays, rss: s2.rss, liveHeap: live2.heapUsed, lagP99Ms: s2.lagP99Ms, cpu: cpuOf(cpu2), rounds: rounds2 },
   rss: { idle: idleProbe.rss, subscribed: heapSubscribed.rss, end: live2.rss, growth: live2.rss / heapSubscribed.rss - 1 },
   memory: {
     idle: { rss: idleProbe.rss, heap: idleProbe.heapUsed },
@@ -258,6 +264,7 @@ ${row("readers' delay p50 / p99, phase 1", (x) => `${f1(x.phase1.delays.p50Ms)} 
 }
 
 const f1 = (x) => (x === null || !Number.isFinite(x) ? "n/a" : x.toFixed(1));
+const ms = (x) => (x === null ? "n/a" : (x * 1000).toFixed(x < 0.01 ? 1 : 0));
 const pct = (x) => (Number.isFinite(x) ? `${(x * 100).toFixed(0)}%` : "n/a");
 if (flags["no-write"] !== true) {
   const md = `# Streams under pressure — last recorded run
@@ -280,8 +287,9 @@ Short version in \`npm test\`: \`test/reliability/soak-streams.test.ts\` (2,000 
 | server CPU (of one core) / reader process CPU | ${pct(cpu1[0])} / ${pct(cpu1[1])} | ${pct(cpu2[0])} / ${pct(cpu2[1])} | |
 | server live heap after GC / RSS | ${f1(live1.heapUsed / MB)} / ${f1(live1.rss / MB)} MiB | ${f1(live2.heapUsed / MB)} / ${f1(live2.rss / MB)} MiB | |
 | event-loop delay p99 (last scrape interval) | ${f1(s1.lagP99Ms)} ms | ${f1(s2.lagP99Ms)} ms | |
+| evaluator rounds: count, mean, p99 (histogram bucket bound) | ${rounds1.count}, ${ms(rounds1.meanSeconds)}, ≤ ${ms(rounds1.p99Seconds)} ms | ${rounds2.count}, ${ms(rounds2.meanSeconds)}, ≤ ${ms(rounds2.p99Seconds)} ms | |
 
-Delay: the reader's \`Date.now()\` when a message's 'data' event runs minus the health's \`evaluated_at\` (the server's \`Date.now()\` when the evaluation round that published it started; same machine, same clock): it covers the evaluation, the fan-out, both HTTP/2 stacks and the client's own queueing. Load: every stream watches one of the ${rollouts} rollouts, each evaluated once a second, so each stream gets 1 update/s and the server sends ${total} updates/s (${readers}/s to readers), all due in the same moment of each round.
+Delay: the reader's \`Date.now()\` when a message's 'data' event runs minus the health's \`evaluated_at\` (the server's \`Date.now()\` when it judged that rollout: each rollout in a round is judged at its own moment, after the fan-out of those before it; same machine, same clock): it covers that rollout's evaluation, its fan-out, both HTTP/2 stacks and the client's own queueing. How long a whole round took (round start to its last rollout's health published) is the evaluator-rounds row, from \`rollgate_evaluation_round_seconds\`. Load: every stream watches one of the ${rollouts} rollouts, each evaluated once a second, so each stream gets 1 update/s and the server sends ${total} updates/s (${readers}/s to readers), all due in the same moment of each round.
 Memory (after a full GC; RSS beside it): idle ${f1(idleProbe.heapUsed / MB)} MiB heap / ${f1(idleProbe.rss / MB)} MiB RSS; after the warm-up with every stream open ${f1(heapSubscribed.heapUsed / MB)} / ${f1(heapSubscribed.rss / MB)} MiB; end of phase 1 ${f1(live1.heapUsed / MB)} / ${f1(live1.rss / MB)} MiB (heap ${(result.memory.heapGrowth * 100).toFixed(1)}%, limit ${heapLimit * 100}%); end of phase 2 ${f1(live2.heapUsed / MB)} / ${f1(live2.rss / MB)} MiB. RSS is not judged: it keeps the allocator's high-water mark (V8 and malloc keep freed pages mapped), which a leak would not explain without the heap after GC growing too.
 A stream whose reader does not keep up never has more than one write in flight in the server: the fast path writes each update in the publisher's turn and, while a write is in flight, the health fan-out keeps only the latest health per rollout for it (src/service/fan-out.ts, backlog "latest"), sent in one write when the previous one completes (src/server/grpc-fast-path.ts): a slow reader skips intermediate states.
 Cleanup: with the vanishing process stopped, the server's WatchHealth subscribers fell to ${afterVanish} (expected ${readers + noread}) after ${f1(cleanupSeconds)} s (HTTP/2 keep-alive PING every ${keepalive} s, connection closed when one is not answered within ${keepalive} s); ${afterAll} left after every client closed.

@@ -200,7 +200,30 @@ export async function sampleServer(port) {
     },
     sessions: sumOf(m, "rollgate_http2_sessions"),
     rpcs,
+    rounds: {
+      count: sumOf(m, "rollgate_evaluation_round_seconds_count"),
+      sum: sumOf(m, "rollgate_evaluation_round_seconds_sum"),
+      // Cumulative bucket counts by upper bound (seconds), for quantiles between two samples.
+      buckets: m.filter((x) => x.name === "rollgate_evaluation_round_seconds_bucket").map((x) => [Number(x.labels.le), x.value]),
+    },
   };
+}
+
+/**
+ * The evaluator rounds between two samples: how many, their mean, and the upper bound of the
+ * histogram bucket that holds their p99 (seconds).
+ */
+export function roundsBetween(a, b) {
+  const count = b.rounds.count - a.rounds.count;
+  const before = new Map(a.rounds.buckets.map(([le, n]) => [le, n]));
+  let p99 = null;
+  for (const [le, n] of [...b.rounds.buckets].sort((x, y) => x[0] - y[0])) {
+    if (n - (before.get(le) ?? 0) >= 0.99 * count) {
+      p99 = le;
+      break;
+    }
+  }
+  return { count, meanSeconds: count > 0 ? (b.rounds.sum - a.rounds.sum) / count : null, p99Seconds: count > 0 ? p99 : null };
 }
 
 /** The base rollouts of the load: four, evaluated every second over a 60 s window, no auto-promotion. */

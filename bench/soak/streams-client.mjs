@@ -3,8 +3,8 @@
 //   mode "read":   every message is read; for each one after the first (the current health),
 //                  delay = arrival - health.evaluated_at, in ms: arrival is Date.now() when the
 //                  message's 'data' event runs, evaluated_at the server's clock (Date.now() too,
-//                  same machine) when the evaluation round that published it started, so the
-//                  delay covers evaluation, fan-out, both HTTP/2 stacks and this process's own
+//                  same machine) when the evaluator judged that rollout, so the delay
+//                  covers its evaluation, fan-out, both HTTP/2 stacks and this process's own
 //                  queueing. Only seq and evaluated_at are decoded, by hand (a full protobuf-es
 //                  decode per message made this process, not the server, the bottleneck). A seq
 //                  that is not the previous one + 1 counts as a gap (there must be none: seq

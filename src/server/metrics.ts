@@ -159,6 +159,12 @@ export function createMetrics(stages: () => Iterable<Stage>) {
     labelNames: ["rollout", "decision", "dry_run"] as const,
     registers: [registry],
   });
+  const rounds = new Histogram({
+    name: "rollgate_evaluation_round_seconds",
+    help: "Evaluator rounds that evaluated at least one rollout: seconds from the round's start to its last rollout's health published.",
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [registry],
+  });
   const VERDICTS = ["pass", "warn", "fail", "inconclusive"] as const;
   // Label children kept per rollout and gate, with the last value set: prom-client hashes the
   // labels and allocates on every set, and an idle rollout's evaluations change nothing.
@@ -253,6 +259,9 @@ export function createMetrics(stages: () => Iterable<Stage>) {
       },
       decided(rollout, decision, dryRun) {
         decisions.labels(rollout, decision, String(dryRun)).inc();
+      },
+      round(seconds) {
+        rounds.observe(seconds);
       },
       deleted(rollout) {
         routeTotals.delete(rollout);

@@ -40,6 +40,8 @@ export interface EngineObserver {
   decided?(rollout: string, decision: DecisionType, dryRun: boolean): void;
   /** A rollout was deleted: forget its series. */
   deleted?(rollout: string): void;
+  /** An evaluator round that evaluated at least one rollout ended, `seconds` after it began. */
+  round?(seconds: number): void;
 }
 
 /** What one evaluation decided, for its trace span. */

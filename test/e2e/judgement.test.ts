@@ -69,6 +69,8 @@ describe("judgement end to end (1 s interval)", () => {
     const verdicts = [...m.matchAll(/^rollgate_gate_verdict\{rollout="live",gate="errors",verdict="(\w+)"\} (\d)$/gm)];
     expect(verdicts.map((v) => v[1]).sort()).toEqual(["fail", "inconclusive", "pass", "warn"]);
     expect(verdicts.filter((v) => v[2] === "1")).toHaveLength(1);
+    // The rounds that judged it (two failing evaluations at least) are timed.
+    expect(Number(/^rollgate_evaluation_round_seconds_count (\d+)$/m.exec(m)?.[1])).toBeGreaterThanOrEqual(2);
   });
 
   it("grpcurl: RecordOutcome, Health and a WatchHealth update", async () => {

@@ -141,4 +141,35 @@ describe("evaluator round", () => {
     await env.engine.tick();
     expect(log.slice(0, 5)).toEqual(["evaluate a", "immediate after a", "evaluate b", "immediate after b", "evaluate c"]);
   });
+
+  it("judges each rollout at its own moment, and keeps each due an interval after the round's start", async () => {
+    // Each evaluation takes 300 ms of the clock: the round spans 900 ms of a 1 s interval.
+    env = await serviceEnv({
+      tracer: {
+        round: (_due, fn) => fn(),
+        evaluation: async (_name, fn) => {
+          await fn(() => undefined);
+          env!.clock.advance(300);
+        },
+      },
+    });
+    const names = ["a", "b", "c"];
+    for (const name of names) await env.rollouts.createRollout({ rollout: rollout(name) });
+    // The health each evaluation published, by rollout (the last one).
+    const published = new Map<string, number>();
+    const sub = env.engine.subscribeHealth(undefined);
+    sub.push({ write: (c) => (published.set(c.health.rollout, c.health.evaluatedAt), true), end: () => undefined });
+    const evaluatedAt = () => names.map((n) => published.get(n));
+    env.clock.advance(1_000);
+    const round1 = env.clock.now();
+    await env.engine.tick();
+    expect(evaluatedAt()).toEqual([round1, round1 + 300, round1 + 600]);
+
+    // The next round starts one interval after the first one began: every rollout is due again,
+    // the last one too, though it was judged 600 ms into the first round.
+    env.clock.set(round1 + 1_000);
+    await env.engine.tick();
+    expect(evaluatedAt()).toEqual([round1 + 1_000, round1 + 1_300, round1 + 1_600]);
+    sub.close();
+  });
 });

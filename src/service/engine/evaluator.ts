@@ -65,9 +65,11 @@ function assignPeers(state: EngineState, peers: PeerBuckets): void {
 
 /**
  * Evaluates one rollout at `now` and applies (or, in dry run, records) what it causes; tells
- * `decided` (its trace span, when tracing is on) what it decided.
+ * `decided` (its trace span, when tracing is on) what it decided. `round` is when the round that
+ * found it due began: its next evaluation is due an interval after that, not after `now`, so
+ * that a rollout late in a long round is not pushed past the next round's start and skipped.
  */
-async function evaluateEntry(state: EngineState, e: Entry, now: number, decided?: (d: EvaluationTrace) => void): Promise<void> {
+async function evaluateEntry(state: EngineState, e: Entry, now: number, round: number, decided?: (d: EvaluationTrace) => void): Promise<void> {
   const { store, clock, logger, observer, feeds } = state;
   const r = e.rollout;
   const ev = preview(e, now);
@@ -76,7 +78,7 @@ async function evaluateEntry(state: EngineState, e: Entry, now: number, decided?
     state.unflushed.add(e);
   }
   e.analysis = ev.state;
-  e.nextEvalAt = now + r.analysis.intervalMs;
+  e.nextEvalAt = round + r.analysis.intervalMs;
   // Every gate's values for the log lines; built only when a line is written.
   const gates = () => ev.gates.map((g) => ({ gate: g.name, verdict: g.verdict, observed: g.observed, threshold: g.threshold, baseline: g.baseline, samples: g.samples }));
   if (logger.isLevelEnabled("debug")) logger.debug({ rollout: r.name, decision: ev.decision, score: ev.health.score, gates: gates(), reason: ev.reason }, "evaluated");
@@ -172,10 +174,15 @@ export function tick(state: EngineState, queue: ChangeQueue): Promise<void> {
     const round = async () => {
       for (const e of due) {
         if (state.entries.get(e.rollout.name) !== e) continue;
+        // Each rollout is judged at its own moment in the round, not the round's start: its
+        // windows hold what arrived up to now, its health says when it was judged
+        // (evaluated_at), and a round of many rollouts whose health goes to many WatchHealth
+        // streams does not date the last rollout's health by the fan-out of all before it.
+        const at = state.clock.now();
         try {
           await (tracer === undefined
-            ? evaluateEntry(state, e, now)
-            : tracer.evaluation(e.rollout.name, (decided) => evaluateEntry(state, e, now, decided)));
+            ? evaluateEntry(state, e, at, now)
+            : tracer.evaluation(e.rollout.name, (decided) => evaluateEntry(state, e, at, now, decided)));
         } catch (err) {
           state.logger.error({ rollout: e.rollout.name, err }, "evaluation failed");
         }
@@ -185,6 +192,7 @@ export function tick(state: EngineState, queue: ChangeQueue): Promise<void> {
       }
     };
     await (tracer === undefined || due.length === 0 ? round() : tracer.round(due.length, round));
+    if (due.length > 0) state.observer.round?.((state.clock.now() - now) / 1000);
   });
 }
 
