@@ -127,6 +127,9 @@ function cpuMeter(pids) {
   };
 }
 
+/** The server's GC time between two samples, in seconds: all, and major (mark-compact) alone. */
+const gcBetween = (a, b) => ({ seconds: b.gcSeconds - a.gcSeconds, majorSeconds: b.gcMajorSeconds - a.gcMajorSeconds });
+
 /** Takes the server's memory after a full GC (it pauses the server), then lets delivery catch up. */
 async function probeAndSettle(server) {
   const m = await server.probe();
@@ -221,8 +224,8 @@ const result = {
   command: `npm run soak:streams -- --streams ${total} --connections ${connections} --rollouts ${rollouts} --seconds ${seconds} --keepalive ${keepalive}`,
   streams: { total, readers, noread, vanish, connections, rollouts },
   subscribed: subscribedCount,
-  phase1: { delays: p1.delays, rss: s1.rss, liveHeap: live1.heapUsed, lagP99Ms: s1.lagP99Ms, cpu: cpuOf(cpu1), rounds: rounds1 },
-  phase2: { delays: p2.delays, rss: s2.rss, liveHeap: live2.heapUsed, lagP99Ms: s2.lagP99Ms, cpu: cpuOf(cpu2), rounds: rounds2 },
+  phase1: { delays: p1.delays, rss: s1.rss, liveHeap: live1.heapUsed, lagP99Ms: s1.lagP99Ms, cpu: cpuOf(cpu1), rounds: rounds1, gc: gcBetween(s0, s1) },
+  phase2: { delays: p2.delays, rss: s2.rss, liveHeap: live2.heapUsed, lagP99Ms: s2.lagP99Ms, cpu: cpuOf(cpu2), rounds: rounds2, gc: gcBetween(s1b, s2) },
   rss: { idle: idleProbe.rss, subscribed: heapSubscribed.rss, end: live2.rss, growth: live2.rss / heapSubscribed.rss - 1 },
   memory: {
     idle: { rss: idleProbe.rss, heap: idleProbe.heapUsed },
@@ -287,6 +290,7 @@ Short version in \`npm test\`: \`test/reliability/soak-streams.test.ts\` (2,000 
 | server CPU (of one core) / reader process CPU | ${pct(cpu1[0])} / ${pct(cpu1[1])} | ${pct(cpu2[0])} / ${pct(cpu2[1])} | |
 | server live heap after GC / RSS | ${f1(live1.heapUsed / MB)} / ${f1(live1.rss / MB)} MiB | ${f1(live2.heapUsed / MB)} / ${f1(live2.rss / MB)} MiB | |
 | event-loop delay p99 (last scrape interval) | ${f1(s1.lagP99Ms)} ms | ${f1(s2.lagP99Ms)} ms | |
+| server GC, all / major (of the phase) | ${f1(result.phase1.gc.seconds * 1000)} / ${f1(result.phase1.gc.majorSeconds * 1000)} ms | ${f1(result.phase2.gc.seconds * 1000)} / ${f1(result.phase2.gc.majorSeconds * 1000)} ms | |
 | evaluator rounds: count, mean, p99 (histogram bucket bound) | ${rounds1.count}, ${ms(rounds1.meanSeconds)}, ≤ ${ms(rounds1.p99Seconds)} ms | ${rounds2.count}, ${ms(rounds2.meanSeconds)}, ≤ ${ms(rounds2.p99Seconds)} ms | |
 
 Delay: the reader's \`Date.now()\` when a message's 'data' event runs minus the health's \`evaluated_at\` (the server's \`Date.now()\` when it judged that rollout: each rollout in a round is judged at its own moment, after the fan-out of those before it; same machine, same clock): it covers that rollout's evaluation, its fan-out, both HTTP/2 stacks and the client's own queueing. How long a whole round took (round start to its last rollout's health published) is the evaluator-rounds row, from \`rollgate_evaluation_round_seconds\`. Load: every stream watches one of the ${rollouts} rollouts, each evaluated once a second, so each stream gets 1 update/s and the server sends ${total} updates/s (${readers}/s to readers), all due in the same moment of each round.
