@@ -224,8 +224,8 @@ const result = {
   command: `npm run soak:streams -- --streams ${total} --connections ${connections} --rollouts ${rollouts} --seconds ${seconds} --keepalive ${keepalive}`,
   streams: { total, readers, noread, vanish, connections, rollouts },
   subscribed: subscribedCount,
-  phase1: { delays: p1.delays, rss: s1.rss, liveHeap: live1.heapUsed, lagP99Ms: s1.lagP99Ms, cpu: cpuOf(cpu1), rounds: rounds1, gc: gcBetween(s0, s1) },
-  phase2: { delays: p2.delays, rss: s2.rss, liveHeap: live2.heapUsed, lagP99Ms: s2.lagP99Ms, cpu: cpuOf(cpu2), rounds: rounds2, gc: gcBetween(s1b, s2) },
+  phase1: { delays: p1.delays, rss: s1.rss, liveHeap: live1.heapUsed, lagP99Ms: s1.lagP99Ms, cpu: cpuOf(cpu1), rounds: rounds1, gc: gcBetween(s0, s1), readerLag: p1.lag },
+  phase2: { delays: p2.delays, rss: s2.rss, liveHeap: live2.heapUsed, lagP99Ms: s2.lagP99Ms, cpu: cpuOf(cpu2), rounds: rounds2, gc: gcBetween(s1b, s2), readerLag: p2.lag },
   rss: { idle: idleProbe.rss, subscribed: heapSubscribed.rss, end: live2.rss, growth: live2.rss / heapSubscribed.rss - 1 },
   memory: {
     idle: { rss: idleProbe.rss, heap: idleProbe.heapUsed },
@@ -290,6 +290,7 @@ Short version in \`npm test\`: \`test/reliability/soak-streams.test.ts\` (2,000 
 | server CPU (of one core) / reader process CPU | ${pct(cpu1[0])} / ${pct(cpu1[1])} | ${pct(cpu2[0])} / ${pct(cpu2[1])} | |
 | server live heap after GC / RSS | ${f1(live1.heapUsed / MB)} / ${f1(live1.rss / MB)} MiB | ${f1(live2.heapUsed / MB)} / ${f1(live2.rss / MB)} MiB | |
 | event-loop delay p99 (last scrape interval) | ${f1(s1.lagP99Ms)} ms | ${f1(s2.lagP99Ms)} ms | |
+| reader process's own event-loop delay p99 / max | ${f1(p1.lag?.p99Ms)} / ${f1(p1.lag?.maxMs)} ms | ${f1(p2.lag?.p99Ms)} / ${f1(p2.lag?.maxMs)} ms | |
 | server GC, all / major (of the phase) | ${f1(result.phase1.gc.seconds * 1000)} / ${f1(result.phase1.gc.majorSeconds * 1000)} ms | ${f1(result.phase2.gc.seconds * 1000)} / ${f1(result.phase2.gc.majorSeconds * 1000)} ms | |
 | evaluator rounds: count, mean, p99 (histogram bucket bound) | ${rounds1.count}, ${ms(rounds1.meanSeconds)}, ≤ ${ms(rounds1.p99Seconds)} ms | ${rounds2.count}, ${ms(rounds2.meanSeconds)}, ≤ ${ms(rounds2.p99Seconds)} ms | |
 

@@ -18,10 +18,12 @@
 // holds its sockets open, nothing answers) and later kills.
 // Prints {"event":"subscribed"} once every stream has its first message (or, for "noread", its
 // response headers), then on SIGUSR2 (and at SIGTERM, with "final": true) a JSON line of
-// {messages, gaps, skipped, errors, closed, open, delays: {n, p50Ms, p99Ms, maxMs}}: the delays since
+// {messages, gaps, skipped, errors, closed, open, delays: {n, p50Ms, p99Ms, maxMs}, lag: {p99Ms, maxMs}}:
+// the delays and this process's own event-loop delay since
 // the previous line, the rest totals.
 // Usage: node streams-client.mjs '<json {port, prefix, rollouts, streams, connections, mode, intervalMs}>'
 import { connect } from "node:http2";
+import { monitorEventLoopDelay } from "node:perf_hooks";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { WatchHealthRequestSchema } from "../../dist/gen/rollgate/v1/decision_service_pb.js";
 
@@ -153,10 +155,16 @@ function evaluatedAtOf(b, pos, end) {
 }
 
 const q = (sorted, p) => (sorted.length === 0 ? null : sorted[Math.min(sorted.length - 1, Math.ceil(p * sorted.length) - 1)]);
+// This process's own event-loop delay between two reports: a delay the readers measure that
+// this shows too was spent here, not in the server or on the wire.
+const lag = monitorEventLoopDelay({ resolution: 10 });
+lag.enable();
 function report(final) {
   const d = delays.sort((a, b) => a - b);
   delays = [];
-  process.stdout.write(`${JSON.stringify({ mode: o.mode, final, messages, gaps, skipped, errors, closed, open: o.streams - closed, delays: { n: d.length, p50Ms: q(d, 0.5), p99Ms: q(d, 0.99), maxMs: d.at(-1) ?? null } })}\n`);
+  const ownLag = { p99Ms: lag.percentile(99) / 1e6, maxMs: lag.max / 1e6 };
+  lag.reset();
+  process.stdout.write(`${JSON.stringify({ mode: o.mode, final, messages, gaps, skipped, errors, closed, open: o.streams - closed, delays: { n: d.length, p50Ms: q(d, 0.5), p99Ms: q(d, 0.99), maxMs: d.at(-1) ?? null }, lag: ownLag })}\n`);
 }
 process.on("SIGUSR2", () => report(false));
 process.on("SIGTERM", () => {
