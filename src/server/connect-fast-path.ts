@@ -354,10 +354,12 @@ class ConnectCall {
       // change that commits is answered as committed).
       clearTimeout(this.timer);
       const changed = span === undefined ? entry.message(request, admission.caller) : span.run(() => entry.message(request, admission.caller));
-      changed.then(
-        (answer) => this.answered(this.encode(entry, answer), requestId, caller, rollout),
-        (e: unknown) => this.fail(e, caller, rollout),
-      );
+      changed
+        .then((answer) => this.encode(entry, answer))
+        .then(
+          (body) => this.answered(body, requestId, caller, rollout),
+          (e: unknown) => this.fail(e, caller, rollout),
+        );
       return;
     }
     let body: Uint8Array;
