@@ -1,11 +1,11 @@
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:http";
 import type { ServerHttp2Stream } from "node:http2";
 import { constants } from "node:http2";
-import { fromBinary, fromJsonString, toJsonString, type DescMessage } from "@bufbuild/protobuf";
+import { fromBinary, fromJsonString, toBinary, toJsonString, type DescMessage, type Message } from "@bufbuild/protobuf";
 import { base64Decode } from "@bufbuild/protobuf/wire";
 import { MethodOptions_IdempotencyLevel } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { procedureOf, type HotUnary } from "../service/hot-method.js";
+import { procedureOf, type HotChange, type HotUnary } from "../service/hot-method.js";
 import { toConnectError } from "../service/errors.js";
 import { asDecodeFailure } from "./connect/request-decode-codes.js";
 import { lingerIfIncomplete, readsOwnBody } from "./http1-drain.js";
@@ -16,10 +16,10 @@ import type { OnStreamHook } from "./one-port.js";
 import type { FastPathOptions } from "./grpc-fast-path.js";
 
 /**
- * The Connect fast path: the hot unary RPCs (Route, RouteBatch, RecordOutcome) over the Connect
- * protocol, served straight from node:http's request and node:http2's stream instead of
- * connect-node's universal handler, built from the same hot-method table (hot-method.ts) so the
- * paths cannot answer differently.
+ * The Connect fast path: the hot unary RPCs (Route, RouteBatch, RecordOutcome) and the
+ * control-plane changes of `changes` (SetWeight, Pause, …) over the Connect protocol, served
+ * straight from node:http's request and node:http2's stream instead of connect-node's universal
+ * handler, built from the same tables (hot-method.ts) so the paths cannot answer differently.
  *
  * It does what connect-node's Connect unary handler does, in its order: content type (or the
  * GET `encoding`) → compression negotiation (`content-encoding`/`compression`, `accept-encoding`;
@@ -33,8 +33,10 @@ import type { FastPathOptions } from "./grpc-fast-path.js";
  * error JSON with its HTTP status; the call reporter (metrics, logging) sees every call that
  * reaches admission — as connect-node's interceptor does, which runs after decoding.
  *
- * One difference on purpose: a `connect-timeout-ms` deadline that passes while the body is still
- * arriving answers DEADLINE_EXCEEDED (connect-node's handler ignores its own deadline for a
+ * A change's handler is asynchronous (its answer comes once the change has committed); as in
+ * connect-node, once it runs the deadline no longer cuts the call short. One difference on
+ * purpose: a `connect-timeout-ms` deadline that passes while the body is still arriving answers
+ * DEADLINE_EXCEEDED (connect-node's handler ignores its own deadline for a
  * synchronous method and waits for the body).
  *
  * It takes only what connect-node would route to its Connect unary handler and serve the same
@@ -61,6 +63,8 @@ export interface ConnectFastPathOptions extends FastPathOptions {
   readonly requireConnectProtocolHeader: boolean;
   /** connect's jsonOptions: whether JSON requests may carry unknown fields. */
   readonly ignoreUnknownFields: boolean;
+  /** Control-plane changes served too (answered once their change has committed). */
+  readonly changes?: readonly HotChange[];
 }
 
 /** The Connect fast path, for each transport. */
@@ -74,7 +78,7 @@ export interface ConnectFastPath {
 /** A method as this path serves it. */
 interface Route {
   readonly procedure: string;
-  readonly entry: HotUnary;
+  readonly entry: HotUnary | HotChange;
   readonly input: DescMessage;
   readonly get: boolean;
 }
@@ -98,8 +102,8 @@ interface Shared {
 /** Returns the Connect fast path for a hot-method table (see the module comment). */
 export function createConnectFastPath(opts: ConnectFastPathOptions): ConnectFastPath {
   const byPath = new Map<string, Route>();
-  for (const entry of opts.methods) {
-    if (entry.kind !== "unary") continue;
+  for (const entry of [...opts.methods, ...(opts.changes ?? [])]) {
+    if (entry.kind === "server_streaming") continue;
     byPath.set(`/${procedureOf(entry)}`, {
       procedure: procedureOf(entry),
       entry,
@@ -345,15 +349,34 @@ class ConnectCall {
     const rollout = rolloutOf(request);
     const span = (this.span = opts.trace?.(procedure, "connect_rpc", headers.traceparent as string | undefined, headers.tracestate as string | undefined));
     if (admission.refusal !== undefined) return this.fail(admission.refusal, caller, rollout);
+    if (entry.kind === "change") {
+      // As connect-node: once the handler runs, its deadline no longer cuts the call short (a
+      // change that commits is answered as committed).
+      clearTimeout(this.timer);
+      const changed = span === undefined ? entry.message(request, admission.caller) : span.run(() => entry.message(request, admission.caller));
+      changed
+        .then((answer) => this.encode(entry, answer))
+        .then(
+          (body) => this.answered(body, requestId, caller, rollout),
+          (e: unknown) => this.fail(e, caller, rollout),
+        );
+      return;
+    }
     let body: Uint8Array;
     try {
-      body = span === undefined ? this.run(request) : span.run(() => this.run(request));
+      body = span === undefined ? this.run(entry, request) : span.run(() => this.run(entry, request));
     } catch (e) {
       return this.fail(e, caller, rollout);
     }
+    this.answered(body, requestId, caller, rollout);
+  }
+
+  /** Answers an admitted call that succeeded with `body`, and reports it. */
+  private answered(body: Uint8Array, requestId: string, caller: string, rollout: string): void {
+    const { route, started, span } = this;
     this.done = true;
     clearTimeout(this.timer);
-    opts.report({ procedure, method: entry.method.name, requestId, caller, rollout, started: this.started, span }, undefined);
+    this.shared.opts.report({ procedure: route.procedure, method: route.entry.method.name, requestId, caller, rollout, started, span }, undefined);
     this.answer(200, { "content-type": CONTENT_TYPE[this.encoding], "x-request-id": requestId }, body, this.deflate);
   }
 
@@ -361,11 +384,12 @@ class ConnectCall {
   private decode(bytes: Uint8Array | undefined, text: string | undefined): unknown {
     const { route, encoding, shared } = this;
     const max = shared.opts.maxBytes;
-    if (encoding === "json" && route.entry.fromJson !== undefined) {
+    const readers = route.entry.kind === "unary" ? route.entry : undefined;
+    if (encoding === "json" && readers?.fromJson !== undefined) {
       // The hand-written reader takes printable ASCII only, so its text's length is its size.
       const plain = text ?? (bytes instanceof Buffer ? bytes.toString("latin1", 0, bytes.length) : undefined);
       if (plain !== undefined && plain.length <= max) {
-        const read = route.entry.fromJson(plain);
+        const read = readers.fromJson(plain);
         if (read !== undefined) return read;
       }
     }
@@ -373,18 +397,23 @@ class ConnectCall {
     if (raw.length > max) {
       throw new ConnectError(`message size ${raw.length} is larger than configured readMaxBytes ${max}`, Code.ResourceExhausted);
     }
-    if (encoding === "proto" && route.entry.fromBinary !== undefined) {
-      const read = route.entry.fromBinary(raw);
+    if (encoding === "proto" && readers?.fromBinary !== undefined) {
+      const read = readers.fromBinary(raw);
       if (read !== undefined) return read;
     }
     return decode(route.input, encoding, raw, shared.jsonRead);
   }
 
   /** Returns the answer's body: the table's bytes or JSON. */
-  private run(request: never): Uint8Array {
-    const { entry } = this.route;
+  private run(entry: HotUnary, request: never): Uint8Array {
     if (this.encoding === "proto") return entry.bytes(request);
     return Buffer.from(entry.json !== undefined ? entry.json(request) : toJsonString(entry.method.output, entry.message(request)), "utf8");
+  }
+
+  /** Returns a change's answer encoded as connect-node encodes it. */
+  private encode(entry: HotChange, answer: Message): Uint8Array {
+    if (this.encoding === "proto") return toBinary(entry.method.output, answer);
+    return Buffer.from(toJsonString(entry.method.output, answer), "utf8");
   }
 
   /**

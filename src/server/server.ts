@@ -4,7 +4,7 @@ import { pino, type Logger } from "pino";
 import { systemClock, type Clock } from "../domain/clock.js";
 import { createDecisionHotMethods, createDecisionService } from "../service/decision-service.js";
 import { createEngine, DATABASE_PAUSE, type Engine } from "../service/engine.js";
-import { createRolloutService } from "../service/rollout-service.js";
+import { createRolloutChanges, createRolloutService } from "../service/rollout-service.js";
 import { createRoutesFeed } from "../service/watch-routes.js";
 import { openSqliteStore } from "../store/sqlite-store.js";
 /** Thrown when the database path cannot be opened; `serve` reports it under the setting's name. */
@@ -128,11 +128,13 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   // One table of the hot methods: both the Connect service and the gRPC fast path are built from it.
   const routesFeed = createRoutesFeed({ engine, ...(deps.keepaliveMs === undefined ? {} : { heartbeatMs: deps.keepaliveMs }) });
   const hot = createDecisionHotMethods({ engine, observer: metrics, routes: routesFeed });
+  // And one of the control-plane changes the Connect fast path serves.
+  const changes = createRolloutChanges(engine);
   const routes = (router: ConnectRouter) => {
     router.service(DecisionService, createDecisionService({ engine, hot }));
     router.service(
       RolloutService,
-      createRolloutService({ engine, ...(deps.keepaliveMs === undefined ? {} : { keepaliveMs: deps.keepaliveMs }) }),
+      createRolloutService({ engine, changes, ...(deps.keepaliveMs === undefined ? {} : { keepaliveMs: deps.keepaliveMs }) }),
     );
     router.service(health.service, health.impl);
     registerReflection(router);
@@ -165,6 +167,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   const connectFast = config.connectFastPath
     ? createConnectFastPath({
         methods: Object.values(hot),
+        changes: Object.values(changes),
         admit,
         report,
         trace: tracing?.call,

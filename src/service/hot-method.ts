@@ -1,5 +1,6 @@
 import type { DescMessage, DescMethodServerStreaming, DescMethodUnary, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
 import type { HandlerContext } from "@connectrpc/connect";
+import { callerKey, type CallerIdentity } from "./context.js";
 import { abortedStreamError } from "./errors.js";
 import type { Pushable } from "./fan-out.js";
 
@@ -12,7 +13,8 @@ import type { Pushable } from "./fan-out.js";
  * cannot drift apart on what a method answers or refuses.
  *
  * Handlers are synchronous where they can be (request in, answer out, domain errors thrown):
- * the fast path then answers in the same turn it decoded the request.
+ * the fast path then answers in the same turn it decoded the request. Control-plane changes
+ * (HotChange) cannot be: they answer once committed.
  */
 
 /** A hot unary method: one request, one answer. */
@@ -75,13 +77,25 @@ export interface HotServerStream<I extends DescMessage = DescMessage, O extends 
 }
 
 /**
+ * A control-plane change served as a hot unary method: its answer comes once the change has
+ * committed, so the handler is asynchronous, and it acts for the admitted caller (the change's
+ * actor). The Connect fast path serves these; connect-node serves them from the same entry.
+ */
+export interface HotChange<I extends DescMessage = DescMessage, O extends DescMessage = DescMessage> {
+  readonly kind: "change";
+  readonly method: DescMethodUnary<I, O>;
+  /** Resolves with the answer once the change is durable, or rejects with a domain error. */
+  message(req: MessageShape<I>, caller: CallerIdentity): Promise<MessageShape<O>>;
+}
+
+/**
  * Any hot method. Its item type is erased: each entry is written typed, and a path only hands
  * an entry's own items back to it.
  */
 export type HotMethod = HotUnary | HotServerStream;
 
 /** Returns "package.Service/Method", the procedure name auth, metrics and logs use. */
-export function procedureOf(m: HotMethod): string {
+export function procedureOf(m: HotMethod | HotChange): string {
   return `${m.method.parent.typeName}/${m.method.name}`;
 }
 
@@ -89,7 +103,9 @@ export function procedureOf(m: HotMethod): string {
 type ConnectImpl<M> =
   M extends HotUnary<infer I, infer O>
     ? (req: MessageShape<I>) => Promise<MessageShape<O>>
-    : M extends HotServerStream<infer I, infer O, infer _T>
+    : M extends HotChange<infer I, infer O>
+      ? (req: MessageShape<I>, ctx: HandlerContext) => Promise<MessageShape<O>>
+      : M extends HotServerStream<infer I, infer O, infer _T>
       ? (req: MessageShape<I>, ctx: HandlerContext) => AsyncIterable<MessageInitShape<O>>
       : never;
 
@@ -98,19 +114,21 @@ type ConnectImpl<M> =
  * (each key must be its method's localName, as in ServiceImpl); spread them into the service's
  * ServiceImpl beside its other methods.
  */
-export function connectMethodsOf<T extends { readonly [K in keyof T]: HotMethod }>(table: T): { [K in keyof T]: ConnectImpl<T[K]> } {
+export function connectMethodsOf<T extends { readonly [K in keyof T]: HotMethod | HotChange }>(table: T): { [K in keyof T]: ConnectImpl<T[K]> } {
   const out: Record<string, unknown> = {};
-  for (const [key, m] of Object.entries(table) as [string, HotMethod][]) {
+  for (const [key, m] of Object.entries(table) as [string, HotMethod | HotChange][]) {
     if (key !== m.method.localName) throw new Error(`hot method table: key ${key} must be the localName ${m.method.localName}`);
     out[key] =
       m.kind === "unary"
         ? async (req: never) => m.message(req)
-        : async function* (req: never, ctx: HandlerContext) {
-            for await (const item of m.open(req, ctx.signal)) yield m.message(item);
-            // Ended by the client or the deadline: the status the fast path reports, not OK.
-            const end = abortedStreamError(ctx.signal);
-            if (end !== undefined) throw end;
-          };
+        : m.kind === "change"
+          ? (req: never, ctx: HandlerContext) => m.message(req, ctx.values.get(callerKey))
+          : async function* (req: never, ctx: HandlerContext) {
+              for await (const item of m.open(req, ctx.signal)) yield m.message(item);
+              // Ended by the client or the deadline: the status the fast path reports, not OK.
+              const end = abortedStreamError(ctx.signal);
+              if (end !== undefined) throw end;
+            };
   }
   return out as { [K in keyof T]: ConnectImpl<T[K]> };
 }

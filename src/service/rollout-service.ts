@@ -13,16 +13,27 @@ import {
   type RolloutSpecInput,
 } from "../domain/validation.js";
 import {
+  HaltResponseSchema,
+  PauseResponseSchema,
   PromoteTarget,
+  ResumeResponseSchema,
+  RollbackResponseSchema,
   RolloutService,
+  SetWeightResponseSchema,
+  type HaltRequestSchema,
+  type PauseRequestSchema,
+  type ResumeRequestSchema,
+  type RollbackRequestSchema,
+  type SetWeightRequestSchema,
   WatchEventsResponseSchema,
   type UpdateRolloutRequest,
 } from "../../gen/rollgate/v1/rollout_service_pb.js";
 import type { Rollout } from "../../gen/rollgate/v1/rollout_pb.js";
-import { callerKey } from "./context.js";
+import { callerKey, type CallerIdentity } from "./context.js";
 import { eventToProto, rolloutToProto, specInputFromProto, variantFromProto } from "./convert.js";
 import type { Caller, Engine } from "./engine.js";
 import { withErrorMapping } from "./errors.js";
+import { connectMethodsOf, type HotChange } from "./hot-method.js";
 import { KEEPALIVE, withKeepalive } from "./keepalive.js";
 
 /** Options of the control-plane service. */
@@ -30,6 +41,8 @@ export interface RolloutServiceOptions {
   readonly engine: Engine;
   /** Keep-alive period of WatchEvents; at most 20 s so proxies don't cut quiet streams. */
   readonly keepaliveMs?: number;
+  /** The changes' table, shared with the Connect fast path. */
+  readonly changes?: RolloutChanges;
 }
 
 const MAX_PAGE = 1000;
@@ -38,7 +51,12 @@ type Updatable = (typeof UPDATABLE)[number];
 
 /** Returns the caller of a request with its reason, validated. */
 function callerOf(ctx: HandlerContext, reason: string): Caller {
-  return { actor: ctx.values.get(callerKey).name, reason: validateReason("reason", reason) };
+  return actorOf(ctx.values.get(callerKey), reason);
+}
+
+/** Returns the admitted caller as the actor of a change, with its reason validated. */
+function actorOf(caller: CallerIdentity, reason: string): Caller {
+  return { actor: caller.name, reason: validateReason("reason", reason) };
 }
 
 /** Returns `name` validated as a rollout name. */
@@ -47,13 +65,80 @@ function nameOf(name: string): string {
   return name;
 }
 
-/** Returns the RolloutService implementation: the control plane (docs/design.md §2). */
+/** The control-plane changes served as hot methods (hot-method.ts): one entry each. */
+export interface RolloutChanges {
+  readonly setWeight: HotChange<typeof SetWeightRequestSchema, typeof SetWeightResponseSchema>;
+  readonly pause: HotChange<typeof PauseRequestSchema, typeof PauseResponseSchema>;
+  readonly resume: HotChange<typeof ResumeRequestSchema, typeof ResumeResponseSchema>;
+  readonly halt: HotChange<typeof HaltRequestSchema, typeof HaltResponseSchema>;
+  readonly rollback: HotChange<typeof RollbackRequestSchema, typeof RollbackResponseSchema>;
+}
+
+/**
+ * Returns the changes of RolloutService that the Connect fast path serves beside connect-node:
+ * the operator's one-field changes to a rollout (SetWeight, Pause, Resume, Halt, Rollback).
+ */
+export function createRolloutChanges(engine: Engine): RolloutChanges {
+  const svc = RolloutService.method;
+  return {
+    setWeight: {
+      kind: "change",
+      method: svc.setWeight,
+      async message(req, caller) {
+        const name = nameOf(req.name);
+        validateWeight("weight_bp", req.weightBp);
+        const r = await engine.change(name, actorOf(caller, req.reason), (r, actor) => machine.setWeight(r, req.weightBp, actor));
+        return create(SetWeightResponseSchema, { rollout: rolloutToProto(r) });
+      },
+    },
+    pause: {
+      kind: "change",
+      method: svc.pause,
+      async message(req, caller) {
+        const r = await engine.change(nameOf(req.name), actorOf(caller, req.reason), (r, actor) => machine.pause(r, actor));
+        return create(PauseResponseSchema, { rollout: rolloutToProto(r) });
+      },
+    },
+    resume: {
+      kind: "change",
+      method: svc.resume,
+      async message(req, caller) {
+        const who = actorOf(caller, req.reason);
+        const r = await engine.change(nameOf(req.name), who, (r, actor) => machine.resume(r, actor, who.reason));
+        return create(ResumeResponseSchema, { rollout: rolloutToProto(r) });
+      },
+    },
+    halt: {
+      kind: "change",
+      method: svc.halt,
+      async message(req, caller) {
+        const r = await engine.change(nameOf(req.name), actorOf(caller, req.reason), (r, actor) => machine.halt(r, actor));
+        return create(HaltResponseSchema, { rollout: rolloutToProto(r) });
+      },
+    },
+    rollback: {
+      kind: "change",
+      method: svc.rollback,
+      async message(req, caller) {
+        const r = await engine.change(nameOf(req.name), actorOf(caller, req.reason), (r, actor) => machine.rollback(r, actor));
+        return create(RollbackResponseSchema, { rollout: rolloutToProto(r) });
+      },
+    },
+  };
+}
+
+/**
+ * Returns the RolloutService implementation: the control plane (docs/design.md §2), with the
+ * changes of `changes` (one is made when absent) served from their table entries.
+ */
 export function createRolloutService(opts: RolloutServiceOptions): ServiceImpl<typeof RolloutService> {
   const { engine } = opts;
   const keepaliveMs = Math.min(opts.keepaliveMs ?? 15_000, 20_000);
   const normalize = (input: RolloutSpecInput): RolloutSpec => normalizeSpec(input, "rollout");
 
   const impl: ServiceImpl<typeof RolloutService> = {
+    ...connectMethodsOf(opts.changes ?? createRolloutChanges(engine)),
+
     async createRollout(req, ctx) {
       if (req.rollout === undefined) throw invalidArgument("rollout", "is required");
       const spec = normalize(specInputFromProto(req.rollout, "rollout"));
@@ -108,34 +193,6 @@ export function createRolloutService(opts: RolloutServiceOptions): ServiceImpl<t
       if (!req.force) engine.checkPromotion(name);
       const forced = req.force ? { ...caller, reason: `forced: ${caller.reason}` } : caller;
       const r = await engine.change(name, forced, (r, actor) => machine.promote(r, target, actor));
-      return { rollout: rolloutToProto(r) };
-    },
-
-    async rollback(req, ctx) {
-      const r = await engine.change(nameOf(req.name), callerOf(ctx, req.reason), (r, actor) => machine.rollback(r, actor));
-      return { rollout: rolloutToProto(r) };
-    },
-
-    async setWeight(req, ctx) {
-      const name = nameOf(req.name);
-      validateWeight("weight_bp", req.weightBp);
-      const r = await engine.change(name, callerOf(ctx, req.reason), (r, actor) => machine.setWeight(r, req.weightBp, actor));
-      return { rollout: rolloutToProto(r) };
-    },
-
-    async pause(req, ctx) {
-      const r = await engine.change(nameOf(req.name), callerOf(ctx, req.reason), (r, actor) => machine.pause(r, actor));
-      return { rollout: rolloutToProto(r) };
-    },
-
-    async resume(req, ctx) {
-      const caller = callerOf(ctx, req.reason);
-      const r = await engine.change(nameOf(req.name), caller, (r, actor) => machine.resume(r, actor, caller.reason));
-      return { rollout: rolloutToProto(r) };
-    },
-
-    async halt(req, ctx) {
-      const r = await engine.change(nameOf(req.name), callerOf(ctx, req.reason), (r, actor) => machine.halt(r, actor));
       return { rollout: rolloutToProto(r) };
     },
 

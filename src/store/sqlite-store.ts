@@ -49,6 +49,9 @@ function openDatabase(path: string): Database.Database {
     db.pragma(`busy_timeout = ${LOCK_WAIT_MS}`);
     migrate(db);
     db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+    // From here every write's WAL frames are synced by the store itself, off the event loop
+    // (openSqliteStore: durably); the migrations above were FULL commits.
+    db.pragma("synchronous = NORMAL");
     return db;
   } catch (e) {
     db?.close();
@@ -59,7 +62,9 @@ function openDatabase(path: string): Database.Database {
 
 /**
  * Opens (creating if needed) the SQLite store at `path` (":memory:" for tests): WAL journal,
- * synchronous FULL so a committed change survives power loss, migrations applied. Throws a
+ * every commit and flush resolving only once its WAL frames are synced (a FULL commit's
+ * guarantee, the sync off the event loop: see durably) so that it survives power loss,
+ * migrations applied. Throws a
  * StoreOpenError naming the path when the file cannot be opened as a database.
  */
 export function openSqliteStore(path: string, opts: { checkpointThread?: { warn: (msg: string) => void; everyMs?: number } } = {}): Store {
@@ -165,7 +170,7 @@ export function openSqliteStore(path: string, opts: { checkpointThread?: { warn:
   });
 
   let open = true;
-  // The WAL file, opened once for the flush's sync (see flushWindows); the last sync, awaited by close.
+  // The WAL file, opened once for the syncs after NORMAL commits (see durably); the last sync, awaited by close.
   let wal: Promise<FileHandle> | undefined;
   let walSync: Promise<void> = Promise.resolve();
   const syncWal = async () => {
@@ -181,12 +186,32 @@ export function openSqliteStore(path: string, opts: { checkpointThread?: { warn:
       throw e;
     }
   };
+  // Group sync: a sync covers every commit made before it started, so a commit made while one
+  // is in flight waits for the next, which all such commits share.
+  let syncing: Promise<void> | undefined;
+  let nextSync: Promise<void> | undefined;
+  const syncCovering = (): Promise<void> => {
+    if (syncing === undefined) {
+      syncing = walSync = syncWal().finally(() => (syncing = undefined));
+      return syncing;
+    }
+    nextSync ??= syncing
+      .catch(() => undefined)
+      .then(() => {
+        nextSync = undefined;
+        return syncCovering();
+      });
+    return nextSync;
+  };
   const ensureOpen = () => {
     if (!open) throw new Error("store is closed");
   };
   // A write failed on a disk fault: the next ping probes with a real write to see it recover.
   let faulted = false;
+  // A control-plane commit's sync failed: what every later write and ping fail with (see durably).
+  let broken: DomainError | undefined;
   const write = async <T>(fn: () => T): Promise<T> => {
+    if (broken !== undefined) throw broken;
     try {
       const out = await writeWithRetry(fn);
       faulted = false;
@@ -195,6 +220,39 @@ export function openSqliteStore(path: string, opts: { checkpointThread?: { warn:
       if (isDomainError(e) && (e.kind === "unavailable" || e.kind === "resource_exhausted")) faulted = true;
       throw e;
     }
+  };
+  /**
+   * Runs a write transaction durably without holding the event loop for its fsync: it commits at
+   * synchronous NORMAL (the WAL frames written, not synced), then the WAL is synced on libuv's
+   * thread pool, shared with the commits and flushes around it (syncCovering), and the promise
+   * resolves only after that sync, as a FULL commit returns only after its own. Callers act on
+   * the result (apply it in memory, answer, publish) only then, so nothing of it is visible or
+   * acknowledged before it is durable. A crash before the sync loses at most the commits that
+   * were never acknowledged (the WAL keeps a prefix of them: the audit chain stays whole); SQLite
+   * keeps the database consistent either way (NORMAL syncs the WAL before every checkpoint).
+   *
+   * If the sync fails, the commit is in the database but perhaps not on disk, and after a failed
+   * fsync Linux may have dropped the pages it did not write, so a later sync that succeeds
+   * proves nothing. The commit is not acknowledged, and the store refuses every later write and
+   * ping (UNAVAILABLE, `/readyz` not ready) until the process restarts and reads back what the
+   * disk holds: the registry then matches the database again (PostgreSQL stops on a failed fsync
+   * for the same reason).
+   */
+  const durably = async <T>(fn: () => T): Promise<T> => {
+    if (path === ":memory:") return write(fn);
+    const out = await write(fn);
+    try {
+      await syncCovering();
+    } catch (e) {
+      broken ??= new DomainError(
+        "unavailable",
+        `database: I/O error syncing the write-ahead log (${(e as { code?: string }).code ?? String(e)}); ` +
+          "changes since the last good sync may not be on disk: restart rollgate to read back the database",
+      );
+      faulted = true;
+      throw broken;
+    }
+    return out;
   };
 
   return {
@@ -206,11 +264,11 @@ export function openSqliteStore(path: string, opts: { checkpointThread?: { warn:
     },
     async commit(change) {
       ensureOpen();
-      return write(() => commitTx(change));
+      return durably(() => commitTx(change));
     },
     async commitMany(changes) {
       ensureOpen();
-      return write(() => commitManyTx(changes));
+      return durably(() => commitManyTx(changes));
     },
     async listEvents(q: EventQuery) {
       ensureOpen();
@@ -232,27 +290,16 @@ export function openSqliteStore(path: string, opts: { checkpointThread?: { warn:
     },
     async flushWindows(flush) {
       ensureOpen();
+      // Durable as a control-plane commit (see durably); if its sync fails the flush is given
+      // back and retried by the engine, so a failure here does not stop the store.
       if (path === ":memory:") return write(() => flushTx(flush));
-      // Durable as a FULL commit, without the fsync on the event loop: the transaction commits
-      // at synchronous NORMAL (its WAL frames written, not synced), then the WAL is synced on
-      // libuv's thread pool and the flush resolves only after that, as a FULL commit returns
-      // only after its own sync of the WAL. A crash before the sync loses at most this flush,
-      // as a crash during a FULL commit does; SQLite keeps the database consistent either way
-      // (NORMAL syncs the WAL before every checkpoint). Control-plane commits stay FULL.
-      await write(() => {
-        db.pragma("synchronous = NORMAL");
-        try {
-          flushTx(flush);
-        } finally {
-          db.pragma("synchronous = FULL");
-        }
-      });
-      const sync = (walSync = syncWal());
-      await sync;
+      await write(() => flushTx(flush));
+      await syncCovering();
     },
     /** Resolves when the database can be written (for /readyz); rejects with the fault (sqlite-faults.ts). */
     async ping() {
       ensureOpen();
+      if (broken !== undefined) throw broken;
       checkWritable(db, faulted);
       faulted = false;
     },

@@ -7,6 +7,8 @@ import { brotliDecompressSync, gunzipSync, gzipSync } from "node:zlib";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RouteBatchRequestSchema, RouteRequestSchema } from "../../gen/rollgate/v1/decision_service_pb.js";
+import { SetWeightRequestSchema } from "../../gen/rollgate/v1/rollout_service_pb.js";
+import { manualClock } from "../../src/domain/clock.js";
 import { MAX_REQUEST_BYTES } from "../../src/server/server.js";
 import { startTestServer, tempDir, TEST_TOKENS, type TestServer } from "../helpers/servers.js";
 
@@ -19,6 +21,9 @@ import { startTestServer, tempDir, TEST_TOKENS, type TestServer } from "../helpe
 const ROUTE = "/rollgate.v1.DecisionService/Route";
 const BATCH = "/rollgate.v1.DecisionService/RouteBatch";
 const RECORD = "/rollgate.v1.DecisionService/RecordOutcome";
+const SET_WEIGHT = "/rollgate.v1.RolloutService/SetWeight";
+const CONTROL = "/rollgate.v1.RolloutService/";
+const OPERATOR = "Bearer operator-token-0123456789";
 const READER = "Bearer reader-token-01234567890";
 const REPORTER = "Bearer reporter-token-0123456789";
 
@@ -116,12 +121,12 @@ async function fastServed(s: TestServer): Promise<number> {
   return (m?.values ?? []).reduce((n, v) => n + v.value, 0);
 }
 
-/** rollgate_rpc_requests_total for DecisionService, as `method code` → count. */
+/** rollgate_rpc_requests_total for rollgate's services, as `method code` → count. */
 async function rpcCounts(s: TestServer): Promise<Record<string, number>> {
   const m = await s.metrics.registry.getSingleMetric("rollgate_rpc_requests_total")?.get();
   const out: Record<string, number> = {};
   for (const v of m?.values ?? []) {
-    if (String(v.labels.method).startsWith("rollgate.v1.DecisionService/")) out[`${v.labels.method} ${v.labels.code}`] = v.value;
+    if (String(v.labels.method).startsWith("rollgate.v1.")) out[`${v.labels.method} ${v.labels.code}`] = v.value;
   }
   return out;
 }
@@ -133,8 +138,8 @@ const bigBatch = { rollout: "cf", keys: Array.from({ length: 200 }, (_, i) => `u
 const q = (params: Record<string, string>) => `?${new URLSearchParams(params).toString()}`;
 const b64url = (b: Uint8Array) => Buffer.from(b).toString("base64url");
 
-/** Each case: the request, and whether the fast path (when on) serves it or passes it on. */
-const CASES: { name: string; req: Req; fast: boolean }[] = [
+/** Each case: the request, whether the fast path (when on) serves it or passes it on, and its HTTP status where the case is about it. */
+const CASES: { name: string; req: Req; fast: boolean; status?: number }[] = [
   { name: "JSON Route", req: { method: "POST", path: ROUTE, headers: { "content-type": "application/json", authorization: READER, "x-request-id": "cf-1" }, body: routeJson }, fast: true },
   { name: "JSON with a charset", req: { method: "POST", path: ROUTE, headers: { "content-type": "application/json; charset=UTF-8", authorization: READER }, body: routeJson }, fast: true },
   { name: "binary Route", req: { method: "POST", path: ROUTE, headers: { "content-type": "application/proto", authorization: READER, "x-request-id": "cf-2" }, body: routeProto }, fast: true },
@@ -150,6 +155,29 @@ const CASES: { name: string; req: Req; fast: boolean }[] = [
     fast: true,
   },
   { name: "RecordOutcome with a reader's token", req: { method: "POST", path: RECORD, headers: { "content-type": "application/json", authorization: READER, "x-request-id": "cf-3" }, body: json({ rollout: "cf" }) }, fast: true },
+  // Control-plane changes: answered once committed, the rollout in the answer (the servers' clocks are the same manual clock).
+  { name: "JSON SetWeight", req: { method: "POST", path: SET_WEIGHT, headers: { "content-type": "application/json", authorization: OPERATOR, "x-request-id": "cf-7" }, body: json({ name: "cf", weightBp: 700, reason: "test" }) }, fast: true, status: 200 },
+  {
+    name: "binary SetWeight",
+    req: { method: "POST", path: SET_WEIGHT, headers: { "content-type": "application/proto", authorization: OPERATOR }, body: toBinary(SetWeightRequestSchema, create(SetWeightRequestSchema, { name: "cf", weightBp: 800 })) },
+    fast: true, status: 200,
+  },
+  { name: "SetWeight to the weight it has (unchanged)", req: { method: "POST", path: SET_WEIGHT, headers: { "content-type": "application/json", authorization: OPERATOR }, body: json({ name: "cf", weightBp: 800 }) }, fast: true },
+  { name: "SetWeight, gzipped, answer gzip accepted", req: { method: "POST", path: SET_WEIGHT, headers: { "content-type": "application/json", authorization: OPERATOR, "content-encoding": "gzip", "accept-encoding": "gzip" }, body: gzipSync(json({ name: "cf", weightBp: 900 })) }, fast: true, status: 200 },
+  { name: "SetWeight with connect-timeout-ms", req: { method: "POST", path: SET_WEIGHT, headers: { "content-type": "application/json", authorization: OPERATOR, "connect-timeout-ms": "5000" }, body: json({ name: "cf", weightBp: 500 }) }, fast: true },
+  { name: "SetWeight with a reader's token", req: { method: "POST", path: SET_WEIGHT, headers: { "content-type": "application/json", authorization: READER, "x-request-id": "cf-8" }, body: json({ name: "cf", weightBp: 600 }) }, fast: true },
+  { name: "SetWeight without a token", req: { method: "POST", path: SET_WEIGHT, headers: { "content-type": "application/json" }, body: json({ name: "cf", weightBp: 600 }) }, fast: true },
+  { name: "SetWeight out of range (field violations)", req: { method: "POST", path: SET_WEIGHT, headers: { "content-type": "application/json", authorization: OPERATOR }, body: json({ name: "cf", weightBp: 10001 }) }, fast: true },
+  { name: "SetWeight of an unknown rollout", req: { method: "POST", path: SET_WEIGHT, headers: { "content-type": "application/json", authorization: OPERATOR }, body: json({ name: "nope", weightBp: 600 }) }, fast: true },
+  { name: "SetWeight with a malformed name", req: { method: "POST", path: SET_WEIGHT, headers: { "content-type": "application/json", authorization: OPERATOR }, body: json({ name: "Not A Name", weightBp: 600 }) }, fast: true },
+  { name: "SetWeight with an unknown field", req: { method: "POST", path: SET_WEIGHT, headers: { "content-type": "application/json", authorization: OPERATOR }, body: json({ name: "cf", weight: 600 }) }, fast: true },
+  { name: "SetWeight with a reason too long", req: { method: "POST", path: SET_WEIGHT, headers: { "content-type": "application/json", authorization: OPERATOR }, body: json({ name: "cf", weightBp: 600, reason: "x".repeat(5000) }) }, fast: true },
+  { name: "Pause", req: { method: "POST", path: CONTROL + "Pause", headers: { "content-type": "application/json", authorization: OPERATOR }, body: json({ name: "cf", reason: "look" }) }, fast: true, status: 200 },
+  { name: "Pause when paused (refused or unchanged, as the machine says)", req: { method: "POST", path: CONTROL + "Pause", headers: { "content-type": "application/json", authorization: OPERATOR }, body: json({ name: "cf" }) }, fast: true },
+  { name: "Resume", req: { method: "POST", path: CONTROL + "Resume", headers: { "content-type": "application/json", authorization: OPERATOR }, body: json({ name: "cf", reason: "fine" }) }, fast: true, status: 200 },
+  { name: "Halt (the rollout cf-end)", req: { method: "POST", path: CONTROL + "Halt", headers: { "content-type": "application/json", authorization: OPERATOR }, body: json({ name: "cf-end" }) }, fast: true },
+  { name: "Rollback (the rollout cf-end)", req: { method: "POST", path: CONTROL + "Rollback", headers: { "content-type": "application/proto", authorization: OPERATOR }, body: new Uint8Array([0x0a, 0x06, ...Buffer.from("cf-end")]) }, fast: true },
+  { name: "GET SetWeight (has side effects)", req: { method: "GET", path: SET_WEIGHT + q({ encoding: "json", message: JSON.stringify({ name: "cf", weightBp: 600 }) }), headers: { authorization: OPERATOR } }, fast: false },
   { name: "invalid JSON", req: { method: "POST", path: ROUTE, headers: { "content-type": "application/json", authorization: READER }, body: json("x").subarray(1) }, fast: true },
   { name: "JSON with an unknown field", req: { method: "POST", path: ROUTE, headers: { "content-type": "application/json", authorization: READER }, body: json({ rollout: "cf", key: "k", zz: 1 }) }, fast: true },
   { name: "invalid binary", req: { method: "POST", path: ROUTE, headers: { "content-type": "application/proto", authorization: READER }, body: new Uint8Array([0x0a, 0x7f, 0x01]) }, fast: true },
@@ -210,15 +238,18 @@ let slow: Target;
 
 async function target(connectFastPath: boolean): Promise<Target> {
   const tls = { tlsCert: join(tmp.dir, "server.pem"), tlsKey: join(tmp.dir, "server.key") };
-  const server = await startTestServer({ connectFastPath }, { tokens: TEST_TOKENS });
-  const tlsServer = await startTestServer({ connectFastPath, ...tls }, { tokens: TEST_TOKENS });
-  const createRollout: Req = {
+  // One instant for every server: the rollouts the changes answer with carry its timestamps.
+  const server = await startTestServer({ connectFastPath }, { tokens: TEST_TOKENS, clock: manualClock() });
+  const tlsServer = await startTestServer({ connectFastPath, ...tls }, { tokens: TEST_TOKENS, clock: manualClock() });
+  const createRollout = (name: string): Req => ({
     method: "POST",
     path: "/rollgate.v1.RolloutService/CreateRollout",
-    headers: { "content-type": "application/json", authorization: "Bearer operator-token-0123456789" },
-    body: json({ rollout: { name: "cf", stableVersion: "v1", canaryVersion: "v2" }, reason: "test" }),
-  };
-  for (const [s, tlsOn] of [[server, false], [tlsServer, true]] as const) expect((await sendH1(s.url, createRollout, tlsOn)).status).toBe(200);
+    headers: { "content-type": "application/json", authorization: OPERATOR },
+    body: json({ rollout: { name, stableVersion: "v1", canaryVersion: "v2" }, reason: "test" }),
+  });
+  for (const [s, tlsOn] of [[server, false], [tlsServer, true]] as const) {
+    for (const name of ["cf", "cf-end"]) expect((await sendH1(s.url, createRollout(name), tlsOn)).status).toBe(200);
+  }
   return { server, tls: tlsServer, h2c: h2Connect(server.url), tlsH2: h2Connect(tlsServer.url, { rejectUnauthorized: false }) };
 }
 
@@ -251,6 +282,7 @@ describe("the Connect fast path answers as connect-node does", () => {
           const served = (await fastServed(fast[server])) - before;
           const onConnect = await send(slow, transport, c.req);
           expect(onFast).toEqual(onConnect);
+          if (c.status !== undefined) expect(onFast.status).toBe(c.status);
           expect(served).toBe(c.fast ? 1 : 0);
           expect(await fastServed(slow[server])).toBe(0);
         });

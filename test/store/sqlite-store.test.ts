@@ -22,7 +22,7 @@ afterEach(() => {
 storeContract("sqlite", async () => openSqliteStore(":memory:"));
 
 describe("sqlite store", () => {
-  it("persists to a file with WAL, synchronous FULL and the schema version", async () => {
+  it("persists to a file with WAL and the schema version", async () => {
     const path = tempDb();
     const store = openSqliteStore(path);
     await store.commit({ put: rolloutFixture(), events: [event("checkout", "c")] });

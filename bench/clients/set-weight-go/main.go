@@ -1,7 +1,7 @@
 // Control-plane mutations over the network from a load generator that is not the bottleneck:
 // SetWeight on one rollout over Connect JSON (HTTP/1.1, keep-alive), `callers` goroutines in a
 // loop for `seconds`, each call a weight different from every other call in flight, so that every
-// call really changes the rollout (a committed, audited, synchronous FULL change; setting the
+// call really changes the rollout (a committed, audited, durable change; setting the
 // weight a rollout already has is a no-op). The rollout's version before and after is read back
 // (GetRollout): the run fails unless it grew by exactly the number of calls answered 200.
 // Usage: go run . <port> <rollout> <callers> <seconds>
