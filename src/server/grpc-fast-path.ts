@@ -1,12 +1,12 @@
 import { constants, type IncomingHttpHeaders, type ServerHttp2Stream } from "node:http2";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Pushable } from "../service/fan-out.js";
-import { procedureOf, type HotMethod, type HotServerStream } from "../service/hot-method.js";
+import { procedureOf, type HotMethod, type HotServerStream, type HotUnary } from "../service/hot-method.js";
 import { abortedStreamError, toConnectError } from "../service/errors.js";
 import type { Admit } from "./admit.js";
-import { decodeUnary, FRAME_HEADER, frameInPlace, frameOf, requestBody } from "./grpc/envelope.js";
+import { decodeUnary, FRAME_HEADER, frameInPlace, frameOf, requestBody, type RequestBody } from "./grpc/envelope.js";
 import { grpcTimeoutOf, RESPONSE_HEADERS, STATUS_OK, statusHeaders } from "./grpc/status.js";
-import { rolloutOf, type CallReporter, type CallTracer } from "./observe.js";
+import { rolloutOf, type CallRecord, type CallReporter, type CallSpan, type CallTracer } from "./observe.js";
 import type { OnStreamHook } from "./one-port.js";
 
 /**
@@ -68,87 +68,130 @@ export function createGrpcFastPath(opts: FastPathOptions): OnStreamHook {
     const encoding = headers["grpc-encoding"];
     if (encoding !== undefined && encoding !== "identity") return false;
     opts.served?.(route.procedure);
-    serve(opts, route, stream, headers);
+    new GrpcCall(opts, route, stream).start(headers);
     return true;
   };
 }
 
-function serve(opts: FastPathOptions, { procedure, entry }: Route, stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
-  const started = process.hrtime.bigint();
-  const method = entry.method.name;
-  const admission = opts.admit(procedure, headers.authorization, headers["x-request-id"] as string | undefined);
-  const { requestId } = admission;
-  const caller = admission.caller.name;
-  const span = opts.trace?.(procedure, "grpc", headers.traceparent as string | undefined, headers.tracestate as string | undefined);
-  let rollout = "";
-  let done = false;
-  let timer: NodeJS.Timeout | undefined;
-  // Set once a server stream has started: ends it when the client goes away or the deadline passes.
-  let aborted: AbortController | undefined;
-  stream.on("error", ignore);
+/**
+ * One call: one object holding its state, with its steps as methods instead of a closure per
+ * step (as the Connect fast path's ConnectCall); a unary call's only closures are its `data` and
+ * `end` listeners. It is also the record the reporter is given (CallRecord), so a call allocates
+ * no other object for it.
+ */
+class GrpcCall implements CallRecord {
+  readonly started = process.hrtime.bigint();
+  readonly procedure: string;
+  readonly method: string;
+  requestId = "";
+  caller = "";
+  rollout = "";
+  span: CallSpan | undefined = undefined;
+  private done = false;
+  private timer: NodeJS.Timeout | undefined = undefined;
+  /** Set once a server stream has started: ends it when the client goes away or the deadline passes. */
+  private aborted: AbortController | undefined = undefined;
+  private readonly body: RequestBody;
 
-  const fail = (e: unknown) => {
-    if (done) return;
-    done = true;
-    clearTimeout(timer);
+  constructor(
+    private readonly opts: FastPathOptions,
+    private readonly route: Route,
+    private readonly stream: ServerHttp2Stream,
+  ) {
+    this.procedure = route.procedure;
+    this.method = route.entry.method.name;
+    this.body = requestBody(opts.maxBytes);
+  }
+
+  /** Admits the call, arms its deadline and reads its request. */
+  start(headers: IncomingHttpHeaders): void {
+    const { opts, stream, procedure } = this;
+    const admission = opts.admit(procedure, headers.authorization, headers["x-request-id"] as string | undefined);
+    this.requestId = admission.requestId;
+    this.caller = admission.caller.name;
+    this.span = opts.trace?.(procedure, "grpc", headers.traceparent as string | undefined, headers.tracestate as string | undefined);
+    stream.on("error", ignore);
+    if (admission.refusal !== undefined) return this.fail(admission.refusal);
+    const timeoutHeader = headers["grpc-timeout"] as string | undefined;
+    if (timeoutHeader !== undefined) {
+      const timeout = grpcTimeoutOf(timeoutHeader);
+      if (timeout.error !== undefined) return this.fail(timeout.error);
+      if (timeout.ms !== undefined) this.timer = setTimeout(deadlinePassed, timeout.ms, this);
+    }
+    stream.on("data", (chunk: Buffer) => this.data(chunk));
+    stream.on("end", () => this.end());
+  }
+
+  /** The deadline passed: a call not answered yet fails, a server stream is ended with DEADLINE_EXCEEDED. */
+  timedOut(): void {
+    const timedOut = new ConnectError("the operation timed out", Code.DeadlineExceeded);
+    if (this.aborted === undefined) return this.fail(timedOut);
+    this.aborted.abort(timedOut);
+  }
+
+  data(chunk: Buffer): void {
+    if (this.done) return;
+    const tooLarge = this.body.push(chunk);
+    if (tooLarge !== undefined) this.fail(tooLarge);
+  }
+
+  /** The request has all come: decodes it and answers (unary) or starts the server stream. */
+  end(): void {
+    if (this.done) return;
+    const { entry } = this.route;
+    let request: never;
+    try {
+      request = decodeUnary(entry.method.input, this.body.bytes(), entry.kind === "unary" ? entry.fromBinary : undefined) as never;
+    } catch (e) {
+      return this.fail(e);
+    }
+    this.rollout = rolloutOf(request);
+    if (entry.kind === "unary") return this.answer(entry, request);
+    this.serveStream(entry, request);
+  }
+
+  private answer(entry: HotUnary, request: never): void {
+    const { span, stream } = this;
+    let answer: Uint8Array;
+    try {
+      answer = span === undefined ? entry.bytes(request, FRAME_HEADER) : span.run(() => entry.bytes(request, FRAME_HEADER));
+    } catch (e) {
+      return this.fail(e);
+    }
+    this.done = true;
+    clearTimeout(this.timer);
+    this.opts.report(this, undefined);
+    if (stream.destroyed) return;
+    stream.respond({ ":status": 200, "content-type": RESPONSE_HEADERS["content-type"], "x-request-id": this.requestId }, WAIT_FOR_TRAILERS);
+    stream.once("wantTrailers", sendOkTrailers);
+    stream.end(frameInPlace(answer));
+  }
+
+  /** Answers an error trailers-only (one HEADERS frame carrying the status, ending the stream), once. */
+  fail(e: unknown): void {
+    if (this.done) return;
+    this.done = true;
+    clearTimeout(this.timer);
+    const { stream, requestId } = this;
     const ce = toConnectError(e, requestId);
-    opts.report({ procedure, method, requestId, caller, rollout, started, span }, ce);
+    this.opts.report(this, ce);
     if (stream.destroyed || stream.headersSent) return;
-    // Trailers-only: one HEADERS frame carrying the status, ending the stream.
     stream.respond({ ...RESPONSE_HEADERS, "x-request-id": requestId, ...statusHeaders(ce) }, { endStream: true });
     // The client may still be sending (an oversized request): stop it politely.
     if (!stream.destroyed && !stream.readableEnded) stream.close(constants.NGHTTP2_NO_ERROR);
-  };
-
-  if (admission.refusal !== undefined) return fail(admission.refusal);
-  const timeout = grpcTimeoutOf(headers["grpc-timeout"] as string | undefined);
-  if (timeout.error !== undefined) return fail(timeout.error);
-  if (timeout.ms !== undefined) {
-    timer = setTimeout(() => {
-      const timedOut = new ConnectError("the operation timed out", Code.DeadlineExceeded);
-      if (aborted === undefined) return fail(timedOut);
-      aborted.abort(timedOut);
-    }, timeout.ms);
   }
 
-  const body = requestBody(opts.maxBytes);
-  stream.on("data", (chunk: Buffer) => {
-    if (done) return;
-    const tooLarge = body.push(chunk);
-    if (tooLarge !== undefined) fail(tooLarge);
-  });
-  stream.on("end", () => {
-    if (done) return;
-    let request: never;
-    try {
-      request = decodeUnary(entry.method.input, body.bytes(), entry.kind === "unary" ? entry.fromBinary : undefined) as never;
-    } catch (e) {
-      return fail(e);
-    }
-    rollout = rolloutOf(request);
-    if (entry.kind === "unary") {
-      let answer: Uint8Array;
-      try {
-        answer = span === undefined ? entry.bytes(request, FRAME_HEADER) : span.run(() => entry.bytes(request, FRAME_HEADER));
-      } catch (e) {
-        return fail(e);
-      }
-      done = true;
-      clearTimeout(timer);
-      opts.report({ procedure, method, requestId, caller, rollout, started, span }, undefined);
-      if (stream.destroyed) return;
-      stream.respond({ ":status": 200, "content-type": RESPONSE_HEADERS["content-type"], "x-request-id": requestId }, WAIT_FOR_TRAILERS);
-      stream.once("wantTrailers", sendOkTrailers);
-      stream.end(frameInPlace(answer));
-      return;
-    }
-    // Server streaming: errors found before the first message (validation, NOT_FOUND) are
-    // answered trailers-only; later ones end the stream with their status in the trailers.
+  /**
+   * Server streaming: errors found before the first message (validation, NOT_FOUND) are
+   * answered trailers-only; later ones end the stream with their status in the trailers.
+   */
+  private serveStream(entry: HotServerStream, request: never): void {
+    const { span, stream, requestId } = this;
     const controller = new AbortController();
     const reportEnd = (error: ConnectError | undefined) => {
-      done = true;
-      clearTimeout(timer);
-      opts.report({ procedure, method, requestId, caller, rollout, started, span }, error);
+      this.done = true;
+      clearTimeout(this.timer);
+      this.opts.report(this, error);
       if (stream.destroyed) return;
       stream.once("wantTrailers", () => stream.sendTrailers(error === undefined ? STATUS_OK : statusHeaders(error)));
       stream.end();
@@ -158,9 +201,9 @@ function serve(opts: FastPathOptions, { procedure, entry }: Route, stream: Serve
       try {
         source = span === undefined ? entry.watch(request, controller.signal) : span.run(() => entry.watch!(request, controller.signal));
       } catch (e) {
-        return fail(e);
+        return this.fail(e);
       }
-      aborted = controller;
+      this.aborted = controller;
       stream.respond({ ...RESPONSE_HEADERS, "x-request-id": requestId }, { waitForTrailers: true });
       pushTo(stream, entry, source, controller, requestId, reportEnd);
       return;
@@ -169,9 +212,9 @@ function serve(opts: FastPathOptions, { procedure, entry }: Route, stream: Serve
     try {
       items = span === undefined ? entry.open(request, controller.signal) : span.run(() => entry.open(request, controller.signal));
     } catch (e) {
-      return fail(e);
+      return this.fail(e);
     }
-    aborted = controller;
+    this.aborted = controller;
     stream.once("close", () => controller.abort());
     stream.respond({ ...RESPONSE_HEADERS, "x-request-id": requestId }, { waitForTrailers: true });
     void (async () => {
@@ -189,7 +232,11 @@ function serve(opts: FastPathOptions, { procedure, entry }: Route, stream: Serve
       }
       reportEnd(error);
     })();
-  });
+  }
+}
+
+function deadlinePassed(call: GrpcCall): void {
+  call.timedOut();
 }
 
 /** Most bytes a stream writes at once when it catches up with what was held for it. */

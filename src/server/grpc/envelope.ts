@@ -47,29 +47,43 @@ export interface RequestBody {
 
 /** Returns an empty request body that accepts one message of at most `maxBytes`. */
 export function requestBody(maxBytes: number): RequestBody {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  let lengthChecked = false;
-  return {
-    push(chunk) {
-      size += chunk.length;
-      chunks.push(chunk);
-      if (!lengthChecked && size >= FRAME_HEADER) {
-        lengthChecked = true;
-        const head = chunks.length === 1 ? chunk : Buffer.concat(chunks, size);
-        const declared = head.readUInt32BE(1);
-        if (declared > maxBytes) {
-          return new ConnectError(`message size ${declared} is larger than configured readMaxBytes ${maxBytes}`, Code.ResourceExhausted);
-        }
-      }
-      if (size > maxBytes + FRAME_HEADER) {
-        return new ConnectError(`message size is larger than configured readMaxBytes ${maxBytes}`, Code.ResourceExhausted);
-      }
-      return undefined;
-    },
-    bytes: () => (chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size)),
-  };
+  return new ChunkedBody(maxBytes);
 }
+
+/** A RequestBody as one object per call: its state in fields, no closure each, no array for a body that comes in one chunk. */
+class ChunkedBody implements RequestBody {
+  private first: Buffer | undefined = undefined;
+  private chunks: Buffer[] | undefined = undefined;
+  private size = 0;
+  private lengthChecked = false;
+
+  constructor(private readonly maxBytes: number) {}
+
+  push(chunk: Buffer): ConnectError | undefined {
+    const maxBytes = this.maxBytes;
+    const size = (this.size += chunk.length);
+    if (this.first === undefined) this.first = chunk;
+    else (this.chunks ??= [this.first]).push(chunk);
+    if (!this.lengthChecked && size >= FRAME_HEADER) {
+      this.lengthChecked = true;
+      const head = this.chunks === undefined ? chunk : Buffer.concat(this.chunks, size);
+      const declared = head.readUInt32BE(1);
+      if (declared > maxBytes) {
+        return new ConnectError(`message size ${declared} is larger than configured readMaxBytes ${maxBytes}`, Code.ResourceExhausted);
+      }
+    }
+    if (size > maxBytes + FRAME_HEADER) {
+      return new ConnectError(`message size is larger than configured readMaxBytes ${maxBytes}`, Code.ResourceExhausted);
+    }
+    return undefined;
+  }
+
+  bytes(): Buffer {
+    return this.chunks !== undefined ? Buffer.concat(this.chunks, this.size) : (this.first ?? EMPTY);
+  }
+}
+
+const EMPTY = Buffer.alloc(0);
 
 /**
  * Returns the one message of a unary gRPC request body, decoded; errors as connect reports them.
