@@ -59,6 +59,18 @@ export interface LatencySketch {
   readonly [sketchBrand]: true;
 }
 
+/** Inserts `v` at `i` in place: what `splice(i, 0, v)` does without the array of removed items it makes (per recorded latency). */
+function insertAt(a: number[], i: number, v: number): void {
+  for (let j = a.length; j > i; j--) a[j] = a[j - 1] as number;
+  a[i] = v;
+}
+
+/** Removes the item at `i` in place: `splice(i, 1)` without the array it returns. */
+function removeAt(a: number[], i: number): void {
+  for (let j = i + 1; j < a.length; j++) a[j - 1] = a[j] as number;
+  a.pop();
+}
+
 type Impl = DDSketch & { store: BinStore };
 
 const impl = (s: LatencySketch): Impl => s as unknown as Impl;
@@ -116,8 +128,8 @@ class BinStore {
       const c = (this.counts[lo] as number) + weight;
       if (c !== 0) this.counts[lo] = c;
       else {
-        keys.splice(lo, 1);
-        this.counts.splice(lo, 1);
+        removeAt(keys, lo);
+        removeAt(this.counts, lo);
       }
       return;
     }
@@ -130,8 +142,8 @@ class BinStore {
       keys.push(key);
       this.counts.push(weight);
     } else {
-      keys.splice(lo, 0, key);
-      this.counts.splice(lo, 0, weight);
+      insertAt(keys, lo, key);
+      insertAt(this.counts, lo, weight);
     }
   }
 

@@ -1,4 +1,5 @@
-import { analysisStateChanged, parseAnalysisState } from "../../domain/analysis.js";
+import { analysisStateChanged, parseAnalysisState, type Evaluation } from "../../domain/analysis.js";
+import type { AuditEvent } from "../../domain/audit-chain.js";
 import { consequence, isLive } from "../../domain/decision.js";
 import type { BucketSnapshot } from "../../domain/sliding-window.js";
 import type { Store, WindowBucketRow } from "../../store/store.js";
@@ -63,6 +64,18 @@ function assignPeers(state: EngineState, peers: PeerBuckets): void {
   }
 }
 
+const NO_EVENTS: readonly AuditEvent[] = [];
+
+/** The caller recorded for an automatic decision. */
+function evaluatorCaller(reason: string): Caller {
+  return { actor: EVALUATOR, reason };
+}
+
+/** Every gate's values, for the log lines (built only when a line is written). */
+function gateValues(ev: Evaluation) {
+  return ev.gates.map((g) => ({ gate: g.name, verdict: g.verdict, observed: g.observed, threshold: g.threshold, baseline: g.baseline, samples: g.samples }));
+}
+
 /**
  * Evaluates one rollout at `now` and applies (or, in dry run, records) what it causes; tells
  * `decided` (its trace span, when tracing is on) what it decided. `round` is when the round that
@@ -79,17 +92,18 @@ async function evaluateEntry(state: EngineState, e: Entry, now: number, round: n
   }
   e.analysis = ev.state;
   e.nextEvalAt = round + r.analysis.intervalMs;
-  // Every gate's values for the log lines; built only when a line is written.
-  const gates = () => ev.gates.map((g) => ({ gate: g.name, verdict: g.verdict, observed: g.observed, threshold: g.threshold, baseline: g.baseline, samples: g.samples }));
-  if (logger.isLevelEnabled("debug")) logger.debug({ rollout: r.name, decision: ev.decision, score: ev.health.score, gates: gates(), reason: ev.reason }, "evaluated");
+  if (logger.isLevelEnabled("debug")) logger.debug({ rollout: r.name, decision: ev.decision, score: ev.health.score, gates: gateValues(ev), reason: ev.reason }, "evaluated");
 
-  const evaluator = (reason: string): Caller => ({ actor: EVALUATOR, reason });
-  const breachEvents = ev.newBreaches.map((name) => {
-    const g = ev.gates.find((x) => x.name === name)!;
-    return auditEvent(r, "gate_breach", evaluator(`${name}: ${g.message}`), `gate ${name} failed`, ev.health, clock.now());
-  });
+  // Most evaluations cause nothing: their empty lists are one shared array, not two new ones.
+  const breachEvents =
+    ev.newBreaches.length === 0
+      ? NO_EVENTS
+      : ev.newBreaches.map((name) => {
+          const g = ev.gates.find((x) => x.name === name)!;
+          return auditEvent(r, "gate_breach", evaluatorCaller(`${name}: ${g.message}`), `gate ${name} failed`, ev.health, clock.now());
+        });
   const { transition, audit, decided: isDecision } = consequence(r, ev, { name: EVALUATOR, now });
-  const decisionEvents = audit === undefined ? [] : [auditEvent(r, "decision", evaluator(audit), `decision ${ev.decision}`, ev.health, clock.now())];
+  const decisionEvents = audit === undefined ? NO_EVENTS : [auditEvent(r, "decision", evaluatorCaller(audit), `decision ${ev.decision}`, ev.health, clock.now())];
   if (isDecision) observer.decided?.(r.name, ev.decision, ev.dryRun);
   decided?.({
     stage: r.stage,
@@ -106,17 +120,17 @@ async function evaluateEntry(state: EngineState, e: Entry, now: number, round: n
   if (transition !== undefined) {
     const next = transition.rollout;
     // The event shows the new state with the gate values that caused it.
-    const changeEvent = auditEvent(next, transition.type, evaluator(ev.reason), transition.summary, ev.health, clock.now());
+    const changeEvent = auditEvent(next, transition.type, evaluatorCaller(ev.reason), transition.summary, ev.health, clock.now());
     const level = ev.decision === "promote" ? "info" : "warn";
     await commit(state, e, next, [...breachEvents, changeEvent], () =>
-      logger[level]({ rollout: r.name, decision: ev.decision, reason: ev.reason, gates: gates(), version: next.version }, transition.summary),
+      logger[level]({ rollout: r.name, decision: ev.decision, reason: ev.reason, gates: gateValues(ev), version: next.version }, transition.summary),
     );
     feeds.publishHealth({ ...healthView(e, now), message: `${ev.decision}: ${ev.reason}` });
     return;
   }
   if (breachEvents.length > 0 || decisionEvents.length > 0) {
     const appended = await store.commit({ events: [...breachEvents, ...decisionEvents] });
-    for (const b of ev.newBreaches) logger.warn({ rollout: r.name, gate: b, reason: ev.reason, gates: gates() }, "gate breach");
+    for (const b of ev.newBreaches) logger.warn({ rollout: r.name, gate: b, reason: ev.reason, gates: gateValues(ev) }, "gate breach");
     state.flushLog();
     feeds.publishEvents(appended);
   }
