@@ -73,7 +73,8 @@ export function parseDuration(s) {
  * above are kept in `logs` (the suites report them).
  */
 export function startServer({ db, port = 0, env = {}, nodeArgs = [] }) {
-  // The probe (bench/lib/probe.mjs): on SIGUSR2 a full GC, then memoryUsage() on stdout.
+  // The probe (bench/lib/probe.mjs): on SIGUSR2 memoryUsage() on stdout, after a full GC (or,
+  // with env ROLLGATE_PROBE_HEAP=natural, the heap used after the server's last mark-compact).
   const probeArgs = ["--expose-gc", "--import", join(benchDir, "lib", "probe.mjs")];
   const [cmd, args] = pinnedCommand(SERVER_CORE, process.execPath, [...probeArgs, ...nodeArgs, cliPath, "serve", "--listen", `127.0.0.1:${port}`, "--db", db]);
   const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, LOG_LEVEL: "info", ...env } });
@@ -82,7 +83,7 @@ export function startServer({ db, port = 0, env = {}, nodeArgs = [] }) {
   child.stderr.setEncoding("utf8").on("data", (s) => (stderr = (stderr + s).slice(-8000)));
   const exited = new Promise((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
   const probes = [];
-  /** Resolves with the server's memoryUsage() after a full GC. */
+  /** Resolves with the server's memoryUsage() after a full GC (see the probe's modes); `forced` says whether one ran. */
   const probe = () =>
     new Promise((resolve) => {
       probes.push(resolve);

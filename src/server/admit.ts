@@ -115,7 +115,16 @@ export function admitInterceptor(admit: Admit, report: CallReporter, trace?: Cal
   };
 }
 
+// A new request id correlates logs and replies; it is no secret. So it is a UUID-shaped string
+// from a random per-process prefix and a counter in the last 48 bits, not crypto.randomUUID():
+// that builds every id from ~20 concatenated pieces, and the id lives as long as its call, so
+// under the soak's load those pieces survived scavenges (~11% of the bytes that did, sampled).
+const idPrefix = randomUUID().slice(0, 24);
+let idCounter = 0;
+
 /** Returns a request id from the caller's `x-request-id` header, or a new one. */
 export function requestIdOf(header: string | null | undefined): string {
-  return header !== null && header !== undefined && /^[\w.:-]{1,128}$/.test(header) ? header : randomUUID();
+  if (header !== null && header !== undefined && /^[\w.:-]{1,128}$/.test(header)) return header;
+  idCounter = (idCounter + 1) % 0x1000000000000;
+  return idPrefix + idCounter.toString(16).padStart(12, "0");
 }

@@ -5,7 +5,7 @@ import { runSuite } from "./soak-run.js";
  * The soak's short version (issue 16): 30 s of the mixed load of `npm run soak` (Route,
  * RecordOutcome, WatchHealth and WatchRoutes streams, control-plane churn, evaluations every
  * second) at a fifth of its rates, on a server in a child process. Fails on a leak (the live
- * heap, after a full GC, or RSS growing by more than half between the second and the last
+ * heap, after a mark-compact, or RSS growing by more than half between the second and the last
  * quarter: a leak of ~100 bytes per call shows as tens of MiB here, while GC and allocator
  * noise stay within a few) and on any error, never on timing (the event-loop delay is reported
  * by `npm run soak`, not asserted here).

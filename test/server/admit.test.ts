@@ -4,7 +4,7 @@ import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DecisionService, type HealthUpdate, type RouteResponse } from "../../gen/rollgate/v1/decision_service_pb.js";
 import { RolloutService } from "../../gen/rollgate/v1/rollout_service_pb.js";
-import { admitInterceptor, createAdmit, type ServingState } from "../../src/server/admit.js";
+import { admitInterceptor, createAdmit, requestIdOf, type ServingState } from "../../src/server/admit.js";
 import { createAuthenticator, REQUIRED_ROLE } from "../../src/server/auth.js";
 import { createGrpcFastPath } from "../../src/server/grpc-fast-path.js";
 import { withCanonicalGrpcMessage } from "../../src/server/grpc/grpc-message.js";
@@ -177,5 +177,14 @@ describe("authorization", () => {
     const methods = [DecisionService, RolloutService].flatMap((svc) => svc.methods.map((m) => `${svc.typeName}/${m.name}`));
     expect(methods.filter((p) => REQUIRED_ROLE[p] === undefined)).toEqual([]);
     expect(Object.keys(REQUIRED_ROLE).sort()).toEqual([...methods].sort());
+  });
+});
+
+describe("request ids", () => {
+  it("keeps a well-formed caller id and mints distinct UUID-shaped ones otherwise", () => {
+    expect(requestIdOf("req-1")).toBe("req-1");
+    const minted = [requestIdOf(undefined), requestIdOf(null), requestIdOf("not ok!"), requestIdOf(undefined)];
+    for (const id of minted) expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+    expect(new Set(minted).size).toBe(minted.length);
   });
 });
