@@ -35,7 +35,7 @@
 //        pause, written to <file> at exit; `node bench/soak/long-tasks-report.mjs <file> <profile>`
 //        says what ran in each stall)  --alloc-prof <file> (with --long-tasks: where the allocation
 //        that the GC collects comes from, a .heapprofile)
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { benchDir } from "./lib/util.mjs";
@@ -272,7 +272,17 @@ ${result.serverWarnings.length === 0 ? "The server logged no warning or error." 
 ![event-loop delay](soak/event-loop.svg)
 ![throughput](soak/throughput.svg)
 `;
-  writeFileSync(join(benchDir, "SOAK.md"), md);
+  // Notes written by hand below the marker (causes, profiles, earlier runs) are kept from run to run.
+  const KEPT_MARKER = "<!-- Notes below are written by hand and kept by every run. -->";
+  let kept = `\n${KEPT_MARKER}\n`;
+  try {
+    const old = readFileSync(join(benchDir, "SOAK.md"), "utf8");
+    const at = old.indexOf(KEPT_MARKER);
+    if (at >= 0) kept = `\n${old.slice(at)}`;
+  } catch {
+    /* first run */
+  }
+  writeFileSync(join(benchDir, "SOAK.md"), md + kept);
   log("wrote bench/SOAK.md and bench/soak/*.svg");
 }
 log(
