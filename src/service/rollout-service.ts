@@ -1,4 +1,4 @@
-import { create } from "@bufbuild/protobuf";
+import { create, type DescMessage, type DescMethodUnary, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { invalidArgument } from "../domain/errors.js";
 import * as machine from "../domain/rollout-machine.js";
@@ -32,6 +32,7 @@ import type { Rollout } from "../../gen/rollgate/v1/rollout_pb.js";
 import { callerKey, type CallerIdentity } from "./context.js";
 import { eventToProto, rolloutToProto, specInputFromProto, variantFromProto } from "./convert.js";
 import type { Caller, Engine } from "./engine.js";
+import type { TransitionFn } from "./engine/commands.js";
 import { withErrorMapping } from "./errors.js";
 import { connectMethodsOf, type HotChange } from "./hot-method.js";
 import { KEEPALIVE, withKeepalive } from "./keepalive.js";
@@ -81,48 +82,38 @@ export interface RolloutChanges {
 export function createRolloutChanges(engine: Engine): RolloutChanges {
   const svc = RolloutService.method;
   return {
-    setWeight: {
-      kind: "change",
-      method: svc.setWeight,
-      async message(req, caller) {
-        const name = nameOf(req.name);
-        validateWeight("weight_bp", req.weightBp);
-        const r = await engine.change(name, actorOf(caller, req.reason), (r, actor) => machine.setWeight(r, req.weightBp, actor));
-        return create(SetWeightResponseSchema, { rollout: rolloutToProto(r) });
-      },
-    },
-    pause: {
-      kind: "change",
-      method: svc.pause,
-      async message(req, caller) {
-        const r = await engine.change(nameOf(req.name), actorOf(caller, req.reason), (r, actor) => machine.pause(r, actor));
-        return create(PauseResponseSchema, { rollout: rolloutToProto(r) });
-      },
-    },
-    resume: {
-      kind: "change",
-      method: svc.resume,
-      async message(req, caller) {
-        const who = actorOf(caller, req.reason);
-        const r = await engine.change(nameOf(req.name), who, (r, actor) => machine.resume(r, actor, who.reason));
-        return create(ResumeResponseSchema, { rollout: rolloutToProto(r) });
-      },
-    },
-    halt: {
-      kind: "change",
-      method: svc.halt,
-      async message(req, caller) {
-        const r = await engine.change(nameOf(req.name), actorOf(caller, req.reason), (r, actor) => machine.halt(r, actor));
-        return create(HaltResponseSchema, { rollout: rolloutToProto(r) });
-      },
-    },
-    rollback: {
-      kind: "change",
-      method: svc.rollback,
-      async message(req, caller) {
-        const r = await engine.change(nameOf(req.name), actorOf(caller, req.reason), (r, actor) => machine.rollback(r, actor));
-        return create(RollbackResponseSchema, { rollout: rolloutToProto(r) });
-      },
+    setWeight: namedChange(engine, svc.setWeight, SetWeightResponseSchema, (req) => {
+      validateWeight("weight_bp", req.weightBp);
+      return (r, actor) => machine.setWeight(r, req.weightBp, actor);
+    }),
+    pause: namedChange(engine, svc.pause, PauseResponseSchema, () => machine.pause),
+    resume: namedChange(engine, svc.resume, ResumeResponseSchema, (_req, who) => (r, actor) => machine.resume(r, actor, who.reason)),
+    halt: namedChange(engine, svc.halt, HaltResponseSchema, () => machine.halt),
+    rollback: namedChange(engine, svc.rollback, RollbackResponseSchema, () => (r, actor) => machine.rollback(r, actor)),
+  };
+}
+
+/**
+ * A change entry whose request names a rollout and gives a reason, and whose answer is the
+ * rollout after the change: the five of RolloutChanges differ only in their transition, which
+ * `transitionOf` returns for the request (throwing INVALID_ARGUMENT for a bad field) once its
+ * name and reason have been validated.
+ */
+function namedChange<I extends DescMessage, O extends DescMessage>(
+  engine: Engine,
+  method: DescMethodUnary<I, O>,
+  output: O,
+  transitionOf: (req: MessageShape<I>, who: Caller) => TransitionFn,
+): HotChange<I, O> {
+  return {
+    kind: "change",
+    method,
+    async message(req, caller) {
+      const { name, reason } = req as MessageShape<I> & { readonly name: string; readonly reason: string };
+      const rolloutName = nameOf(name);
+      const who = actorOf(caller, reason);
+      const r = await engine.change(rolloutName, who, transitionOf(req, who));
+      return create(output, { rollout: rolloutToProto(r) } as unknown as MessageInitShape<O>);
     },
   };
 }
