@@ -359,7 +359,9 @@ class ConnectCall {
         .then(
           (body) => this.answered(body, requestId, caller, rollout),
           (e: unknown) => this.fail(e, caller, rollout),
-        );
+        )
+        // Answering itself failed (the stream torn down meanwhile): nothing is left to tell.
+        .catch(() => undefined);
       return;
     }
     let body: Uint8Array;

@@ -179,7 +179,7 @@ export function openSqliteStore(path: string, opts: { checkpointThread?: { warn:
     try {
       await (await wal).datasync();
     } catch (e) {
-      // Opened afresh next time (the flush is given back and retried by the engine).
+      // Closed: the store refuses writes from now on (synced), so no later sync uses it.
       const failed = wal;
       wal = undefined;
       void failed.then((h) => h.close()).catch(() => undefined);
@@ -241,6 +241,16 @@ export function openSqliteStore(path: string, opts: { checkpointThread?: { warn:
   const durably = async <T>(fn: () => T): Promise<T> => {
     if (path === ":memory:") return write(fn);
     const out = await write(fn);
+    await synced();
+    return out;
+  };
+  /**
+   * Waits for a sync covering every write made so far. A failed sync stops the store's writes
+   * (see durably) whichever write it covered, a window flush's too: the WAL frames it may have
+   * dropped sit before every later commit's, and SQLite's recovery stops at the first frame that
+   * does not check out, so a commit synced later could still be lost.
+   */
+  const synced = async (): Promise<void> => {
     try {
       await syncCovering();
     } catch (e) {
@@ -252,7 +262,6 @@ export function openSqliteStore(path: string, opts: { checkpointThread?: { warn:
       faulted = true;
       throw broken;
     }
-    return out;
   };
 
   return {
@@ -290,11 +299,11 @@ export function openSqliteStore(path: string, opts: { checkpointThread?: { warn:
     },
     async flushWindows(flush) {
       ensureOpen();
-      // Durable as a control-plane commit (see durably); if its sync fails the flush is given
-      // back and retried by the engine, so a failure here does not stop the store.
+      // Durable as a control-plane commit (see durably and synced): a write that fails (a full
+      // disk, a lock) is given back and retried by the engine; a sync that fails stops the store.
       if (path === ":memory:") return write(() => flushTx(flush));
       await write(() => flushTx(flush));
-      await syncCovering();
+      await synced();
     },
     /** Resolves when the database can be written (for /readyz); rejects with the fault (sqlite-faults.ts). */
     async ping() {
@@ -306,6 +315,9 @@ export function openSqliteStore(path: string, opts: { checkpointThread?: { warn:
     async close() {
       if (!open) return;
       open = false;
+      // Every sync already asked for, the one waiting behind the running one too (its commits
+      // are in the database: their callers are answered by it, not by a closed file).
+      while (syncing !== undefined || nextSync !== undefined) await (nextSync ?? syncing)!.catch(() => undefined);
       await walSync.catch(() => undefined);
       await checkpointer?.stop();
       db.close();

@@ -37,6 +37,11 @@ vi.mock("node:fs/promises", async (importOriginal) => {
   };
 });
 
+/** Waits (polling) until `ok` holds; a test's own timeout ends it otherwise. */
+async function until(ok: () => boolean): Promise<void> {
+  while (!ok()) await new Promise((r) => setTimeout(r, 5));
+}
+
 const dirs: string[] = [];
 function tempDb(): string {
   const dir = mkdtempSync(join(tmpdir(), "rollgate-sync-"));
@@ -57,7 +62,7 @@ describe("sqlite store, the commit's sync off the event loop", () => {
     sync.gate = new Promise<void>((r) => (release = r));
     let first = false;
     const a = store.commit({ put: rolloutFixture({ name: "a" }), events: [event("a", "1")] }).then(() => (first = true));
-    await new Promise((r) => setTimeout(r, 20));
+    await until(() => sync.calls === 1);
     // The commit is made (its WAL frames written) but waits for its sync.
     expect(first).toBe(false);
     expect(sync.calls).toBe(1);
@@ -95,5 +100,37 @@ describe("sqlite store, the commit's sync off the event loop", () => {
     await again.commit({ events: [event("a", "4")] });
     await again.ping!();
     await again.close();
+  });
+
+  it("stops the store on a window flush's failed sync too: a later commit is refused, not synced after the gap", async () => {
+    const store = openSqliteStore(tempDb());
+    await store.commit({ put: rolloutFixture({ name: "a" }), events: [event("a", "1")] });
+    sync.fail = true;
+    const bucket = { rollout: "a", variant: "canary" as const, startMs: 0, data: new Uint8Array([1, 2, 3]) };
+    await expect(store.flushWindows({ buckets: [bucket], cleared: [], analysis: [] })).rejects.toMatchObject({ kind: "unavailable" });
+    sync.fail = false;
+    await expect(store.commit({ events: [event("a", "2")] })).rejects.toMatchObject({ kind: "unavailable" });
+    await expect(store.ping!()).rejects.toMatchObject({ kind: "unavailable" });
+    await store.close();
+  });
+
+  it("closes only after the syncs already asked for, the one queued behind the running one included", async () => {
+    const store = openSqliteStore(tempDb());
+    let release1!: () => void;
+    let release2!: () => void;
+    sync.gate = new Promise<void>((r) => (release1 = r));
+    const a = store.commit({ put: rolloutFixture({ name: "a" }), events: [event("a", "1")] });
+    await until(() => sync.calls === 1);
+    const b = store.commit({ put: rolloutFixture({ name: "b" }), events: [event("b", "1")] });
+    await new Promise((r) => setTimeout(r, 20));
+    const closed = store.close();
+    // The second sync (b's) is held in its turn: a close that did not wait for it would close
+    // the WAL's file under it, and b would fail though it is in the database.
+    sync.gate = new Promise<void>((r) => (release2 = r));
+    release1();
+    await until(() => sync.calls === 2);
+    await new Promise((r) => setTimeout(r, 20));
+    release2();
+    await expect(Promise.all([a, b, closed])).resolves.toBeDefined();
   });
 });
