@@ -170,9 +170,8 @@ export function openSqliteStore(path: string, opts: { checkpointThread?: { warn:
   });
 
   let open = true;
-  // The WAL file, opened once for the syncs after NORMAL commits (see durably); the last sync, awaited by close.
+  // The WAL file, opened once for the syncs after NORMAL commits (see durably).
   let wal: Promise<FileHandle> | undefined;
-  let walSync: Promise<void> = Promise.resolve();
   const syncWal = async () => {
     // Read-only is enough for fdatasync (Linux), and works when only the database file is writable.
     wal ??= openFile(`${path}-wal`, "r");
@@ -192,7 +191,7 @@ export function openSqliteStore(path: string, opts: { checkpointThread?: { warn:
   let nextSync: Promise<void> | undefined;
   const syncCovering = (): Promise<void> => {
     if (syncing === undefined) {
-      syncing = walSync = syncWal().finally(() => (syncing = undefined));
+      syncing = syncWal().finally(() => (syncing = undefined));
       return syncing;
     }
     nextSync ??= syncing
@@ -318,7 +317,6 @@ export function openSqliteStore(path: string, opts: { checkpointThread?: { warn:
       // Every sync already asked for, the one waiting behind the running one too (its commits
       // are in the database: their callers are answered by it, not by a closed file).
       while (syncing !== undefined || nextSync !== undefined) await (nextSync ?? syncing)!.catch(() => undefined);
-      await walSync.catch(() => undefined);
       await checkpointer?.stop();
       db.close();
       if (wal !== undefined) await (await wal.catch(() => undefined))?.close();
